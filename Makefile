@@ -1,0 +1,34 @@
+# coordd — see README.md.
+GO        ?= go
+BIN       := bin
+TEST_TIMEOUT ?= 14m
+
+.PHONY: all build run test test-unit test-e2e vet fmt clean
+
+all: build
+
+build:
+	$(GO) build -o $(BIN)/coordd ./cmd/coordd
+
+## run: build and start a local 3-node cluster (HTTP 7101-7103, Raft 7201-7203, data in ./data)
+run: build
+	COORDD=$(BIN)/coordd ./scripts/run-cluster.sh
+
+## test: vet, then every test with the race detector (end-to-end process tests included)
+test: vet
+	$(GO) test -race -timeout $(TEST_TIMEOUT) ./...
+
+## test-e2e: only the end-to-end tests that start real coordd processes
+test-e2e:
+	$(GO) test -race -timeout $(TEST_TIMEOUT) -run 'Test_E2E' -v ./test/e2e/...
+
+vet:
+	$(GO) vet ./...
+	@unformatted=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	if [ -n "$$unformatted" ]; then echo "gofmt needed: $$unformatted"; exit 1; fi
+
+fmt:
+	gofmt -w $$(git ls-files '*.go')
+
+clean:
+	rm -rf $(BIN) data

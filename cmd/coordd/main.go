@@ -1,0 +1,171 @@
+// Command coordd runs one node of a coordd cluster.
+//
+// Every flag can also be set through an environment variable: COORDD_ and
+// the flag name in upper case with dashes as underscores (-data-dir is
+// COORDD_DATA_DIR). A flag on the command line wins over the environment.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	gometrics "github.com/hashicorp/go-metrics/compat"
+	gmprom "github.com/hashicorp/go-metrics/compat/prometheus"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/coordd/coordd/server"
+)
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stderr))
+}
+
+// options are the parsed command line.
+type options struct {
+	cfg             server.Config
+	bootstrap       string
+	logLevel        string
+	logJSON         bool
+	shutdownTimeout time.Duration
+}
+
+func parseFlags(args []string, stderr io.Writer) (*options, error) {
+	o := &options{}
+	fs := flag.NewFlagSet("coordd", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	c := &o.cfg
+	fs.StringVar(&c.NodeID, "id", "", "unique, stable node id (required)")
+	fs.StringVar(&c.DataDir, "data-dir", "", "directory for the Raft log, stable store and snapshots (required)")
+	fs.StringVar(&c.RaftAddr, "raft-addr", "127.0.0.1:7201", "address the Raft transport listens on")
+	fs.StringVar(&c.RaftAdvertise, "raft-advertise", "", "address peers dial for Raft (default: -raft-addr)")
+	fs.StringVar(&c.HTTPAddr, "http-addr", "127.0.0.1:7101", "address the HTTP API listens on")
+	fs.StringVar(&c.HTTPAdvertise, "http-advertise", "", "address other nodes forward requests to (default: -http-addr)")
+	fs.StringVar(&o.bootstrap, "bootstrap", "", "form a new cluster of these peers when the data dir is empty: id=raftaddr,httpaddr;...")
+	fs.StringVar(&c.Join, "join", "", "HTTP address of a running member to join through when the data dir is empty")
+	fs.BoolVar(&c.NonVoter, "non-voter", false, "join as a non-voting member")
+	fs.DurationVar(&c.HeartbeatTimeout, "heartbeat-timeout", server.DefaultHeartbeatTimeout, "Raft heartbeat timeout")
+	fs.DurationVar(&c.ElectionTimeout, "election-timeout", server.DefaultElectionTimeout, "Raft election timeout")
+	fs.DurationVar(&c.LeaderLeaseTimeout, "leader-lease-timeout", server.DefaultLeaderLeaseTimeout, "Raft leader lease timeout (at most the heartbeat timeout)")
+	fs.DurationVar(&c.CommitTimeout, "commit-timeout", server.DefaultCommitTimeout, "Raft commit timeout")
+	fs.DurationVar(&c.SnapshotInterval, "snapshot-interval", server.DefaultSnapshotInterval, "how often to check whether to snapshot")
+	fs.Uint64Var(&c.SnapshotThreshold, "snapshot-threshold", server.DefaultSnapshotThreshold, "log entries since the last snapshot that trigger a new one")
+	fs.Uint64Var(&c.TrailingLogs, "trailing-logs", server.DefaultTrailingLogs, "log entries kept behind a snapshot")
+	fs.IntVar(&c.SnapshotRetain, "snapshot-retain", server.DefaultSnapshotRetain, "snapshots kept on disk")
+	fs.Int64Var(&c.MaxRequestBytes, "max-request-bytes", server.DefaultMaxRequestBytes, "largest HTTP request body")
+	fs.IntVar(&c.MaxValueBytes, "max-value-bytes", server.DefaultMaxValueBytes, "largest KV value")
+	fs.StringVar(&o.logLevel, "log-level", "info", "log level: trace, debug, info, warn, error")
+	fs.BoolVar(&o.logJSON, "log-json", false, "log in JSON")
+	fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 10*time.Second, "longest graceful shutdown before giving up")
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected arguments: %s", strings.Join(fs.Args(), " "))
+	}
+	if err := applyEnv(fs, os.LookupEnv); err != nil {
+		return nil, err
+	}
+	if o.bootstrap != "" {
+		peers, err := server.ParsePeers(o.bootstrap)
+		if err != nil {
+			return nil, err
+		}
+		c.Bootstrap = peers
+	}
+	if hclog.LevelFromString(o.logLevel) == hclog.NoLevel {
+		return nil, fmt.Errorf("unknown -log-level %q", o.logLevel)
+	}
+	return o, nil
+}
+
+// applyEnv sets every flag that was not given on the command line from
+// COORDD_<NAME>, if that is set.
+func applyEnv(fs *flag.FlagSet, lookup func(string) (string, bool)) error {
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	var err error
+	fs.VisitAll(func(f *flag.Flag) {
+		if set[f.Name] || err != nil {
+			return
+		}
+		env := "COORDD_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
+		if v, ok := lookup(env); ok {
+			if e := fs.Set(f.Name, v); e != nil {
+				err = fmt.Errorf("environment %s=%q: %w", env, v, e)
+			}
+		}
+	})
+	return err
+}
+
+func run(args []string, stderr io.Writer) int {
+	o, err := parseFlags(args, stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	if err != nil {
+		fmt.Fprintln(stderr, "coordd:", err)
+		return 2
+	}
+	logger := hclog.New(&hclog.LoggerOptions{
+		Name:       "coordd",
+		Level:      hclog.LevelFromString(o.logLevel),
+		JSONFormat: o.logJSON,
+		Output:     stderr,
+	})
+	o.cfg.Logger = logger.With("node", o.cfg.NodeID)
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	if err := exportRaftMetrics(reg); err != nil {
+		logger.Warn("raft metrics not exported", "error", err)
+	}
+	o.cfg.Registry = reg
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	srv, err := server.Start(ctx, o.cfg)
+	if err != nil {
+		logger.Error("cannot start", "error", err)
+		return 1
+	}
+	<-ctx.Done()
+	stop()
+	logger.Info("signal received; shutting down gracefully (send again to force)")
+	sctx, cancel := context.WithTimeout(context.Background(), o.shutdownTimeout)
+	defer cancel()
+	// A second signal aborts the graceful path.
+	force, stopForce := signal.NotifyContext(sctx, syscall.SIGTERM, syscall.SIGINT)
+	defer stopForce()
+	if err := srv.Shutdown(force); err != nil {
+		logger.Error("shutdown", "error", err)
+		return 1
+	}
+	return 0
+}
+
+// exportRaftMetrics sends hashicorp/raft's go-metrics into the Prometheus
+// registry served at /metrics.
+func exportRaftMetrics(reg prometheus.Registerer) error {
+	sink, err := gmprom.NewPrometheusSinkFrom(gmprom.PrometheusOpts{Registerer: reg, Expiration: time.Minute})
+	if err != nil {
+		return fmt.Errorf("prometheus sink: %w", err)
+	}
+	conf := gometrics.DefaultConfig("coordd")
+	conf.EnableHostname = false
+	conf.EnableRuntimeMetrics = false
+	if _, err := gometrics.NewGlobal(conf, sink); err != nil {
+		return fmt.Errorf("go-metrics: %w", err)
+	}
+	return nil
+}

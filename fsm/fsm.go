@@ -1,0 +1,218 @@
+// Package fsm is coordd's replicated state machine.
+//
+// Every replica applies the same committed log entries in the same order and
+// must reach the same state. Apply therefore never reads a clock, a random
+// source, the environment or Go map order; the only time it may use is the
+// leader's stamp carried in each Command. It starts no goroutines and does no
+// I/O other than writing and reading the snapshot stream.
+package fsm
+
+import (
+	"fmt"
+	"io"
+	"sync"
+	"sync/atomic"
+
+	"github.com/hashicorp/raft"
+)
+
+// Result is what applying one command produced. Raft hands it back to the
+// proposer as the ApplyFuture's response.
+type Result struct {
+	// Index is the Raft index of the entry.
+	Index uint64
+	// Entry is the key as written by a put.
+	Entry *KVEntry
+	// Prev is the key as it was before a single-key delete.
+	Prev *KVEntry
+	// Deleted counts the keys a delete removed.
+	Deleted int
+	// Err is a domain failure (CAS conflict, key not found). It is part of
+	// the replicated outcome, identical on every replica.
+	Err error
+}
+
+// FSM implements raft.FSM over an immutable State.
+//
+// Concurrency: Raft calls Apply, Snapshot and Restore from one goroutine.
+// State may be called from any goroutine at any time; Persist of a snapshot
+// runs concurrently with Apply, which is safe because published States are
+// never modified.
+type FSM struct {
+	state atomic.Pointer[State]
+
+	mu      sync.Mutex
+	resetCh chan struct{} // closed and replaced when Restore swaps the state
+}
+
+// New returns an FSM with empty state.
+func New() *FSM {
+	f := &FSM{resetCh: make(chan struct{})}
+	f.state.Store(emptyState())
+	return f
+}
+
+// State returns the current immutable state.
+func (f *FSM) State() *State { return f.state.Load() }
+
+// ResetCh returns a channel that is closed the next time Restore replaces the
+// whole state. Watch channels taken from the old state never fire after a
+// restore, so blocking readers wait on this too.
+func (f *FSM) ResetCh() <-chan struct{} {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.resetCh
+}
+
+// Apply applies one committed log entry. It panics on an entry that cannot
+// be decoded: carrying on would let this replica diverge from the others.
+func (f *FSM) Apply(l *raft.Log) any {
+	cmd, err := DecodeCommand(l.Data)
+	if err != nil {
+		panic(fmt.Sprintf("coordd: cannot apply log entry %d (term %d): %v", l.Index, l.Term, err))
+	}
+	next, res := ApplyCommand(f.state.Load(), l.Index, l.Term, cmd)
+	f.state.Store(next)
+	return res
+}
+
+// ApplyCommand is the pure transition function: it returns the state after
+// applying cmd at the given index and term, and the command's result. s is
+// not modified. It panics on a command it cannot decode (see FSM.Apply).
+func ApplyCommand(s *State, index, term uint64, cmd Command) (*State, *Result) {
+	next := *s
+	next.index, next.term = index, term
+	res := &Result{Index: index}
+	var err error
+	switch cmd.Type {
+	case CmdKVPut:
+		var p KVPut
+		if p, err = decodeKVPut(cmd); err == nil {
+			applyKVPut(&next, res, p)
+		}
+	case CmdKVDelete:
+		var p KVDelete
+		if p, err = decodeKVDelete(cmd); err == nil {
+			applyKVDelete(&next, res, p)
+		}
+	case CmdMemberSet:
+		var m Member
+		if m, err = decodeMemberSet(cmd); err == nil {
+			next.members, _, _ = next.members.Insert([]byte(m.ID), m)
+		}
+	case CmdMemberRemove:
+		var m MemberRemove
+		if m, err = decodeMemberRemove(cmd); err == nil {
+			var ok bool
+			if next.members, _, ok = next.members.Delete([]byte(m.ID)); !ok {
+				res.Err = fmt.Errorf("%w: %q", ErrMemberNotFound, m.ID)
+			}
+		}
+	default:
+		err = fmt.Errorf("fsm: command type %s not known to this build: %w", cmd.Type, ErrBadCommand)
+	}
+	if err != nil {
+		panic(fmt.Sprintf("coordd: cannot apply log entry %d (term %d): %v", index, term, err))
+	}
+	return &next, res
+}
+
+func applyKVPut(s *State, res *Result, p KVPut) {
+	key := []byte(p.Key)
+	cur, exists := s.kv.Get(key)
+	switch p.Mode {
+	case PutCreate:
+		if exists {
+			res.Err = &CASConflictError{Key: p.Key, CurrentIndex: cur.ModifyIndex}
+			return
+		}
+	case PutCAS:
+		if !exists || cur.ModifyIndex != p.CASIndex {
+			var ci uint64
+			if exists {
+				ci = cur.ModifyIndex
+			}
+			res.Err = &CASConflictError{Key: p.Key, CurrentIndex: ci}
+			return
+		}
+	}
+	e := &KVEntry{Key: p.Key, Value: p.Value, CreateIndex: s.index, ModifyIndex: s.index, Version: 1}
+	if exists {
+		e.CreateIndex, e.Version = cur.CreateIndex, cur.Version+1
+	}
+	txn := s.kv.Txn()
+	txn.TrackMutate(true)
+	txn.Insert(key, e)
+	s.kv = txn.Commit()
+	res.Entry = e
+}
+
+func applyKVDelete(s *State, res *Result, p KVDelete) {
+	txn := s.kv.Txn()
+	txn.TrackMutate(true)
+	if p.Prefix {
+		n := 0
+		s.kv.Root().WalkPrefix([]byte(p.Key), func([]byte, *KVEntry) bool { n++; return false })
+		if n == 0 {
+			return
+		}
+		txn.DeletePrefix([]byte(p.Key))
+		s.kv = txn.Commit()
+		s.kvDeleteIndex = s.index
+		res.Deleted = n
+		return
+	}
+	key := []byte(p.Key)
+	cur, exists := s.kv.Get(key)
+	if p.CAS && (!exists || cur.ModifyIndex != p.CASIndex) {
+		var ci uint64
+		if exists {
+			ci = cur.ModifyIndex
+		}
+		res.Err = &CASConflictError{Key: p.Key, CurrentIndex: ci}
+		return
+	}
+	if !exists {
+		res.Err = fmt.Errorf("%w: %q", ErrKeyNotFound, p.Key)
+		return
+	}
+	txn.Delete(key)
+	s.kv = txn.Commit()
+	s.kvDeleteIndex = s.index
+	res.Prev, res.Deleted = cur, 1
+}
+
+// Snapshot captures the current state in O(1); the returned snapshot
+// streams it in Persist while Apply goes on.
+func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
+	return &fsmSnapshot{state: f.state.Load()}, nil
+}
+
+// Restore replaces the state with the one read from rc. The new state is
+// built on the side and swapped in only after the whole stream, trailer and
+// checksum included, has been verified: a bad file changes nothing.
+func (f *FSM) Restore(rc io.ReadCloser) error {
+	defer rc.Close()
+	s, err := ReadState(rc)
+	if err != nil {
+		return fmt.Errorf("fsm: restore: %w", err)
+	}
+	f.state.Store(s)
+	f.mu.Lock()
+	close(f.resetCh)
+	f.resetCh = make(chan struct{})
+	f.mu.Unlock()
+	return nil
+}
+
+type fsmSnapshot struct{ state *State }
+
+func (s *fsmSnapshot) Persist(sink raft.SnapshotSink) error {
+	if err := WriteState(sink, s.state); err != nil {
+		_ = sink.Cancel()
+		return fmt.Errorf("fsm: persist snapshot: %w", err)
+	}
+	return sink.Close()
+}
+
+func (s *fsmSnapshot) Release() {}

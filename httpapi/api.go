@@ -1,0 +1,218 @@
+// Package httpapi serves coordd's HTTP API: JSON types, the error model,
+// forwarding to the leader, linearizable and stale reads, and blocking
+// queries. It talks to the node only through the Node interface, so handlers
+// are tested without a cluster.
+package httpapi
+
+import (
+	"fmt"
+	"net/http"
+	"runtime/debug"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// Defaults for Options.
+const (
+	DefaultMaxRequestBytes = 1 << 20
+	DefaultMaxValueBytes   = 512 << 10
+	// MaxKeyBytes bounds a key's length.
+	MaxKeyBytes = 1024
+	// DefaultWait is how long a blocking query waits when ?wait is absent.
+	DefaultWait = 60 * time.Second
+	// MaxWait caps ?wait.
+	MaxWait = 10 * time.Minute
+	// writeTimeout bounds the wait for a write's commit.
+	writeTimeout = 10 * time.Second
+)
+
+// Options configures the API.
+type Options struct {
+	Logger          hclog.Logger
+	MaxRequestBytes int64
+	MaxValueBytes   int
+	// Registry receives the HTTP metrics and is served at /metrics. Nil
+	// makes a private one.
+	Registry *prometheus.Registry
+	// Forwarder sends requests to the leader; nil uses a default client.
+	Forwarder *http.Client
+}
+
+// API is the coordd HTTP handler.
+type API struct {
+	node    Node
+	opts    Options
+	log     hclog.Logger
+	mux     *http.ServeMux
+	fwd     *http.Client
+	metrics *httpMetrics
+}
+
+// New returns the HTTP handler for node.
+func New(node Node, opts Options) *API {
+	if opts.Logger == nil {
+		opts.Logger = hclog.NewNullLogger()
+	}
+	if opts.MaxRequestBytes <= 0 {
+		opts.MaxRequestBytes = DefaultMaxRequestBytes
+	}
+	if opts.MaxValueBytes <= 0 {
+		opts.MaxValueBytes = DefaultMaxValueBytes
+	}
+	if opts.Registry == nil {
+		opts.Registry = prometheus.NewRegistry()
+	}
+	a := &API{node: node, opts: opts, log: opts.Logger, mux: http.NewServeMux(), fwd: opts.Forwarder}
+	if a.fwd == nil {
+		a.fwd = &http.Client{Transport: &http.Transport{
+			MaxIdleConnsPerHost: 64,
+			IdleConnTimeout:     90 * time.Second,
+		}}
+	}
+	a.metrics = newHTTPMetrics(opts.Registry)
+
+	a.mux.HandleFunc("GET /v1/kv/{key...}", a.kvGet)
+	a.mux.HandleFunc("PUT /v1/kv/{key...}", a.kvPut)
+	a.mux.HandleFunc("DELETE /v1/kv/{key...}", a.kvDelete)
+	a.mux.HandleFunc("GET /v1/status", a.status)
+	a.mux.HandleFunc("GET /v1/cluster/members", a.membersList)
+	a.mux.HandleFunc("POST /v1/cluster/members", a.membersJoin)
+	a.mux.HandleFunc("DELETE /v1/cluster/members/{id}", a.membersRemove)
+	a.mux.HandleFunc("POST /v1/cluster/transfer-leadership", a.transferLeadership)
+	a.mux.HandleFunc("GET /healthz", a.healthz)
+	a.mux.HandleFunc("GET /readyz", a.readyz)
+	a.mux.Handle("GET /metrics", promhttp.HandlerFor(opts.Registry, promhttp.HandlerOpts{Registry: opts.Registry}))
+	return a
+}
+
+// ServeHTTP implements http.Handler: routing, JSON 404/405, panic recovery
+// and request metrics.
+func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
+	defer func() {
+		if p := recover(); p != nil {
+			if p == http.ErrAbortHandler {
+				panic(p)
+			}
+			a.log.Error("panic in handler", "method", r.Method, "path", r.URL.Path, "panic", p, "stack", string(debug.Stack()))
+			if !rec.wrote {
+				writeErrorDetail(rec, http.StatusInternalServerError, ErrorDetail{Code: CodeInternal, Message: fmt.Sprint("internal error: ", p)})
+			}
+		}
+		route := r.Pattern
+		if route == "" {
+			route = "unmatched"
+		}
+		a.metrics.requests.WithLabelValues(route, strconv.Itoa(rec.status)).Inc()
+		a.metrics.duration.WithLabelValues(route).Observe(time.Since(start).Seconds())
+	}()
+	rec.Header().Set(headerServedBy, a.node.ID())
+	if !isCleanPath(r.URL.Path) {
+		// The mux would redirect; a key such as "a//b" or "a/../b" must
+		// not silently become another key.
+		writeErrorDetail(rec, http.StatusBadRequest, ErrorDetail{Code: CodeBadRequest,
+			Message: "path " + strconv.Quote(r.URL.Path) + " has empty, '.' or '..' segments; keys cannot contain them"})
+		return
+	}
+	h, pattern := a.mux.Handler(r)
+	if pattern == "" {
+		// The mux would answer 404/405 in plain text; answer JSON instead.
+		probe := &statusRecorder{ResponseWriter: discardWriter{h: http.Header{}}, status: http.StatusOK}
+		h.ServeHTTP(probe, r)
+		switch probe.status {
+		case http.StatusMethodNotAllowed:
+			rec.Header().Set("Allow", probe.Header().Get("Allow"))
+			writeErrorDetail(rec, http.StatusMethodNotAllowed, ErrorDetail{Code: CodeMethod, Message: "method " + r.Method + " not allowed on " + r.URL.Path})
+		default:
+			writeErrorDetail(rec, http.StatusNotFound, ErrorDetail{Code: CodeNotFound, Message: "no such endpoint: " + r.Method + " " + r.URL.Path})
+		}
+		return
+	}
+	a.mux.ServeHTTP(rec, r)
+}
+
+// isCleanPath reports whether p has no empty, "." or ".." segments (a
+// trailing slash is allowed: "/v1/kv/" lists with ?prefix).
+func isCleanPath(p string) bool {
+	if p == "" || p[0] != '/' {
+		return false
+	}
+	trimmed := strings.TrimSuffix(p[1:], "/")
+	if trimmed == "" {
+		return true
+	}
+	for _, seg := range strings.Split(trimmed, "/") {
+		if seg == "" || seg == "." || seg == ".." {
+			return false
+		}
+	}
+	return true
+}
+
+type statusRecorder struct {
+	http.ResponseWriter
+	status int
+	wrote  bool
+}
+
+func (s *statusRecorder) WriteHeader(code int) {
+	if !s.wrote {
+		s.status, s.wrote = code, true
+	}
+	s.ResponseWriter.WriteHeader(code)
+}
+
+func (s *statusRecorder) Write(p []byte) (int, error) {
+	s.wrote = true
+	return s.ResponseWriter.Write(p)
+}
+
+// Flush lets streaming responses through the recorder.
+func (s *statusRecorder) Flush() {
+	if f, ok := s.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+// Unwrap lets http.ResponseController reach the underlying writer.
+func (s *statusRecorder) Unwrap() http.ResponseWriter { return s.ResponseWriter }
+
+type discardWriter struct{ h http.Header }
+
+func (d discardWriter) Header() http.Header         { return d.h }
+func (d discardWriter) Write(p []byte) (int, error) { return len(p), nil }
+func (d discardWriter) WriteHeader(int)             {}
+
+type httpMetrics struct {
+	requests  *prometheus.CounterVec
+	duration  *prometheus.HistogramVec
+	forwarded prometheus.Counter
+}
+
+func newHTTPMetrics(reg *prometheus.Registry) *httpMetrics {
+	m := &httpMetrics{
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "coordd_http_requests_total", Help: "HTTP requests by route and status code.",
+		}, []string{"route", "code"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "coordd_http_request_duration_seconds", Help: "HTTP request latency by route.",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16),
+		}, []string{"route"}),
+		forwarded: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "coordd_http_forwarded_total", Help: "Requests this node forwarded to the leader.",
+		}),
+	}
+	for _, c := range []prometheus.Collector{m.requests, m.duration, m.forwarded} {
+		if err := reg.Register(c); err != nil {
+			// Registering twice into one registry is a programming error.
+			panic(fmt.Sprintf("httpapi: register metrics: %v", err))
+		}
+	}
+	return m
+}

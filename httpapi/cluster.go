@@ -1,0 +1,175 @@
+package httpapi
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"strings"
+)
+
+func (a *API) status(w http.ResponseWriter, r *http.Request) {
+	if err := checkParams(r.URL.Query()); err != nil {
+		writeError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, a.node.Status())
+}
+
+func (a *API) membersList(w http.ResponseWriter, r *http.Request) {
+	if err := checkParams(r.URL.Query()); err != nil {
+		writeError(w, err)
+		return
+	}
+	ms, err := a.node.Members(r.Context())
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, ms)
+}
+
+// decodeJSON decodes a JSON object body strictly: unknown fields and
+// trailing data are errors.
+func decodeJSON(body []byte, v any) error {
+	if len(body) == 0 {
+		return badRequest("request body must be a JSON object")
+	}
+	dec := json.NewDecoder(strings.NewReader(string(body)))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return badRequest("invalid JSON body: " + err.Error())
+	}
+	if dec.More() {
+		return badRequest("invalid JSON body: data after the JSON object")
+	}
+	return nil
+}
+
+func validAddr(field, addr string) error {
+	if addr == "" {
+		return badRequest(field + " is required")
+	}
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil || port == "" {
+		return badRequest(fmt.Sprintf("%s %q must be host:port", field, addr))
+	}
+	if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
+		return badRequest(fmt.Sprintf("%s %q is not routable", field, addr))
+	}
+	return nil
+}
+
+func (a *API) membersJoin(w http.ResponseWriter, r *http.Request) {
+	if err := checkParams(r.URL.Query()); err != nil {
+		writeError(w, err)
+		return
+	}
+	body, err := a.readBody(w, r)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	var req JoinRequest
+	if err := decodeJSON(body, &req); err != nil {
+		writeError(w, err)
+		return
+	}
+	if err := validKey(req.ID, false); err != nil || len(req.ID) > 128 {
+		writeError(w, badRequest("id must be a non-empty string of at most 128 bytes"))
+		return
+	}
+	for _, c := range []struct{ field, addr string }{{"raft_addr", req.RaftAddr}, {"http_addr", req.HTTPAddr}} {
+		if err := validAddr(c.field, c.addr); err != nil {
+			writeError(w, err)
+			return
+		}
+	}
+	a.onLeader(w, r, body, func() error {
+		ctx, cancel := context.WithTimeout(r.Context(), writeTimeout)
+		defer cancel()
+		if err := a.node.Join(ctx, req); err != nil {
+			return err
+		}
+		ms, err := a.node.Members(ctx)
+		if err != nil {
+			return err
+		}
+		writeJSON(w, http.StatusOK, ms)
+		return nil
+	})
+}
+
+func (a *API) membersRemove(w http.ResponseWriter, r *http.Request) {
+	if err := checkParams(r.URL.Query()); err != nil {
+		writeError(w, err)
+		return
+	}
+	id := r.PathValue("id")
+	a.onLeader(w, r, nil, func() error {
+		ctx, cancel := context.WithTimeout(r.Context(), writeTimeout)
+		defer cancel()
+		if err := a.node.Remove(ctx, id); err != nil {
+			return err
+		}
+		writeJSON(w, http.StatusOK, map[string]string{"removed": id})
+		return nil
+	})
+}
+
+// TransferRequest is the optional body of POST /v1/cluster/transfer-leadership.
+type TransferRequest struct {
+	// ID is the voter to hand leadership to; empty picks the most
+	// up-to-date voter.
+	ID string `json:"id"`
+}
+
+func (a *API) transferLeadership(w http.ResponseWriter, r *http.Request) {
+	if err := checkParams(r.URL.Query()); err != nil {
+		writeError(w, err)
+		return
+	}
+	body, err := a.readBody(w, r)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	var req TransferRequest
+	if len(strings.TrimSpace(string(body))) > 0 {
+		if err := decodeJSON(body, &req); err != nil {
+			writeError(w, err)
+			return
+		}
+	}
+	a.onLeader(w, r, body, func() error {
+		ctx, cancel := context.WithTimeout(r.Context(), writeTimeout)
+		defer cancel()
+		from := a.node.ID()
+		if err := a.node.TransferLeadership(ctx, req.ID); err != nil {
+			return err
+		}
+		resp := map[string]string{"previous": from}
+		if l, ok := a.node.Leader(); ok {
+			resp["leader"] = l.ID
+		}
+		writeJSON(w, http.StatusOK, resp)
+		return nil
+	})
+}
+
+func (a *API) healthz(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ok", "id": a.node.ID()})
+}
+
+func (a *API) readyz(w http.ResponseWriter, r *http.Request) {
+	if err := a.node.Ready(); err != nil {
+		status, detail := classify(err)
+		if status < 500 {
+			status = http.StatusServiceUnavailable
+		}
+		writeErrorDetail(w, status, detail)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ready", "id": a.node.ID()})
+}

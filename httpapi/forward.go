@@ -1,0 +1,123 @@
+package httpapi
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+)
+
+// hopHeaders are not copied across a proxy hop (RFC 9110 §7.6.1).
+var hopHeaders = []string{
+	"Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate",
+	"Proxy-Authorization", "Te", "Trailer", "Transfer-Encoding", "Upgrade",
+}
+
+// onLeader runs op if this node leads, and forwards the request to the
+// leader otherwise. body is the already-read request body, re-sent when
+// forwarding. If op reports ErrNotLeader (leadership moved between the check
+// and the proposal; nothing was proposed) the request is forwarded once.
+func (a *API) onLeader(w http.ResponseWriter, r *http.Request, body []byte, op func() error) {
+	if !a.node.IsLeader() {
+		a.forward(w, r, body)
+		return
+	}
+	err := op()
+	if err == nil {
+		return
+	}
+	if errors.Is(err, ErrNotLeader) && r.Header.Get(headerForwardedBy) == "" {
+		a.forward(w, r, body)
+		return
+	}
+	writeError(w, err)
+}
+
+// forward proxies the request to the leader's HTTP API and copies the
+// answer back, streaming. A request that was already forwarded once is not
+// forwarded again: that would mean two nodes disagree about the leader, and
+// the client should retry after Retry-After instead of bouncing around.
+func (a *API) forward(w http.ResponseWriter, r *http.Request, body []byte) {
+	leader, ok := a.node.Leader()
+	switch {
+	case !ok:
+		writeErrorDetail(w, http.StatusServiceUnavailable, ErrorDetail{Code: CodeNoLeader, Message: "no leader: the cluster is electing one or has lost its quorum"})
+		return
+	case r.Header.Get(headerForwardedBy) != "":
+		writeErrorDetail(w, http.StatusServiceUnavailable, ErrorDetail{Code: CodeNotLeader, Leader: leader.ID,
+			Message: fmt.Sprintf("node %s received a forwarded request but is not the leader (leader is %s)", a.node.ID(), leader.ID)})
+		return
+	case leader.HTTPAddr == "":
+		writeErrorDetail(w, http.StatusServiceUnavailable, ErrorDetail{Code: CodeNotLeader, Leader: leader.ID,
+			Message: "the leader's HTTP address is not known yet"})
+		return
+	}
+	target := leader.HTTPAddr
+	if !strings.Contains(target, "://") {
+		target = "http://" + target
+	}
+	url := target + r.URL.EscapedPath()
+	if r.URL.RawQuery != "" {
+		url += "?" + r.URL.RawQuery
+	}
+	ctx, cancel := context.WithCancel(r.Context())
+	defer cancel()
+	var rb io.Reader
+	if body != nil {
+		rb = bytes.NewReader(body)
+	}
+	req, err := http.NewRequestWithContext(ctx, r.Method, url, rb)
+	if err != nil {
+		writeErrorDetail(w, http.StatusInternalServerError, ErrorDetail{Code: CodeInternal, Message: "forward: " + err.Error()})
+		return
+	}
+	for k, vs := range r.Header {
+		req.Header[k] = append([]string(nil), vs...)
+	}
+	for _, h := range hopHeaders {
+		req.Header.Del(h)
+	}
+	req.Header.Set(headerForwardedBy, a.node.ID())
+	a.metrics.forwarded.Inc()
+	resp, err := a.fwd.Do(req)
+	if err != nil {
+		if r.Context().Err() != nil {
+			return // the client went away
+		}
+		code := CodeForwardFailed
+		msg := fmt.Sprintf("forwarding to leader %s at %s failed: %v", leader.ID, leader.HTTPAddr, err)
+		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			code = CodeOutcomeUnknown
+			msg += " (the write may or may not have been applied; retry only with the same Idempotency-Key or after reading)"
+		}
+		writeErrorDetail(w, http.StatusServiceUnavailable, ErrorDetail{Code: code, Leader: leader.ID, Message: msg})
+		return
+	}
+	defer resp.Body.Close()
+	for k, vs := range resp.Header {
+		w.Header()[k] = vs
+	}
+	for _, h := range hopHeaders {
+		w.Header().Del(h)
+	}
+	w.WriteHeader(resp.StatusCode)
+	flusher, _ := w.(http.Flusher)
+	buf := make([]byte, 32<<10)
+	for {
+		n, rerr := resp.Body.Read(buf)
+		if n > 0 {
+			if _, werr := w.Write(buf[:n]); werr != nil {
+				return
+			}
+			if flusher != nil {
+				flusher.Flush()
+			}
+		}
+		if rerr != nil {
+			return
+		}
+	}
+}

@@ -1,0 +1,278 @@
+package httpapi
+
+import (
+	"context"
+	"encoding/base64"
+	"fmt"
+	"net/http"
+	"strconv"
+	"time"
+	"unicode/utf8"
+
+	"github.com/coordd/coordd/fsm"
+)
+
+// KV is the JSON form of one key.
+type KV struct {
+	Key string `json:"key"`
+	// Value is the value as a string; when it is not valid UTF-8 it is
+	// base64 and ValueEncoding says so.
+	Value         string `json:"value"`
+	ValueEncoding string `json:"value_encoding,omitempty"`
+	CreateIndex   uint64 `json:"create_index"`
+	ModifyIndex   uint64 `json:"modify_index"`
+	Version       uint64 `json:"version"`
+}
+
+// KVWriteResult is the body of a successful PUT.
+type KVWriteResult struct {
+	Key         string `json:"key"`
+	CreateIndex uint64 `json:"create_index"`
+	ModifyIndex uint64 `json:"modify_index"`
+	Version     uint64 `json:"version"`
+	Index       uint64 `json:"index"`
+}
+
+// KVDeleteResult is the body of a successful DELETE.
+type KVDeleteResult struct {
+	Deleted int    `json:"deleted"`
+	Index   uint64 `json:"index"`
+	Prev    *KV    `json:"prev,omitempty"`
+}
+
+func toKV(e *fsm.KVEntry) *KV {
+	if e == nil {
+		return nil
+	}
+	kv := &KV{Key: e.Key, CreateIndex: e.CreateIndex, ModifyIndex: e.ModifyIndex, Version: e.Version}
+	if utf8.Valid(e.Value) {
+		kv.Value = string(e.Value)
+	} else {
+		kv.Value, kv.ValueEncoding = base64.StdEncoding.EncodeToString(e.Value), "base64"
+	}
+	return kv
+}
+
+func (a *API) kvGet(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	key := r.PathValue("key")
+	if err := checkParams(q, "raw", "prefix", "stale", "index", "wait"); err != nil {
+		writeError(w, err)
+		return
+	}
+	raw, err1 := flag(q, "raw")
+	prefix, err2 := flag(q, "prefix")
+	stale, err3 := flag(q, "stale")
+	bq, err4 := parseBlocking(q)
+	for _, err := range []error{err1, err2, err3, err4} {
+		if err != nil {
+			writeError(w, err)
+			return
+		}
+	}
+	if err := validKey(key, prefix); err != nil {
+		writeError(w, err)
+		return
+	}
+	if raw && prefix {
+		writeError(w, badRequest("?raw and ?prefix cannot be combined"))
+		return
+	}
+	serve := func() error {
+		st, err := a.readState(r.Context(), stale)
+		if err != nil {
+			return err
+		}
+		if prefix {
+			entries, idx := blockOn(r.Context(), a.node, st, bq, func(s *fsm.State) ([]*fsm.KVEntry, uint64, <-chan struct{}) {
+				return s.WatchPrefix(key, 0)
+			})
+			out := make([]*KV, 0, len(entries))
+			for _, e := range entries {
+				out = append(out, toKV(e))
+			}
+			a.setReadHeaders(w, idx, stale)
+			writeJSON(w, http.StatusOK, out)
+			return nil
+		}
+		e, idx := blockOn(r.Context(), a.node, st, bq, func(s *fsm.State) (*fsm.KVEntry, uint64, <-chan struct{}) {
+			return s.WatchKey(key)
+		})
+		a.setReadHeaders(w, idx, stale)
+		switch {
+		case e == nil:
+			writeErrorDetail(w, http.StatusNotFound, ErrorDetail{Code: CodeKeyNotFound, Message: fmt.Sprintf("key %q not found", key)})
+		case raw:
+			w.Header().Set(headerContentType, contentTypeBytes)
+			w.WriteHeader(http.StatusOK)
+			_, _ = w.Write(e.Value)
+		default:
+			writeJSON(w, http.StatusOK, toKV(e))
+		}
+		return nil
+	}
+	if stale {
+		if err := serve(); err != nil {
+			writeError(w, err)
+		}
+		return
+	}
+	a.onLeader(w, r, nil, serve)
+}
+
+// readState returns the state to read from: after a linearizable read
+// barrier, or the local state as it is for ?stale.
+func (a *API) readState(ctx context.Context, stale bool) (*fsm.State, error) {
+	if !stale {
+		bctx, cancel := context.WithTimeout(ctx, writeTimeout)
+		defer cancel()
+		if err := a.node.ReadBarrier(bctx); err != nil {
+			return nil, err
+		}
+	}
+	return a.node.State(), nil
+}
+
+// setReadHeaders reports the index to block on next and, for stale reads,
+// how stale the answer may be (as Consul's X-Consul-LastContact does).
+func (a *API) setReadHeaders(w http.ResponseWriter, idx uint64, stale bool) {
+	h := w.Header()
+	h.Set(headerIndex, strconv.FormatUint(idx, 10))
+	if !stale {
+		h.Set(headerConsistency, "linearizable")
+		return
+	}
+	h.Set(headerConsistency, "stale")
+	s := a.node.Staleness()
+	h.Set(headerKnownLeader, strconv.FormatBool(s.KnownLeader))
+	h.Set(headerAppliedIndex, strconv.FormatUint(s.AppliedIndex, 10))
+	if s.LastContact >= 0 {
+		h.Set(headerLastContact, strconv.FormatInt(s.LastContact.Milliseconds(), 10))
+	} else {
+		h.Set(headerLastContact, "never")
+	}
+}
+
+// blockOn evaluates view on st and returns its result and change index.
+// With a blocking query it waits while the index is at most bq.index, until
+// the view's watch channel fires, the state is replaced by a snapshot, the
+// wait runs out or the client leaves. It never answers from a state older
+// than st.
+func blockOn[T any](ctx context.Context, n Node, st *fsm.State, bq blocking,
+	view func(*fsm.State) (T, uint64, <-chan struct{})) (T, uint64) {
+	var timeout <-chan time.Time
+	for {
+		reset := n.ResetCh()
+		v, idx, watch := view(st)
+		if bq.index == 0 || idx > bq.index {
+			return v, idx
+		}
+		if timeout == nil {
+			t := time.NewTimer(bq.wait)
+			defer t.Stop()
+			timeout = t.C
+		}
+		select {
+		case <-watch:
+		case <-reset:
+		case <-timeout:
+			return v, idx
+		case <-ctx.Done():
+			return v, idx
+		}
+		st = n.State()
+	}
+}
+
+func (a *API) kvPut(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	key := r.PathValue("key")
+	if err := checkParams(q, "cas"); err != nil {
+		writeError(w, err)
+		return
+	}
+	cas, hasCAS, err := uintParam(q, "cas")
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	if err := validKey(key, false); err != nil {
+		writeError(w, err)
+		return
+	}
+	body, err := a.readBody(w, r)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	if len(body) > a.opts.MaxValueBytes {
+		writeErrorDetail(w, http.StatusRequestEntityTooLarge, ErrorDetail{Code: CodeTooLarge,
+			Message: fmt.Sprintf("value is %d bytes; the maximum is %d", len(body), a.opts.MaxValueBytes)})
+		return
+	}
+	p := fsm.KVPut{Key: key, Value: body}
+	switch {
+	case hasCAS && cas == 0:
+		p.Mode = fsm.PutCreate
+	case hasCAS:
+		p.Mode, p.CASIndex = fsm.PutCAS, cas
+	}
+	a.onLeader(w, r, body, func() error {
+		res, err := a.apply(r.Context(), fsm.NewKVPut(p))
+		if err != nil {
+			return err
+		}
+		e := res.Entry
+		writeJSON(w, http.StatusOK, KVWriteResult{Key: e.Key, CreateIndex: e.CreateIndex, ModifyIndex: e.ModifyIndex, Version: e.Version, Index: res.Index})
+		return nil
+	})
+}
+
+func (a *API) kvDelete(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	key := r.PathValue("key")
+	if err := checkParams(q, "cas", "prefix"); err != nil {
+		writeError(w, err)
+		return
+	}
+	cas, hasCAS, err1 := uintParam(q, "cas")
+	prefix, err2 := flag(q, "prefix")
+	for _, err := range []error{err1, err2} {
+		if err != nil {
+			writeError(w, err)
+			return
+		}
+	}
+	if err := validKey(key, prefix); err != nil {
+		writeError(w, err)
+		return
+	}
+	if prefix && hasCAS {
+		writeError(w, badRequest("?cas cannot be combined with ?prefix"))
+		return
+	}
+	p := fsm.KVDelete{Key: key, Prefix: prefix, CAS: hasCAS, CASIndex: cas}
+	a.onLeader(w, r, nil, func() error {
+		res, err := a.apply(r.Context(), fsm.NewKVDelete(p))
+		if err != nil {
+			return err
+		}
+		writeJSON(w, http.StatusOK, KVDeleteResult{Deleted: res.Deleted, Index: res.Index, Prev: toKV(res.Prev)})
+		return nil
+	})
+}
+
+// apply proposes cmd, bounded by writeTimeout, and turns a domain failure
+// in the result into an error.
+func (a *API) apply(ctx context.Context, cmd fsm.Command) (*fsm.Result, error) {
+	ctx, cancel := context.WithTimeout(ctx, writeTimeout)
+	defer cancel()
+	res, err := a.node.Apply(ctx, cmd)
+	if err != nil {
+		return nil, err
+	}
+	if res.Err != nil {
+		return res, res.Err
+	}
+	return res, nil
+}

@@ -1,0 +1,118 @@
+package httpapi
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/coordd/coordd/fsm"
+)
+
+// Errors a Node returns. Handlers branch on them with errors.Is; the server
+// package aliases them so that errors.Is works whichever layer made them.
+//
+// Retry safety: ErrNotLeader, ErrNoLeader and ErrLeaderNotReady mean nothing
+// was proposed, so a retry is always safe. ErrOutcomeUnknown means the
+// command may or may not have been committed: retry it only with the same
+// Idempotency-Key.
+var (
+	// ErrNotLeader means this node is not the Raft leader.
+	ErrNotLeader = errors.New("coordd: not the leader")
+	// ErrNoLeader means the cluster has no known leader right now.
+	ErrNoLeader = errors.New("coordd: no leader")
+	// ErrLeaderNotReady means this node just became leader and has not yet
+	// applied its first entry of the term.
+	ErrLeaderNotReady = errors.New("coordd: leader not ready")
+	// ErrOutcomeUnknown means leadership was lost or the deadline passed
+	// after the command was proposed.
+	ErrOutcomeUnknown = errors.New("coordd: outcome unknown")
+	// ErrShutdown means the node is shutting down.
+	ErrShutdown = errors.New("coordd: shutting down")
+	// ErrUnknownMember means no cluster member has the given id.
+	ErrUnknownMember = errors.New("coordd: unknown member")
+	// ErrCatchingUp means this node has not yet applied what was committed
+	// when it started.
+	ErrCatchingUp = errors.New("coordd: catching up")
+	// ErrBadRequest wraps a Node-side validation failure of caller input.
+	ErrBadRequest = errors.New("coordd: bad request")
+)
+
+// Node is what the HTTP API needs from a coordd node. The server package
+// implements it over Raft; tests of this package use a fake.
+type Node interface {
+	// ID is this node's Raft server id.
+	ID() string
+	// IsLeader reports whether this node currently believes it leads.
+	IsLeader() bool
+	// Leader returns the current leader as far as this node knows; ok is
+	// false when there is none. HTTPAddr may be empty if not yet known.
+	Leader() (leader MemberInfo, ok bool)
+	// Apply proposes cmd on this node, which must be the leader, and returns
+	// its result once applied here.
+	Apply(ctx context.Context, cmd fsm.Command) (*fsm.Result, error)
+	// ReadBarrier returns once this node's state reflects every write that
+	// was committed before the call (a linearizable read point). Only the
+	// leader can do this; others return ErrNotLeader.
+	ReadBarrier(ctx context.Context) error
+	// State returns the current local state.
+	State() *fsm.State
+	// ResetCh is closed when the whole state is replaced by a snapshot.
+	ResetCh() <-chan struct{}
+	// Staleness describes how far behind the leader a local read may be.
+	Staleness() Staleness
+	// Status reports this node's view of the cluster.
+	Status() Status
+	// Members lists the Raft configuration with HTTP addresses.
+	Members(ctx context.Context) ([]MemberInfo, error)
+	// Join adds a server; this node must be the leader.
+	Join(ctx context.Context, req JoinRequest) error
+	// Remove removes a server; this node must be the leader.
+	Remove(ctx context.Context, id string) error
+	// TransferLeadership hands leadership to id, or to the most up-to-date
+	// voter when id is empty; this node must be the leader.
+	TransferLeadership(ctx context.Context, id string) error
+	// Ready returns nil when the node can serve: it knows a leader and has
+	// applied what was committed when it started (and, as leader, its first
+	// entry of the term).
+	Ready() error
+}
+
+// MemberInfo describes one server of the cluster.
+type MemberInfo struct {
+	ID       string `json:"id"`
+	RaftAddr string `json:"raft_addr"`
+	HTTPAddr string `json:"http_addr,omitempty"`
+	Voter    bool   `json:"voter"`
+	Leader   bool   `json:"leader"`
+}
+
+// JoinRequest is the body of POST /v1/cluster/members.
+type JoinRequest struct {
+	ID       string `json:"id"`
+	RaftAddr string `json:"raft_addr"`
+	HTTPAddr string `json:"http_addr"`
+	// Voter defaults to true when absent.
+	Voter *bool `json:"voter,omitempty"`
+}
+
+// Staleness describes a local read.
+type Staleness struct {
+	KnownLeader  bool
+	LastContact  time.Duration // 0 on the leader
+	AppliedIndex uint64
+	CommitIndex  uint64
+}
+
+// Status is the body of GET /v1/status.
+type Status struct {
+	ID           string       `json:"id"`
+	State        string       `json:"state"`
+	Leader       *MemberInfo  `json:"leader"`
+	Term         uint64       `json:"term"`
+	CommitIndex  uint64       `json:"commit_index"`
+	AppliedIndex uint64       `json:"applied_index"`
+	LastIndex    uint64       `json:"last_index"`
+	LastContact  string       `json:"last_contact,omitempty"`
+	Ready        bool         `json:"ready"`
+	Members      []MemberInfo `json:"members"`
+}

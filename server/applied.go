@@ -1,0 +1,77 @@
+package server
+
+import (
+	"context"
+	"sync"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/coordd/coordd/fsm"
+)
+
+// indexWaiter tracks the highest Raft index known to be applied to the FSM
+// and lets readers wait for an index.
+//
+// Why not raft.AppliedIndex: Raft advances it when it hands entries to the
+// FSM goroutine, before they are applied. And why not only the FSM's own
+// index: no-op and barrier entries never reach FSM.Apply. So the index
+// advances on every Apply, every configuration entry, and after every
+// barrier (with the last log index taken before the barrier was issued).
+type indexWaiter struct {
+	mu  sync.Mutex
+	idx uint64
+	ch  chan struct{}
+}
+
+func newIndexWaiter() *indexWaiter { return &indexWaiter{ch: make(chan struct{})} }
+
+func (w *indexWaiter) advance(idx uint64) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if idx <= w.idx {
+		return
+	}
+	w.idx = idx
+	close(w.ch)
+	w.ch = make(chan struct{})
+}
+
+func (w *indexWaiter) load() uint64 {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.idx
+}
+
+// wait returns when the applied index is at least idx or ctx is done.
+func (w *indexWaiter) wait(ctx context.Context, idx uint64) error {
+	for {
+		w.mu.Lock()
+		cur, ch := w.idx, w.ch
+		w.mu.Unlock()
+		if cur >= idx {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// trackedFSM wraps the pure FSM to advance the applied index. It also
+// implements raft.ConfigurationStore so configuration entries count.
+type trackedFSM struct {
+	*fsm.FSM
+	applied *indexWaiter
+}
+
+func (t *trackedFSM) Apply(l *raft.Log) any {
+	res := t.FSM.Apply(l)
+	t.applied.advance(l.Index)
+	return res
+}
+
+func (t *trackedFSM) StoreConfiguration(index uint64, _ raft.Configuration) {
+	t.applied.advance(index)
+}

@@ -1,0 +1,142 @@
+package server
+
+import (
+	"context"
+	"time"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/coordd/coordd/fsm"
+)
+
+// runLeaderWatch follows Raft's observations (not LeaderCh, which may drop
+// signals) and starts or stops the leader's duties. Observations can be
+// dropped too when the channel is full, so a slow tick reconciles as well.
+func (s *Server) runLeaderWatch() {
+	obsCh := make(chan raft.Observation, 64)
+	obs := raft.NewObserver(obsCh, false, func(o *raft.Observation) bool {
+		switch o.Data.(type) {
+		case raft.LeaderObservation, raft.RaftState:
+			return true
+		}
+		return false
+	})
+	s.raft.RegisterObserver(obs)
+	defer s.raft.DeregisterObserver(obs)
+
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+
+	var (
+		cancelDuties context.CancelFunc
+		dutiesDone   chan struct{}
+		lastLeader   raft.ServerID
+	)
+	stopDuties := func() {
+		if cancelDuties != nil {
+			s.leaderReady.Store(false)
+			cancelDuties()
+			<-dutiesDone
+			cancelDuties, dutiesDone = nil, nil
+		}
+	}
+	defer stopDuties()
+
+	for {
+		select {
+		case <-s.stop:
+			return
+		case <-obsCh:
+		case <-tick.C:
+		}
+		if _, id := s.raft.LeaderWithID(); id != lastLeader {
+			if id != "" {
+				s.metrics.leaderChanges.Inc()
+				s.log.Info("leader changed", "leader", id, "term", s.raft.CurrentTerm())
+				if s.readyTarget.Load() == 0 {
+					s.readyTarget.Store(max(s.raft.CommitIndex(), 1))
+				}
+			} else {
+				s.log.Warn("no leader", "previous", lastLeader)
+			}
+			lastLeader = id
+		}
+		leading := s.raft.State() == raft.Leader
+		switch {
+		case leading && cancelDuties == nil:
+			ctx, cancel := context.WithCancel(context.Background())
+			cancelDuties, dutiesDone = cancel, make(chan struct{})
+			go func(done chan struct{}) {
+				defer close(done)
+				s.leaderDuties(ctx)
+			}(dutiesDone)
+		case !leading && cancelDuties != nil:
+			s.log.Info("stepped down; stopping leader duties")
+			stopDuties()
+		}
+	}
+}
+
+// leaderDuties runs while this node leads. First it waits until the first
+// entry of its term is applied (a barrier); only then does it serve
+// anything. Then it makes sure the member table knows every server's HTTP
+// address so that followers can forward to whoever leads.
+func (s *Server) leaderDuties(ctx context.Context) {
+	start := time.Now()
+	for {
+		// Every entry up to last was appended before the barrier, so once
+		// the barrier is applied they all are: no-op entries included,
+		// which never reach FSM.Apply.
+		last := s.raft.LastIndex()
+		err := waitFuture(ctx, s.raft.Barrier(raftTimeout))
+		if err == nil {
+			s.applied.advance(last)
+			break
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		s.log.Warn("leader barrier failed; retrying", "error", err)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	s.leaderReady.Store(true)
+	s.metrics.barrierLatency.Observe(time.Since(start).Seconds())
+	s.log.Info("leader ready", "term", s.raft.CurrentTerm(), "after", time.Since(start))
+	s.reconcileMembers(ctx)
+}
+
+// reconcileMembers records the HTTP address of this node and of bootstrap
+// peers in the replicated member table when it is missing or outdated.
+func (s *Server) reconcileMembers(ctx context.Context) {
+	want := []fsm.Member{{ID: s.cfg.NodeID, RaftAddr: s.RaftAddr(), HTTPAddr: s.cfg.HTTPAdvertise}}
+	conf := s.raft.GetConfiguration()
+	if err := conf.Error(); err != nil {
+		return
+	}
+	inConf := map[string]string{}
+	for _, srv := range conf.Configuration().Servers {
+		inConf[string(srv.ID)] = string(srv.Address)
+	}
+	for _, p := range s.cfg.Bootstrap {
+		if addr, ok := inConf[p.ID]; ok && p.ID != s.cfg.NodeID {
+			want = append(want, fsm.Member{ID: p.ID, RaftAddr: addr, HTTPAddr: p.HTTPAddr})
+		}
+	}
+	st := s.fsm.State()
+	for _, m := range want {
+		if cur, ok := st.Member(m.ID); ok && (cur == m || m.ID != s.cfg.NodeID) {
+			continue // only this node's own record may overwrite a known one
+		}
+		actx, cancel := context.WithTimeout(ctx, raftTimeout)
+		_, err := s.Apply(actx, fsm.NewMemberSet(m))
+		cancel()
+		if err != nil {
+			s.log.Warn("could not record member address", "member", m.ID, "error", err)
+			return
+		}
+	}
+}

@@ -1,0 +1,191 @@
+package server
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/coordd/coordd/fsm"
+	"github.com/coordd/coordd/httpapi"
+)
+
+// The methods in this file implement httpapi.Node.
+var _ httpapi.Node = (*Server)(nil)
+
+// ID is this node's Raft server id.
+func (s *Server) ID() string { return s.cfg.NodeID }
+
+// IsLeader reports whether Raft says this node leads.
+func (s *Server) IsLeader() bool { return s.raft.State() == raft.Leader }
+
+// Leader returns the leader this node knows of, with its HTTP address from
+// the replicated member table (or the bootstrap list before that is filled).
+func (s *Server) Leader() (httpapi.MemberInfo, bool) {
+	addr, id := s.raft.LeaderWithID()
+	if id == "" {
+		return httpapi.MemberInfo{}, false
+	}
+	return httpapi.MemberInfo{
+		ID: string(id), RaftAddr: string(addr), HTTPAddr: s.httpAddrOf(string(id)), Voter: true, Leader: true,
+	}, true
+}
+
+func (s *Server) httpAddrOf(id string) string {
+	if id == s.cfg.NodeID {
+		return s.cfg.HTTPAdvertise
+	}
+	if m, ok := s.fsm.State().Member(id); ok {
+		return m.HTTPAddr
+	}
+	for _, p := range s.cfg.Bootstrap {
+		if p.ID == id {
+			return p.HTTPAddr
+		}
+	}
+	return ""
+}
+
+// waitLeaderReady waits until this node leads and has applied its first
+// entry of the term, or returns at once if it does not lead.
+func (s *Server) waitLeaderReady(ctx context.Context) error {
+	for !s.leaderReady.Load() {
+		if s.raft.State() != raft.Leader {
+			return ErrNotLeader
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%w: %v", ErrLeaderNotReady, ctx.Err())
+		case <-s.stop:
+			return ErrShutdown
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+	return nil
+}
+
+// Apply proposes cmd through Raft and waits until it is applied here. The
+// command is stamped with this leader's wall clock: the FSM's only time.
+func (s *Server) Apply(ctx context.Context, cmd fsm.Command) (*fsm.Result, error) {
+	if err := s.waitLeaderReady(ctx); err != nil {
+		return nil, err
+	}
+	cmd.Stamp = time.Now().UnixNano()
+	timeout := raftTimeout
+	if dl, ok := ctx.Deadline(); ok {
+		timeout = time.Until(dl)
+	}
+	start := time.Now()
+	f := s.raft.Apply(cmd.Encode(), timeout)
+	if err := waitFuture(ctx, f); err != nil {
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("%w: %v", ErrOutcomeUnknown, ctx.Err())
+		}
+		return nil, translate(err)
+	}
+	s.metrics.applyDuration.Observe(time.Since(start).Seconds())
+	res, ok := f.Response().(*fsm.Result)
+	if !ok {
+		return nil, fmt.Errorf("server: unexpected apply response %T", f.Response())
+	}
+	return res, nil
+}
+
+// ReadBarrier implements a linearizable read point on the leader: note the
+// commit index, confirm leadership with a quorum (VerifyLeader), then wait
+// until the FSM has applied up to the noted index. A new leader first waits
+// for its first entry of the term, so the commit index covers every entry
+// acknowledged by earlier leaders.
+func (s *Server) ReadBarrier(ctx context.Context) error {
+	if err := s.waitLeaderReady(ctx); err != nil {
+		return err
+	}
+	ci := s.raft.CommitIndex()
+	if err := waitFuture(ctx, s.raft.VerifyLeader()); err != nil {
+		if ctx.Err() != nil {
+			return fmt.Errorf("%w: verify leader: %v", ErrLeaderNotReady, ctx.Err())
+		}
+		return translate(err)
+	}
+	if err := s.applied.wait(ctx, ci); err != nil {
+		return fmt.Errorf("%w: wait for index %d: %v", ErrLeaderNotReady, ci, err)
+	}
+	return nil
+}
+
+// State returns the current local state.
+func (s *Server) State() *fsm.State { return s.fsm.State() }
+
+// ResetCh is closed when a snapshot replaces the whole state.
+func (s *Server) ResetCh() <-chan struct{} { return s.fsm.ResetCh() }
+
+// Staleness says how far a local read may lag.
+func (s *Server) Staleness() httpapi.Staleness {
+	st := httpapi.Staleness{
+		AppliedIndex: s.fsm.State().Index(),
+		CommitIndex:  s.raft.CommitIndex(),
+	}
+	_, id := s.raft.LeaderWithID()
+	st.KnownLeader = id != ""
+	if s.raft.State() != raft.Leader {
+		if lc := s.raft.LastContact(); !lc.IsZero() {
+			st.LastContact = time.Since(lc)
+		} else {
+			st.LastContact = -1
+		}
+	}
+	return st
+}
+
+// Status reports this node's view of the cluster.
+func (s *Server) Status() httpapi.Status {
+	st := httpapi.Status{
+		ID:           s.cfg.NodeID,
+		State:        s.raft.State().String(),
+		Term:         s.raft.CurrentTerm(),
+		CommitIndex:  s.raft.CommitIndex(),
+		AppliedIndex: s.raft.AppliedIndex(),
+		LastIndex:    s.raft.LastIndex(),
+		Ready:        s.Ready() == nil,
+	}
+	if l, ok := s.Leader(); ok {
+		st.Leader = &l
+	}
+	if s.raft.State() != raft.Leader {
+		if lc := s.raft.LastContact(); !lc.IsZero() {
+			st.LastContact = time.Since(lc).Round(time.Millisecond).String()
+		}
+	}
+	st.Members, _ = s.Members(context.Background())
+	return st
+}
+
+// Ready returns nil when the node knows a leader, has applied what was
+// committed when it first saw one, and, if it leads, has applied its first
+// entry of the term.
+func (s *Server) Ready() error {
+	if s.closed.Load() {
+		return ErrShutdown
+	}
+	_, id := s.raft.LeaderWithID()
+	if id == "" {
+		return ErrNoLeader
+	}
+	if s.raft.State() == raft.Leader && !s.leaderReady.Load() {
+		return ErrLeaderNotReady
+	}
+	if !s.caughtUp.Load() {
+		target := s.readyTarget.Load()
+		if target == 0 {
+			target = s.raft.CommitIndex()
+			s.readyTarget.CompareAndSwap(0, max(target, 1))
+			target = s.readyTarget.Load()
+		}
+		if s.raft.AppliedIndex() < target {
+			return fmt.Errorf("%w: applied %d of %d", ErrCatchingUp, s.raft.AppliedIndex(), target)
+		}
+		s.caughtUp.Store(true)
+	}
+	return nil
+}

@@ -1,0 +1,310 @@
+// Package server runs one coordd node: it owns *raft.Raft, its bbolt log and
+// stable store, the snapshot store and transport, the leader's duties, request
+// forwarding targets and the HTTP server's life cycle. No other package
+// imports hashicorp/raft (fsm uses only its Log and FSM types).
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/raft"
+	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/coordd/coordd/fsm"
+	"github.com/coordd/coordd/httpapi"
+)
+
+// Errors, aliased from httpapi so errors.Is works across both packages.
+var (
+	ErrNotLeader      = httpapi.ErrNotLeader
+	ErrNoLeader       = httpapi.ErrNoLeader
+	ErrLeaderNotReady = httpapi.ErrLeaderNotReady
+	ErrOutcomeUnknown = httpapi.ErrOutcomeUnknown
+	ErrShutdown       = httpapi.ErrShutdown
+	ErrUnknownMember  = httpapi.ErrUnknownMember
+	ErrCatchingUp     = httpapi.ErrCatchingUp
+)
+
+// raftTimeout bounds Raft operations that take no context (membership
+// changes, barriers); requests are bounded by their own context too.
+const raftTimeout = 10 * time.Second
+
+// Server is one running coordd node.
+type Server struct {
+	cfg Config
+	log hclog.Logger
+
+	fsm       *fsm.FSM
+	applied   *indexWaiter
+	raft      *raft.Raft
+	store     *raftboltdb.BoltStore
+	transport *raft.NetworkTransport
+
+	metrics *nodeMetrics
+
+	httpSrv *http.Server
+	httpLn  net.Listener
+
+	// leaderReady is true while this node leads and has applied its first
+	// entry of the term. A new leader serves nothing before that.
+	leaderReady atomic.Bool
+	// readyTarget is the commit index seen when a leader was first known;
+	// caughtUp becomes true once it is applied.
+	readyTarget atomic.Uint64
+	caughtUp    atomic.Bool
+
+	stop     chan struct{}
+	stopOnce sync.Once
+	wg       sync.WaitGroup
+	closed   atomic.Bool
+}
+
+// Start opens the stores, starts Raft and the HTTP API, and returns. It does
+// not wait for a leader.
+func Start(ctx context.Context, cfg Config) (s *Server, err error) {
+	cfg.setDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	s = &Server{cfg: cfg, log: cfg.Logger, applied: newIndexWaiter(), stop: make(chan struct{})}
+	s.fsm = fsm.New()
+
+	var cleanups []func()
+	defer func() {
+		if err != nil {
+			for i := len(cleanups) - 1; i >= 0; i-- {
+				cleanups[i]()
+			}
+		}
+	}()
+
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("server: create data dir: %w", err)
+	}
+
+	// Listeners first: a port that is taken should fail before Raft starts.
+	raftLn := cfg.RaftListener
+	if raftLn == nil {
+		if raftLn, err = net.Listen("tcp", cfg.RaftAddr); err != nil {
+			return nil, fmt.Errorf("server: listen raft %s: %w", cfg.RaftAddr, err)
+		}
+	}
+	cleanups = append(cleanups, func() { raftLn.Close() })
+	s.httpLn = cfg.HTTPListener
+	if s.httpLn == nil {
+		if s.httpLn, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
+			return nil, fmt.Errorf("server: listen http %s: %w", cfg.HTTPAddr, err)
+		}
+	}
+	cleanups = append(cleanups, func() { s.httpLn.Close() })
+	if s.cfg.HTTPAdvertise == "" {
+		s.cfg.HTTPAdvertise = s.httpLn.Addr().String()
+	}
+
+	stream, err := newStreamLayer(raftLn, cfg.RaftAdvertise)
+	if err != nil {
+		return nil, err
+	}
+	s.transport = raft.NewNetworkTransportWithLogger(stream, 3, raftTimeout, s.log.Named("raft-net"))
+	cleanups = append(cleanups, func() { s.transport.Close() })
+
+	// Log and stable store: bbolt with the options DESIGN.md names (the
+	// array freelist and its sync are a known source of write latency).
+	s.store, err = raftboltdb.New(raftboltdb.Options{
+		Path: filepath.Join(cfg.DataDir, "raft.db"),
+		BoltOptions: &bolt.Options{
+			Timeout:        time.Second,
+			NoFreelistSync: true,
+			FreelistType:   bolt.FreelistMapType,
+		},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("server: open raft store: %w", err)
+	}
+	cleanups = append(cleanups, func() { s.store.Close() })
+	logs, err := raft.NewLogCache(8192, s.store)
+	if err != nil {
+		return nil, fmt.Errorf("server: log cache: %w", err)
+	}
+	snaps, err := raft.NewFileSnapshotStoreWithLogger(cfg.DataDir, cfg.SnapshotRetain, s.log.Named("snapshot"))
+	if err != nil {
+		return nil, fmt.Errorf("server: snapshot store: %w", err)
+	}
+
+	rc := raft.DefaultConfig()
+	rc.LocalID = raft.ServerID(cfg.NodeID)
+	rc.HeartbeatTimeout = cfg.HeartbeatTimeout
+	rc.ElectionTimeout = cfg.ElectionTimeout
+	rc.LeaderLeaseTimeout = cfg.LeaderLeaseTimeout
+	rc.CommitTimeout = cfg.CommitTimeout
+	rc.SnapshotInterval = cfg.SnapshotInterval
+	rc.SnapshotThreshold = cfg.SnapshotThreshold
+	rc.TrailingLogs = cfg.TrailingLogs
+	rc.Logger = s.log.Named("raft")
+	if err := raft.ValidateConfig(rc); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrConfig, err)
+	}
+
+	existing, err := raft.HasExistingState(logs, s.store, snaps)
+	if err != nil {
+		return nil, fmt.Errorf("server: inspect raft state: %w", err)
+	}
+
+	s.raft, err = raft.NewRaft(rc, &trackedFSM{FSM: s.fsm, applied: s.applied}, logs, s.store, snaps, s.transport)
+	if err != nil {
+		return nil, fmt.Errorf("server: start raft: %w", err)
+	}
+	cleanups = append(cleanups, func() { s.raft.Shutdown().Error() })
+
+	if !existing && len(cfg.Bootstrap) > 0 {
+		var conf raft.Configuration
+		for _, p := range cfg.Bootstrap {
+			addr := p.RaftAddr
+			if p.ID == cfg.NodeID {
+				addr = string(s.transport.LocalAddr())
+			}
+			conf.Servers = append(conf.Servers, raft.Server{
+				ID: raft.ServerID(p.ID), Address: raft.ServerAddress(addr), Suffrage: raft.Voter,
+			})
+		}
+		if err := s.raft.BootstrapCluster(conf).Error(); err != nil && !errors.Is(err, raft.ErrCantBootstrap) {
+			return nil, fmt.Errorf("server: bootstrap: %w", err)
+		}
+		s.log.Info("bootstrapped new cluster", "peers", len(conf.Servers))
+	} else if existing {
+		s.log.Info("restarting from existing raft state", "dir", cfg.DataDir)
+	}
+
+	if s.metrics, err = registerMetrics(cfg.Registry, s); err != nil {
+		return nil, err
+	}
+
+	api := httpapi.New(s, httpapi.Options{
+		Logger:          s.log.Named("http"),
+		MaxRequestBytes: cfg.MaxRequestBytes,
+		MaxValueBytes:   cfg.MaxValueBytes,
+		Registry:        cfg.Registry,
+	})
+	s.httpSrv = &http.Server{
+		Handler:           api,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          s.log.Named("http").StandardLogger(&hclog.StandardLoggerOptions{InferLevels: true}),
+	}
+	s.wg.Add(2)
+	go func() {
+		defer s.wg.Done()
+		if err := s.httpSrv.Serve(s.httpLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			s.log.Error("http server stopped", "error", err)
+		}
+	}()
+	go func() {
+		defer s.wg.Done()
+		s.runLeaderWatch()
+	}()
+	if !existing && cfg.Join != "" {
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			s.joinCluster()
+		}()
+	}
+	s.log.Info("coordd node started", "id", cfg.NodeID, "raft", s.transport.LocalAddr(), "http", s.cfg.HTTPAdvertise)
+	return s, nil
+}
+
+// HTTPAddr is the address the HTTP API is advertised at.
+func (s *Server) HTTPAddr() string { return s.cfg.HTTPAdvertise }
+
+// RaftAddr is the address peers reach this node's Raft transport at.
+func (s *Server) RaftAddr() string { return string(s.transport.LocalAddr()) }
+
+// Shutdown stops the node gracefully: a leader first hands leadership to
+// another voter (so a planned restart costs almost no unavailability), then
+// the HTTP server stops accepting and drains, Raft shuts down and the stores
+// close. It is safe to call more than once.
+func (s *Server) Shutdown(ctx context.Context) error {
+	if !s.closed.CompareAndSwap(false, true) {
+		return nil
+	}
+	if s.raft.State() == raft.Leader && s.voterCount() > 1 {
+		s.log.Info("transferring leadership before shutdown")
+		if err := waitFuture(ctx, s.raft.LeadershipTransfer()); err != nil {
+			s.log.Warn("leadership transfer failed; shutting down anyway", "error", err)
+		}
+	}
+	s.stopOnce.Do(func() { close(s.stop) })
+	var errs []error
+	if err := s.httpSrv.Shutdown(ctx); err != nil {
+		errs = append(errs, fmt.Errorf("server: http shutdown: %w", err))
+		s.httpSrv.Close()
+	}
+	if err := s.raft.Shutdown().Error(); err != nil {
+		errs = append(errs, fmt.Errorf("server: raft shutdown: %w", err))
+	}
+	if err := s.transport.Close(); err != nil {
+		errs = append(errs, fmt.Errorf("server: transport close: %w", err))
+	}
+	s.wg.Wait()
+	if err := s.store.Close(); err != nil {
+		errs = append(errs, fmt.Errorf("server: close raft store: %w", err))
+	}
+	s.log.Info("coordd node stopped", "id", s.cfg.NodeID)
+	return errors.Join(errs...)
+}
+
+func (s *Server) voterCount() int {
+	f := s.raft.GetConfiguration()
+	if f.Error() != nil {
+		return 0
+	}
+	n := 0
+	for _, srv := range f.Configuration().Servers {
+		if srv.Suffrage == raft.Voter {
+			n++
+		}
+	}
+	return n
+}
+
+// waitFuture waits for a Raft future or the context, whichever is first.
+func waitFuture(ctx context.Context, f raft.Future) error {
+	done := make(chan error, 1)
+	go func() { done <- f.Error() }()
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// translate maps Raft's errors to coordd's sentinels at the package edge.
+func translate(err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, raft.ErrNotLeader):
+		return fmt.Errorf("%w: %v", ErrNotLeader, err)
+	case errors.Is(err, raft.ErrLeadershipTransferInProgress), errors.Is(err, raft.ErrEnqueueTimeout):
+		// Nothing was enqueued: as safe to retry as "not leader".
+		return fmt.Errorf("%w: %v", ErrLeaderNotReady, err)
+	case errors.Is(err, raft.ErrLeadershipLost):
+		return fmt.Errorf("%w: %v", ErrOutcomeUnknown, err)
+	case errors.Is(err, raft.ErrRaftShutdown):
+		return fmt.Errorf("%w: %v", ErrShutdown, err)
+	default:
+		return err
+	}
+}

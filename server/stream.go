@@ -1,0 +1,40 @@
+package server
+
+import (
+	"fmt"
+	"net"
+	"time"
+
+	"github.com/hashicorp/raft"
+)
+
+// tcpStreamLayer is raft's stream layer over a listener we own, so that the
+// listener can be bound before the node starts (port 0 in tests) and so that
+// TLS can wrap it later.
+type tcpStreamLayer struct {
+	net.Listener
+	advertise net.Addr
+}
+
+func newStreamLayer(ln net.Listener, advertise string) (*tcpStreamLayer, error) {
+	addr := ln.Addr()
+	if advertise != "" {
+		a, err := net.ResolveTCPAddr("tcp", advertise)
+		if err != nil {
+			return nil, fmt.Errorf("server: raft advertise address %q: %w", advertise, err)
+		}
+		addr = a
+	}
+	if ta, ok := addr.(*net.TCPAddr); ok && ta.IP.IsUnspecified() {
+		return nil, fmt.Errorf("%w: raft advertise address %s is not routable: set -raft-advertise", ErrConfig, addr)
+	}
+	return &tcpStreamLayer{Listener: ln, advertise: addr}, nil
+}
+
+// Dial implements raft.StreamLayer.
+func (t *tcpStreamLayer) Dial(address raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
+	return net.DialTimeout("tcp", string(address), timeout)
+}
+
+// Addr advertises the configured address rather than the bound one.
+func (t *tcpStreamLayer) Addr() net.Addr { return t.advertise }

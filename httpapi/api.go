@@ -41,6 +41,9 @@ type Options struct {
 	Registry *prometheus.Registry
 	// Forwarder sends requests to the leader; nil uses a default client.
 	Forwarder *http.Client
+	// Stopping, when closed, makes blocking queries answer at once with
+	// what they have, so that a graceful shutdown does not wait for them.
+	Stopping <-chan struct{}
 }
 
 // API is the coordd HTTP handler.

@@ -84,7 +84,7 @@ func (a *API) kvGet(w http.ResponseWriter, r *http.Request) {
 			return err
 		}
 		if prefix {
-			entries, idx := blockOn(r.Context(), a.node, st, bq, func(s *fsm.State) ([]*fsm.KVEntry, uint64, <-chan struct{}) {
+			entries, idx := blockOn(r.Context(), a, st, bq, func(s *fsm.State) ([]*fsm.KVEntry, uint64, <-chan struct{}) {
 				return s.WatchPrefix(key, 0)
 			})
 			out := make([]*KV, 0, len(entries))
@@ -95,7 +95,7 @@ func (a *API) kvGet(w http.ResponseWriter, r *http.Request) {
 			writeJSON(w, http.StatusOK, out)
 			return nil
 		}
-		e, idx := blockOn(r.Context(), a.node, st, bq, func(s *fsm.State) (*fsm.KVEntry, uint64, <-chan struct{}) {
+		e, idx := blockOn(r.Context(), a, st, bq, func(s *fsm.State) (*fsm.KVEntry, uint64, <-chan struct{}) {
 			return s.WatchKey(key)
 		})
 		a.setReadHeaders(w, idx, stale)
@@ -158,11 +158,11 @@ func (a *API) setReadHeaders(w http.ResponseWriter, idx uint64, stale bool) {
 // the view's watch channel fires, the state is replaced by a snapshot, the
 // wait runs out or the client leaves. It never answers from a state older
 // than st.
-func blockOn[T any](ctx context.Context, n Node, st *fsm.State, bq blocking,
+func blockOn[T any](ctx context.Context, a *API, st *fsm.State, bq blocking,
 	view func(*fsm.State) (T, uint64, <-chan struct{})) (T, uint64) {
 	var timeout <-chan time.Time
 	for {
-		reset := n.ResetCh()
+		reset := a.node.ResetCh()
 		v, idx, watch := view(st)
 		if bq.index == 0 || idx > bq.index {
 			return v, idx
@@ -179,8 +179,10 @@ func blockOn[T any](ctx context.Context, n Node, st *fsm.State, bq blocking,
 			return v, idx
 		case <-ctx.Done():
 			return v, idx
+		case <-a.opts.Stopping:
+			return v, idx
 		}
-		st = n.State()
+		st = a.node.State()
 	}
 }
 

@@ -195,6 +195,7 @@ func Start(ctx context.Context, cfg Config) (s *Server, err error) {
 		MaxRequestBytes: cfg.MaxRequestBytes,
 		MaxValueBytes:   cfg.MaxValueBytes,
 		Registry:        cfg.Registry,
+		Stopping:        s.stop,
 	})
 	s.httpSrv = &http.Server{
 		Handler:           api,
@@ -235,10 +236,23 @@ func (s *Server) RaftAddr() string { return string(s.transport.LocalAddr()) }
 // the HTTP server stops accepting and drains, Raft shuts down and the stores
 // close. It is safe to call more than once.
 func (s *Server) Shutdown(ctx context.Context) error {
+	return s.shutdown(ctx, true)
+}
+
+// Abort stops the node at once without handing leadership over, as a crash
+// would (though what was fsynced stays fsynced). Tests use it to kill a
+// leader in-process; operators should prefer Shutdown.
+func (s *Server) Abort() error {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	return s.shutdown(ctx, false)
+}
+
+func (s *Server) shutdown(ctx context.Context, transfer bool) error {
 	if !s.closed.CompareAndSwap(false, true) {
 		return nil
 	}
-	if s.raft.State() == raft.Leader && s.voterCount() > 1 {
+	if transfer && s.raft.State() == raft.Leader && s.voterCount() > 1 {
 		s.log.Info("transferring leadership before shutdown")
 		if err := waitFuture(ctx, s.raft.LeadershipTransfer()); err != nil {
 			s.log.Warn("leadership transfer failed; shutting down anyway", "error", err)
@@ -246,7 +260,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	s.stopOnce.Do(func() { close(s.stop) })
 	var errs []error
-	if err := s.httpSrv.Shutdown(ctx); err != nil {
+	if !transfer {
+		s.httpSrv.Close()
+	} else if err := s.httpSrv.Shutdown(ctx); err != nil {
 		errs = append(errs, fmt.Errorf("server: http shutdown: %w", err))
 		s.httpSrv.Close()
 	}

@@ -1,0 +1,272 @@
+package httpapi_test
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"sync"
+	"testing"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/coordd/coordd/fsm"
+	"github.com/coordd/coordd/httpapi"
+)
+
+// fakeNode implements httpapi.Node over a real *fsm.FSM. Commands are
+// applied directly to the FSM with increasing indices; leadership, the
+// leader it reports and the errors of ReadBarrier, Apply and Ready are set
+// per test.
+type fakeNode struct {
+	id  string
+	fsm *fsm.FSM
+
+	applyMu sync.Mutex // serialises FSM.Apply and FSM.Restore, as Raft does
+	index   uint64     // guarded by applyMu
+
+	mu         sync.Mutex
+	isLeader   bool
+	leader     httpapi.MemberInfo
+	hasLeader  bool
+	barrierErr error
+	applyErr   error
+	readyErr   error
+	membersErr error
+	joinErr    error
+	removeErr  error
+	xferErr    error
+	panicIn    string // "Apply", "ReadBarrier", ... : panic in that method
+	staleness  httpapi.Staleness
+	// resetHook, when set, runs (once) at the start of the next ResetCh
+	// call: it lets a test interleave a Restore at that exact point.
+	resetHook func()
+	members    []httpapi.MemberInfo
+
+	barrierCalls int
+	resetCalls   int
+	applyCalls   int
+	applied      []fsm.Command
+	joins        []httpapi.JoinRequest
+	removes      []string
+	transfers    []string
+}
+
+var _ httpapi.Node = (*fakeNode)(nil)
+
+// newFakeNode returns a node that leads and knows itself as leader.
+func newFakeNode(id string) *fakeNode {
+	n := &fakeNode{id: id, fsm: fsm.New(), isLeader: true, hasLeader: true}
+	n.leader = httpapi.MemberInfo{ID: id, RaftAddr: id + ":7000", Voter: true, Leader: true}
+	return n
+}
+
+func (n *fakeNode) set(f func(n *fakeNode)) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	f(n)
+}
+
+func (n *fakeNode) maybePanic(method string) {
+	n.mu.Lock()
+	p := n.panicIn
+	n.mu.Unlock()
+	if p == method {
+		panic("fakeNode: injected panic in " + method)
+	}
+}
+
+// applyLocal applies cmd to the FSM at the next index, whatever the
+// leadership settings: it stands for a committed entry arriving.
+func (n *fakeNode) applyLocal(cmd fsm.Command) *fsm.Result {
+	n.applyMu.Lock()
+	defer n.applyMu.Unlock()
+	n.index++
+	return n.fsm.Apply(&raft.Log{Index: n.index, Term: 1, Data: cmd.Encode()}).(*fsm.Result)
+}
+
+// put writes key directly (as a committed entry from elsewhere would).
+func (n *fakeNode) put(t testing.TB, key, value string) *fsm.Result {
+	t.Helper()
+	res := n.applyLocal(fsm.NewKVPut(fsm.KVPut{Key: key, Value: []byte(value)}))
+	if res.Err != nil {
+		t.Fatalf("put %q: %v", key, res.Err)
+	}
+	return res
+}
+
+// del deletes key directly.
+func (n *fakeNode) del(t testing.TB, key string) *fsm.Result {
+	t.Helper()
+	res := n.applyLocal(fsm.NewKVDelete(fsm.KVDelete{Key: key}))
+	if res.Err != nil {
+		t.Fatalf("delete %q: %v", key, res.Err)
+	}
+	return res
+}
+
+// restore replaces the FSM's whole state by one read from a snapshot
+// stream, as Raft does when it installs a snapshot.
+func (n *fakeNode) restore(t testing.TB, s *fsm.State) {
+	t.Helper()
+	var buf bytes.Buffer
+	if err := fsm.WriteState(&buf, s); err != nil {
+		t.Fatalf("WriteState: %v", err)
+	}
+	n.applyMu.Lock()
+	defer n.applyMu.Unlock()
+	if err := n.fsm.Restore(io.NopCloser(&buf)); err != nil {
+		t.Fatalf("Restore: %v", err)
+	}
+	n.index = max(n.index, s.Index())
+}
+
+func (n *fakeNode) counts() (barriers, applies int) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.barrierCalls, n.applyCalls
+}
+
+// resets counts ResetCh calls. A blocking query calls ResetCh after it has
+// taken the state it evaluates, so once the count has grown, any later write
+// must wake the query.
+func (n *fakeNode) resets() int {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.resetCalls
+}
+
+func (n *fakeNode) ID() string {
+	n.maybePanic("ID")
+	return n.id
+}
+
+func (n *fakeNode) IsLeader() bool {
+	n.maybePanic("IsLeader")
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.isLeader
+}
+
+func (n *fakeNode) Leader() (httpapi.MemberInfo, bool) {
+	n.maybePanic("Leader")
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.leader, n.hasLeader
+}
+
+func (n *fakeNode) Apply(ctx context.Context, cmd fsm.Command) (*fsm.Result, error) {
+	n.maybePanic("Apply")
+	n.mu.Lock()
+	n.applyCalls++
+	err := n.applyErr
+	n.mu.Unlock()
+	if err != nil {
+		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	res := n.applyLocal(cmd)
+	n.mu.Lock()
+	n.applied = append(n.applied, cmd)
+	n.mu.Unlock()
+	return res, nil
+}
+
+func (n *fakeNode) ReadBarrier(ctx context.Context) error {
+	n.maybePanic("ReadBarrier")
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.barrierCalls++
+	return n.barrierErr
+}
+
+func (n *fakeNode) State() *fsm.State {
+	n.maybePanic("State")
+	return n.fsm.State()
+}
+
+func (n *fakeNode) ResetCh() <-chan struct{} {
+	n.mu.Lock()
+	hook := n.resetHook
+	n.resetHook = nil
+	n.resetCalls++
+	n.mu.Unlock()
+	if hook != nil {
+		hook()
+	}
+	return n.fsm.ResetCh()
+}
+
+func (n *fakeNode) Staleness() httpapi.Staleness {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	s := n.staleness
+	s.AppliedIndex = n.fsm.State().Index()
+	return s
+}
+
+func (n *fakeNode) Status() httpapi.Status {
+	n.maybePanic("Status")
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	st := httpapi.Status{ID: n.id, State: "Follower", Term: 1, Ready: n.readyErr == nil, Members: n.members}
+	if n.isLeader {
+		st.State = "Leader"
+	}
+	if n.hasLeader {
+		l := n.leader
+		st.Leader = &l
+	}
+	idx := n.fsm.State().Index()
+	st.CommitIndex, st.AppliedIndex, st.LastIndex = idx, idx, idx
+	return st
+}
+
+func (n *fakeNode) Members(ctx context.Context) ([]httpapi.MemberInfo, error) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.membersErr != nil {
+		return nil, n.membersErr
+	}
+	return append([]httpapi.MemberInfo{}, n.members...), nil
+}
+
+func (n *fakeNode) Join(ctx context.Context, req httpapi.JoinRequest) error {
+	n.maybePanic("Join")
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.joinErr != nil {
+		return n.joinErr
+	}
+	n.joins = append(n.joins, req)
+	n.members = append(n.members, httpapi.MemberInfo{ID: req.ID, RaftAddr: req.RaftAddr, HTTPAddr: req.HTTPAddr,
+		Voter: req.Voter == nil || *req.Voter})
+	return nil
+}
+
+func (n *fakeNode) Remove(ctx context.Context, id string) error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.removeErr != nil {
+		return n.removeErr
+	}
+	n.removes = append(n.removes, id)
+	return nil
+}
+
+func (n *fakeNode) TransferLeadership(ctx context.Context, id string) error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.xferErr != nil {
+		return n.xferErr
+	}
+	n.transfers = append(n.transfers, id)
+	return nil
+}
+
+func (n *fakeNode) Ready() error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.readyErr
+}

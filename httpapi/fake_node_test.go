@@ -40,7 +40,7 @@ type fakeNode struct {
 	// resetHook, when set, runs (once) at the start of the next ResetCh
 	// call: it lets a test interleave a Restore at that exact point.
 	resetHook func()
-	members    []httpapi.MemberInfo
+	members   []httpapi.MemberInfo
 
 	barrierCalls int
 	resetCalls   int

@@ -26,20 +26,24 @@ stop() {
 	trap - INT TERM EXIT
 	echo
 	echo "stopping coordd nodes..."
-	for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+	for pid in "${pids[@]}"; do [ -n "$pid" ] && kill -TERM "$pid" 2>/dev/null; done
 	for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
 	echo "all nodes stopped (data kept in ${DATA_DIR}; 'make clean' removes it)"
 }
-trap stop INT TERM EXIT
+trap 'stop; exit 130' INT
+trap 'stop; exit 143' TERM
+trap stop EXIT
 
-mkdir -p "$DATA_DIR"
-for i in 0 1 2; do
-	id="n$((i + 1))"
+start_node() {
+	local i=$1 id="n$(($1 + 1))"
 	"$COORDD" -id "$id" -data-dir "$DATA_DIR/$id" \
 		-raft-addr "${HOST}:${raft_ports[$i]}" -http-addr "${HOST}:${http_ports[$i]}" \
-		-bootstrap "$peers" >"$DATA_DIR/$id.log" 2>&1 &
-	pids+=("$!")
-done
+		-bootstrap "$peers" >>"$DATA_DIR/$id.log" 2>&1 &
+	pids[$i]=$!
+}
+
+mkdir -p "$DATA_DIR"
+for i in 0 1 2; do start_node "$i"; done
 
 # Wait until every node is ready (a leader is known and it has caught up).
 for i in 0 1 2; do
@@ -66,9 +70,30 @@ Try:
   curl -s -X PUT --data-binary 'hello' http://${HOST}:${http_ports[1]}/v1/kv/greeting
   curl -s http://${HOST}:${http_ports[2]}/v1/kv/greeting
   curl -s 'http://${HOST}:${http_ports[2]}/v1/kv/greeting?raw'
+A node that dies is restarted from its data dir after ${RESTART_DELAY:-3}s.
 Ctrl-C stops all three nodes.
 MSG
 
-# Exit (and stop the others) as soon as any node dies.
-wait -n "${pids[@]}" || true
-echo "a node exited; see ${DATA_DIR}/n*.log" >&2
+# A node that exits (say, the leader you just killed with kill -9) is
+# restarted from its data dir after RESTART_DELAY seconds, at most
+# MAX_RESTARTS times, so that it rejoins as a follower and catches up.
+RESTART_DELAY=${RESTART_DELAY:-3}
+MAX_RESTARTS=${MAX_RESTARTS:-20}
+restarts=(0 0 0)
+while :; do
+	wait -n "${pids[@]}" 2>/dev/null || true
+	for i in 0 1 2; do
+		kill -0 "${pids[$i]}" 2>/dev/null && continue
+		id="n$((i + 1))"
+		if [ "${restarts[$i]}" -ge "$MAX_RESTARTS" ]; then
+			echo "node $id exited again; not restarting it (see $DATA_DIR/$id.log)" >&2
+			exit 1
+		fi
+		restarts[$i]=$((restarts[$i] + 1))
+		echo "node $id exited; restarting it in ${RESTART_DELAY}s (log: $DATA_DIR/$id.log)"
+		sleep "$RESTART_DELAY" &
+		wait $! 2>/dev/null || true # a signal interrupts this wait, not sleep
+		start_node "$i"
+		echo "node $id restarted (pid ${pids[$i]})"
+	done
+done

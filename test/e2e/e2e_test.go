@@ -245,28 +245,29 @@ func list(p *proc, query string) ([]kv, int, error) {
 	return out, resp.StatusCode, json.Unmarshal(b, &out)
 }
 
-func Test_E2E_LeaderSIGKILLedUnderWrites_NothingAcknowledgedLost(t *testing.T) {
-	procs := startCluster(t, 3)
+// writers keeps writing unique keys through random nodes and records which
+// writes were acknowledged and when. Bounded in count and time.
+type writers struct {
+	mu      sync.Mutex
+	acked   map[string]string
+	ackTime []time.Time
+	errs    int
+	stop    chan struct{}
+	wg      sync.WaitGroup
+	cancel  context.CancelFunc
+}
 
-	var (
-		mu      sync.Mutex
-		acked   = map[string]string{}
-		ackTime []time.Time
-		errs    int
-	)
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	stopWriters := make(chan struct{})
-	var wg sync.WaitGroup
-	const writers, perWriter = 4, 2000
-	for w := range writers {
-		wg.Add(1)
+func startWriters(procs []*proc, n, perWriter int) *writers {
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	ws := &writers{acked: map[string]string{}, stop: make(chan struct{}), cancel: cancel}
+	for w := range n {
+		ws.wg.Add(1)
 		go func() {
-			defer wg.Done()
-			rng := rand.New(rand.NewPCG(uint64(w), 1))
+			defer ws.wg.Done()
+			rng := rand.New(rand.NewPCG(uint64(w), uint64(time.Now().UnixNano())))
 			for i := range perWriter {
 				select {
-				case <-stopWriters:
+				case <-ws.stop:
 					return
 				case <-ctx.Done():
 					return
@@ -276,116 +277,163 @@ func Test_E2E_LeaderSIGKILLedUnderWrites_NothingAcknowledgedLost(t *testing.T) {
 				key, val := fmt.Sprintf("e2e/w%d/%05d", w, i), fmt.Sprintf("v-%d-%d", w, i)
 				req, _ := http.NewRequestWithContext(ctx, http.MethodPut, p.url()+"/v1/kv/"+key, strings.NewReader(val))
 				resp, err := httpc.Do(req)
-				if err != nil {
-					mu.Lock()
-					errs++
-					mu.Unlock()
-					time.Sleep(10 * time.Millisecond)
-					continue
+				ok := false
+				if err == nil {
+					io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+					ok = resp.StatusCode == http.StatusOK
 				}
-				io.Copy(io.Discard, resp.Body)
-				resp.Body.Close()
-				mu.Lock()
-				if resp.StatusCode == http.StatusOK {
-					acked[key] = val
-					ackTime = append(ackTime, time.Now())
+				ws.mu.Lock()
+				if ok {
+					ws.acked[key] = val
+					ws.ackTime = append(ws.ackTime, time.Now())
 				} else {
-					errs++
+					ws.errs++
 				}
-				mu.Unlock()
-				if resp.StatusCode != http.StatusOK {
+				ws.mu.Unlock()
+				if !ok {
 					time.Sleep(10 * time.Millisecond)
 				}
 			}
 		}()
 	}
+	return ws
+}
 
+func (ws *writers) finish() {
+	close(ws.stop)
+	ws.wg.Wait()
+	ws.cancel()
+}
+
+// gapAround returns the longest stretch without an acknowledged write that
+// ends within 5 s after at, and the delay of the first ack after at.
+func (ws *writers) gapAround(at time.Time) (gap, first time.Duration) {
+	ws.mu.Lock()
+	defer ws.mu.Unlock()
+	first = -1
+	for i, t := range ws.ackTime {
+		if t.After(at) && first < 0 {
+			first = t.Sub(at)
+		}
+		if i > 0 && t.After(at) && t.Before(at.Add(5*time.Second)) {
+			gap = max(gap, t.Sub(ws.ackTime[i-1]))
+		}
+	}
+	return gap, first
+}
+
+// checkAll verifies, through p, that every acknowledged write is there and
+// that nothing is there that was never written.
+func (ws *writers) checkAll(p *proc, query string) error {
+	got, code, err := list(p, query)
+	if err != nil {
+		return fmt.Errorf("%s list: %d %v", p.id, code, err)
+	}
+	have := map[string]string{}
+	for _, e := range got {
+		have[e.Key] = e.Value
+	}
+	ws.mu.Lock()
+	defer ws.mu.Unlock()
+	for k, v := range ws.acked {
+		if have[k] != v {
+			return fmt.Errorf("%s: acknowledged %s=%s missing (have %q)", p.id, k, v, have[k])
+		}
+	}
+	for k, v := range have {
+		var w, i int
+		if _, err := fmt.Sscanf(k, "e2e/w%d/%05d", &w, &i); err != nil || v != fmt.Sprintf("v-%d-%d", w, i) {
+			return fmt.Errorf("%s: unexpected %s=%s", p.id, k, v)
+		}
+	}
+	return nil
+}
+
+func others(procs []*proc, not *proc) []*proc {
+	var out []*proc
+	for _, p := range procs {
+		if p != not {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// waitCaughtUp polls until p's own local state holds every acknowledged write.
+func waitCaughtUp(t *testing.T, ws *writers, p *proc) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		err := ws.checkAll(p, "&stale")
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s did not catch up: %v", p.id, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func Test_E2E_LeaderSIGKILLedUnderWrites_NothingAcknowledgedLost(t *testing.T) {
+	procs := startCluster(t, 3)
+	ws := startWriters(procs, 4, 3000)
 	time.Sleep(time.Second)
+
 	old := leaderOf(t, procs)
 	killedAt := time.Now()
 	old.kill()
-	t.Logf("SIGKILLed leader %s", old.id)
-
-	// Time until another node reports itself leader.
-	var survivors []*proc
-	for _, p := range procs {
-		if p != old {
-			survivors = append(survivors, p)
-		}
-	}
-	newLeader := leaderOf(t, survivors)
+	newLeader := leaderOf(t, others(procs, old))
 	electedAfter := time.Since(killedAt)
 
 	time.Sleep(1500 * time.Millisecond)
 	old.start(t)
 	waitReady(t, old, 20*time.Second)
 	time.Sleep(500 * time.Millisecond)
-	close(stopWriters)
-	wg.Wait()
+	ws.finish()
 
-	mu.Lock()
-	var firstAfter time.Duration = -1
-	for _, at := range ackTime {
-		if at.After(killedAt) {
-			firstAfter = at.Sub(killedAt)
-			break
-		}
-	}
-	// The longest stretch without any acknowledged write around the kill.
-	var gap time.Duration
-	for i := 1; i < len(ackTime); i++ {
-		if ackTime[i].After(killedAt) && ackTime[i-1].Before(killedAt.Add(3*time.Second)) {
-			gap = max(gap, ackTime[i].Sub(ackTime[i-1]))
-		}
-	}
-	t.Logf("failover: new leader %s reported %s after SIGKILL; first write acknowledged %s after; longest write gap %s; %d writes acknowledged, %d failed or refused",
-		newLeader.id, electedAfter.Round(time.Millisecond), firstAfter.Round(time.Millisecond), gap.Round(time.Millisecond), len(acked), errs)
-	if firstAfter < 0 {
+	gap, first := ws.gapAround(killedAt)
+	t.Logf("SIGKILL of leader %s: new leader %s reported after %s; first write acknowledged after %s; longest write gap %s; %d writes acknowledged, %d failed or refused",
+		old.id, newLeader.id, electedAfter.Round(time.Millisecond), first.Round(time.Millisecond), gap.Round(time.Millisecond), len(ws.acked), ws.errs)
+	if first < 0 {
 		t.Fatal("no write was acknowledged after the leader was killed")
 	}
-	mu.Unlock()
-
-	// Every acknowledged write is there, through a linearizable read, and
-	// nothing is there that was never written.
-	check := func(p *proc, query string) error {
-		got, code, err := list(p, query)
-		if err != nil {
-			return fmt.Errorf("%s list: %d %v", p.id, code, err)
-		}
-		have := map[string]string{}
-		for _, e := range got {
-			have[e.Key] = e.Value
-		}
-		for k, v := range acked {
-			if have[k] != v {
-				return fmt.Errorf("%s: acknowledged %s=%s missing (have %q)", p.id, k, v, have[k])
-			}
-		}
-		for k, v := range have {
-			var w, i int
-			if _, err := fmt.Sscanf(k, "e2e/w%d/%05d", &w, &i); err != nil || v != fmt.Sprintf("v-%d-%d", w, i) {
-				return fmt.Errorf("%s: unexpected %s=%s", p.id, k, v)
-			}
-		}
-		return nil
-	}
-	if err := check(newLeader, ""); err != nil {
+	if err := ws.checkAll(newLeader, ""); err != nil {
 		t.Fatal(err)
 	}
-	// The restarted node caught up: its own local state has it all.
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		err := check(old, "&stale")
-		if err == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("restarted node did not catch up: %v", err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	waitCaughtUp(t, ws, old)
 
 	// SIGTERM stops every node cleanly.
+	for _, p := range procs {
+		p.term(t, 15*time.Second)
+	}
+}
+
+func Test_E2E_LeaderSIGTERMed_HandsLeadershipOverAndExitsCleanly(t *testing.T) {
+	procs := startCluster(t, 3)
+	ws := startWriters(procs, 4, 3000)
+	time.Sleep(time.Second)
+
+	old := leaderOf(t, procs)
+	termAt := time.Now()
+	old.term(t, 15*time.Second)
+	stoppedAfter := time.Since(termAt)
+	newLeader := leaderOf(t, others(procs, old))
+
+	time.Sleep(time.Second)
+	old.start(t)
+	waitReady(t, old, 20*time.Second)
+	time.Sleep(300 * time.Millisecond)
+	ws.finish()
+
+	gap, first := ws.gapAround(termAt)
+	t.Logf("SIGTERM of leader %s: exited after %s; new leader %s; first write acknowledged after %s; longest write gap %s; %d acknowledged, %d failed or refused",
+		old.id, stoppedAfter.Round(time.Millisecond), newLeader.id, first.Round(time.Millisecond), gap.Round(time.Millisecond), len(ws.acked), ws.errs)
+	if err := ws.checkAll(newLeader, ""); err != nil {
+		t.Fatal(err)
+	}
+	waitCaughtUp(t, ws, old)
 	for _, p := range procs {
 		p.term(t, 15*time.Second)
 	}

@@ -392,3 +392,31 @@ func Test_Cluster_StatusAndProbes(t *testing.T) {
 		t.Fatalf("stale read without quorum: %d %v", r.Status, r.Header)
 	}
 }
+
+func Test_Cluster_NonVoterJoins_ServesStaleReadsWithoutAVote(t *testing.T) {
+	t.Parallel()
+	c := testcluster.New(t, 3)
+	l := c.Leader()
+	nv := c.AddJoining(l, true)
+	c.WaitReady(nv)
+	putRetry(t, c, l, "seen-by-nonvoter", "yes")
+	testcluster.Poll(t, 10*time.Second, func() error {
+		kv, r := getKV(t, c, nv.URL()+"/v1/kv/seen-by-nonvoter?stale")
+		if r.Status != http.StatusOK || kv.Value != "yes" {
+			return fmt.Errorf("non-voter: %d %s", r.Status, r.Body)
+		}
+		return nil
+	})
+	var members []httpapi.MemberInfo
+	c.Do(http.MethodGet, l.URL()+"/v1/cluster/members", "").JSON(t, &members)
+	for _, m := range members {
+		if m.ID == nv.ID && m.Voter {
+			t.Fatalf("non-voter joined as voter: %+v", m)
+		}
+	}
+	// Leadership cannot be handed to a non-voter.
+	r := c.Do(http.MethodPost, l.URL()+"/v1/cluster/transfer-leadership", `{"id":"`+nv.ID+`"}`)
+	if r.Status != http.StatusBadRequest {
+		t.Fatalf("transfer to non-voter: %d %s", r.Status, r.Body)
+	}
+}

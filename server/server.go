@@ -72,12 +72,12 @@ type Server struct {
 
 // Start opens the stores, starts Raft and the HTTP API, and returns. It does
 // not wait for a leader.
-func Start(ctx context.Context, cfg Config) (s *Server, err error) {
+func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	cfg.setDefaults()
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	s = &Server{cfg: cfg, log: cfg.Logger, applied: newIndexWaiter(), stop: make(chan struct{})}
+	s := &Server{cfg: cfg, log: cfg.Logger, applied: newIndexWaiter(), stop: make(chan struct{})}
 	s.fsm = fsm.New()
 
 	var cleanups []func()
@@ -107,7 +107,8 @@ func Start(ctx context.Context, cfg Config) (s *Server, err error) {
 			return nil, fmt.Errorf("server: listen http %s: %w", cfg.HTTPAddr, err)
 		}
 	}
-	cleanups = append(cleanups, func() { s.httpLn.Close() })
+	httpLn := s.httpLn
+	cleanups = append(cleanups, func() { httpLn.Close() })
 	if s.cfg.HTTPAdvertise == "" {
 		s.cfg.HTTPAdvertise = s.httpLn.Addr().String()
 	}
@@ -117,7 +118,8 @@ func Start(ctx context.Context, cfg Config) (s *Server, err error) {
 		return nil, err
 	}
 	s.transport = raft.NewNetworkTransportWithLogger(stream, 3, raftTimeout, s.log.Named("raft-net"))
-	cleanups = append(cleanups, func() { s.transport.Close() })
+	transport := s.transport
+	cleanups = append(cleanups, func() { transport.Close() })
 
 	// Log and stable store: bbolt with the options DESIGN.md names (the
 	// array freelist and its sync are a known source of write latency).
@@ -132,7 +134,8 @@ func Start(ctx context.Context, cfg Config) (s *Server, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("server: open raft store: %w", err)
 	}
-	cleanups = append(cleanups, func() { s.store.Close() })
+	store := s.store
+	cleanups = append(cleanups, func() { store.Close() })
 	logs, err := raft.NewLogCache(8192, s.store)
 	if err != nil {
 		return nil, fmt.Errorf("server: log cache: %w", err)
@@ -165,7 +168,8 @@ func Start(ctx context.Context, cfg Config) (s *Server, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("server: start raft: %w", err)
 	}
-	cleanups = append(cleanups, func() { s.raft.Shutdown().Error() })
+	r := s.raft
+	cleanups = append(cleanups, func() { r.Shutdown().Error() })
 
 	if !existing && len(cfg.Bootstrap) > 0 {
 		var conf raft.Configuration

@@ -404,6 +404,19 @@ func Test_E2E_LeaderSIGKILLedUnderWrites_NothingAcknowledgedLost(t *testing.T) {
 	}
 	waitCaughtUp(t, ws, old)
 
+	// /metrics carries Raft's own metrics next to coordd's.
+	resp, err := httpc.Get(newLeader.url() + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, m := range []string{"coordd_raft_commitTime", "coordd_raft_is_leader 1", "coordd_http_requests_total", "go_goroutines"} {
+		if !strings.Contains(string(body), m) {
+			t.Errorf("/metrics of the leader lacks %s", m)
+		}
+	}
+
 	// SIGTERM stops every node cleanly.
 	for _, p := range procs {
 		p.term(t, 15*time.Second)

@@ -1,0 +1,78 @@
+package server_test
+
+import (
+	"context"
+	"errors"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/coordd/coordd/server"
+)
+
+func TestStart_RefusesInvalidConfigWithErrConfig(t *testing.T) {
+	t.Parallel()
+	base := func() server.Config {
+		return server.Config{NodeID: "n1", DataDir: t.TempDir(), RaftAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0"}
+	}
+	cases := map[string]func(*server.Config){
+		"no node id":           func(c *server.Config) { c.NodeID = "" },
+		"no data dir":          func(c *server.Config) { c.DataDir = "" },
+		"no raft address":      func(c *server.Config) { c.RaftAddr = "" },
+		"no http address":      func(c *server.Config) { c.HTTPAddr = "" },
+		"lease over heartbeat": func(c *server.Config) { c.HeartbeatTimeout, c.LeaderLeaseTimeout = 100*time.Millisecond, time.Second },
+		"election below heartbeat": func(c *server.Config) {
+			c.HeartbeatTimeout, c.ElectionTimeout = time.Second, 100*time.Millisecond
+		},
+		"bootstrap and join": func(c *server.Config) {
+			c.Join = "127.0.0.1:1"
+			c.Bootstrap = []server.Peer{{ID: "n1", RaftAddr: "127.0.0.1:1", HTTPAddr: "127.0.0.1:2"}}
+		},
+		"bootstrap without self": func(c *server.Config) {
+			c.Bootstrap = []server.Peer{{ID: "n2", RaftAddr: "127.0.0.1:1", HTTPAddr: "127.0.0.1:2"}}
+		},
+		"bootstrap duplicate": func(c *server.Config) {
+			p := server.Peer{ID: "n1", RaftAddr: "127.0.0.1:1", HTTPAddr: "127.0.0.1:2"}
+			c.Bootstrap = []server.Peer{p, p}
+		},
+		"unroutable raft advertise": func(c *server.Config) { c.RaftAddr = "0.0.0.0:0" },
+	}
+	for name, mutate := range cases {
+		t.Run(name, func(t *testing.T) {
+			cfg := base()
+			mutate(&cfg)
+			s, err := server.Start(context.Background(), cfg)
+			if err == nil {
+				s.Abort()
+				t.Fatal("Start accepted an invalid config")
+			}
+			if !errors.Is(err, server.ErrConfig) {
+				t.Fatalf("error %v does not wrap ErrConfig", err)
+			}
+		})
+	}
+}
+
+func TestStart_TakenPortFailsAndReleasesEverything(t *testing.T) {
+	t.Parallel()
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	dir := t.TempDir()
+	cfg := server.Config{NodeID: "n1", DataDir: dir, RaftAddr: "127.0.0.1:0", HTTPAddr: taken.Addr().String()}
+	if s, err := server.Start(context.Background(), cfg); err == nil {
+		s.Abort()
+		t.Fatal("Start succeeded on a taken port")
+	}
+	// The data dir's bolt file must not stay locked: a second start works.
+	cfg.HTTPAddr = "127.0.0.1:0"
+	s, err := server.Start(context.Background(), cfg)
+	if err != nil {
+		t.Fatalf("start after failed start: %v", err)
+	}
+	if err := s.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+}

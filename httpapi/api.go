@@ -6,6 +6,7 @@ package httpapi
 
 import (
 	"fmt"
+	"net"
 	"net/http"
 	"runtime/debug"
 	"strconv"
@@ -73,6 +74,7 @@ func New(node Node, opts Options) *API {
 	a := &API{node: node, opts: opts, log: opts.Logger, mux: http.NewServeMux(), fwd: opts.Forwarder}
 	if a.fwd == nil {
 		a.fwd = &http.Client{Transport: &http.Transport{
+			DialContext:         (&net.Dialer{Timeout: 2 * time.Second}).DialContext,
 			MaxIdleConnsPerHost: 64,
 			IdleConnTimeout:     90 * time.Second,
 		}}

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"time"
 )
 
 // hopHeaders are not copied across a proxy hop (RFC 9110 §7.6.1).
@@ -63,7 +64,13 @@ func (a *API) forward(w http.ResponseWriter, r *http.Request, body []byte) {
 	if r.URL.RawQuery != "" {
 		url += "?" + r.URL.RawQuery
 	}
-	ctx, cancel := context.WithCancel(r.Context())
+	// Bound the hop so that a stalled leader (paused, partitioned) cannot
+	// hold this request forever: a blocking query may take its whole wait.
+	hop := writeTimeout + 5*time.Second
+	if r.URL.Query().Has("index") {
+		hop = MaxWait + MaxWait/16 + 10*time.Second
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), hop)
 	defer cancel()
 	var rb io.Reader
 	if body != nil {

@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -106,7 +107,12 @@ func (s *Server) ReadBarrier(ctx context.Context) error {
 		if ctx.Err() != nil {
 			return fmt.Errorf("%w: verify leader: %v", ErrLeaderNotReady, ctx.Err())
 		}
-		return translate(err)
+		// A read changes nothing, so losing leadership here is as safe to
+		// retry (or forward) as never having led.
+		if err = translate(err); errors.Is(err, ErrOutcomeUnknown) {
+			return fmt.Errorf("%w: %v", ErrNotLeader, err)
+		}
+		return err
 	}
 	if err := s.applied.wait(ctx, ci); err != nil {
 		return fmt.Errorf("%w: wait for index %d: %v", ErrLeaderNotReady, ci, err)

@@ -1,0 +1,385 @@
+package httpapi_test
+
+import (
+	"bytes"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/coordd/coordd/httpapi"
+)
+
+// pair is a leader and a follower whose node knows the leader's address.
+type pair struct{ leader, follower *testAPI }
+
+func newPair(t *testing.T) pair {
+	t.Helper()
+	l := newTestAPI(t, "L", nil)
+	f := newTestAPI(t, "F", nil)
+	l.node.mu.Lock()
+	info := l.node.leader
+	l.node.mu.Unlock()
+	f.node.set(func(n *fakeNode) { n.isLeader, n.leader = false, info })
+	return pair{leader: l, follower: f}
+}
+
+// forwarded returns the requests the leader received from the follower.
+func (p pair) forwarded(t *testing.T) []seenRequest {
+	t.Helper()
+	var out []seenRequest
+	for _, r := range p.leader.requests() {
+		if r.header.Get("X-Coordd-Forwarded-By") != "" {
+			if by := r.header.Get("X-Coordd-Forwarded-By"); by != "F" {
+				t.Errorf("X-Coordd-Forwarded-By %q, want F", by)
+			}
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+func forwardedTotal(ta *testAPI) float64 {
+	mfs, _ := ta.reg.Gather()
+	for _, mf := range mfs {
+		if mf.GetName() == "coordd_http_forwarded_total" {
+			return mf.GetMetric()[0].GetCounter().GetValue()
+		}
+	}
+	return -1
+}
+
+func TestForwardPut(t *testing.T) {
+	t.Parallel()
+	p := newPair(t)
+	body := "\x00\xffbinary\r\nbody" + strings.Repeat("z", 100_000)
+	r := p.follower.do(t, "PUT", "/v1/kv/a%20b/c%2Fd?cas=0", body, "X-Custom", "kept", "Idempotency-Key", "req-1")
+	var w httpapi.KVWriteResult
+	wantJSON(t, r, &w)
+	if w.Key != "a b/c/d" || w.Version != 1 {
+		t.Fatalf("forwarded put: %+v", w)
+	}
+	if s := r.header.Get("X-Coordd-Served-By"); s != "L" {
+		t.Errorf("X-Coordd-Served-By %q, want L", s)
+	}
+	fw := p.forwarded(t)
+	if len(fw) != 1 {
+		t.Fatalf("leader got %d forwarded requests", len(fw))
+	}
+	got := fw[0]
+	if got.method != "PUT" || got.uri != "/v1/kv/a%20b/c%2Fd?cas=0" {
+		t.Errorf("forwarded %s %s", got.method, got.uri)
+	}
+	if !bytes.Equal(got.body, []byte(body)) {
+		t.Errorf("forwarded body of %d bytes differs from the %d sent", len(got.body), len(body))
+	}
+	if got.header.Get("X-Custom") != "kept" || got.header.Get("Idempotency-Key") != "req-1" {
+		t.Errorf("end-to-end headers not forwarded: %v", got.header)
+	}
+	// Written on the leader's node, not on the follower's.
+	if e, ok := p.leader.node.fsm.State().Get("a b/c/d"); !ok || string(e.Value) != body {
+		t.Errorf("leader state lacks the value")
+	}
+	if _, applies := p.follower.node.counts(); applies != 0 || p.follower.node.fsm.State().KVLen() != 0 {
+		t.Errorf("follower applied locally")
+	}
+	if n := forwardedTotal(p.follower); n != 1 {
+		t.Errorf("coordd_http_forwarded_total %v, want 1", n)
+	}
+}
+
+func TestForwardDelete(t *testing.T) {
+	t.Parallel()
+	p := newPair(t)
+	w := p.leader.putKV(t, "k", "v")
+	p.leader.putKV(t, "dir/a", "v")
+	p.leader.putKV(t, "dir/b", "v")
+	var d httpapi.KVDeleteResult
+	wantJSON(t, p.follower.do(t, "DELETE", fmt.Sprintf("/v1/kv/k?cas=%d", w.ModifyIndex), ""), &d)
+	if d.Deleted != 1 || d.Prev == nil || d.Prev.Value != "v" {
+		t.Fatalf("forwarded delete: %+v", d)
+	}
+	d = httpapi.KVDeleteResult{}
+	wantJSON(t, p.follower.do(t, "DELETE", "/v1/kv/dir/?prefix", ""), &d)
+	if d.Deleted != 2 {
+		t.Fatalf("forwarded prefix delete: %+v", d)
+	}
+	if p.leader.node.fsm.State().KVLen() != 0 {
+		t.Errorf("leader still has %d keys", p.leader.node.fsm.State().KVLen())
+	}
+	fw := p.forwarded(t)
+	if len(fw) != 2 || fw[0].method != "DELETE" || fw[1].uri != "/v1/kv/dir/?prefix" {
+		t.Errorf("forwarded: %+v", fw)
+	}
+}
+
+func TestForwardLinearizableGet(t *testing.T) {
+	t.Parallel()
+	p := newPair(t)
+	p.leader.putKV(t, "k", "from-leader")
+	p.leader.do(t, "PUT", "/v1/kv/bin", "\x00\xff")
+	p.follower.node.put(t, "k", "stale-local") // the follower's own (old) view
+
+	kv, r := p.follower.getKV(t, "k")
+	if kv.Value != "from-leader" || r.header.Get("X-Coordd-Consistency") != "linearizable" || r.header.Get("X-Coordd-Served-By") != "L" {
+		t.Fatalf("forwarded get: %+v %v", kv, r.header)
+	}
+	r = p.follower.do(t, "GET", "/v1/kv/bin?raw", "")
+	if r.status != 200 || string(r.body) != "\x00\xff" || r.header.Get("Content-Type") != "application/octet-stream" {
+		t.Fatalf("forwarded raw get: %d %q %v", r.status, r.body, r.header)
+	}
+	list, _ := listKV(t, p.follower, "?prefix")
+	if len(list) != 2 {
+		t.Fatalf("forwarded listing: %v", keysOf(list))
+	}
+	// A 404 comes back as a 404 with its JSON.
+	wantError(t, p.follower.do(t, "GET", "/v1/kv/missing", ""), http.StatusNotFound, httpapi.CodeKeyNotFound)
+
+	if b, _ := p.follower.node.counts(); b != 0 {
+		t.Errorf("follower called ReadBarrier %d times", b)
+	}
+	if b, _ := p.leader.node.counts(); b != 4 {
+		t.Errorf("leader called ReadBarrier %d times, want 4", b)
+	}
+	if len(p.forwarded(t)) != 4 {
+		t.Errorf("forwarded %d reads", len(p.forwarded(t)))
+	}
+}
+
+func TestForwardCopiesErrors(t *testing.T) {
+	t.Parallel()
+	p := newPair(t)
+	w := p.leader.putKV(t, "k", "v")
+	r := p.follower.do(t, "PUT", "/v1/kv/k?cas=0", "x")
+	if got := casIndex(t, r); got != w.ModifyIndex {
+		t.Fatalf("forwarded 409: current_index %d", got)
+	}
+	if r.header.Get("X-Coordd-Served-By") != "L" {
+		t.Errorf("409 not from the leader: %v", r.header)
+	}
+	// A 503 from the leader keeps its Retry-After.
+	p.leader.node.set(func(n *fakeNode) { n.applyErr = httpapi.ErrLeaderNotReady })
+	wantError(t, p.follower.do(t, "PUT", "/v1/kv/k", "x"), http.StatusServiceUnavailable, httpapi.CodeLeaderNotReady)
+	// A 400 raised by the leader (not caught by the follower) is copied too.
+	p.leader.node.set(func(n *fakeNode) { n.applyErr = fmt.Errorf("%w: nope", httpapi.ErrBadRequest) })
+	wantError(t, p.follower.do(t, "PUT", "/v1/kv/k", "x"), http.StatusBadRequest, httpapi.CodeBadRequest)
+}
+
+// TestForwardValidatesFirst: the follower rejects bad input itself.
+func TestForwardValidatesFirst(t *testing.T) {
+	t.Parallel()
+	p := newPair(t)
+	wantError(t, p.follower.do(t, "PUT", "/v1/kv/k?cass=1", "x"), http.StatusBadRequest, httpapi.CodeBadRequest)
+	wantError(t, p.follower.do(t, "GET", "/v1/kv/a//b", ""), http.StatusBadRequest, httpapi.CodeBadRequest)
+	wantError(t, p.follower.do(t, "POST", "/v1/kv/k", ""), http.StatusMethodNotAllowed, httpapi.CodeMethod)
+	if n := len(p.leader.requests()); n != 0 {
+		t.Errorf("leader got %d requests", n)
+	}
+}
+
+func TestStaleReadIsLocal(t *testing.T) {
+	t.Parallel()
+	p := newPair(t)
+	p.leader.putKV(t, "k", "leader")
+	p.follower.node.put(t, "k", "follower")
+	p.follower.node.set(func(n *fakeNode) { n.staleness = httpapi.Staleness{KnownLeader: true, LastContact: 20 * time.Millisecond} })
+	before := len(p.leader.requests())
+	kv, r := p.follower.getKV(t, "k?stale")
+	if kv.Value != "follower" || r.header.Get("X-Coordd-Served-By") != "F" || r.header.Get("X-Coordd-Last-Contact") != "20" {
+		t.Fatalf("stale read: %+v %v", kv, r.header)
+	}
+	wantError(t, p.follower.do(t, "GET", "/v1/kv/only-on-leader?stale", ""), http.StatusNotFound, httpapi.CodeKeyNotFound)
+	if len(p.leader.requests()) != before {
+		t.Errorf("stale read reached the leader")
+	}
+	// Even with no leader at all.
+	p.follower.node.set(func(n *fakeNode) { n.hasLeader = false })
+	if kv, _ := p.follower.getKV(t, "k?stale"); kv.Value != "follower" {
+		t.Fatalf("stale read without leader: %+v", kv)
+	}
+}
+
+// TestForwardNoLoop: a forwarded request reaching a non-leader is refused,
+// not forwarded again.
+func TestForwardNoLoop(t *testing.T) {
+	t.Parallel()
+	p := newPair(t)
+	for _, c := range []struct{ m, path, body string }{
+		{"PUT", "/v1/kv/k", "v"},
+		{"GET", "/v1/kv/k", ""},
+		{"DELETE", "/v1/kv/k", ""},
+		{"POST", "/v1/cluster/transfer-leadership", ""},
+	} {
+		r := p.follower.do(t, c.m, c.path, c.body, "X-Coordd-Forwarded-By", "X")
+		d := wantError(t, r, http.StatusServiceUnavailable, httpapi.CodeNotLeader)
+		if d.Leader != "L" {
+			t.Errorf("%s %s: not_leader names %q, want L", c.m, c.path, d.Leader)
+		}
+	}
+	if n := len(p.leader.requests()); n != 0 {
+		t.Errorf("leader got %d requests", n)
+	}
+
+	// Two nodes that each think the other leads: one hop, then 503.
+	q := newPair(t)
+	q.leader.node.mu.Lock()
+	q.leader.node.isLeader = false
+	q.leader.node.mu.Unlock()
+	q.follower.node.mu.Lock()
+	finfo := httpapi.MemberInfo{ID: "F", HTTPAddr: q.follower.hostPort()}
+	q.follower.node.mu.Unlock()
+	q.leader.node.set(func(n *fakeNode) { n.leader = finfo })
+	wantError(t, q.follower.do(t, "PUT", "/v1/kv/k", "v"), http.StatusServiceUnavailable, httpapi.CodeNotLeader)
+	if nf, nl := len(q.follower.requests()), len(q.leader.requests()); nf != 1 || nl != 1 {
+		t.Errorf("requests: follower %d leader %d, want 1 and 1", nf, nl)
+	}
+}
+
+func TestForwardNoLeader(t *testing.T) {
+	t.Parallel()
+	p := newPair(t)
+	p.follower.node.set(func(n *fakeNode) { n.hasLeader = false })
+	for _, c := range []struct{ m, path, body string }{
+		{"PUT", "/v1/kv/k", "v"},
+		{"GET", "/v1/kv/k", ""},
+		{"GET", "/v1/kv/?prefix&index=1&wait=1s", ""},
+		{"DELETE", "/v1/kv/k", ""},
+		{"POST", "/v1/cluster/members", `{"id":"n2","raft_addr":"h:1","http_addr":"h:2"}`},
+		{"DELETE", "/v1/cluster/members/n2", ""},
+		{"POST", "/v1/cluster/transfer-leadership", `{"id":"x"}`},
+	} {
+		r := p.follower.do(t, c.m, c.path, c.body)
+		wantError(t, r, http.StatusServiceUnavailable, httpapi.CodeNoLeader)
+		if r.header.Get("Retry-After") != "1" {
+			t.Errorf("Retry-After %q", r.header.Get("Retry-After"))
+		}
+	}
+	// A leader whose HTTP address is not known yet.
+	p.follower.node.set(func(n *fakeNode) { n.hasLeader, n.leader = true, httpapi.MemberInfo{ID: "L"} })
+	d := wantError(t, p.follower.do(t, "PUT", "/v1/kv/k", "v"), http.StatusServiceUnavailable, httpapi.CodeNotLeader)
+	if d.Leader != "L" {
+		t.Errorf("leader %q", d.Leader)
+	}
+	if n := len(p.leader.requests()); n != 0 {
+		t.Errorf("leader got %d requests", n)
+	}
+}
+
+func TestForwardLeaderUnreachable(t *testing.T) {
+	t.Parallel()
+	dead := httptest.NewServer(http.NotFoundHandler())
+	addr := strings.TrimPrefix(dead.URL, "http://")
+	dead.Close()
+	f := newTestAPI(t, "F", nil)
+	f.node.set(func(n *fakeNode) {
+		n.isLeader, n.leader = false, httpapi.MemberInfo{ID: "L", HTTPAddr: addr}
+	})
+	for _, c := range []struct{ m, path, body, code string }{
+		{"GET", "/v1/kv/k", "", httpapi.CodeForwardFailed},
+		{"GET", "/v1/kv/?prefix", "", httpapi.CodeForwardFailed},
+		{"HEAD", "/v1/kv/k", "", ""},
+		{"PUT", "/v1/kv/k", "v", httpapi.CodeOutcomeUnknown},
+		{"DELETE", "/v1/kv/k", "", httpapi.CodeOutcomeUnknown},
+		{"POST", "/v1/cluster/members", `{"id":"n2","raft_addr":"h:1","http_addr":"h:2"}`, httpapi.CodeOutcomeUnknown},
+	} {
+		r := f.do(t, c.m, c.path, c.body)
+		if c.m == "HEAD" {
+			if r.status != http.StatusServiceUnavailable {
+				t.Errorf("HEAD: %d", r.status)
+			}
+			continue
+		}
+		d := wantError(t, r, http.StatusServiceUnavailable, c.code)
+		if d.Leader != "L" || !strings.Contains(d.Message, addr) {
+			t.Errorf("%s %s: %+v", c.m, c.path, d)
+		}
+	}
+}
+
+// TestForwardOnNotLeaderFromApply: the node believed it led, but Apply (or
+// the read barrier) says it does not: nothing was proposed, so the request
+// is forwarded once to the leader it now knows.
+func TestForwardOnNotLeaderFromApply(t *testing.T) {
+	t.Parallel()
+	p := newPair(t)
+	p.leader.putKV(t, "k", "v1")
+	p.follower.node.set(func(n *fakeNode) {
+		n.isLeader, n.applyErr, n.barrierErr = true, httpapi.ErrNotLeader, fmt.Errorf("barrier: %w", httpapi.ErrNotLeader)
+	})
+	w := httpapi.KVWriteResult{}
+	wantJSON(t, p.follower.do(t, "PUT", "/v1/kv/k", "v2"), &w)
+	if w.Version != 2 {
+		t.Fatalf("forwarded put: %+v", w)
+	}
+	if kv, r := p.follower.getKV(t, "k"); kv.Value != "v2" || r.header.Get("X-Coordd-Served-By") != "L" {
+		t.Fatalf("forwarded get: %+v", kv)
+	}
+	var d httpapi.KVDeleteResult
+	wantJSON(t, p.follower.do(t, "DELETE", "/v1/kv/k", ""), &d)
+	if d.Deleted != 1 {
+		t.Fatalf("forwarded delete: %+v", d)
+	}
+	if b, a := p.follower.node.counts(); a != 2 || b != 1 {
+		t.Errorf("follower: %d applies %d barriers, want 2 and 1", a, b)
+	}
+	if n := len(p.forwarded(t)); n != 3 {
+		t.Errorf("forwarded %d requests, want 3", n)
+	}
+	if n := forwardedTotal(p.follower); n != 3 {
+		t.Errorf("coordd_http_forwarded_total %v", n)
+	}
+}
+
+func TestForwardSchemeInAddress(t *testing.T) {
+	t.Parallel()
+	p := newPair(t)
+	p.follower.node.set(func(n *fakeNode) { n.leader.HTTPAddr = p.leader.srv.URL })
+	p.leader.putKV(t, "k", "v")
+	if kv, _ := p.follower.getKV(t, "k"); kv.Value != "v" {
+		t.Fatalf("%+v", kv)
+	}
+}
+
+// TestForwardBlockingQuery: a follower forwards a linearizable blocking
+// query and streams the leader's answer back when it wakes.
+func TestForwardBlockingQuery(t *testing.T) {
+	t.Parallel()
+	p := newPair(t)
+	w := p.leader.putKV(t, "k", "v1")
+	before := p.leader.node.resets()
+	ch := p.follower.async(t, "GET", fmt.Sprintf("/v1/kv/k?index=%d&wait=30s", w.ModifyIndex))
+	waitBlocked(t, p.leader.node, before)
+	mustNotReturn(t, ch)
+	res := p.leader.node.put(t, "k", "v2")
+	r := recv(t, ch, 10*time.Second)
+	if kv := decodeKV(t, r); kv.Value != "v2" || indexHeader(t, r) != res.Index {
+		t.Fatalf("woke with %+v", kv)
+	}
+}
+
+func TestForwardCluster(t *testing.T) {
+	t.Parallel()
+	p := newPair(t)
+	body := `{"id":"n2","raft_addr":"h:1","http_addr":"h:2","voter":false}`
+	var ms []httpapi.MemberInfo
+	wantJSON(t, p.follower.do(t, "POST", "/v1/cluster/members", body), &ms)
+	wantJSON(t, p.follower.do(t, "DELETE", "/v1/cluster/members/n2", ""), nil)
+	wantJSON(t, p.follower.do(t, "POST", "/v1/cluster/transfer-leadership", `{"id":"F"}`), nil)
+	// Listing members is answered locally.
+	wantJSON(t, p.follower.do(t, "GET", "/v1/cluster/members", ""), nil)
+	n := p.leader.node
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if len(n.joins) != 1 || n.joins[0].ID != "n2" || n.joins[0].Voter == nil || *n.joins[0].Voter {
+		t.Errorf("joins on leader: %+v", n.joins)
+	}
+	if fmt.Sprint(n.removes) != "[n2]" || fmt.Sprint(n.transfers) != "[F]" {
+		t.Errorf("removes %v transfers %v", n.removes, n.transfers)
+	}
+	fw := p.forwarded(t)
+	if len(fw) != 3 || string(fw[0].body) != body {
+		t.Errorf("forwarded: %d, first body %q", len(fw), fw[0].body)
+	}
+}

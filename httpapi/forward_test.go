@@ -184,7 +184,9 @@ func TestStaleReadIsLocal(t *testing.T) {
 	p := newPair(t)
 	p.leader.putKV(t, "k", "leader")
 	p.follower.node.put(t, "k", "follower")
-	p.follower.node.set(func(n *fakeNode) { n.staleness = httpapi.Staleness{KnownLeader: true, LastContact: 20 * time.Millisecond} })
+	p.follower.node.set(func(n *fakeNode) {
+		n.staleness = httpapi.Staleness{KnownLeader: true, LastContact: 20 * time.Millisecond}
+	})
 	before := len(p.leader.requests())
 	kv, r := p.follower.getKV(t, "k?stale")
 	if kv.Value != "follower" || r.header.Get("X-Coordd-Served-By") != "F" || r.header.Get("X-Coordd-Last-Contact") != "20" {

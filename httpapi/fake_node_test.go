@@ -163,9 +163,6 @@ func (n *fakeNode) Apply(ctx context.Context, cmd fsm.Command) (*fsm.Result, err
 	if err != nil {
 		return nil, err
 	}
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
 	res := n.applyLocal(cmd)
 	n.mu.Lock()
 	n.applied = append(n.applied, cmd)

@@ -398,3 +398,34 @@ func TestBlockingManyWatchers(t *testing.T) {
 		}
 	}
 }
+
+// TestBlockingStopping: closing Options.Stopping makes blocked queries
+// answer at once with what they have, and later ones not block.
+func TestBlockingStopping(t *testing.T) {
+	t.Parallel()
+	stopping := make(chan struct{})
+	ta := newTestAPI(t, "n1", &httpapi.Options{Stopping: stopping})
+	w := ta.putKV(t, "k", "v1")
+	before := ta.node.resets()
+	ch := ta.async(t, "GET", fmt.Sprintf("/v1/kv/k?index=%d&wait=10m", w.ModifyIndex))
+	chp := ta.async(t, "GET", fmt.Sprintf("/v1/kv/?prefix&stale&index=%d&wait=10m", w.ModifyIndex))
+	eventually(t, 5*time.Second, "both queries to block", func() bool { return ta.node.resets() >= before+2 })
+	mustNotReturn(t, ch)
+	close(stopping)
+	r := recv(t, ch, 5*time.Second)
+	if kv := decodeKV(t, r); kv.Value != "v1" || indexHeader(t, r) != w.ModifyIndex {
+		t.Fatalf("stopping: %+v", kv)
+	}
+	var list []httpapi.KV
+	wantJSON(t, recv(t, chp, 5*time.Second), &list)
+	if len(list) != 1 {
+		t.Fatalf("stopping prefix: %+v", list)
+	}
+	start := time.Now()
+	if kv, _ := ta.getKV(t, fmt.Sprintf("k?index=%d&wait=10m", w.ModifyIndex)); kv.Value != "v1" {
+		t.Fatalf("after stopping: %+v", kv)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Fatalf("blocked %s after stopping", d)
+	}
+}

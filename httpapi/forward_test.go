@@ -3,8 +3,8 @@ package httpapi_test
 import (
 	"bytes"
 	"fmt"
+	"net"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -271,9 +271,24 @@ func TestForwardNoLeader(t *testing.T) {
 
 func TestForwardLeaderUnreachable(t *testing.T) {
 	t.Parallel()
-	dead := httptest.NewServer(http.NotFoundHandler())
-	addr := strings.TrimPrefix(dead.URL, "http://")
-	dead.Close()
+	// A "leader" that hangs up on every connection. Holding the port (a
+	// closed one could be reused by another test's server) keeps this
+	// deterministic.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
+	addr := ln.Addr().String()
 	f := newTestAPI(t, "F", nil)
 	f.node.set(func(n *fakeNode) {
 		n.isLeader, n.leader = false, httpapi.MemberInfo{ID: "L", HTTPAddr: addr}

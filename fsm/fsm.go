@@ -71,15 +71,25 @@ func (f *FSM) Apply(l *raft.Log) any {
 	if err != nil {
 		panic(fmt.Sprintf("coordd: cannot apply log entry %d (term %d): %v", l.Index, l.Term, err))
 	}
-	next, res := ApplyCommand(f.state.Load(), l.Index, l.Term, cmd)
+	// Only the live state's watchers are notified, exactly once per change:
+	// closing the channels of a state twice would panic.
+	next, res := applyCommand(f.state.Load(), l.Index, l.Term, cmd, true)
 	f.state.Store(next)
 	return res
 }
 
 // ApplyCommand is the pure transition function: it returns the state after
 // applying cmd at the given index and term, and the command's result. s is
-// not modified. It panics on a command it cannot decode (see FSM.Apply).
+// not modified and its watch channels are not closed (FSM.Apply does that
+// for the live state). It panics on a command it cannot decode (see
+// FSM.Apply).
 func ApplyCommand(s *State, index, term uint64, cmd Command) (*State, *Result) {
+	return applyCommand(s, index, term, cmd, false)
+}
+
+// applyCommand is ApplyCommand; with notify set it also closes the watch
+// channels of every part of s that the command changes.
+func applyCommand(s *State, index, term uint64, cmd Command, notify bool) (*State, *Result) {
 	next := *s
 	next.index, next.term = index, term
 	res := &Result{Index: index}
@@ -88,12 +98,12 @@ func ApplyCommand(s *State, index, term uint64, cmd Command) (*State, *Result) {
 	case CmdKVPut:
 		var p KVPut
 		if p, err = decodeKVPut(cmd); err == nil {
-			applyKVPut(&next, res, p)
+			applyKVPut(&next, res, p, notify)
 		}
 	case CmdKVDelete:
 		var p KVDelete
 		if p, err = decodeKVDelete(cmd); err == nil {
-			applyKVDelete(&next, res, p)
+			applyKVDelete(&next, res, p, notify)
 		}
 	case CmdMemberSet:
 		var m Member
@@ -117,7 +127,7 @@ func ApplyCommand(s *State, index, term uint64, cmd Command) (*State, *Result) {
 	return &next, res
 }
 
-func applyKVPut(s *State, res *Result, p KVPut) {
+func applyKVPut(s *State, res *Result, p KVPut, notify bool) {
 	key := []byte(p.Key)
 	cur, exists := s.kv.Get(key)
 	switch p.Mode {
@@ -141,15 +151,15 @@ func applyKVPut(s *State, res *Result, p KVPut) {
 		e.CreateIndex, e.Version = cur.CreateIndex, cur.Version+1
 	}
 	txn := s.kv.Txn()
-	txn.TrackMutate(true)
+	txn.TrackMutate(notify)
 	txn.Insert(key, e)
 	s.kv = txn.Commit()
 	res.Entry = e
 }
 
-func applyKVDelete(s *State, res *Result, p KVDelete) {
+func applyKVDelete(s *State, res *Result, p KVDelete, notify bool) {
 	txn := s.kv.Txn()
-	txn.TrackMutate(true)
+	txn.TrackMutate(notify)
 	if p.Prefix {
 		n := 0
 		s.kv.Root().WalkPrefix([]byte(p.Key), func([]byte, *KVEntry) bool { n++; return false })

@@ -84,6 +84,7 @@ func New(node Node, opts Options) *API {
 	a.mux.HandleFunc("GET /v1/kv/{key...}", a.kvGet)
 	a.mux.HandleFunc("PUT /v1/kv/{key...}", a.kvPut)
 	a.mux.HandleFunc("DELETE /v1/kv/{key...}", a.kvDelete)
+	a.mux.HandleFunc("/v1/kv", a.kvNoKey)
 	a.mux.HandleFunc("GET /v1/status", a.status)
 	a.mux.HandleFunc("GET /v1/cluster/members", a.membersList)
 	a.mux.HandleFunc("POST /v1/cluster/members", a.membersJoin)
@@ -123,6 +124,13 @@ func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		// not silently become another key.
 		writeErrorDetail(rec, http.StatusBadRequest, ErrorDetail{Code: CodeBadRequest,
 			Message: "path " + strconv.Quote(r.URL.Path) + " has empty, '.' or '..' segments; keys cannot contain them"})
+		return
+	}
+	if r.Header.Get(headerIdempotencyID) != "" && r.Method != http.MethodGet && r.Method != http.MethodHead {
+		// Refuse rather than ignore: a client that relies on
+		// de-duplication must not get a silent double apply.
+		writeErrorDetail(rec, http.StatusBadRequest, ErrorDetail{Code: CodeBadRequest,
+			Message: "the Idempotency-Key header is not supported by this version of coordd"})
 		return
 	}
 	h, pattern := a.mux.Handler(r)

@@ -6,11 +6,12 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 )
 
 func (a *API) status(w http.ResponseWriter, r *http.Request) {
-	if err := checkParams(r.URL.Query()); err != nil {
+	if _, err := query(r); err != nil {
 		writeError(w, err)
 		return
 	}
@@ -18,7 +19,7 @@ func (a *API) status(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *API) membersList(w http.ResponseWriter, r *http.Request) {
-	if err := checkParams(r.URL.Query()); err != nil {
+	if _, err := query(r); err != nil {
 		writeError(w, err)
 		return
 	}
@@ -47,13 +48,20 @@ func decodeJSON(body []byte, v any) error {
 	return nil
 }
 
+// validAddr accepts host:port with a non-empty host that is not the
+// unspecified address, and a port from 1 to 65535. Peers dial it, so
+// ":7000" or "0.0.0.0:7000" (which would make a node dial itself) and URLs
+// are refused.
 func validAddr(field, addr string) error {
 	if addr == "" {
 		return badRequest(field + " is required")
 	}
 	host, port, err := net.SplitHostPort(addr)
-	if err != nil || port == "" {
-		return badRequest(fmt.Sprintf("%s %q must be host:port", field, addr))
+	if err != nil || host == "" || strings.ContainsAny(host, "/@") {
+		return badRequest(fmt.Sprintf("%s %q must be host:port with a host", field, addr))
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+		return badRequest(fmt.Sprintf("%s %q: port must be a number from 1 to 65535", field, addr))
 	}
 	if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
 		return badRequest(fmt.Sprintf("%s %q is not routable", field, addr))
@@ -62,7 +70,7 @@ func validAddr(field, addr string) error {
 }
 
 func (a *API) membersJoin(w http.ResponseWriter, r *http.Request) {
-	if err := checkParams(r.URL.Query()); err != nil {
+	if _, err := query(r); err != nil {
 		writeError(w, err)
 		return
 	}
@@ -102,7 +110,7 @@ func (a *API) membersJoin(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *API) membersRemove(w http.ResponseWriter, r *http.Request) {
-	if err := checkParams(r.URL.Query()); err != nil {
+	if _, err := query(r); err != nil {
 		writeError(w, err)
 		return
 	}
@@ -126,7 +134,7 @@ type TransferRequest struct {
 }
 
 func (a *API) transferLeadership(w http.ResponseWriter, r *http.Request) {
-	if err := checkParams(r.URL.Query()); err != nil {
+	if _, err := query(r); err != nil {
 		writeError(w, err)
 		return
 	}
@@ -164,11 +172,10 @@ func (a *API) healthz(w http.ResponseWriter, r *http.Request) {
 
 func (a *API) readyz(w http.ResponseWriter, r *http.Request) {
 	if err := a.node.Ready(); err != nil {
-		status, detail := classify(err)
-		if status < 500 {
-			status = http.StatusServiceUnavailable
-		}
-		writeErrorDetail(w, status, detail)
+		// Not ready is always 503, whatever the reason, so that load
+		// balancers and orchestrators treat it alike.
+		_, detail := classify(err)
+		writeErrorDetail(w, http.StatusServiceUnavailable, detail)
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ready", "id": a.node.ID()})

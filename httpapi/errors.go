@@ -97,7 +97,7 @@ func classify(err error) (int, ErrorDetail) {
 		return http.StatusServiceUnavailable, ErrorDetail{Code: CodeCatchingUp, Message: err.Error()}
 	case errors.Is(err, ErrOutcomeUnknown):
 		return http.StatusServiceUnavailable, ErrorDetail{Code: CodeOutcomeUnknown,
-			Message: err.Error() + " (the write may or may not have been applied; retry only with the same Idempotency-Key or after reading)"}
+			Message: err.Error() + " (the write may or may not have been applied: read before retrying)"}
 	case errors.Is(err, ErrShutdown):
 		return http.StatusServiceUnavailable, ErrorDetail{Code: CodeShuttingDown, Message: err.Error()}
 	default:

@@ -305,7 +305,7 @@ func TestUnavailable(t *testing.T) {
 			if kv, _ := ta.getKV(t, "k?stale"); kv.Value != "v" {
 				t.Errorf("stale read: %+v", kv)
 			}
-			if d := wantError(t, ta.do(t, "PUT", "/v1/kv/k", "v2"), http.StatusServiceUnavailable, c.code); c.code == httpapi.CodeOutcomeUnknown && !strings.Contains(d.Message, "Idempotency-Key") {
+			if d := wantError(t, ta.do(t, "PUT", "/v1/kv/k", "v2"), http.StatusServiceUnavailable, c.code); c.code == httpapi.CodeOutcomeUnknown && !strings.Contains(d.Message, "read before retrying") {
 				t.Errorf("outcome_unknown message does not say how to retry: %q", d.Message)
 			}
 		})

@@ -30,8 +30,16 @@ func (a *API) onLeader(w http.ResponseWriter, r *http.Request, body []byte, op f
 	if err == nil {
 		return
 	}
-	if errors.Is(err, ErrNotLeader) && r.Header.Get(headerForwardedBy) == "" {
-		a.forward(w, r, body)
+	if errors.Is(err, ErrNotLeader) {
+		if r.Header.Get(headerForwardedBy) == "" {
+			a.forward(w, r, body)
+			return
+		}
+		status, detail := classify(err)
+		if l, ok := a.node.Leader(); ok {
+			detail.Leader = l.ID
+		}
+		writeErrorDetail(w, status, detail)
 		return
 	}
 	writeError(w, err)
@@ -98,7 +106,7 @@ func (a *API) forward(w http.ResponseWriter, r *http.Request, body []byte) {
 		msg := fmt.Sprintf("forwarding to leader %s at %s failed: %v", leader.ID, leader.HTTPAddr, err)
 		if r.Method != http.MethodGet && r.Method != http.MethodHead {
 			code = CodeOutcomeUnknown
-			msg += " (the write may or may not have been applied; retry only with the same Idempotency-Key or after reading)"
+			msg += " (the write may or may not have been applied: read before retrying)"
 		}
 		writeErrorDetail(w, http.StatusServiceUnavailable, ErrorDetail{Code: code, Leader: leader.ID, Message: msg})
 		return

@@ -55,7 +55,7 @@ func TestForwardPut(t *testing.T) {
 	t.Parallel()
 	p := newPair(t)
 	body := "\x00\xffbinary\r\nbody" + strings.Repeat("z", 100_000)
-	r := p.follower.do(t, "PUT", "/v1/kv/a%20b/c%2Fd?cas=0", body, "X-Custom", "kept", "Idempotency-Key", "req-1")
+	r := p.follower.do(t, "PUT", "/v1/kv/a%20b/c%2Fd?cas=0", body, "X-Custom", "kept", "X-Request-Id", "req-1")
 	var w httpapi.KVWriteResult
 	wantJSON(t, r, &w)
 	if w.Key != "a b/c/d" || w.Version != 1 {
@@ -75,7 +75,7 @@ func TestForwardPut(t *testing.T) {
 	if !bytes.Equal(got.body, []byte(body)) {
 		t.Errorf("forwarded body of %d bytes differs from the %d sent", len(got.body), len(body))
 	}
-	if got.header.Get("X-Custom") != "kept" || got.header.Get("Idempotency-Key") != "req-1" {
+	if got.header.Get("X-Custom") != "kept" || got.header.Get("X-Request-Id") != "req-1" {
 		t.Errorf("end-to-end headers not forwarded: %v", got.header)
 	}
 	// Written on the leader's node, not on the follower's.

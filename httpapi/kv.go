@@ -54,9 +54,9 @@ func toKV(e *fsm.KVEntry) *KV {
 }
 
 func (a *API) kvGet(w http.ResponseWriter, r *http.Request) {
-	q := r.URL.Query()
 	key := r.PathValue("key")
-	if err := checkParams(q, "raw", "prefix", "stale", "index", "wait"); err != nil {
+	q, err := query(r, "raw", "prefix", "stale", "index", "wait")
+	if err != nil {
 		writeError(w, err)
 		return
 	}
@@ -79,12 +79,11 @@ func (a *API) kvGet(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	serve := func() error {
-		st, err := a.readState(r.Context(), stale)
-		if err != nil {
+		if err := a.readBarrier(r.Context(), stale); err != nil {
 			return err
 		}
 		if prefix {
-			entries, idx := blockOn(r.Context(), a, st, bq, func(s *fsm.State) ([]*fsm.KVEntry, uint64, <-chan struct{}) {
+			entries, idx := blockOn(r.Context(), a, bq, func(s *fsm.State) ([]*fsm.KVEntry, uint64, <-chan struct{}) {
 				return s.WatchPrefix(key, 0)
 			})
 			out := make([]*KV, 0, len(entries))
@@ -95,7 +94,7 @@ func (a *API) kvGet(w http.ResponseWriter, r *http.Request) {
 			writeJSON(w, http.StatusOK, out)
 			return nil
 		}
-		e, idx := blockOn(r.Context(), a, st, bq, func(s *fsm.State) (*fsm.KVEntry, uint64, <-chan struct{}) {
+		e, idx := blockOn(r.Context(), a, bq, func(s *fsm.State) (*fsm.KVEntry, uint64, <-chan struct{}) {
 			return s.WatchKey(key)
 		})
 		a.setReadHeaders(w, idx, stale)
@@ -120,17 +119,15 @@ func (a *API) kvGet(w http.ResponseWriter, r *http.Request) {
 	a.onLeader(w, r, nil, serve)
 }
 
-// readState returns the state to read from: after a linearizable read
-// barrier, or the local state as it is for ?stale.
-func (a *API) readState(ctx context.Context, stale bool) (*fsm.State, error) {
-	if !stale {
-		bctx, cancel := context.WithTimeout(ctx, writeTimeout)
-		defer cancel()
-		if err := a.node.ReadBarrier(bctx); err != nil {
-			return nil, err
-		}
+// readBarrier makes the state read next linearizable, unless the read is
+// ?stale, which takes the local state as it is.
+func (a *API) readBarrier(ctx context.Context, stale bool) error {
+	if stale {
+		return nil
 	}
-	return a.node.State(), nil
+	bctx, cancel := context.WithTimeout(ctx, writeTimeout)
+	defer cancel()
+	return a.node.ReadBarrier(bctx)
 }
 
 // setReadHeaders reports the index to block on next and, for stale reads,
@@ -153,17 +150,21 @@ func (a *API) setReadHeaders(w http.ResponseWriter, idx uint64, stale bool) {
 	}
 }
 
-// blockOn evaluates view on st and returns its result and change index.
-// With a blocking query it waits while the index is at most bq.index, until
-// the view's watch channel fires, the state is replaced by a snapshot, the
-// wait runs out or the client leaves. It never answers from a state older
-// than st.
-func blockOn[T any](ctx context.Context, a *API, st *fsm.State, bq blocking,
+// blockOn reads the current state (after any read barrier the caller did)
+// and returns view's result and change index. With a blocking query it
+// waits while the index is at most bq.index, until the view's watch channel
+// fires, a snapshot replaces the state, the wait runs out, the client leaves
+// or the server stops.
+//
+// The reset channel is taken before the state it guards: a restore that
+// lands between the two would otherwise leave the waiter on watch channels
+// of a state that no longer changes.
+func blockOn[T any](ctx context.Context, a *API, bq blocking,
 	view func(*fsm.State) (T, uint64, <-chan struct{})) (T, uint64) {
 	var timeout <-chan time.Time
 	for {
 		reset := a.node.ResetCh()
-		v, idx, watch := view(st)
+		v, idx, watch := view(a.node.State())
 		if bq.index == 0 || idx > bq.index {
 			return v, idx
 		}
@@ -182,14 +183,19 @@ func blockOn[T any](ctx context.Context, a *API, st *fsm.State, bq blocking,
 		case <-a.opts.Stopping:
 			return v, idx
 		}
-		st = a.node.State()
 	}
 }
 
+// kvNoKey answers /v1/kv without a trailing slash. The mux would redirect
+// it to /v1/kv/, where DELETE ?prefix deletes every key: refuse instead.
+func (a *API) kvNoKey(w http.ResponseWriter, r *http.Request) {
+	writeError(w, badRequest("no key given: use /v1/kv/{key}, or /v1/kv/?prefix to list every key"))
+}
+
 func (a *API) kvPut(w http.ResponseWriter, r *http.Request) {
-	q := r.URL.Query()
 	key := r.PathValue("key")
-	if err := checkParams(q, "cas"); err != nil {
+	q, err := query(r, "cas")
+	if err != nil {
 		writeError(w, err)
 		return
 	}
@@ -231,9 +237,9 @@ func (a *API) kvPut(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *API) kvDelete(w http.ResponseWriter, r *http.Request) {
-	q := r.URL.Query()
 	key := r.PathValue("key")
-	if err := checkParams(q, "cas", "prefix"); err != nil {
+	q, err := query(r, "cas", "prefix")
+	if err != nil {
 		writeError(w, err)
 		return
 	}

@@ -13,19 +13,27 @@ import (
 	"unicode/utf8"
 )
 
-// checkParams rejects query parameters the endpoint does not know: a typo
-// such as ?cass=5 must not silently turn a conditional write into an
-// unconditional one.
-func checkParams(q url.Values, allowed ...string) error {
-	for k := range q {
+// query parses the query string strictly. A malformed pair, an unknown
+// parameter or a repeated one is an error rather than something to skip:
+// url.Values would silently drop "cas=%ZZ" or "cas=5;", and a typo such as
+// ?cass=5 must not turn a conditional write into an unconditional one.
+func query(r *http.Request, allowed ...string) (url.Values, error) {
+	q, err := url.ParseQuery(r.URL.RawQuery)
+	if err != nil {
+		return nil, badRequest(fmt.Sprintf("malformed query string %q: %v", r.URL.RawQuery, err))
+	}
+	for k, vs := range q {
 		if !slices.Contains(allowed, k) {
 			if len(allowed) == 0 {
-				return badRequest(fmt.Sprintf("unknown query parameter %q: this endpoint takes none", k))
+				return nil, badRequest(fmt.Sprintf("unknown query parameter %q: this endpoint takes none", k))
 			}
-			return badRequest(fmt.Sprintf("unknown query parameter %q (allowed: %s)", k, strings.Join(allowed, ", ")))
+			return nil, badRequest(fmt.Sprintf("unknown query parameter %q (allowed: %s)", k, strings.Join(allowed, ", ")))
+		}
+		if len(vs) > 1 {
+			return nil, badRequest(fmt.Sprintf("query parameter %q given %d times", k, len(vs)))
 		}
 	}
-	return nil
+	return q, nil
 }
 
 // flag reads a boolean query parameter: present means true unless its value

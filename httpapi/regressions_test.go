@@ -1,0 +1,114 @@
+package httpapi_test
+
+import (
+	"errors"
+	"net/http"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/coordd/coordd/fsm"
+	"github.com/coordd/coordd/httpapi"
+)
+
+// Regressions for bugs the first round of tests found.
+
+func TestMalformedOrRepeatedQuery_IsRefusedNeverDropped(t *testing.T) {
+	t.Parallel()
+	ta := newTestAPI(t, "n1", nil)
+	ta.putKV(t, "k", "v1")
+	for _, req := range []struct{ m, p string }{
+		{"PUT", "/v1/kv/k?cas=%ZZ"},
+		{"PUT", "/v1/kv/k?cas=5;"},
+		{"PUT", "/v1/kv/k?cas=0;"},
+		{"PUT", "/v1/kv/k?cas=5&cas=7"},
+		{"DELETE", "/v1/kv/k?cas=%ZZ"},
+		{"GET", "/v1/kv/k?stale&stale=false"},
+		{"GET", "/v1/status?%zz"},
+	} {
+		wantError(t, ta.do(t, req.m, req.p, "v2"), http.StatusBadRequest, httpapi.CodeBadRequest)
+	}
+	if kv, _ := ta.getKV(t, "k"); kv.Value != "v1" || kv.Version != 1 {
+		t.Fatalf("a refused conditional write changed the key: %+v", kv)
+	}
+}
+
+func TestBlockingQuery_RestoreBetweenStateAndResetCh_StillWakes(t *testing.T) {
+	t.Parallel()
+	ta := newTestAPI(t, "n1", nil)
+	res := ta.node.put(t, "k", "v1")
+
+	// Build a state where k is "restored" at a later index.
+	st := fsm.New().State()
+	for i := uint64(1); i <= 10; i++ {
+		st, _ = fsm.ApplyCommand(st, i, 1, fsm.NewKVPut(fsm.KVPut{Key: "k", Value: []byte("restored")}))
+	}
+	ta.node.set(func(n *fakeNode) { n.resetHook = func() { ta.node.restore(t, st) } })
+
+	start := time.Now()
+	kv, r := ta.getKV(t, "k?index="+itoa(res.Index)+"&wait=5s")
+	if r.status != http.StatusOK || kv.Value != "restored" {
+		t.Fatalf("blocking read after a restore: %d %s", r.status, r.body)
+	}
+	if el := time.Since(start); el > 4*time.Second {
+		t.Fatalf("the restore did not wake the watcher (took %s)", el)
+	}
+}
+
+func TestJoin_RefusesAddressesPeersCannotDial(t *testing.T) {
+	t.Parallel()
+	ta := newTestAPI(t, "n1", nil)
+	for _, addr := range []string{":7000", "h:notaport", "h:99999", "h:0", "http://h", "0.0.0.0:1", "[::]:1", "u@h:1"} {
+		body := `{"id":"n4","raft_addr":"` + addr + `","http_addr":"127.0.0.1:7104"}`
+		wantError(t, ta.do(t, "POST", "/v1/cluster/members", body), http.StatusBadRequest, httpapi.CodeBadRequest)
+		body = `{"id":"n4","raft_addr":"127.0.0.1:7204","http_addr":"` + addr + `"}`
+		wantError(t, ta.do(t, "POST", "/v1/cluster/members", body), http.StatusBadRequest, httpapi.CodeBadRequest)
+	}
+	if r := ta.do(t, "POST", "/v1/cluster/members", `{"id":"n4","raft_addr":"[::1]:7204","http_addr":"node4.example:7104"}`); r.status != http.StatusOK {
+		t.Fatalf("valid join: %d %s", r.status, r.body)
+	}
+}
+
+func TestKVWithoutTrailingSlash_IsAJSONErrorNotARedirect(t *testing.T) {
+	t.Parallel()
+	ta := newTestAPI(t, "n1", nil)
+	ta.putKV(t, "k", "v")
+	for _, m := range []string{"GET", "PUT", "DELETE"} {
+		wantError(t, ta.do(t, m, "/v1/kv?prefix", ""), http.StatusBadRequest, httpapi.CodeBadRequest)
+	}
+	if _, r := ta.getKV(t, "k"); r.status != http.StatusOK {
+		t.Fatalf("DELETE /v1/kv?prefix deleted keys: %d", r.status)
+	}
+}
+
+func TestIdempotencyKey_IsRefusedUntilSupported(t *testing.T) {
+	t.Parallel()
+	ta := newTestAPI(t, "n1", nil)
+	r := ta.do(t, "PUT", "/v1/kv/k", "v", "Idempotency-Key", "req-1")
+	wantError(t, r, http.StatusBadRequest, httpapi.CodeBadRequest)
+	if _, applies := ta.node.counts(); applies != 0 {
+		t.Fatalf("a refused request was applied")
+	}
+}
+
+func TestNotLeaderAfterForwarding_NamesTheLeader(t *testing.T) {
+	t.Parallel()
+	ta := newTestAPI(t, "n2", nil)
+	ta.node.set(func(n *fakeNode) {
+		n.applyErr = httpapi.ErrNotLeader
+		n.leader = httpapi.MemberInfo{ID: "n1", HTTPAddr: "127.0.0.1:1", Leader: true}
+	})
+	d := wantError(t, ta.do(t, "PUT", "/v1/kv/k", "v", "X-Coordd-Forwarded-By", "n3"), http.StatusServiceUnavailable, httpapi.CodeNotLeader)
+	if d.Leader != "n1" {
+		t.Fatalf("leader = %q, want n1", d.Leader)
+	}
+}
+
+func TestReadyz_IsAlways503WhenNotReady(t *testing.T) {
+	t.Parallel()
+	ta := newTestAPI(t, "n1", nil)
+	ta.node.set(func(n *fakeNode) { n.readyErr = errors.New("disk on fire") })
+	wantError(t, ta.do(t, "GET", "/readyz", ""), http.StatusServiceUnavailable, httpapi.CodeInternal)
+}
+
+func itoa(v uint64) string { return strconv.FormatUint(v, 10) }

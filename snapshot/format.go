@@ -2,6 +2,7 @@ package snapshot
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -34,6 +35,8 @@ var (
 	ErrChecksum = errors.New("snapshot: checksum mismatch")
 	// ErrRecordTooLarge means a record declares a length above MaxRecordSize.
 	ErrRecordTooLarge = errors.New("snapshot: record too large")
+	// ErrTrailingData means bytes follow the trailer.
+	ErrTrailingData = errors.New("snapshot: trailing data after the trailer")
 )
 
 // recordTrailer is the record type reserved for the trailer.
@@ -162,6 +165,17 @@ func (sr *Reader) readFull(p []byte) error {
 	return nil
 }
 
+// readErr marks an error from the underlying reader inside ReadUvarint.
+type readErr struct{ err error }
+
+func (e readErr) Error() string { return e.err.Error() }
+func (e readErr) Unwrap() error { return e.err }
+
+func isReadErr(err error) bool {
+	var re readErr
+	return errors.As(err, &re)
+}
+
 type crcByteReader struct{ sr *Reader }
 
 func (c crcByteReader) ReadByte() (byte, error) {
@@ -170,7 +184,7 @@ func (c crcByteReader) ReadByte() (byte, error) {
 		if errors.Is(err, io.EOF) {
 			return 0, ErrTruncated
 		}
-		return 0, err
+		return 0, readErr{err}
 	}
 	c.sr.crc.Write([]byte{b})
 	return b, nil
@@ -191,15 +205,27 @@ func (sr *Reader) Next() (typ byte, data []byte, err error) {
 	}
 	n, err := binary.ReadUvarint(crcByteReader{sr})
 	if err != nil {
+		if !errors.Is(err, ErrTruncated) && !errors.Is(err, io.EOF) && !isReadErr(err) {
+			// The only other failure is a length that overflows 64 bits.
+			err = fmt.Errorf("%w: %v", ErrRecordTooLarge, err)
+		}
 		return 0, nil, fmt.Errorf("snapshot: record %d length: %w", sr.count, err)
 	}
 	if n > MaxRecordSize {
 		return 0, nil, fmt.Errorf("snapshot: record %d: %w (%d bytes)", sr.count, ErrRecordTooLarge, n)
 	}
-	data = make([]byte, n)
-	if err := sr.readFull(data); err != nil {
+	// Grow the buffer as data arrives instead of trusting the declared
+	// length: a corrupt 30-byte file must not cost a 64 MiB allocation.
+	var buf bytes.Buffer
+	buf.Grow(int(min(n, 1<<20)))
+	if _, err := io.CopyN(&buf, sr.r, int64(n)); err != nil {
+		if errors.Is(err, io.EOF) {
+			err = ErrTruncated
+		}
 		return 0, nil, fmt.Errorf("snapshot: record %d: %w", sr.count, err)
 	}
+	data = buf.Bytes()
+	sr.crc.Write(data)
 	sr.count++
 	return t[0], data, nil
 }
@@ -212,13 +238,24 @@ func (sr *Reader) finish() error {
 	want := sr.crc.Sum32()
 	var sum [4]byte
 	if _, err := io.ReadFull(sr.r, sum[:]); err != nil {
-		return fmt.Errorf("snapshot: trailer: %w", ErrTruncated)
+		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+			err = ErrTruncated
+		}
+		return fmt.Errorf("snapshot: trailer: %w", err)
 	}
 	if got := binary.BigEndian.Uint64(cnt[:]); got != sr.count {
 		return fmt.Errorf("%w: trailer counts %d records, read %d", ErrChecksum, got, sr.count)
 	}
 	if got := binary.BigEndian.Uint32(sum[:]); got != want {
 		return fmt.Errorf("%w: stored %08x, computed %08x", ErrChecksum, got, want)
+	}
+	// Nothing may follow the trailer: extra bytes mean the file is not
+	// what was written.
+	switch _, err := sr.r.ReadByte(); {
+	case err == nil:
+		return fmt.Errorf("%w: data after the trailer", ErrTrailingData)
+	case !errors.Is(err, io.EOF):
+		return fmt.Errorf("snapshot: after trailer: %w", err)
 	}
 	sr.done = true
 	return io.EOF

@@ -28,6 +28,9 @@ func (t CommandType) String() string {
 	case CmdMemberRemove:
 		return "member-remove"
 	default:
+		if n, ok := commandNames[t]; ok {
+			return n
+		}
 		return fmt.Sprintf("unknown(%d)", uint8(t))
 	}
 }
@@ -119,6 +122,9 @@ type KVPut struct {
 	Value    []byte
 	Mode     PutMode
 	CASIndex uint64
+	// Lease, when non-zero, attaches the key to a lease: the key is deleted
+	// when the lease expires or is revoked.
+	Lease uint64
 }
 
 // KVDelete is the payload of CmdKVDelete. With Prefix set, every key that
@@ -153,6 +159,11 @@ func NewKVPut(p KVPut) Command {
 	e.bytes(p.Value)
 	e.uvarint(uint64(p.Mode))
 	e.uvarint(p.CASIndex)
+	if p.Lease != 0 {
+		// Optional trailing field: puts without a lease keep the original
+		// layout.
+		e.uvarint(p.Lease)
+	}
 	return Command{Type: CmdKVPut, Version: payloadV1, Payload: e.b}
 }
 
@@ -197,6 +208,11 @@ func decodeKVPut(c Command) (KVPut, error) {
 	p := KVPut{Key: d.str(), Value: d.bytes()}
 	mode := d.uvarint()
 	p.CASIndex = d.uvarint()
+	if d.err == nil && len(d.b) > 0 {
+		if p.Lease = d.uvarint(); d.err == nil && p.Lease == 0 {
+			d.fail(fmt.Errorf("explicit zero lease"))
+		}
+	}
 	if err := d.done(); err != nil {
 		return KVPut{}, fmt.Errorf("fsm: decode kv-put: %v: %w", err, ErrBadCommand)
 	}

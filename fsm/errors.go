@@ -18,7 +18,58 @@ var (
 	ErrBadCommand = errors.New("fsm: malformed command")
 	// ErrMemberNotFound means no member has that id.
 	ErrMemberNotFound = errors.New("fsm: member not found")
+	// ErrLeaseNotFound means the lease does not exist (never granted,
+	// expired or revoked).
+	ErrLeaseNotFound = errors.New("fsm: lease not found")
+	// ErrBadTTL means a TTL out of range.
+	ErrBadTTL = errors.New("fsm: bad ttl")
+	// ErrElectionNotFound means nobody holds or waits for the name.
+	ErrElectionNotFound = errors.New("fsm: election not found")
+	// ErrNotHolder means the lease does not hold (or wait for) the name.
+	ErrNotHolder = errors.New("fsm: not the holder")
+	// ErrStaleToken means the token is not the holder's current token.
+	ErrStaleToken = errors.New("fsm: stale token")
+	// ErrKindMismatch means a lock was used as an election or the reverse.
+	ErrKindMismatch = errors.New("fsm: election/lock kind mismatch")
+	// ErrLimitMismatch means a campaign named a different holder limit than
+	// the name has.
+	ErrLimitMismatch = errors.New("fsm: holder limit mismatch")
+	// ErrIdempotencyKeyReused means a key was sent again with a different
+	// kind of request.
+	ErrIdempotencyKeyReused = errors.New("fsm: idempotency key reused for a different request")
 )
+
+// domainErrors are the sentinels a recorded result can carry, in a fixed
+// order that is part of the snapshot format (index+1 is the code).
+var domainErrors = []error{
+	ErrKeyNotFound, ErrCASConflict, ErrMemberNotFound, ErrLeaseNotFound, ErrBadTTL,
+	ErrElectionNotFound, ErrNotHolder, ErrStaleToken, ErrKindMismatch, ErrLimitMismatch,
+	ErrIdempotencyKeyReused,
+}
+
+// StaleTokenError reports the holder's current token. It matches
+// ErrStaleToken.
+type StaleTokenError struct {
+	Name           string
+	Token, Current uint64
+}
+
+func (e *StaleTokenError) Error() string {
+	return fmt.Sprintf("fsm: stale token %d for %q: the current token is %d", e.Token, e.Name, e.Current)
+}
+
+// Is makes errors.Is(err, ErrStaleToken) true.
+func (e *StaleTokenError) Is(target error) bool { return target == ErrStaleToken }
+
+// recordedError is a domain error read back from the dedup table: it keeps
+// the message and matches its sentinel.
+type recordedError struct {
+	sentinel error
+	msg      string
+}
+
+func (e *recordedError) Error() string { return e.msg }
+func (e *recordedError) Unwrap() error { return e.sentinel }
 
 // CASConflictError reports the key's current state when a conditional write
 // fails. It matches ErrCASConflict with errors.Is.

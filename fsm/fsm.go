@@ -27,6 +27,19 @@ type Result struct {
 	Prev *KVEntry
 	// Deleted counts the keys a delete removed.
 	Deleted int
+	// Lease is the lease a grant created, or a renew or revoke touched.
+	Lease *Lease
+	// Expired and Checkpointed list the leases an expiry or checkpoint batch
+	// actually changed (stale items are skipped).
+	Expired      []uint64
+	Checkpointed []uint64
+	// Campaign says where a campaigning lease stands.
+	Campaign *CampaignResult
+	// Election is the election or lock after the command.
+	Election *Election
+	// Duplicate is true when the result was recorded earlier under the same
+	// idempotency key and nothing was applied now.
+	Duplicate bool
 	// Err is a domain failure (CAS conflict, key not found). It is part of
 	// the replicated outcome, identical on every replica.
 	Err error
@@ -92,7 +105,20 @@ func ApplyCommand(s *State, index, term uint64, cmd Command) (*State, *Result) {
 func applyCommand(s *State, index, term uint64, cmd Command, notify bool) (*State, *Result) {
 	next := *s
 	next.index, next.term = index, term
+	next.stamp = max(s.stamp, cmd.Stamp) // never backwards, whatever the leaders' clocks
+	collectDedup(&next)
+	if cmd.IdempotencyKey != "" {
+		if d, ok := next.dedup.Get([]byte(cmd.IdempotencyKey)); ok {
+			if d.Type != cmd.Type {
+				return &next, &Result{Index: index, Err: ErrIdempotencyKeyReused}
+			}
+			dup := *d.Result
+			dup.Duplicate = true
+			return &next, &dup
+		}
+	}
 	res := &Result{Index: index}
+	stamp := next.stamp
 	var err error
 	switch cmd.Type {
 	case CmdKVPut:
@@ -118,11 +144,59 @@ func applyCommand(s *State, index, term uint64, cmd Command, notify bool) (*Stat
 				res.Err = fmt.Errorf("%w: %q", ErrMemberNotFound, m.ID)
 			}
 		}
+	case CmdLeaseGrant:
+		var p LeaseGrant
+		if p, err = decodeLeaseGrant(cmd); err == nil {
+			applyLeaseGrant(&next, res, p, stamp, notify)
+		}
+	case CmdLeaseRevoke:
+		var id uint64
+		if id, err = decodeID(cmd); err == nil {
+			applyLeaseRevoke(&next, res, id, stamp, notify)
+		}
+	case CmdLeaseRenew:
+		var id uint64
+		if id, err = decodeID(cmd); err == nil {
+			applyLeaseRenew(&next, res, id, notify)
+		}
+	case CmdLeaseExpire:
+		var p LeaseExpire
+		if p, err = decodeLeaseExpire(cmd); err == nil {
+			applyLeaseExpire(&next, res, p, stamp, notify)
+		}
+	case CmdLeaseCheckpoint:
+		var p LeaseCheckpoint
+		if p, err = decodeLeaseCheckpoint(cmd); err == nil {
+			applyLeaseCheckpoint(&next, res, p, stamp, notify)
+		}
+	case CmdCampaign:
+		var p Campaign
+		if p, err = decodeCampaign(cmd); err == nil {
+			applyCampaign(&next, res, p, stamp, notify)
+		}
+	case CmdResign:
+		var p Resign
+		if p, err = decodeResign(cmd); err == nil {
+			applyResign(&next, res, p, stamp, notify)
+		}
+	case CmdProclaim:
+		var p Proclaim
+		if p, err = decodeProclaim(cmd); err == nil {
+			applyProclaim(&next, res, p, notify)
+		}
+	case CmdPromote:
+		var name string
+		if name, err = decodePromote(cmd); err == nil {
+			applyPromote(&next, res, name, stamp, notify)
+		}
 	default:
 		err = fmt.Errorf("fsm: command type %s not known to this build: %w", cmd.Type, ErrBadCommand)
 	}
 	if err != nil {
 		panic(fmt.Sprintf("coordd: cannot apply log entry %d (term %d): %v", index, term, err))
+	}
+	if cmd.IdempotencyKey != "" {
+		recordDedup(&next, cmd.IdempotencyKey, cmd.Type, res)
 	}
 	return &next, res
 }
@@ -146,14 +220,23 @@ func applyKVPut(s *State, res *Result, p KVPut, notify bool) {
 			return
 		}
 	}
-	e := &KVEntry{Key: p.Key, Value: p.Value, CreateIndex: s.index, ModifyIndex: s.index, Version: 1}
+	if p.Lease != 0 {
+		if _, ok := s.Lease(p.Lease); !ok {
+			res.Err = fmt.Errorf("%w: %d", ErrLeaseNotFound, p.Lease)
+			return
+		}
+	}
+	e := &KVEntry{Key: p.Key, Value: p.Value, Lease: p.Lease, CreateIndex: s.index, ModifyIndex: s.index, Version: 1}
 	if exists {
 		e.CreateIndex, e.Version = cur.CreateIndex, cur.Version+1
+		if cur.Lease != 0 && cur.Lease != p.Lease {
+			s.attach, _ = del(s.attach, attachKeyOf(cur.Lease, attachKey, p.Key), notify)
+		}
 	}
-	txn := s.kv.Txn()
-	txn.TrackMutate(notify)
-	txn.Insert(key, e)
-	s.kv = txn.Commit()
+	if p.Lease != 0 {
+		s.attach = put(s.attach, attachKeyOf(p.Lease, attachKey, p.Key), struct{}{}, notify)
+	}
+	s.kv = put(s.kv, key, e, notify)
 	res.Entry = e
 }
 
@@ -166,6 +249,12 @@ func applyKVDelete(s *State, res *Result, p KVDelete, notify bool) {
 		if n == 0 {
 			return
 		}
+		s.kv.Root().WalkPrefix([]byte(p.Key), func(k []byte, e *KVEntry) bool {
+			if e.Lease != 0 {
+				s.attach, _ = del(s.attach, attachKeyOf(e.Lease, attachKey, string(k)), notify)
+			}
+			return false
+		})
 		txn.DeletePrefix([]byte(p.Key))
 		s.kv = txn.Commit()
 		s.kvDeleteIndex = s.index
@@ -188,6 +277,9 @@ func applyKVDelete(s *State, res *Result, p KVDelete, notify bool) {
 	}
 	txn.Delete(key)
 	s.kv = txn.Commit()
+	if cur.Lease != 0 {
+		s.attach, _ = del(s.attach, attachKeyOf(cur.Lease, attachKey, p.Key), notify)
+	}
 	s.kvDeleteIndex = s.index
 	res.Prev, res.Deleted = cur, 1
 }

@@ -5,15 +5,35 @@ import (
 	"fmt"
 	"io"
 
+	iradix "github.com/hashicorp/go-immutable-radix/v2"
+
 	"github.com/coordd/coordd/snapshot"
 )
 
-// Snapshot record types. Values are part of the file format.
+// Snapshot record types. Values are part of the file format. Fields added
+// later are appended to a record and read only when present, so older files
+// stay readable.
 const (
-	recMeta   = 1 // kvDeleteIndex
-	recKV     = 2 // one KVEntry
-	recMember = 3 // one Member
+	recMeta     = 1 // kvDeleteIndex [stamp electionDeleteIndex]
+	recKV       = 2 // one KVEntry [lease]
+	recMember   = 3 // one Member
+	recLease    = 4 // one Lease
+	recAttach   = 5 // one attach index key
+	recElection = 6 // one Election
+	recDedup    = 7 // one idempotency record
 )
+
+// walkRecords writes one record per value of t.
+func walkRecords[T any](sw *snapshot.Writer, typ byte, t *iradix.Tree[T], f func(e *enc, k []byte, v T)) error {
+	var werr error
+	t.Root().Walk(func(k []byte, v T) bool {
+		e := enc{}
+		f(&e, k, v)
+		werr = sw.Record(typ, e.b)
+		return werr != nil
+	})
+	return werr
+}
 
 // WriteState writes s in the snapshot format of package snapshot.
 func WriteState(w io.Writer, s *State) error {
@@ -23,33 +43,41 @@ func WriteState(w io.Writer, s *State) error {
 	}
 	e := enc{}
 	e.uvarint(s.kvDeleteIndex)
+	if s.stamp != 0 || s.electionDeleteIndex != 0 {
+		e.varint(s.stamp)
+		e.uvarint(s.electionDeleteIndex)
+	}
 	if err := sw.Record(recMeta, e.b); err != nil {
 		return err
 	}
-	var werr error
-	s.kv.Root().Walk(func(_ []byte, kv *KVEntry) bool {
-		e := enc{b: make([]byte, 0, 32+len(kv.Key)+len(kv.Value))}
-		e.str(kv.Key)
-		e.bytes(kv.Value)
-		e.uvarint(kv.CreateIndex)
-		e.uvarint(kv.ModifyIndex)
-		e.uvarint(kv.Version)
-		werr = sw.Record(recKV, e.b)
-		return werr != nil
-	})
-	if werr != nil {
-		return werr
+	steps := []func() error{
+		func() error { return walkRecords(sw, recKV, s.kv, func(e *enc, _ []byte, kv *KVEntry) { encodeKV(e, kv) }) },
+		func() error {
+			return walkRecords(sw, recMember, s.members, func(e *enc, _ []byte, m Member) {
+				e.str(m.ID)
+				e.str(m.RaftAddr)
+				e.str(m.HTTPAddr)
+			})
+		},
+		func() error { return walkRecords(sw, recLease, s.leases, func(e *enc, _ []byte, l *Lease) { encodeLease(e, l) }) },
+		func() error { return walkRecords(sw, recAttach, s.attach, func(e *enc, k []byte, _ struct{}) { e.bytes(k) }) },
+		func() error {
+			return walkRecords(sw, recElection, s.elections, func(e *enc, _ []byte, el *Election) { encodeElection(e, el) })
+		},
+		func() error {
+			return walkRecords(sw, recDedup, s.dedup, func(e *enc, _ []byte, d *dedupEntry) {
+				e.str(d.Key)
+				e.uvarint(uint64(d.Type))
+				e.varint(d.Stamp)
+				e.uvarint(d.Index)
+				encodeResult(e, d.Result)
+			})
+		},
 	}
-	s.members.Root().Walk(func(_ []byte, m Member) bool {
-		e := enc{}
-		e.str(m.ID)
-		e.str(m.RaftAddr)
-		e.str(m.HTTPAddr)
-		werr = sw.Record(recMember, e.b)
-		return werr != nil
-	})
-	if werr != nil {
-		return werr
+	for _, step := range steps {
+		if err := step(); err != nil {
+			return err
+		}
 	}
 	return sw.Close()
 }
@@ -63,8 +91,8 @@ func ReadState(r io.Reader) (*State, error) {
 	h := sr.Header()
 	s := emptyState()
 	s.index, s.term = h.Index, h.Term
-	kv := s.kv.Txn()
-	members := s.members.Txn()
+	kv, members, leases, attach := s.kv.Txn(), s.members.Txn(), s.leases.Txn(), s.attach.Txn()
+	elections, dedup, byStamp := s.elections.Txn(), s.dedup.Txn(), s.dedupByStamp.Txn()
 	for {
 		typ, data, err := sr.Next()
 		if errors.Is(err, io.EOF) {
@@ -77,12 +105,35 @@ func ReadState(r io.Reader) (*State, error) {
 		switch typ {
 		case recMeta:
 			s.kvDeleteIndex = d.uvarint()
+			if d.err == nil && len(d.b) > 0 {
+				s.stamp, s.electionDeleteIndex = d.varint(), d.uvarint()
+				if d.err == nil && s.stamp == 0 && s.electionDeleteIndex == 0 {
+					d.fail(errors.New("explicit zero stamp and election delete index"))
+				}
+			}
 		case recKV:
-			e := &KVEntry{Key: d.str(), Value: d.bytes(), CreateIndex: d.uvarint(), ModifyIndex: d.uvarint(), Version: d.uvarint()}
+			e := decodeKV(&d)
 			kv.Insert([]byte(e.Key), e)
 		case recMember:
 			m := Member{ID: d.str(), RaftAddr: d.str(), HTTPAddr: d.str()}
 			members.Insert([]byte(m.ID), m)
+		case recLease:
+			l := decodeLease(&d)
+			leases.Insert(u64key(l.ID), l)
+		case recAttach:
+			k := d.bytes()
+			if d.err == nil && len(k) < 9 {
+				d.fail(fmt.Errorf("attach key of %d bytes", len(k)))
+			}
+			attach.Insert(k, struct{}{})
+		case recElection:
+			el := decodeElection(&d)
+			elections.Insert([]byte(el.Name), el)
+		case recDedup:
+			de := &dedupEntry{Key: d.str(), Type: CommandType(d.uvarint()), Stamp: d.varint(), Index: d.uvarint()}
+			de.Result = decodeResult(&d)
+			dedup.Insert([]byte(de.Key), de)
+			byStamp.Insert(dedupStampKey(de.Stamp, de.Index), de.Key)
 		default:
 			// Unknown record types come from a newer build; skipping them
 			// would silently lose state, so refuse.
@@ -92,6 +143,172 @@ func ReadState(r io.Reader) (*State, error) {
 			return nil, fmt.Errorf("fsm: snapshot record type %d: %w", typ, err)
 		}
 	}
-	s.kv, s.members = kv.CommitOnly(), members.CommitOnly()
+	s.kv, s.members, s.leases, s.attach = kv.CommitOnly(), members.CommitOnly(), leases.CommitOnly(), attach.CommitOnly()
+	s.elections, s.dedup, s.dedupByStamp = elections.CommitOnly(), dedup.CommitOnly(), byStamp.CommitOnly()
 	return s, nil
+}
+
+func encodeKV(e *enc, kv *KVEntry) {
+	e.str(kv.Key)
+	e.bytes(kv.Value)
+	e.uvarint(kv.CreateIndex)
+	e.uvarint(kv.ModifyIndex)
+	e.uvarint(kv.Version)
+	if kv.Lease != 0 {
+		e.uvarint(kv.Lease)
+	}
+}
+
+func decodeKV(d *dec) *KVEntry {
+	kv := &KVEntry{Key: d.str(), Value: d.bytes(), CreateIndex: d.uvarint(), ModifyIndex: d.uvarint(), Version: d.uvarint()}
+	if d.err == nil && len(d.b) > 0 {
+		if kv.Lease = d.uvarint(); d.err == nil && kv.Lease == 0 {
+			d.fail(errors.New("explicit zero lease"))
+		}
+	}
+	return kv
+}
+
+func encodeLease(e *enc, l *Lease) {
+	e.uvarint(l.ID)
+	e.varint(l.TTL)
+	e.uvarint(l.Epoch)
+	e.varint(l.Remaining)
+	e.varint(l.CheckpointStamp)
+	e.varint(l.GrantStamp)
+}
+
+func decodeLease(d *dec) *Lease {
+	return &Lease{ID: d.uvarint(), TTL: d.varint(), Epoch: d.uvarint(), Remaining: d.varint(),
+		CheckpointStamp: d.varint(), GrantStamp: d.varint()}
+}
+
+func encodeCandidates(e *enc, cs []Candidate) {
+	e.uvarint(uint64(len(cs)))
+	for _, c := range cs {
+		e.uvarint(c.Lease)
+		e.bytes(c.Value)
+		e.uvarint(c.Token)
+		e.varint(c.Since)
+		e.uvarint(c.QueuedIndex)
+	}
+}
+
+func decodeCandidates(d *dec) []Candidate {
+	n := batchLen(d, 5)
+	var cs []Candidate
+	for range n {
+		cs = append(cs, Candidate{Lease: d.uvarint(), Value: d.bytes(), Token: d.uvarint(), Since: d.varint(), QueuedIndex: d.uvarint()})
+	}
+	return cs
+}
+
+func encodeElection(e *enc, el *Election) {
+	e.str(el.Name)
+	e.uvarint(uint64(el.Kind))
+	e.uvarint(uint64(el.Limit))
+	e.varint(el.LockDelay)
+	e.varint(el.DelayUntil)
+	encodeCandidates(e, el.Holders)
+	encodeCandidates(e, el.Waiting)
+	e.uvarint(el.LastToken)
+	e.uvarint(el.Changes)
+	e.uvarint(el.ModifyIndex)
+}
+
+func decodeElection(d *dec) *Election {
+	el := &Election{Name: d.str(), Kind: ElectionKind(d.uvarint()), Limit: int(d.uvarint()), LockDelay: d.varint(), DelayUntil: d.varint()}
+	el.Holders, el.Waiting = decodeCandidates(d), decodeCandidates(d)
+	el.LastToken, el.Changes, el.ModifyIndex = d.uvarint(), d.uvarint(), d.uvarint()
+	return el
+}
+
+// encodeResult writes the parts of a recorded result that a retry is
+// answered with (recordDedup keeps only those).
+func encodeResult(e *enc, r *Result) {
+	e.uvarint(r.Index)
+	e.uvarint(uint64(r.Deleted))
+	opt := func(present bool, f func()) {
+		e.bool(present)
+		if present {
+			f()
+		}
+	}
+	opt(r.Entry != nil, func() { encodeKVFixed(e, r.Entry) })
+	opt(r.Prev != nil, func() { encodeKVFixed(e, r.Prev) })
+	opt(r.Lease != nil, func() { encodeLease(e, r.Lease) })
+	opt(r.Campaign != nil, func() {
+		e.bool(r.Campaign.Holder)
+		e.uvarint(r.Campaign.Token)
+		e.varint(int64(r.Campaign.Position))
+	})
+	e.uvarint(errorCode(r.Err))
+	if r.Err != nil {
+		e.str(r.Err.Error())
+		var cas *CASConflictError
+		var st *StaleTokenError
+		switch {
+		case errors.As(r.Err, &cas):
+			e.uvarint(1)
+			e.str(cas.Key)
+			e.uvarint(cas.CurrentIndex)
+		case errors.As(r.Err, &st):
+			e.uvarint(2)
+			e.str(st.Name)
+			e.uvarint(st.Token)
+			e.uvarint(st.Current)
+		default:
+			e.uvarint(0)
+		}
+	}
+}
+
+// encodeKVFixed writes a KVEntry inside a larger record, where an optional
+// trailing field could not be told apart: the lease is always written.
+func encodeKVFixed(e *enc, kv *KVEntry) {
+	e.str(kv.Key)
+	e.bytes(kv.Value)
+	e.uvarint(kv.CreateIndex)
+	e.uvarint(kv.ModifyIndex)
+	e.uvarint(kv.Version)
+	e.uvarint(kv.Lease)
+}
+
+func decodeKVFixed(d *dec) *KVEntry {
+	return &KVEntry{Key: d.str(), Value: d.bytes(), CreateIndex: d.uvarint(), ModifyIndex: d.uvarint(), Version: d.uvarint(), Lease: d.uvarint()}
+}
+
+// decodeResult reads what encodeResult wrote.
+func decodeResult(d *dec) *Result {
+	r := &Result{Index: d.uvarint(), Deleted: int(d.uvarint())}
+	if d.bool() {
+		r.Entry = decodeKVFixed(d)
+	}
+	if d.bool() {
+		r.Prev = decodeKVFixed(d)
+	}
+	if d.bool() {
+		r.Lease = decodeLease(d)
+	}
+	if d.bool() {
+		r.Campaign = &CampaignResult{Holder: d.bool(), Token: d.uvarint(), Position: int(d.varint())}
+	}
+	code := d.uvarint()
+	if code == 0 || d.err != nil {
+		return r
+	}
+	msg := d.str()
+	switch d.uvarint() {
+	case 1:
+		r.Err = &CASConflictError{Key: d.str(), CurrentIndex: d.uvarint()}
+	case 2:
+		r.Err = &StaleTokenError{Name: d.str(), Token: d.uvarint(), Current: d.uvarint()}
+	default:
+		var sentinel error = errors.New("fsm: recorded error")
+		if code >= 1 && code <= uint64(len(domainErrors)) {
+			sentinel = domainErrors[code-1]
+		}
+		r.Err = &recordedError{sentinel: sentinel, msg: msg}
+	}
+	return r
 }

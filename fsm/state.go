@@ -9,6 +9,8 @@ import (
 type KVEntry struct {
 	Key   string
 	Value []byte
+	// Lease is the lease the key is attached to (0: none).
+	Lease uint64
 	// CreateIndex is the Raft index of the entry that created the key.
 	CreateIndex uint64
 	// ModifyIndex is the Raft index of the last write to the key.
@@ -32,11 +34,31 @@ type State struct {
 	kvDeleteIndex uint64
 
 	members *iradix.Tree[Member]
+
+	// stamp is the leader stamp of the last applied command.
+	stamp int64
+
+	leases    *iradix.Tree[*Lease]    // by u64key(id)
+	attach    *iradix.Tree[struct{}]  // attachKeyOf(lease, kind, name)
+	elections *iradix.Tree[*Election] // by name
+	// electionDeleteIndex is the index of the last entry that removed an
+	// election (for blocking queries on a missing name).
+	electionDeleteIndex uint64
+
+	dedup        *iradix.Tree[*dedupEntry] // by idempotency key
+	dedupByStamp *iradix.Tree[string]      // u64key(stamp)+u64key(index) -> key, for collection
 }
 
 func emptyState() *State {
-	return &State{kv: iradix.New[*KVEntry](), members: iradix.New[Member]()}
+	return &State{
+		kv: iradix.New[*KVEntry](), members: iradix.New[Member](),
+		leases: iradix.New[*Lease](), attach: iradix.New[struct{}](), elections: iradix.New[*Election](),
+		dedup: iradix.New[*dedupEntry](), dedupByStamp: iradix.New[string](),
+	}
 }
+
+// Stamp is the leader's wall-clock stamp (Unix ns) of the last command.
+func (s *State) Stamp() int64 { return s.stamp }
 
 // Index is the Raft index of the last command applied to this state.
 func (s *State) Index() uint64 { return s.index }

@@ -1,0 +1,296 @@
+package fsm_test
+
+import (
+	"bytes"
+	"errors"
+	"testing"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/coordd/coordd/fsm"
+)
+
+// replica applies commands with increasing indexes and a settable stamp.
+type replica struct {
+	t     *testing.T
+	f     *fsm.FSM
+	index uint64
+	stamp int64
+}
+
+func newReplica(t *testing.T) *replica { return &replica{t: t, f: fsm.New(), stamp: 1e18} }
+
+func (r *replica) apply(cmd fsm.Command) *fsm.Result {
+	r.t.Helper()
+	r.index++
+	cmd.Stamp = r.stamp
+	res, ok := r.f.Apply(&raft.Log{Index: r.index, Term: 1, Data: cmd.Encode()}).(*fsm.Result)
+	if !ok {
+		r.t.Fatalf("apply %s: no result", cmd.Type)
+	}
+	return res
+}
+
+func (r *replica) grant(ttl int64) uint64 {
+	r.t.Helper()
+	res := r.apply(fsm.NewLeaseGrant(ttl))
+	if res.Err != nil || res.Lease == nil || res.Lease.ID != res.Index {
+		r.t.Fatalf("grant: %+v", res)
+	}
+	return res.Lease.ID
+}
+
+func (r *replica) campaign(name string, lease uint64, value string) *fsm.Result {
+	r.t.Helper()
+	return r.apply(fsm.NewCampaign(fsm.Campaign{Kind: fsm.KindElection, Name: name, Lease: lease, Value: []byte(value)}))
+}
+
+func (r *replica) leader(name string) (fsm.Candidate, bool) {
+	e, ok := r.f.State().Election(name)
+	if !ok {
+		return fsm.Candidate{}, false
+	}
+	return e.Leader()
+}
+
+func TestCampaign_FirstLeadsWithTokenEqualToItsIndex_OthersQueueInOrder(t *testing.T) {
+	r := newReplica(t)
+	a, b, c := r.grant(1000), r.grant(1000), r.grant(1000)
+	ra := r.campaign("db", a, "A")
+	if !ra.Campaign.Holder || ra.Campaign.Token != ra.Index || ra.Campaign.Position != 0 {
+		t.Fatalf("first campaign: %+v", ra.Campaign)
+	}
+	rb, rc := r.campaign("db", b, "B"), r.campaign("db", c, "C")
+	if rb.Campaign.Holder || rb.Campaign.Position != 1 || rc.Campaign.Position != 2 {
+		t.Fatalf("queue: %+v %+v", rb.Campaign, rc.Campaign)
+	}
+	// Campaigning again with the same lease does not queue twice.
+	if again := r.campaign("db", b, "B2"); again.Campaign.Position != 1 {
+		t.Fatalf("repeat campaign: %+v", again.Campaign)
+	}
+	e, _ := r.f.State().Election("db")
+	if len(e.Waiting) != 2 {
+		t.Fatalf("waiting: %+v", e.Waiting)
+	}
+}
+
+func TestResign_HandsOverToTheNextCandidateInTheSameEntry(t *testing.T) {
+	r := newReplica(t)
+	a, b := r.grant(1000), r.grant(1000)
+	ta := r.campaign("db", a, "A").Campaign.Token
+	r.campaign("db", b, "B")
+	res := r.apply(fsm.NewResign(fsm.Resign{Name: "db", Lease: a, Token: ta}))
+	if res.Err != nil {
+		t.Fatal(res.Err)
+	}
+	l, ok := r.leader("db")
+	if !ok || l.Lease != b || l.Token != res.Index || string(l.Value) != "B" || l.Token <= ta {
+		t.Fatalf("after resign: %+v (resign index %d)", l, res.Index)
+	}
+}
+
+func TestResignAndProclaim_RefuseWrongTokenAndNonHolders(t *testing.T) {
+	r := newReplica(t)
+	a, b := r.grant(1000), r.grant(1000)
+	ta := r.campaign("db", a, "A").Campaign.Token
+	r.campaign("db", b, "B")
+	var st *fsm.StaleTokenError
+	if res := r.apply(fsm.NewResign(fsm.Resign{Name: "db", Lease: a, Token: ta - 1})); !errors.As(res.Err, &st) || st.Current != ta {
+		t.Fatalf("stale resign: %v", res.Err)
+	}
+	if res := r.apply(fsm.NewProclaim(fsm.Proclaim{Name: "db", Lease: b, Token: ta, Value: []byte("x")})); !errors.Is(res.Err, fsm.ErrNotHolder) {
+		t.Fatalf("proclaim by a waiter: %v", res.Err)
+	}
+	if res := r.apply(fsm.NewResign(fsm.Resign{Name: "nope", Lease: a, Token: ta})); !errors.Is(res.Err, fsm.ErrElectionNotFound) {
+		t.Fatalf("resign unknown: %v", res.Err)
+	}
+	res := r.apply(fsm.NewProclaim(fsm.Proclaim{Name: "db", Lease: a, Token: ta, Value: []byte("A2")}))
+	if l, _ := r.leader("db"); res.Err != nil || string(l.Value) != "A2" || l.Token != ta {
+		t.Fatalf("proclaim: %v %+v", res.Err, l)
+	}
+	// A waiter withdraws with token 0.
+	if res := r.apply(fsm.NewResign(fsm.Resign{Name: "db", Lease: b})); res.Err != nil {
+		t.Fatal(res.Err)
+	}
+	if e, _ := r.f.State().Election("db"); len(e.Waiting) != 0 {
+		t.Fatalf("withdrawn waiter still queued: %+v", e.Waiting)
+	}
+}
+
+func TestExpiry_ReleasesElectionsAndKeysInOneEntry_AndIsConditionalOnTheEpoch(t *testing.T) {
+	r := newReplica(t)
+	a, b := r.grant(1000), r.grant(1000)
+	r.campaign("db", a, "A")
+	r.campaign("db", b, "B")
+	if res := r.apply(fsm.NewKVPut(fsm.KVPut{Key: "eph", Value: []byte("x"), Lease: a})); res.Err != nil {
+		t.Fatal(res.Err)
+	}
+	la, _ := r.f.State().Lease(a)
+	// A checkpoint moves the epoch: an expiry proposed before it is stale.
+	ck := r.apply(fsm.NewLeaseCheckpoint(fsm.LeaseCheckpoint{Leases: []fsm.LeaseRemaining{{ID: a, Epoch: la.Epoch, Remaining: 400}}}))
+	if len(ck.Checkpointed) != 1 {
+		t.Fatalf("checkpoint: %+v", ck)
+	}
+	if res := r.apply(fsm.NewLeaseExpire(fsm.LeaseExpire{Leases: []fsm.LeaseExpiry{{ID: a, Epoch: la.Epoch}}})); len(res.Expired) != 0 {
+		t.Fatalf("stale expiry applied: %+v", res)
+	}
+	la2, _ := r.f.State().Lease(a)
+	if la2.Remaining != 400 || la2.Epoch != ck.Index {
+		t.Fatalf("after checkpoint: %+v", la2)
+	}
+	res := r.apply(fsm.NewLeaseExpire(fsm.LeaseExpire{Leases: []fsm.LeaseExpiry{{ID: a, Epoch: la2.Epoch}}}))
+	if len(res.Expired) != 1 {
+		t.Fatalf("expiry not applied: %+v", res)
+	}
+	if _, ok := r.f.State().Lease(a); ok {
+		t.Fatal("lease still there")
+	}
+	if _, ok := r.f.State().Get("eph"); ok {
+		t.Fatal("attached key survived its lease")
+	}
+	if l, ok := r.leader("db"); !ok || l.Lease != b || l.Token != res.Index {
+		t.Fatalf("next candidate not promoted by the expiry entry: %+v", l)
+	}
+	if atts := r.f.State().Attachments(a); len(atts) != 0 {
+		t.Fatalf("attachments left: %+v", atts)
+	}
+}
+
+func TestRenew_ClearsTheCheckpointedRemainder(t *testing.T) {
+	r := newReplica(t)
+	a := r.grant(1000)
+	l, _ := r.f.State().Lease(a)
+	r.apply(fsm.NewLeaseCheckpoint(fsm.LeaseCheckpoint{Leases: []fsm.LeaseRemaining{{ID: a, Epoch: l.Epoch, Remaining: 10}}}))
+	res := r.apply(fsm.NewLeaseRenew(a))
+	if res.Err != nil || res.Lease.Remaining != 0 || res.Lease.Epoch != res.Index {
+		t.Fatalf("renew: %+v %v", res.Lease, res.Err)
+	}
+	if res := r.apply(fsm.NewLeaseRenew(999)); !errors.Is(res.Err, fsm.ErrLeaseNotFound) {
+		t.Fatalf("renew unknown: %v", res.Err)
+	}
+}
+
+func TestLockDelay_HoldsBackTheNextHolderAfterAFailureButNotAfterARelease(t *testing.T) {
+	r := newReplica(t)
+	a, b, c := r.grant(1000), r.grant(1000), r.grant(1000)
+	lock := func(lease uint64) *fsm.Result {
+		return r.apply(fsm.NewCampaign(fsm.Campaign{Kind: fsm.KindLock, Name: "L", Lease: lease, LockDelay: 5000}))
+	}
+	ta := lock(a).Campaign.Token
+	lock(b)
+	lock(c)
+	// Release: the next holder at once.
+	r.apply(fsm.NewResign(fsm.Resign{Name: "L", Lease: a, Token: ta}))
+	if l, _ := r.leader("L"); l.Lease != b {
+		t.Fatalf("after release: %+v", l)
+	}
+	// Failure (revoke): nobody for 5 s of leader stamps.
+	r.apply(fsm.NewLeaseRevoke(b))
+	if _, ok := r.leader("L"); ok {
+		t.Fatal("a new holder during the lock-delay")
+	}
+	if d := r.f.State().DelayedElections(); d["L"] != r.stamp+5000*1e6 {
+		t.Fatalf("delayed: %v", d)
+	}
+	r.stamp += 4999 * 1e6
+	r.apply(fsm.NewPromote("L"))
+	if _, ok := r.leader("L"); ok {
+		t.Fatal("promoted before the delay ended")
+	}
+	r.stamp += 1e6
+	res := r.apply(fsm.NewPromote("L"))
+	if l, ok := r.leader("L"); !ok || l.Lease != c || l.Token != res.Index {
+		t.Fatalf("after the delay: %+v", l)
+	}
+}
+
+func TestSemaphore_AdmitsUpToItsLimit(t *testing.T) {
+	r := newReplica(t)
+	var ids []uint64
+	for range 4 {
+		ids = append(ids, r.grant(1000))
+	}
+	for i, id := range ids {
+		res := r.apply(fsm.NewCampaign(fsm.Campaign{Kind: fsm.KindLock, Name: "S", Lease: id, Limit: 2}))
+		if res.Campaign.Holder != (i < 2) {
+			t.Fatalf("lease %d: %+v", i, res.Campaign)
+		}
+	}
+	if res := r.apply(fsm.NewCampaign(fsm.Campaign{Kind: fsm.KindLock, Name: "S", Lease: ids[0], Limit: 3})); !errors.Is(res.Err, fsm.ErrLimitMismatch) {
+		t.Fatalf("limit mismatch: %v", res.Err)
+	}
+	if res := r.apply(fsm.NewCampaign(fsm.Campaign{Kind: fsm.KindElection, Name: "S", Lease: ids[0]})); !errors.Is(res.Err, fsm.ErrKindMismatch) {
+		t.Fatalf("kind mismatch: %v", res.Err)
+	}
+	r.apply(fsm.NewLeaseRevoke(ids[0]))
+	if e, _ := r.f.State().Election("S"); len(e.Holders) != 2 || e.Holders[1].Lease != ids[2] {
+		t.Fatalf("after a holder left: %+v", e.Holders)
+	}
+}
+
+func TestCampaign_UnknownLeaseAndEmptyElectionsAreCleanedUp(t *testing.T) {
+	r := newReplica(t)
+	if res := r.campaign("x", 42, ""); !errors.Is(res.Err, fsm.ErrLeaseNotFound) {
+		t.Fatalf("campaign with unknown lease: %v", res.Err)
+	}
+	a := r.grant(1000)
+	tok := r.campaign("x", a, "").Campaign.Token
+	r.apply(fsm.NewResign(fsm.Resign{Name: "x", Lease: a, Token: tok}))
+	if _, ok := r.f.State().Election("x"); ok {
+		t.Fatal("empty election kept")
+	}
+	if _, idx, _ := r.f.State().WatchElection("x"); idx != r.index {
+		t.Fatalf("missing election's change index %d, want %d", idx, r.index)
+	}
+}
+
+func TestElectionWatch_FiresOnLeaderChange(t *testing.T) {
+	r := newReplica(t)
+	a, b := r.grant(1000), r.grant(1000)
+	tok := r.campaign("db", a, "A").Campaign.Token
+	r.campaign("db", b, "B")
+	_, _, w := r.f.State().WatchElection("db")
+	_, lw := r.f.State().WatchLease(b)
+	r.apply(fsm.NewResign(fsm.Resign{Name: "db", Lease: a, Token: tok}))
+	if !closed(w) {
+		t.Fatal("election watch did not fire")
+	}
+	if closed(lw) {
+		t.Fatal("lease watch fired without a lease change")
+	}
+	r.apply(fsm.NewLeaseRevoke(b))
+	if !closed(lw) {
+		t.Fatal("lease watch did not fire on revoke")
+	}
+}
+
+func TestLeasesAndElections_SurviveSnapshotRoundTrip(t *testing.T) {
+	r := newReplica(t)
+	a, b := r.grant(1000), r.grant(2000)
+	r.campaign("db", a, "A")
+	r.campaign("db", b, "B")
+	r.apply(fsm.NewCampaign(fsm.Campaign{Kind: fsm.KindLock, Name: "L", Lease: b, LockDelay: 100}))
+	r.apply(fsm.NewKVPut(fsm.KVPut{Key: "k", Value: []byte("v"), Lease: b}))
+	cmd := fsm.NewLeaseGrant(3000)
+	cmd.IdempotencyKey = "grant-1"
+	r.apply(cmd)
+	var buf bytes.Buffer
+	if err := fsm.WriteState(&buf, r.f.State()); err != nil {
+		t.Fatal(err)
+	}
+	want := bytes.Clone(buf.Bytes())
+	got, err := fsm.ReadState(bytes.NewReader(want))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var again bytes.Buffer
+	if err := fsm.WriteState(&again, got); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(want, again.Bytes()) {
+		t.Fatal("state with leases, elections, locks and dedup does not round-trip")
+	}
+	if len(got.Attachments(b)) != 3 || got.DedupLen() != 1 || got.LeaseCount() != 3 {
+		t.Fatalf("restored: attachments %v dedup %d leases %d", got.Attachments(b), got.DedupLen(), got.LeaseCount())
+	}
+}

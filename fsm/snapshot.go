@@ -51,7 +51,9 @@ func WriteState(w io.Writer, s *State) error {
 		return err
 	}
 	steps := []func() error{
-		func() error { return walkRecords(sw, recKV, s.kv, func(e *enc, _ []byte, kv *KVEntry) { encodeKV(e, kv) }) },
+		func() error {
+			return walkRecords(sw, recKV, s.kv, func(e *enc, _ []byte, kv *KVEntry) { encodeKV(e, kv) })
+		},
 		func() error {
 			return walkRecords(sw, recMember, s.members, func(e *enc, _ []byte, m Member) {
 				e.str(m.ID)
@@ -59,8 +61,12 @@ func WriteState(w io.Writer, s *State) error {
 				e.str(m.HTTPAddr)
 			})
 		},
-		func() error { return walkRecords(sw, recLease, s.leases, func(e *enc, _ []byte, l *Lease) { encodeLease(e, l) }) },
-		func() error { return walkRecords(sw, recAttach, s.attach, func(e *enc, k []byte, _ struct{}) { e.bytes(k) }) },
+		func() error {
+			return walkRecords(sw, recLease, s.leases, func(e *enc, _ []byte, l *Lease) { encodeLease(e, l) })
+		},
+		func() error {
+			return walkRecords(sw, recAttach, s.attach, func(e *enc, k []byte, _ struct{}) { e.bytes(k) })
+		},
 		func() error {
 			return walkRecords(sw, recElection, s.elections, func(e *enc, _ []byte, el *Election) { encodeElection(e, el) })
 		},

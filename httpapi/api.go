@@ -16,6 +16,8 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/coordd/coordd/fsm"
 )
 
 // Defaults for Options.
@@ -85,6 +87,21 @@ func New(node Node, opts Options) *API {
 	a.mux.HandleFunc("PUT /v1/kv/{key...}", a.kvPut)
 	a.mux.HandleFunc("DELETE /v1/kv/{key...}", a.kvDelete)
 	a.mux.HandleFunc("/v1/kv", a.kvNoKey)
+	a.mux.HandleFunc("POST /v1/leases", a.leaseGrant)
+	a.mux.HandleFunc("GET /v1/leases", a.leaseList)
+	a.mux.HandleFunc("GET /v1/leases/{id}", a.leaseGet)
+	a.mux.HandleFunc("DELETE /v1/leases/{id}", a.leaseRevoke)
+	a.mux.HandleFunc("POST /v1/leases/{id}/keepalive", a.leaseKeepalive)
+	a.mux.HandleFunc("GET /v1/elections", a.electionList(fsm.KindElection))
+	a.mux.HandleFunc("GET /v1/elections/{name}", a.electionGet)
+	a.mux.HandleFunc("POST /v1/elections/{name}/campaign", a.campaign(fsm.KindElection))
+	a.mux.HandleFunc("POST /v1/elections/{name}/resign", a.resign)
+	a.mux.HandleFunc("POST /v1/elections/{name}/proclaim", a.proclaim)
+	a.mux.HandleFunc("GET /v1/locks", a.electionList(fsm.KindLock))
+	a.mux.HandleFunc("GET /v1/locks/{name}", a.electionGet)
+	a.mux.HandleFunc("POST /v1/locks/{name}", a.campaign(fsm.KindLock))
+	a.mux.HandleFunc("DELETE /v1/locks/{name}", a.lockRelease)
+	a.mux.HandleFunc("GET /v1/fencing/{name}", a.fencingCheck)
 	a.mux.HandleFunc("GET /v1/status", a.status)
 	a.mux.HandleFunc("GET /v1/cluster/members", a.membersList)
 	a.mux.HandleFunc("POST /v1/cluster/members", a.membersJoin)
@@ -126,11 +143,9 @@ func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			Message: "path " + strconv.Quote(r.URL.Path) + " has empty, '.' or '..' segments; keys cannot contain them"})
 		return
 	}
-	if r.Header.Get(headerIdempotencyID) != "" && r.Method != http.MethodGet && r.Method != http.MethodHead {
-		// Refuse rather than ignore: a client that relies on
-		// de-duplication must not get a silent double apply.
+	if k := r.Header.Get(headerIdempotencyID); len(k) > maxIdempotencyKey || !printable(k) {
 		writeErrorDetail(rec, http.StatusBadRequest, ErrorDetail{Code: CodeBadRequest,
-			Message: "the Idempotency-Key header is not supported by this version of coordd"})
+			Message: fmt.Sprintf("Idempotency-Key must be at most %d printable ASCII characters", maxIdempotencyKey)})
 		return
 	}
 	h, pattern := a.mux.Handler(r)
@@ -148,6 +163,18 @@ func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	a.mux.ServeHTTP(rec, r)
+}
+
+// maxIdempotencyKey bounds the Idempotency-Key header.
+const maxIdempotencyKey = 256
+
+func printable(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < 0x20 || s[i] > 0x7e {
+			return false
+		}
+	}
+	return true
 }
 
 // isCleanPath reports whether p has no empty, "." or ".." segments (a
@@ -203,9 +230,10 @@ func (d discardWriter) Write(p []byte) (int, error) { return len(p), nil }
 func (d discardWriter) WriteHeader(int)             {}
 
 type httpMetrics struct {
-	requests  *prometheus.CounterVec
-	duration  *prometheus.HistogramVec
-	forwarded prometheus.Counter
+	requests        *prometheus.CounterVec
+	duration        *prometheus.HistogramVec
+	forwarded       prometheus.Counter
+	fencingRejected prometheus.Counter
 }
 
 func newHTTPMetrics(reg *prometheus.Registry) *httpMetrics {
@@ -220,8 +248,11 @@ func newHTTPMetrics(reg *prometheus.Registry) *httpMetrics {
 		forwarded: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "coordd_http_forwarded_total", Help: "Requests this node forwarded to the leader.",
 		}),
+		fencingRejected: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "coordd_fencing_check_stale_total", Help: "Fencing checks (GET /v1/fencing) that found the token no longer current.",
+		}),
 	}
-	for _, c := range []prometheus.Collector{m.requests, m.duration, m.forwarded} {
+	for _, c := range []prometheus.Collector{m.requests, m.duration, m.forwarded, m.fencingRejected} {
 		if err := reg.Register(c); err != nil {
 			// Registering twice into one registry is a programming error.
 			panic(fmt.Sprintf("httpapi: register metrics: %v", err))

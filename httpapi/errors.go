@@ -11,34 +11,44 @@ import (
 
 // Error codes in {"error":{"code":...}}. Clients branch on these.
 const (
-	CodeBadRequest      = "bad_request"
-	CodeNotFound        = "not_found"
-	CodeKeyNotFound     = "key_not_found"
-	CodeUnknownMember   = "unknown_member"
-	CodeCASConflict     = "cas_conflict"
-	CodeTooLarge        = "too_large"
-	CodeMethod          = "method_not_allowed"
-	CodeNotLeader       = "not_leader"
-	CodeNoLeader        = "no_leader"
-	CodeLeaderNotReady  = "leader_not_ready"
-	CodeCatchingUp      = "catching_up"
-	CodeOutcomeUnknown  = "outcome_unknown"
-	CodeShuttingDown    = "shutting_down"
-	CodeForwardFailed   = "forward_failed"
-	CodeInternal        = "internal"
-	headerRetryAfter    = "Retry-After"
-	retryAfterSeconds   = "1"
-	contentTypeJSON     = "application/json"
-	contentTypeBytes    = "application/octet-stream"
-	headerContentType   = "Content-Type"
-	headerIndex         = "X-Coordd-Index"
-	headerConsistency   = "X-Coordd-Consistency"
-	headerKnownLeader   = "X-Coordd-Known-Leader"
-	headerLastContact   = "X-Coordd-Last-Contact"
-	headerAppliedIndex  = "X-Coordd-Applied-Index"
-	headerForwardedBy   = "X-Coordd-Forwarded-By"
-	headerServedBy      = "X-Coordd-Served-By"
-	headerIdempotencyID = "Idempotency-Key"
+	CodeBadRequest        = "bad_request"
+	CodeNotFound          = "not_found"
+	CodeKeyNotFound       = "key_not_found"
+	CodeUnknownMember     = "unknown_member"
+	CodeCASConflict       = "cas_conflict"
+	CodeTooLarge          = "too_large"
+	CodeMethod            = "method_not_allowed"
+	CodeNotLeader         = "not_leader"
+	CodeNoLeader          = "no_leader"
+	CodeLeaderNotReady    = "leader_not_ready"
+	CodeCatchingUp        = "catching_up"
+	CodeOutcomeUnknown    = "outcome_unknown"
+	CodeShuttingDown      = "shutting_down"
+	CodeForwardFailed     = "forward_failed"
+	CodeInternal          = "internal"
+	CodeLeaseNotFound     = "lease_not_found"
+	CodeLeaseLost         = "lease_lost"
+	CodeBadTTL            = "bad_ttl"
+	CodeElectionNotFound  = "election_not_found"
+	CodeNotHolder         = "not_holder"
+	CodeStaleToken        = "stale_token"
+	CodeKindMismatch      = "kind_mismatch"
+	CodeLimitMismatch     = "limit_mismatch"
+	CodeIdempotencyReused = "idempotency_key_reused"
+	headerRetryAfter      = "Retry-After"
+	retryAfterSeconds     = "1"
+	contentTypeJSON       = "application/json"
+	contentTypeBytes      = "application/octet-stream"
+	headerContentType     = "Content-Type"
+	headerIndex           = "X-Coordd-Index"
+	headerConsistency     = "X-Coordd-Consistency"
+	headerKnownLeader     = "X-Coordd-Known-Leader"
+	headerLastContact     = "X-Coordd-Last-Contact"
+	headerAppliedIndex    = "X-Coordd-Applied-Index"
+	headerForwardedBy     = "X-Coordd-Forwarded-By"
+	headerServedBy        = "X-Coordd-Served-By"
+	headerIdempotencyID   = "Idempotency-Key"
+	headerReplayed        = "Idempotent-Replayed"
 )
 
 // ErrorBody is the JSON body of every error response.
@@ -54,6 +64,8 @@ type ErrorDetail struct {
 	CurrentIndex *uint64 `json:"current_index,omitempty"`
 	// Leader is the id of the leader, when known, on not_leader.
 	Leader string `json:"leader,omitempty"`
+	// CurrentToken is the holder's token on stale_token.
+	CurrentToken *uint64 `json:"current_token,omitempty"`
 }
 
 // apiError is an error with its HTTP status and code decided.
@@ -73,6 +85,7 @@ func classify(err error) (int, ErrorDetail) {
 	var ae *apiError
 	var mbe *http.MaxBytesError
 	var cas *fsm.CASConflictError
+	var stale *fsm.StaleTokenError
 	switch {
 	case errors.As(err, &ae):
 		return ae.status, ae.detail
@@ -81,6 +94,25 @@ func classify(err error) (int, ErrorDetail) {
 	case errors.As(err, &cas):
 		ci := cas.CurrentIndex
 		return http.StatusConflict, ErrorDetail{Code: CodeCASConflict, Message: err.Error(), CurrentIndex: &ci}
+	case errors.As(err, &stale):
+		ct := stale.Current
+		return http.StatusConflict, ErrorDetail{Code: CodeStaleToken, Message: err.Error(), CurrentToken: &ct}
+	case errors.Is(err, fsm.ErrStaleToken):
+		return http.StatusConflict, ErrorDetail{Code: CodeStaleToken, Message: err.Error()}
+	case errors.Is(err, fsm.ErrLeaseNotFound):
+		return http.StatusNotFound, ErrorDetail{Code: CodeLeaseNotFound, Message: err.Error()}
+	case errors.Is(err, fsm.ErrBadTTL):
+		return http.StatusBadRequest, ErrorDetail{Code: CodeBadTTL, Message: err.Error()}
+	case errors.Is(err, fsm.ErrElectionNotFound):
+		return http.StatusNotFound, ErrorDetail{Code: CodeElectionNotFound, Message: err.Error()}
+	case errors.Is(err, fsm.ErrNotHolder):
+		return http.StatusConflict, ErrorDetail{Code: CodeNotHolder, Message: err.Error()}
+	case errors.Is(err, fsm.ErrKindMismatch):
+		return http.StatusConflict, ErrorDetail{Code: CodeKindMismatch, Message: err.Error()}
+	case errors.Is(err, fsm.ErrLimitMismatch):
+		return http.StatusConflict, ErrorDetail{Code: CodeLimitMismatch, Message: err.Error()}
+	case errors.Is(err, fsm.ErrIdempotencyKeyReused):
+		return http.StatusUnprocessableEntity, ErrorDetail{Code: CodeIdempotencyReused, Message: err.Error()}
 	case errors.Is(err, fsm.ErrKeyNotFound):
 		return http.StatusNotFound, ErrorDetail{Code: CodeKeyNotFound, Message: err.Error()}
 	case errors.Is(err, ErrUnknownMember), errors.Is(err, fsm.ErrMemberNotFound):
@@ -97,7 +129,7 @@ func classify(err error) (int, ErrorDetail) {
 		return http.StatusServiceUnavailable, ErrorDetail{Code: CodeCatchingUp, Message: err.Error()}
 	case errors.Is(err, ErrOutcomeUnknown):
 		return http.StatusServiceUnavailable, ErrorDetail{Code: CodeOutcomeUnknown,
-			Message: err.Error() + " (the write may or may not have been applied: read before retrying)"}
+			Message: err.Error() + " (the write may or may not have been applied: retry with the same Idempotency-Key, or read before retrying)"}
 	case errors.Is(err, ErrShutdown):
 		return http.StatusServiceUnavailable, ErrorDetail{Code: CodeShuttingDown, Message: err.Error()}
 	default:

@@ -3,9 +3,11 @@ package httpapi_test
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/hashicorp/raft"
 
@@ -266,4 +268,37 @@ func (n *fakeNode) Ready() error {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	return n.readyErr
+}
+
+// Keepalive answers the lease's full TTL when it exists in the FSM.
+func (n *fakeNode) Keepalive(ctx context.Context, id uint64) (time.Duration, error) {
+	n.maybePanic("Keepalive")
+	n.mu.Lock()
+	isLeader, err := n.isLeader, n.applyErr
+	n.mu.Unlock()
+	if !isLeader {
+		return 0, httpapi.ErrNotLeader
+	}
+	if err != nil {
+		return 0, err
+	}
+	l, ok := n.fsm.State().Lease(id)
+	if !ok {
+		return 0, fmt.Errorf("%w: %d", fsm.ErrLeaseNotFound, id)
+	}
+	return time.Duration(l.TTL) * time.Millisecond, nil
+}
+
+// LeaseRemaining answers the full TTL of a lease that exists.
+func (n *fakeNode) LeaseRemaining(id uint64) (time.Duration, error) {
+	l, ok := n.fsm.State().Lease(id)
+	if !ok {
+		return 0, fsm.ErrLeaseNotFound
+	}
+	return time.Duration(l.TTL) * time.Millisecond, nil
+}
+
+// LeaseTTLRange allows 100ms to 1h.
+func (n *fakeNode) LeaseTTLRange() (time.Duration, time.Duration) {
+	return 100 * time.Millisecond, time.Hour
 }

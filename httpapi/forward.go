@@ -106,7 +106,7 @@ func (a *API) forward(w http.ResponseWriter, r *http.Request, body []byte) {
 		msg := fmt.Sprintf("forwarding to leader %s at %s failed: %v", leader.ID, leader.HTTPAddr, err)
 		if r.Method != http.MethodGet && r.Method != http.MethodHead {
 			code = CodeOutcomeUnknown
-			msg += " (the write may or may not have been applied: read before retrying)"
+			msg += " (the write may or may not have been applied: retry with the same Idempotency-Key, or read before retrying)"
 		}
 		writeErrorDetail(w, http.StatusServiceUnavailable, ErrorDetail{Code: code, Leader: leader.ID, Message: msg})
 		return

@@ -194,12 +194,20 @@ func (a *API) kvNoKey(w http.ResponseWriter, r *http.Request) {
 
 func (a *API) kvPut(w http.ResponseWriter, r *http.Request) {
 	key := r.PathValue("key")
-	q, err := query(r, "cas")
+	q, err := query(r, "cas", "lease")
 	if err != nil {
 		writeError(w, err)
 		return
 	}
 	cas, hasCAS, err := uintParam(q, "cas")
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	lease, hasLease, err := uintParam(q, "lease")
+	if err == nil && hasLease && lease == 0 {
+		err = badRequest("query parameter \"lease\" must be a lease id (> 0)")
+	}
 	if err != nil {
 		writeError(w, err)
 		return
@@ -218,7 +226,7 @@ func (a *API) kvPut(w http.ResponseWriter, r *http.Request) {
 			Message: fmt.Sprintf("value is %d bytes; the maximum is %d", len(body), a.opts.MaxValueBytes)})
 		return
 	}
-	p := fsm.KVPut{Key: key, Value: body}
+	p := fsm.KVPut{Key: key, Value: body, Lease: lease}
 	switch {
 	case hasCAS && cas == 0:
 		p.Mode = fsm.PutCreate
@@ -226,7 +234,7 @@ func (a *API) kvPut(w http.ResponseWriter, r *http.Request) {
 		p.Mode, p.CASIndex = fsm.PutCAS, cas
 	}
 	a.onLeader(w, r, body, func() error {
-		res, err := a.apply(r.Context(), fsm.NewKVPut(p))
+		res, err := a.apply(w, r, fsm.NewKVPut(p))
 		if err != nil {
 			return err
 		}
@@ -261,7 +269,7 @@ func (a *API) kvDelete(w http.ResponseWriter, r *http.Request) {
 	}
 	p := fsm.KVDelete{Key: key, Prefix: prefix, CAS: hasCAS, CASIndex: cas}
 	a.onLeader(w, r, nil, func() error {
-		res, err := a.apply(r.Context(), fsm.NewKVDelete(p))
+		res, err := a.apply(w, r, fsm.NewKVDelete(p))
 		if err != nil {
 			return err
 		}
@@ -270,12 +278,18 @@ func (a *API) kvDelete(w http.ResponseWriter, r *http.Request) {
 	})
 }
 
-// apply proposes cmd, bounded by writeTimeout, and turns a domain failure
-// in the result into an error.
-func (a *API) apply(ctx context.Context, cmd fsm.Command) (*fsm.Result, error) {
-	ctx, cancel := context.WithTimeout(ctx, writeTimeout)
+// apply proposes cmd with the request's Idempotency-Key, bounded by
+// writeTimeout, and turns a domain failure in the result into an error. A
+// result replayed from the idempotency record is marked with the
+// Idempotent-Replayed header.
+func (a *API) apply(w http.ResponseWriter, r *http.Request, cmd fsm.Command) (*fsm.Result, error) {
+	ctx, cancel := context.WithTimeout(r.Context(), writeTimeout)
 	defer cancel()
+	cmd.IdempotencyKey = r.Header.Get(headerIdempotencyID)
 	res, err := a.node.Apply(ctx, cmd)
+	if err == nil && res.Duplicate {
+		w.Header().Set(headerReplayed, "true")
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -71,6 +71,15 @@ type Node interface {
 	// TransferLeadership hands leadership to id, or to the most up-to-date
 	// voter when id is empty; this node must be the leader.
 	TransferLeadership(ctx context.Context, id string) error
+	// Keepalive renews lease id on the leader (in memory, or through Raft
+	// when it is the first keepalive after a checkpoint) and returns its
+	// remaining TTL. ErrNotLeader on a follower; fsm.ErrLeaseNotFound when
+	// the lease is unknown or already past its deadline.
+	Keepalive(ctx context.Context, id uint64) (remaining time.Duration, err error)
+	// LeaseRemaining is the leader's view of a lease's remaining TTL.
+	LeaseRemaining(id uint64) (time.Duration, error)
+	// LeaseTTLRange is the range of TTLs a grant may ask for.
+	LeaseTTLRange() (min, max time.Duration)
 	// Ready returns nil when the node can serve: it knows a leader and has
 	// applied what was committed when it started (and, as leader, its first
 	// entry of the term).

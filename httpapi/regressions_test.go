@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net/http"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -81,13 +82,19 @@ func TestKVWithoutTrailingSlash_IsAJSONErrorNotARedirect(t *testing.T) {
 	}
 }
 
-func TestIdempotencyKey_IsRefusedUntilSupported(t *testing.T) {
+func TestIdempotencyKey_ReachesTheCommandAndBadKeysAreRefused(t *testing.T) {
 	t.Parallel()
 	ta := newTestAPI(t, "n1", nil)
-	r := ta.do(t, "PUT", "/v1/kv/k", "v", "Idempotency-Key", "req-1")
-	wantError(t, r, http.StatusBadRequest, httpapi.CodeBadRequest)
-	if _, applies := ta.node.counts(); applies != 0 {
-		t.Fatalf("a refused request was applied")
+	first := ta.do(t, "PUT", "/v1/kv/k", "v", "Idempotency-Key", "req-1")
+	retry := ta.do(t, "PUT", "/v1/kv/k", "v", "Idempotency-Key", "req-1")
+	if first.status != http.StatusOK || retry.status != http.StatusOK || retry.header.Get("Idempotent-Replayed") != "true" {
+		t.Fatalf("retry: %d %v %s", retry.status, retry.header, retry.body)
+	}
+	if kv, _ := ta.getKV(t, "k"); kv.Version != 1 {
+		t.Fatalf("a retried put applied twice: %+v", kv)
+	}
+	for _, bad := range []string{strings.Repeat("x", 257), "tab\there"} {
+		wantError(t, ta.do(t, "PUT", "/v1/kv/k", "v", "Idempotency-Key", bad), http.StatusBadRequest, httpapi.CodeBadRequest)
 	}
 }
 

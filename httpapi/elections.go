@@ -1,0 +1,444 @@
+package httpapi
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/coordd/coordd/fsm"
+)
+
+// MaxNameBytes bounds an election or lock name.
+const MaxNameBytes = 256
+
+// CandidateJSON is one holder or waiting candidate.
+type CandidateJSON struct {
+	Lease    uint64 `json:"lease"`
+	Value    string `json:"value,omitempty"`
+	Token    uint64 `json:"token,omitempty"`
+	Since    string `json:"since,omitempty"`
+	Position int    `json:"position"`
+}
+
+// ElectionJSON describes an election or lock. Leader is null when nobody
+// holds it: "no leader" is always explicit. Changes counts holder changes
+// since the name was created; a jump of more than one between two answers
+// means intermediate changes were coalesced.
+type ElectionJSON struct {
+	Name        string          `json:"name"`
+	Kind        string          `json:"kind"`
+	Leader      *CandidateJSON  `json:"leader"`
+	Holders     []CandidateJSON `json:"holders,omitempty"`
+	Candidates  []CandidateJSON `json:"candidates"`
+	Limit       int             `json:"limit"`
+	LockDelayMs int64           `json:"lock_delay_ms,omitempty"`
+	DelayUntil  string          `json:"delay_until,omitempty"`
+	Token       uint64          `json:"token"`
+	Changes     uint64          `json:"changes"`
+	Index       uint64          `json:"index"`
+	// Coalesced, on a stream event or when ?changes=N was given, counts the
+	// holder changes that happened between the previous answer and this one
+	// but were not reported one by one.
+	Coalesced uint64 `json:"coalesced,omitempty"`
+}
+
+func stampString(ns int64) string {
+	if ns == 0 {
+		return ""
+	}
+	return time.Unix(0, ns).UTC().Format(time.RFC3339Nano)
+}
+
+func candidateJSON(c fsm.Candidate, pos int) CandidateJSON {
+	return CandidateJSON{Lease: c.Lease, Value: string(c.Value), Token: c.Token, Since: stampString(c.Since), Position: pos}
+}
+
+// electionJSON renders e, or an empty "no leader" answer for a missing name.
+func electionJSON(name string, e *fsm.Election, idx uint64) ElectionJSON {
+	out := ElectionJSON{Name: name, Kind: fsm.KindElection.String(), Limit: 1, Candidates: []CandidateJSON{}, Index: idx}
+	if e == nil {
+		return out
+	}
+	out.Kind, out.Limit, out.LockDelayMs, out.Changes = e.Kind.String(), e.Limit, e.LockDelay, e.Changes
+	if e.DelayUntil > 0 && len(e.Holders) < e.Limit && len(e.Waiting) > 0 {
+		out.DelayUntil = stampString(e.DelayUntil)
+	}
+	for _, h := range e.Holders {
+		out.Holders = append(out.Holders, candidateJSON(h, 0))
+	}
+	if l, ok := e.Leader(); ok {
+		lj := candidateJSON(l, 0)
+		out.Leader, out.Token = &lj, l.Token
+	}
+	for i, w := range e.Waiting {
+		out.Candidates = append(out.Candidates, candidateJSON(w, i+1))
+	}
+	return out
+}
+
+func validName(name string) error {
+	switch {
+	case name == "":
+		return badRequest("name must not be empty")
+	case len(name) > MaxNameBytes:
+		return badRequest(fmt.Sprintf("name is %d bytes; the maximum is %d", len(name), MaxNameBytes))
+	case !utf8.ValidString(name) || strings.ContainsRune(name, 0):
+		return badRequest("name must be valid UTF-8 without NUL")
+	}
+	return nil
+}
+
+// CampaignRequest is the body of POST /v1/elections/{name}/campaign and of
+// POST /v1/locks/{name}.
+type CampaignRequest struct {
+	Lease uint64 `json:"lease"`
+	Value string `json:"value,omitempty"`
+	// Wait is how long to wait to become leader ("30s"); empty or "0s"
+	// returns at once with the queue position.
+	Wait string `json:"wait,omitempty"`
+	// Limit (locks only) makes a counting semaphore of that many holders.
+	Limit int `json:"limit,omitempty"`
+	// LockDelay (locks and elections): after a holder fails, no new holder
+	// for this long ("5s").
+	LockDelay string `json:"lock_delay,omitempty"`
+}
+
+// CampaignResponse says whether the lease leads, with its fencing token, or
+// where it waits.
+type CampaignResponse struct {
+	Name     string       `json:"name"`
+	Lease    uint64       `json:"lease"`
+	Leader   bool         `json:"leader"`
+	Token    uint64       `json:"token,omitempty"`
+	Position int          `json:"position"`
+	Election ElectionJSON `json:"election"`
+}
+
+// HolderRequest is the body of resign, proclaim and lock release.
+type HolderRequest struct {
+	Lease uint64 `json:"lease"`
+	Token uint64 `json:"token"`
+	Value string `json:"value,omitempty"`
+}
+
+func (a *API) decodeBody(w http.ResponseWriter, r *http.Request, v any) ([]byte, error) {
+	if _, err := query(r); err != nil {
+		return nil, err
+	}
+	if err := validName(r.PathValue("name")); err != nil {
+		return nil, err
+	}
+	body, err := a.readBody(w, r)
+	if err != nil {
+		return nil, err
+	}
+	return body, decodeJSON(body, v)
+}
+
+func (a *API) campaign(kind fsm.ElectionKind) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		var req CampaignRequest
+		body, err := a.decodeBody(w, r, &req)
+		if err == nil {
+			err = checkCampaign(kind, &req)
+		}
+		if err != nil {
+			writeError(w, err)
+			return
+		}
+		name := r.PathValue("name")
+		wait, _ := time.ParseDuration(req.Wait)
+		delay, _ := time.ParseDuration(req.LockDelay)
+		cmd := fsm.NewCampaign(fsm.Campaign{Kind: kind, Name: name, Lease: req.Lease, Value: []byte(req.Value),
+			Limit: req.Limit, LockDelay: delay.Milliseconds()})
+		a.onLeader(w, r, body, func() error {
+			res, err := a.apply(w, r, cmd)
+			if err != nil {
+				return err
+			}
+			pos := res.Campaign.Position
+			if pos != 0 && wait > 0 {
+				if pos, err = a.waitForLeadership(r.Context(), name, req.Lease, wait); err != nil {
+					return err
+				}
+			}
+			e, idx, _ := a.node.State().WatchElection(name)
+			resp := CampaignResponse{Name: name, Lease: req.Lease, Position: pos, Election: electionJSON(name, e, idx)}
+			if e != nil {
+				for _, h := range e.Holders {
+					if h.Lease == req.Lease {
+						resp.Leader, resp.Token = true, h.Token
+					}
+				}
+			}
+			writeJSON(w, http.StatusOK, resp)
+			return nil
+		})
+	}
+}
+
+func checkCampaign(kind fsm.ElectionKind, req *CampaignRequest) error {
+	if req.Lease == 0 {
+		return badRequest("lease is required")
+	}
+	if req.Wait != "" {
+		d, err := time.ParseDuration(req.Wait)
+		if err != nil || d < 0 || d > MaxWait {
+			return badRequest(fmt.Sprintf("wait %q must be a duration from 0s to %s", req.Wait, MaxWait))
+		}
+	}
+	if req.LockDelay != "" {
+		d, err := time.ParseDuration(req.LockDelay)
+		if err != nil || d < 0 || d > time.Hour {
+			return badRequest(fmt.Sprintf("lock_delay %q must be a duration from 0s to 1h", req.LockDelay))
+		}
+	}
+	if req.Limit < 0 || req.Limit > 1<<16 {
+		return badRequest("limit must be from 1 to 65536")
+	}
+	if kind == fsm.KindElection && req.Limit > 1 {
+		return badRequest("an election has one leader; use /v1/locks/{name} with limit for a semaphore")
+	}
+	if len(req.Value) > DefaultMaxValueBytes {
+		return badRequest("value too large")
+	}
+	return nil
+}
+
+// waitForLeadership waits until lease holds name, the wait runs out (the
+// lease keeps its place in the queue) or the lease is lost, which fails at
+// once: a campaign must not keep waiting for a session that is gone.
+func (a *API) waitForLeadership(ctx context.Context, name string, lease uint64, wait time.Duration) (int, error) {
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	for {
+		reset := a.node.ResetCh()
+		st := a.node.State()
+		l, lw := st.WatchLease(lease)
+		e, _, ew := st.WatchElection(name)
+		pos := -1
+		if e != nil {
+			pos = e.Position(lease)
+		}
+		switch {
+		case l == nil:
+			return 0, &apiError{status: http.StatusGone, detail: ErrorDetail{Code: CodeLeaseLost,
+				Message: fmt.Sprintf("lease %d expired or was revoked while campaigning for %q", lease, name)}}
+		case pos == 0:
+			return 0, nil
+		case pos < 0:
+			return 0, &apiError{status: http.StatusConflict, detail: ErrorDetail{Code: CodeNotHolder,
+				Message: fmt.Sprintf("lease %d is no longer a candidate for %q", lease, name)}}
+		}
+		select {
+		case <-lw:
+		case <-ew:
+		case <-reset:
+		case <-t.C:
+			return pos, nil
+		case <-ctx.Done():
+			return pos, nil
+		case <-a.opts.Stopping:
+			return pos, nil
+		}
+	}
+}
+
+func (a *API) resign(w http.ResponseWriter, r *http.Request) {
+	var req HolderRequest
+	body, err := a.decodeBody(w, r, &req)
+	if err == nil && req.Lease == 0 {
+		err = badRequest("lease is required")
+	}
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	name := r.PathValue("name")
+	a.onLeader(w, r, body, func() error {
+		res, err := a.apply(w, r, fsm.NewResign(fsm.Resign{Name: name, Lease: req.Lease, Token: req.Token}))
+		if err != nil {
+			return err
+		}
+		writeJSON(w, http.StatusOK, electionJSON(name, res.Election, res.Index))
+		return nil
+	})
+}
+
+func (a *API) proclaim(w http.ResponseWriter, r *http.Request) {
+	var req HolderRequest
+	body, err := a.decodeBody(w, r, &req)
+	if err == nil && (req.Lease == 0 || req.Token == 0) {
+		err = badRequest("lease and token are required")
+	}
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	name := r.PathValue("name")
+	a.onLeader(w, r, body, func() error {
+		res, err := a.apply(w, r, fsm.NewProclaim(fsm.Proclaim{Name: name, Lease: req.Lease, Token: req.Token, Value: []byte(req.Value)}))
+		if err != nil {
+			return err
+		}
+		writeJSON(w, http.StatusOK, electionJSON(name, res.Election, res.Index))
+		return nil
+	})
+}
+
+// electionGet answers GET /v1/elections/{name} and /v1/locks/{name}: a
+// linearizable (or ?stale) read, a blocking query with ?index=N&wait=D, or
+// a Server-Sent Events stream with Accept: text/event-stream.
+func (a *API) electionGet(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("name")
+	q, err := query(r, "stale", "index", "wait", "changes")
+	var stale bool
+	var bq blocking
+	var since uint64
+	var hasSince bool
+	if err == nil {
+		stale, err = flag(q, "stale")
+	}
+	if err == nil {
+		bq, err = parseBlocking(q)
+	}
+	if err == nil {
+		since, hasSince, err = uintParam(q, "changes")
+	}
+	if err == nil {
+		err = validName(name)
+	}
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	if strings.Contains(r.Header.Get("Accept"), "text/event-stream") {
+		a.electionStream(w, r, name)
+		return
+	}
+	serve := func() error {
+		if err := a.readBarrier(r.Context(), stale); err != nil {
+			return err
+		}
+		e, idx := blockOn(r.Context(), a, bq, func(s *fsm.State) (*fsm.Election, uint64, <-chan struct{}) {
+			return s.WatchElection(name)
+		})
+		out := electionJSON(name, e, idx)
+		if hasSince && out.Changes > since+1 {
+			out.Coalesced = out.Changes - since - 1
+		}
+		a.setReadHeaders(w, idx, stale)
+		writeJSON(w, http.StatusOK, out)
+		return nil
+	}
+	if stale {
+		if err := serve(); err != nil {
+			writeError(w, err)
+		}
+		return
+	}
+	a.onLeader(w, r, nil, serve)
+}
+
+func (a *API) electionList(kind fsm.ElectionKind) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		q, err := query(r, "stale")
+		var stale bool
+		if err == nil {
+			stale, err = flag(q, "stale")
+		}
+		if err != nil {
+			writeError(w, err)
+			return
+		}
+		serve := func() error {
+			if err := a.readBarrier(r.Context(), stale); err != nil {
+				return err
+			}
+			st := a.node.State()
+			out := []ElectionJSON{}
+			for _, e := range st.Elections() {
+				if e.Kind == kind {
+					out = append(out, electionJSON(e.Name, e, e.ModifyIndex))
+				}
+			}
+			a.setReadHeaders(w, st.Index(), stale)
+			writeJSON(w, http.StatusOK, out)
+			return nil
+		}
+		if stale {
+			if err := serve(); err != nil {
+				writeError(w, err)
+			}
+			return
+		}
+		a.onLeader(w, r, nil, serve)
+	}
+}
+
+// lockRelease answers DELETE /v1/locks/{name} with {"lease","token"}.
+func (a *API) lockRelease(w http.ResponseWriter, r *http.Request) {
+	a.resign(w, r)
+}
+
+// FencingCheck is the answer of GET /v1/fencing/{name}?token=T (Chubby's
+// CheckSequencer): whether T is a current holder's token, and the name's
+// current token (0 when nobody holds it).
+type FencingCheck struct {
+	Name    string `json:"name"`
+	Token   uint64 `json:"token"`
+	Current bool   `json:"current"`
+	Asked   uint64 `json:"asked"`
+}
+
+func (a *API) fencingCheck(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("name")
+	q, err := query(r, "token", "stale")
+	var tok uint64
+	var has, stale bool
+	if err == nil {
+		tok, has, err = uintParam(q, "token")
+	}
+	if err == nil && (!has || tok == 0) {
+		err = badRequest("query parameter \"token\" (> 0) is required")
+	}
+	if err == nil {
+		stale, err = flag(q, "stale")
+	}
+	if err == nil {
+		err = validName(name)
+	}
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	serve := func() error {
+		if err := a.readBarrier(r.Context(), stale); err != nil {
+			return err
+		}
+		e, idx, _ := a.node.State().WatchElection(name)
+		out := FencingCheck{Name: name, Asked: tok}
+		if e != nil {
+			if l, ok := e.Leader(); ok {
+				out.Token = l.Token
+			}
+			out.Current = e.IsCurrent(tok)
+		}
+		if !out.Current {
+			a.metrics.fencingRejected.Inc()
+		}
+		a.setReadHeaders(w, idx, stale)
+		writeJSON(w, http.StatusOK, out)
+		return nil
+	}
+	if stale {
+		if err := serve(); err != nil {
+			writeError(w, err)
+		}
+		return
+	}
+	a.onLeader(w, r, nil, serve)
+}

@@ -1,0 +1,183 @@
+package httpapi
+
+import (
+	"fmt"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/coordd/coordd/fsm"
+)
+
+// LeaseGrantRequest is the body of POST /v1/leases. Give ttl as a duration
+// ("10s", "750ms") or ttl_ms in milliseconds.
+type LeaseGrantRequest struct {
+	TTL   string `json:"ttl,omitempty"`
+	TTLMs int64  `json:"ttl_ms,omitempty"`
+}
+
+// LeaseJSON describes a lease. RemainingMs is the leader's view of the time
+// left: a client should count its own deadline from the send time of the
+// keepalive that returned it, minus a margin for clock drift.
+type LeaseJSON struct {
+	ID          uint64           `json:"id"`
+	TTL         string           `json:"ttl"`
+	TTLMs       int64            `json:"ttl_ms"`
+	RemainingMs int64            `json:"remaining_ms"`
+	Attached    []fsm.Attachment `json:"attached,omitempty"`
+}
+
+func (a *API) leaseJSON(l *fsm.Lease, withAttached bool) LeaseJSON {
+	out := LeaseJSON{ID: l.ID, TTLMs: l.TTL, TTL: (time.Duration(l.TTL) * time.Millisecond).String()}
+	if rem, err := a.node.LeaseRemaining(l.ID); err == nil {
+		out.RemainingMs = rem.Milliseconds()
+	}
+	if withAttached {
+		out.Attached = a.node.State().Attachments(l.ID)
+	}
+	return out
+}
+
+// leaseID reads the {id} path value.
+func leaseID(r *http.Request) (uint64, error) {
+	s := r.PathValue("id")
+	id, err := strconv.ParseUint(s, 10, 64)
+	if err != nil || id == 0 {
+		return 0, badRequest(fmt.Sprintf("lease id %q must be a positive integer", s))
+	}
+	return id, nil
+}
+
+func (a *API) leaseGrant(w http.ResponseWriter, r *http.Request) {
+	if _, err := query(r); err != nil {
+		writeError(w, err)
+		return
+	}
+	body, err := a.readBody(w, r)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	var req LeaseGrantRequest
+	if err := decodeJSON(body, &req); err != nil {
+		writeError(w, err)
+		return
+	}
+	var ttl time.Duration
+	switch {
+	case req.TTL != "" && req.TTLMs != 0:
+		writeError(w, badRequest("give ttl or ttl_ms, not both"))
+		return
+	case req.TTL != "":
+		if ttl, err = time.ParseDuration(req.TTL); err != nil {
+			writeError(w, badRequest(fmt.Sprintf("ttl %q is not a duration such as 10s or 750ms", req.TTL)))
+			return
+		}
+	default:
+		ttl = time.Duration(req.TTLMs) * time.Millisecond
+	}
+	lo, hi := a.node.LeaseTTLRange()
+	if ttl < lo || ttl > hi || ttl%time.Millisecond != 0 {
+		writeErrorDetail(w, http.StatusBadRequest, ErrorDetail{Code: CodeBadTTL,
+			Message: fmt.Sprintf("ttl %s out of range: whole milliseconds from %s (derived from the Raft timing) to %s", ttl, lo, hi)})
+		return
+	}
+	a.onLeader(w, r, body, func() error {
+		res, err := a.apply(w, r, fsm.NewLeaseGrant(ttl.Milliseconds()))
+		if err != nil {
+			return err
+		}
+		out := a.leaseJSON(res.Lease, false)
+		if out.RemainingMs == 0 && !res.Duplicate {
+			out.RemainingMs = res.Lease.TTL
+		}
+		writeJSON(w, http.StatusOK, out)
+		return nil
+	})
+}
+
+func (a *API) leaseKeepalive(w http.ResponseWriter, r *http.Request) {
+	id, err := leaseID(r)
+	if err == nil {
+		_, err = query(r)
+	}
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	a.onLeader(w, r, nil, func() error {
+		rem, err := a.node.Keepalive(r.Context(), id)
+		if err != nil {
+			return err
+		}
+		l, ok := a.node.State().Lease(id)
+		if !ok {
+			return fmt.Errorf("%w: %d", fsm.ErrLeaseNotFound, id)
+		}
+		out := a.leaseJSON(l, false)
+		out.RemainingMs = rem.Milliseconds()
+		writeJSON(w, http.StatusOK, out)
+		return nil
+	})
+}
+
+func (a *API) leaseRevoke(w http.ResponseWriter, r *http.Request) {
+	id, err := leaseID(r)
+	if err == nil {
+		_, err = query(r)
+	}
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	a.onLeader(w, r, nil, func() error {
+		res, err := a.apply(w, r, fsm.NewLeaseRevoke(id))
+		if err != nil {
+			return err
+		}
+		writeJSON(w, http.StatusOK, map[string]any{"id": id, "revoked": true, "index": res.Index})
+		return nil
+	})
+}
+
+func (a *API) leaseGet(w http.ResponseWriter, r *http.Request) {
+	id, err := leaseID(r)
+	if err == nil {
+		_, err = query(r)
+	}
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	// The remaining time lives in the leader's memory: always ask it.
+	a.onLeader(w, r, nil, func() error {
+		if err := a.readBarrier(r.Context(), false); err != nil {
+			return err
+		}
+		l, ok := a.node.State().Lease(id)
+		if !ok {
+			return fmt.Errorf("%w: %d", fsm.ErrLeaseNotFound, id)
+		}
+		writeJSON(w, http.StatusOK, a.leaseJSON(l, true))
+		return nil
+	})
+}
+
+func (a *API) leaseList(w http.ResponseWriter, r *http.Request) {
+	if _, err := query(r); err != nil {
+		writeError(w, err)
+		return
+	}
+	a.onLeader(w, r, nil, func() error {
+		if err := a.readBarrier(r.Context(), false); err != nil {
+			return err
+		}
+		st := a.node.State()
+		out := make([]LeaseJSON, 0, st.LeaseCount())
+		for _, l := range st.Leases() {
+			out = append(out, a.leaseJSON(l, false))
+		}
+		writeJSON(w, http.StatusOK, out)
+		return nil
+	})
+}

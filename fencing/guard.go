@@ -127,11 +127,11 @@ func NewGuard(store Store, opts ...GuardOption) *Guard {
 func (g *Guard) Check(ctx context.Context, name string, t Token) error {
 	if err := checkName(name); err != nil {
 		g.metrics.rejected.WithLabelValues(reasonBadName).Inc()
-		return fmt.Errorf("fencing: check: %w", err)
+		return err
 	}
 	if err := checkToken(t); err != nil {
 		g.metrics.rejected.WithLabelValues(reasonBadToken).Inc()
-		return fmt.Errorf("fencing: check %s: %w", quoteShort(name), err)
+		return err
 	}
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("fencing: check %s token %d: %w", quoteShort(name), t, err)
@@ -152,7 +152,7 @@ func (g *Guard) Check(ctx context.Context, name string, t Token) error {
 // Highest returns the highest token accepted for name so far, or 0 if none was.
 func (g *Guard) Highest(name string) (Token, error) {
 	if err := checkName(name); err != nil {
-		return 0, fmt.Errorf("fencing: highest: %w", err)
+		return 0, err
 	}
 	t, err := g.store.Highest(name)
 	if err != nil {

@@ -150,12 +150,15 @@ func (g *Guard) checkRequest(w http.ResponseWriter, r *http.Request, c *middlewa
 	}
 	t, err := ParseToken(raw)
 	if err != nil {
-		return badToken(fmt.Sprintf("%s header: %v", HeaderToken, err))
+		return badToken(fmt.Sprintf("%v (header %s)", err, HeaderToken))
 	}
 	name := c.name
 	if name == "" {
 		if name, err = headerValue(r, HeaderName); err != nil {
 			return badName(fmt.Sprintf("%v: %v", ErrBadName, err))
+		}
+		if err := checkName(name); err != nil {
+			return badName(fmt.Sprintf("%v (header %s)", err, HeaderName))
 		}
 	}
 	err = g.Check(r.Context(), name, t)
@@ -165,10 +168,10 @@ func (g *Guard) checkRequest(w http.ResponseWriter, r *http.Request, c *middlewa
 		return name, t, true
 	case errors.As(err, &stale):
 		writeError(w, http.StatusConflict, errorDetail{Code: codeStaleToken, Message: err.Error(), Token: stale.Token, Highest: stale.Highest})
-	case errors.Is(err, ErrBadName): // counted by Check
-		writeError(w, http.StatusBadRequest, errorDetail{Code: codeBadName, Message: fmt.Sprintf("%s header: %v", HeaderName, err)})
-	case errors.Is(err, ErrBadToken): // counted by Check; ParseToken refuses 0 first
-		writeError(w, http.StatusBadRequest, errorDetail{Code: codeBadToken, Message: fmt.Sprintf("%s header: %v", HeaderToken, err)})
+	case errors.Is(err, ErrBadName): // not reached: the name was checked above
+		writeError(w, http.StatusBadRequest, errorDetail{Code: codeBadName, Message: err.Error()})
+	case errors.Is(err, ErrBadToken): // not reached: ParseToken refuses 0
+		writeError(w, http.StatusBadRequest, errorDetail{Code: codeBadToken, Message: err.Error()})
 	default:
 		writeError(w, http.StatusServiceUnavailable, errorDetail{Code: codeUnavailable, Message: err.Error()})
 	}

@@ -20,7 +20,7 @@ type Store interface {
 }
 
 // errClosed is returned by the stores of this package after Close.
-var errClosed = errors.New("fencing: store is closed")
+var errClosed = errors.New("store is closed")
 
 // MemoryStore is a Store kept in memory only: it forgets every token when the
 // process exits. Use it for a resource whose own state does not survive a

@@ -43,15 +43,17 @@ func ParseToken(s string) (Token, error) {
 		return 0, fmt.Errorf("%w: empty", ErrBadToken)
 	case len(s) > maxTokenDigits:
 		return 0, fmt.Errorf("%w: %s is longer than %d digits", ErrBadToken, quoteShort(s), maxTokenDigits)
-	case s == "0":
-		return 0, fmt.Errorf("%w: 0 is never a valid token", ErrBadToken)
-	case s[0] == '0':
-		return 0, fmt.Errorf("%w: %s has a leading zero", ErrBadToken, quoteShort(s))
 	}
 	for i := 0; i < len(s); i++ {
 		if s[i] < '0' || s[i] > '9' {
 			return 0, fmt.Errorf("%w: %s is not a decimal number", ErrBadToken, quoteShort(s))
 		}
+	}
+	switch {
+	case s == "0":
+		return 0, fmt.Errorf("%w: 0 is never a valid token", ErrBadToken)
+	case s[0] == '0':
+		return 0, fmt.Errorf("%w: %s has a leading zero", ErrBadToken, quoteShort(s))
 	}
 	v, err := strconv.ParseUint(s, 10, 64)
 	if err != nil {

@@ -61,7 +61,7 @@ func recordDedup(s *State, key string, t CommandType, res *Result) {
 	}
 	// Keep only what a retry is answered with, so that a replica that
 	// restored the table from a snapshot answers exactly the same.
-	kept := &Result{Index: res.Index, Entry: res.Entry, Prev: res.Prev, Deleted: res.Deleted,
+	kept := &Result{Index: res.Index, Type: res.Type, Entry: res.Entry, Prev: res.Prev, Deleted: res.Deleted,
 		Lease: res.Lease, Campaign: res.Campaign, Err: res.Err}
 	e := &dedupEntry{Key: key, Type: t, Stamp: s.stamp, Index: s.index, Result: kept}
 	s.dedup, _, _ = s.dedup.Insert([]byte(key), e)

@@ -1,8 +1,10 @@
 package fsm
 
 import (
+	"encoding/binary"
 	"fmt"
 	"slices"
+	"time"
 )
 
 // ElectionKind says which API created a name. Elections and locks share
@@ -55,6 +57,41 @@ type Election struct {
 	Changes uint64
 	// ModifyIndex is the Raft index of the last change of any kind.
 	ModifyIndex uint64
+	// EmptySince is the stamp since which nobody holds or waits (0: in
+	// use). An empty name is kept, with its counters, for
+	// ElectionRetention of leader time so that observers can tell what
+	// happened; then it is collected.
+	EmptySince int64
+}
+
+// ElectionRetention is how long an election or lock that nobody holds or
+// waits for is kept before it is forgotten.
+const ElectionRetention = time.Hour
+
+// electionGCPerApply bounds the collection work of one entry.
+const electionGCPerApply = 16
+
+func emptyKey(since int64, name string) []byte {
+	return append(u64key(uint64(since)), name...)
+}
+
+// collectElections forgets names that have been empty for longer than
+// ElectionRetention by the leader's stamp.
+func collectElections(s *State) {
+	cutoff := s.stamp - int64(ElectionRetention)
+	it := s.emptyElections.Root().Iterator()
+	var drop [][]byte
+	for k, _, ok := it.Next(); ok && len(drop) < electionGCPerApply; k, _, ok = it.Next() {
+		if int64(binary.BigEndian.Uint64(k[:8])) >= cutoff {
+			break
+		}
+		drop = append(drop, k)
+	}
+	for _, k := range drop {
+		s.emptyElections, _, _ = s.emptyElections.Delete(k)
+		s.elections, _ = del(s.elections, k[8:], true)
+		s.electionDeleteIndex = s.index
+	}
 }
 
 func (e *Election) clone() *Election {
@@ -171,16 +208,17 @@ func (s *State) DelayedElections() map[string]int64 {
 	return out
 }
 
-// storeElection writes e back, or deletes it when nobody holds or waits and
-// no lock-delay is pending (tokens stay increasing: they are Raft indexes).
+// storeElection writes e back, tracking when it became empty.
 func storeElection(s *State, e *Election, notify bool) {
 	e.ModifyIndex = s.index
-	if len(e.Holders) == 0 && len(e.Waiting) == 0 && e.DelayUntil <= s.stamp {
-		var ok bool
-		if s.elections, ok = del(s.elections, []byte(e.Name), notify); ok {
-			s.electionDeleteIndex = s.index
-		}
-		return
+	empty := len(e.Holders) == 0 && len(e.Waiting) == 0
+	switch {
+	case empty && e.EmptySince == 0:
+		e.EmptySince = max(s.stamp, 1)
+		s.emptyElections, _, _ = s.emptyElections.Insert(emptyKey(e.EmptySince, e.Name), struct{}{})
+	case !empty && e.EmptySince != 0:
+		s.emptyElections, _, _ = s.emptyElections.Delete(emptyKey(e.EmptySince, e.Name))
+		e.EmptySince = 0
 	}
 	s.elections = put(s.elections, []byte(e.Name), e, notify)
 }

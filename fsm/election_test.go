@@ -228,7 +228,7 @@ func TestSemaphore_AdmitsUpToItsLimit(t *testing.T) {
 	}
 }
 
-func TestCampaign_UnknownLeaseAndEmptyElectionsAreCleanedUp(t *testing.T) {
+func TestCampaign_UnknownLeaseAndEmptyElectionsAreKeptThenCollected(t *testing.T) {
 	r := newReplica(t)
 	if res := r.campaign("x", 42, ""); !errors.Is(res.Err, fsm.ErrLeaseNotFound) {
 		t.Fatalf("campaign with unknown lease: %v", res.Err)
@@ -236,11 +236,27 @@ func TestCampaign_UnknownLeaseAndEmptyElectionsAreCleanedUp(t *testing.T) {
 	a := r.grant(1000)
 	tok := r.campaign("x", a, "").Campaign.Token
 	r.apply(fsm.NewResign(fsm.Resign{Name: "x", Lease: a, Token: tok}))
+	// Kept, with its counters, so observers can see what happened.
+	e, ok := r.f.State().Election("x")
+	if !ok || e.Changes != 2 || e.EmptySince == 0 {
+		t.Fatalf("empty election: %+v %v", e, ok)
+	}
+	// Collected after ElectionRetention of leader time.
+	r.stamp += int64(fsm.ElectionRetention) + 1
+	r.grant(1000)
 	if _, ok := r.f.State().Election("x"); ok {
-		t.Fatal("empty election kept")
+		t.Fatal("empty election not collected after the retention")
 	}
 	if _, idx, _ := r.f.State().WatchElection("x"); idx != r.index {
 		t.Fatalf("missing election's change index %d, want %d", idx, r.index)
+	}
+	// A name in use again is not collected.
+	b := r.grant(1000)
+	r.campaign("y", b, "")
+	r.stamp += int64(fsm.ElectionRetention) * 2
+	r.grant(1000)
+	if _, ok := r.f.State().Election("y"); !ok {
+		t.Fatal("an election in use was collected")
 	}
 }
 

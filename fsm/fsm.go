@@ -21,6 +21,9 @@ import (
 type Result struct {
 	// Index is the Raft index of the entry.
 	Index uint64
+	// Type is the type of the command applied (of the original one for a
+	// replayed result).
+	Type CommandType
 	// Entry is the key as written by a put.
 	Entry *KVEntry
 	// Prev is the key as it was before a single-key delete.
@@ -107,17 +110,18 @@ func applyCommand(s *State, index, term uint64, cmd Command, notify bool) (*Stat
 	next.index, next.term = index, term
 	next.stamp = max(s.stamp, cmd.Stamp) // never backwards, whatever the leaders' clocks
 	collectDedup(&next)
+	collectElections(&next)
 	if cmd.IdempotencyKey != "" {
 		if d, ok := next.dedup.Get([]byte(cmd.IdempotencyKey)); ok {
 			if d.Type != cmd.Type {
-				return &next, &Result{Index: index, Err: ErrIdempotencyKeyReused}
+				return &next, &Result{Index: index, Type: cmd.Type, Err: ErrIdempotencyKeyReused}
 			}
 			dup := *d.Result
 			dup.Duplicate = true
 			return &next, &dup
 		}
 	}
-	res := &Result{Index: index}
+	res := &Result{Index: index, Type: cmd.Type}
 	stamp := next.stamp
 	var err error
 	switch cmd.Type {

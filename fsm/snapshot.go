@@ -99,6 +99,7 @@ func ReadState(r io.Reader) (*State, error) {
 	s.index, s.term = h.Index, h.Term
 	kv, members, leases, attach := s.kv.Txn(), s.members.Txn(), s.leases.Txn(), s.attach.Txn()
 	elections, dedup, byStamp := s.elections.Txn(), s.dedup.Txn(), s.dedupByStamp.Txn()
+	empties := s.emptyElections.Txn()
 	for {
 		typ, data, err := sr.Next()
 		if errors.Is(err, io.EOF) {
@@ -135,9 +136,13 @@ func ReadState(r io.Reader) (*State, error) {
 		case recElection:
 			el := decodeElection(&d)
 			elections.Insert([]byte(el.Name), el)
+			if el.EmptySince != 0 {
+				empties.Insert(emptyKey(el.EmptySince, el.Name), struct{}{})
+			}
 		case recDedup:
 			de := &dedupEntry{Key: d.str(), Type: CommandType(d.uvarint()), Stamp: d.varint(), Index: d.uvarint()}
 			de.Result = decodeResult(&d)
+			de.Result.Type = de.Type
 			dedup.Insert([]byte(de.Key), de)
 			byStamp.Insert(dedupStampKey(de.Stamp, de.Index), de.Key)
 		default:
@@ -151,6 +156,7 @@ func ReadState(r io.Reader) (*State, error) {
 	}
 	s.kv, s.members, s.leases, s.attach = kv.CommitOnly(), members.CommitOnly(), leases.CommitOnly(), attach.CommitOnly()
 	s.elections, s.dedup, s.dedupByStamp = elections.CommitOnly(), dedup.CommitOnly(), byStamp.CommitOnly()
+	s.emptyElections = empties.CommitOnly()
 	return s, nil
 }
 
@@ -220,12 +226,13 @@ func encodeElection(e *enc, el *Election) {
 	e.uvarint(el.LastToken)
 	e.uvarint(el.Changes)
 	e.uvarint(el.ModifyIndex)
+	e.varint(el.EmptySince)
 }
 
 func decodeElection(d *dec) *Election {
 	el := &Election{Name: d.str(), Kind: ElectionKind(d.uvarint()), Limit: int(d.uvarint()), LockDelay: d.varint(), DelayUntil: d.varint()}
 	el.Holders, el.Waiting = decodeCandidates(d), decodeCandidates(d)
-	el.LastToken, el.Changes, el.ModifyIndex = d.uvarint(), d.uvarint(), d.uvarint()
+	el.LastToken, el.Changes, el.ModifyIndex, el.EmptySince = d.uvarint(), d.uvarint(), d.uvarint(), d.varint()
 	return el
 }
 

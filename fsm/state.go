@@ -41,6 +41,9 @@ type State struct {
 	leases    *iradix.Tree[*Lease]    // by u64key(id)
 	attach    *iradix.Tree[struct{}]  // attachKeyOf(lease, kind, name)
 	elections *iradix.Tree[*Election] // by name
+	// emptyElections indexes names nobody holds or waits for by
+	// emptyKey(since, name), for collection.
+	emptyElections *iradix.Tree[struct{}]
 	// electionDeleteIndex is the index of the last entry that removed an
 	// election (for blocking queries on a missing name).
 	electionDeleteIndex uint64
@@ -53,7 +56,8 @@ func emptyState() *State {
 	return &State{
 		kv: iradix.New[*KVEntry](), members: iradix.New[Member](),
 		leases: iradix.New[*Lease](), attach: iradix.New[struct{}](), elections: iradix.New[*Election](),
-		dedup: iradix.New[*dedupEntry](), dedupByStamp: iradix.New[string](),
+		emptyElections: iradix.New[struct{}](),
+		dedup:          iradix.New[*dedupEntry](), dedupByStamp: iradix.New[string](),
 	}
 }
 

@@ -64,10 +64,19 @@ func (w *indexWaiter) wait(ctx context.Context, idx uint64) error {
 type trackedFSM struct {
 	*fsm.FSM
 	applied *indexWaiter
+	// mu and observe keep the leader's lease clock in step: observe sees
+	// every result right after it applied, under mu.
+	mu      *sync.Mutex
+	observe func(*fsm.Result)
 }
 
 func (t *trackedFSM) Apply(l *raft.Log) any {
+	t.mu.Lock()
 	res := t.FSM.Apply(l)
+	if r, ok := res.(*fsm.Result); ok {
+		t.observe(r)
+	}
+	t.mu.Unlock()
 	t.applied.advance(l.Index)
 	return res
 }

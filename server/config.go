@@ -9,6 +9,8 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/coordd/coordd/lease"
 )
 
 // LAN defaults, chosen for sub-second failover on loopback and LANs: a
@@ -79,6 +81,13 @@ type Config struct {
 	TrailingLogs      uint64
 	SnapshotRetain    int
 
+	// Lease timing (see leases.go): zero fields take 2×ElectionTimeout and
+	// DefaultLeaseCheckpointInterval. LeaseClock is the lease deadlines'
+	// monotonic clock (tests move it); nil uses the system clock.
+	LeaseExtension          time.Duration
+	LeaseCheckpointInterval time.Duration
+	LeaseClock              lease.Clock
+
 	// MaxRequestBytes bounds an HTTP request body; MaxValueBytes a KV value.
 	MaxRequestBytes int64
 	MaxValueBytes   int
@@ -112,6 +121,12 @@ func (c *Config) setDefaults() {
 	}
 	if c.SnapshotRetain == 0 {
 		c.SnapshotRetain = DefaultSnapshotRetain
+	}
+	if c.LeaseExtension == 0 {
+		c.LeaseExtension = 2 * c.ElectionTimeout
+	}
+	if c.LeaseCheckpointInterval == 0 {
+		c.LeaseCheckpointInterval = DefaultLeaseCheckpointInterval
 	}
 	if c.MaxRequestBytes == 0 {
 		c.MaxRequestBytes = DefaultMaxRequestBytes

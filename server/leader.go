@@ -103,10 +103,15 @@ func (s *Server) leaderDuties(ctx context.Context) {
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
+	// The lease clock starts before anything is served, so that the first
+	// keepalive finds every lease.
+	s.promoteLessor()
+	defer s.lessor.Demote()
 	s.leaderReady.Store(true)
 	s.metrics.barrierLatency.Observe(time.Since(start).Seconds())
 	s.log.Info("leader ready", "term", s.raft.CurrentTerm(), "after", time.Since(start))
 	s.reconcileMembers(ctx)
+	s.leaseDuties(ctx)
 }
 
 // reconcileMembers records the HTTP address of this node and of bootstrap

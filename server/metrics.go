@@ -10,13 +10,22 @@ import (
 // nodeMetrics are the node's own Prometheus metrics. Raft's internal metrics
 // (go-metrics) are exported into the same registry by cmd/coordd.
 type nodeMetrics struct {
+	leasesGranted  prometheus.Counter
+	leasesExpired  prometheus.Counter
+	keepalives     prometheus.Counter
 	applyDuration  prometheus.Histogram
 	leaderChanges  prometheus.Counter
 	barrierLatency prometheus.Histogram
 }
 
 func registerMetrics(reg *prometheus.Registry, s *Server) (*nodeMetrics, error) {
+	counter := func(name, help string) prometheus.Counter {
+		return prometheus.NewCounter(prometheus.CounterOpts{Name: name, Help: help})
+	}
 	m := &nodeMetrics{
+		leasesGranted: counter("coordd_leases_granted_total", "Leases granted while this node led."),
+		leasesExpired: counter("coordd_leases_expired_total", "Leases expired by this node as leader."),
+		keepalives:    counter("coordd_lease_keepalives_total", "Keepalives served by this node as leader."),
 		applyDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "coordd_apply_duration_seconds",
 			Help:    "Time from proposing a command on the leader to its result.",
@@ -36,7 +45,11 @@ func registerMetrics(reg *prometheus.Registry, s *Server) (*nodeMetrics, error) 
 		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, f)
 	}
 	cs := []prometheus.Collector{
-		m.applyDuration, m.leaderChanges, m.barrierLatency,
+		m.applyDuration, m.leaderChanges, m.barrierLatency, m.leasesGranted, m.leasesExpired, m.keepalives,
+		gauge("coordd_leases", "Leases in the replicated state.", func() float64 { return float64(s.fsm.State().LeaseCount()) }),
+		gauge("coordd_elections", "Elections and locks with a holder or a candidate.", func() float64 {
+			return float64(len(s.fsm.State().Elections()))
+		}),
 		gauge("coordd_raft_is_leader", "1 if this node is the Raft leader.", func() float64 {
 			if s.raft.State() == raft.Leader {
 				return 1

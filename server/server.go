@@ -23,6 +23,7 @@ import (
 
 	"github.com/coordd/coordd/fsm"
 	"github.com/coordd/coordd/httpapi"
+	"github.com/coordd/coordd/lease"
 )
 
 // Errors, aliased from httpapi so errors.Is works across both packages.
@@ -53,6 +54,11 @@ type Server struct {
 
 	metrics *nodeMetrics
 
+	// lessor is the leader's lease clock; leaseMu orders lease commands
+	// applied by the FSM against its promotion.
+	lessor  *lease.Lessor
+	leaseMu sync.Mutex
+
 	httpSrv *http.Server
 	httpLn  net.Listener
 
@@ -79,6 +85,11 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	}
 	s := &Server{cfg: cfg, log: cfg.Logger, applied: newIndexWaiter(), stop: make(chan struct{})}
 	s.fsm = fsm.New()
+	s.lessor = lease.New(lease.Config{
+		Extension:          cfg.LeaseExtension,
+		CheckpointInterval: cfg.LeaseCheckpointInterval,
+		Clock:              cfg.LeaseClock,
+	})
 
 	var cleanups []func()
 	defer func() {
@@ -164,7 +175,7 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 		return nil, fmt.Errorf("server: inspect raft state: %w", err)
 	}
 
-	s.raft, err = raft.NewRaft(rc, &trackedFSM{FSM: s.fsm, applied: s.applied}, logs, s.store, snaps, s.transport)
+	s.raft, err = raft.NewRaft(rc, &trackedFSM{FSM: s.fsm, applied: s.applied, mu: &s.leaseMu, observe: s.observeApplied}, logs, s.store, snaps, s.transport)
 	if err != nil {
 		return nil, fmt.Errorf("server: start raft: %w", err)
 	}

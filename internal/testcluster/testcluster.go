@@ -267,6 +267,11 @@ func (c *Cluster) Do(method, url string, body string) *Response {
 
 // Try sends one request and returns the answer or the transport error.
 func (c *Cluster) Try(method, url string, body string) (*Response, error) {
+	return c.TryWith(method, url, body)
+}
+
+// TryWith is Try with extra headers given as name, value pairs.
+func (c *Cluster) TryWith(method, url string, body string, hdr ...string) (*Response, error) {
 	var rb io.Reader
 	if body != "" {
 		rb = strings.NewReader(body)
@@ -274,6 +279,9 @@ func (c *Cluster) Try(method, url string, body string) (*Response, error) {
 	req, err := http.NewRequest(method, url, rb)
 	if err != nil {
 		return nil, err
+	}
+	for i := 0; i+1 < len(hdr); i += 2 {
+		req.Header.Set(hdr[i], hdr[i+1])
 	}
 	resp, err := c.HTTP.Do(req)
 	if err != nil {

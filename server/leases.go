@@ -1,0 +1,232 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/coordd/coordd/fsm"
+	"github.com/coordd/coordd/lease"
+)
+
+// Lease timing, derived from the Raft timing unless configured:
+//
+//   - TTL floor: ElectionTimeout + LeaderLeaseTimeout (450 ms by default). A
+//     shorter lease could not be kept alive across one leader failover.
+//   - Extension: 2 × ElectionTimeout (600 ms by default), added to every
+//     lease's deadline when a new leader takes over, to cover the time the
+//     failover itself took.
+//   - Checkpoint interval: 5 s. A lease not kept alive for that long gets its
+//     remaining TTL recorded through Raft, so that the next leader resumes
+//     the countdown instead of restarting it.
+//
+// Bound: a lease whose holder stops keeping it alive at t expires by
+// t + TTL + checkpoint interval + failover time + extension, however many
+// failovers happen, provided each new leader commits its first checkpoint
+// batch (milliseconds after it is ready) and node clocks agree within the
+// extension.
+//
+// Safety: an expiry never precedes the deadline promised to the holder by an
+// acknowledged keepalive. The first keepalive after a checkpoint is
+// committed through Raft (clearing the remainder) before it is acknowledged,
+// and expiry proposals are conditional on the lease's epoch and made only
+// after the leader has re-confirmed its leadership with a quorum.
+const (
+	DefaultLeaseCheckpointInterval = 5 * time.Second
+	DefaultMaxLeaseTTL             = 24 * time.Hour
+	// leaseTick bounds how late the leader looks at expiries, checkpoints
+	// and lock-delays.
+	leaseTick = 10 * time.Millisecond
+)
+
+// LeaseTTLRange is the range of TTLs a grant may ask for.
+func (s *Server) LeaseTTLRange() (time.Duration, time.Duration) {
+	return s.cfg.ElectionTimeout + s.cfg.LeaderLeaseTimeout, DefaultMaxLeaseTTL
+}
+
+// leaseInfo converts the replicated view of a lease for the lessor.
+func leaseInfo(l *fsm.Lease) lease.Info {
+	return lease.Info{
+		ID: l.ID, TTL: time.Duration(l.TTL) * time.Millisecond, Epoch: l.Epoch,
+		Remaining: time.Duration(l.Remaining) * time.Millisecond, CheckpointStamp: l.CheckpointStamp,
+	}
+}
+
+// observeApplied keeps the lessor in step with applied lease commands. It
+// runs in the FSM goroutine, under leaseMu, right after the command applied.
+func (s *Server) observeApplied(res *fsm.Result) {
+	if res == nil || res.Duplicate || !s.lessor.Active() {
+		return
+	}
+	switch res.Type {
+	case fsm.CmdLeaseGrant:
+		if res.Lease != nil {
+			s.lessor.Grant(leaseInfo(res.Lease))
+			s.metrics.leasesGranted.Inc()
+		}
+	case fsm.CmdLeaseRevoke:
+		if res.Err == nil && res.Lease != nil {
+			s.lessor.Forget(res.Lease.ID)
+		}
+	case fsm.CmdLeaseExpire:
+		for _, id := range res.Expired {
+			s.lessor.Forget(id)
+		}
+		s.metrics.leasesExpired.Add(float64(len(res.Expired)))
+	case fsm.CmdLeaseCheckpoint:
+		for _, id := range res.Checkpointed {
+			s.lessor.Checkpointed(id, res.Index)
+		}
+	case fsm.CmdLeaseRenew:
+		if res.Err == nil && res.Lease != nil {
+			s.lessor.Renewed(res.Lease.ID, res.Index)
+		}
+	}
+}
+
+// promoteLessor hands every lease of the state to the lessor. It holds
+// leaseMu so that no lease command applies between reading the state and
+// activating the lessor.
+func (s *Server) promoteLessor() {
+	s.leaseMu.Lock()
+	defer s.leaseMu.Unlock()
+	ls := s.fsm.State().Leases()
+	infos := make([]lease.Info, 0, len(ls))
+	for _, l := range ls {
+		infos = append(infos, leaseInfo(l))
+	}
+	s.lessor.Promote(infos, time.Now().UnixNano())
+	s.log.Info("lease clock promoted", "leases", len(infos))
+}
+
+// Keepalive renews a lease. Keepalives are leader memory only, except the
+// first one after a checkpoint, which is committed (clearing the remainder)
+// before it is acknowledged.
+func (s *Server) Keepalive(ctx context.Context, id uint64) (time.Duration, error) {
+	if err := s.waitLeaderReady(ctx); err != nil {
+		return 0, err
+	}
+	rem, needsCommit, err := s.lessor.Keepalive(id)
+	if err != nil {
+		return 0, translateLease(id, err)
+	}
+	s.metrics.keepalives.Inc()
+	if needsCommit {
+		res, err := s.Apply(ctx, fsm.NewLeaseRenew(id))
+		if err != nil {
+			return 0, err
+		}
+		if res.Err != nil {
+			return 0, res.Err
+		}
+	}
+	return rem, nil
+}
+
+// LeaseRemaining is this leader's view of a lease's remaining TTL.
+func (s *Server) LeaseRemaining(id uint64) (time.Duration, error) {
+	rem, err := s.lessor.Remaining(id)
+	return rem, translateLease(id, err)
+}
+
+func translateLease(id uint64, err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, lease.ErrNotFound), errors.Is(err, lease.ErrExpired):
+		return fmt.Errorf("%w: %d (%v)", fsm.ErrLeaseNotFound, id, err)
+	case errors.Is(err, lease.ErrNotActive):
+		return fmt.Errorf("%w: %v", ErrLeaderNotReady, err)
+	default:
+		return err
+	}
+}
+
+// leaseDuties runs while this node leads and is ready: it proposes expiries
+// (conditional, after re-checking leadership), checkpoints, and the promotion
+// of candidates whose lock-delay ended.
+func (s *Server) leaseDuties(ctx context.Context) {
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-timer.C:
+		}
+		s.expireLeases(ctx)
+		s.checkpointLeases(ctx)
+		s.promoteDelayed(ctx)
+		next := leaseTick
+		if t, ok := s.lessor.NextEvent(); ok {
+			next = min(next, max(time.Until(t), 0))
+		}
+		timer.Reset(next)
+	}
+}
+
+func (s *Server) expireLeases(ctx context.Context) {
+	exp := s.lessor.Expired()
+	if len(exp) == 0 {
+		return
+	}
+	// A stalled leader that wakes up believes every deadline passed: it
+	// must not revoke leases a newer leader keeps alive. Confirm with a
+	// quorum first; the epoch condition covers the rest.
+	if err := waitFuture(ctx, s.raft.VerifyLeader()); err != nil {
+		s.log.Warn("not proposing lease expiry: leadership not confirmed", "leases", len(exp), "error", err)
+		for _, e := range exp {
+			s.lessor.Retry(e.ID)
+		}
+		return
+	}
+	batch := fsm.LeaseExpire{Leases: make([]fsm.LeaseExpiry, len(exp))}
+	for i, e := range exp {
+		batch.Leases[i] = fsm.LeaseExpiry{ID: e.ID, Epoch: e.Epoch}
+	}
+	actx, cancel := context.WithTimeout(ctx, raftTimeout)
+	defer cancel()
+	if _, err := s.Apply(actx, fsm.NewLeaseExpire(batch)); err != nil {
+		s.log.Warn("lease expiry not committed; will retry", "leases", len(exp), "error", err)
+		for _, e := range exp {
+			s.lessor.Retry(e.ID)
+		}
+		return
+	}
+	s.log.Debug("leases expired", "count", len(exp))
+}
+
+func (s *Server) checkpointLeases(ctx context.Context) {
+	cps := s.lessor.DueCheckpoints()
+	if len(cps) == 0 {
+		return
+	}
+	batch := fsm.LeaseCheckpoint{Leases: make([]fsm.LeaseRemaining, len(cps))}
+	for i, c := range cps {
+		batch.Leases[i] = fsm.LeaseRemaining{ID: c.ID, Epoch: c.Epoch, Remaining: max(c.Remaining.Milliseconds(), 1)}
+	}
+	actx, cancel := context.WithTimeout(ctx, raftTimeout)
+	defer cancel()
+	if _, err := s.Apply(actx, fsm.NewLeaseCheckpoint(batch)); err != nil {
+		s.log.Warn("lease checkpoint not committed", "leases", len(cps), "error", err)
+	}
+}
+
+// promoteDelayed proposes a promote for each name whose lock-delay has
+// ended by this leader's clock. The FSM checks the stamp again.
+func (s *Server) promoteDelayed(ctx context.Context) {
+	now := time.Now().UnixNano()
+	for name, until := range s.fsm.State().DelayedElections() {
+		if now < until {
+			continue
+		}
+		actx, cancel := context.WithTimeout(ctx, raftTimeout)
+		_, err := s.Apply(actx, fsm.NewPromote(name))
+		cancel()
+		if err != nil {
+			s.log.Warn("promote after lock-delay failed", "name", name, "error", err)
+			return
+		}
+	}
+}

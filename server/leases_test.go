@@ -1,0 +1,371 @@
+package server_test
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/coordd/coordd/httpapi"
+	"github.com/coordd/coordd/internal/testcluster"
+	"github.com/coordd/coordd/server"
+)
+
+// call sends a request, retrying while the answer says nothing was done
+// and a retry is safe (no leader yet, leadership moving).
+func call(t *testing.T, c *testcluster.Cluster, method, url, body string, hdr ...string) *testcluster.Response {
+	t.Helper()
+	var r *testcluster.Response
+	testcluster.Poll(t, 15*time.Second, func() error {
+		var err error
+		r, err = c.TryWith(method, url, body, hdr...)
+		if err != nil {
+			return err
+		}
+		switch r.ErrorCode() {
+		case httpapi.CodeNoLeader, httpapi.CodeNotLeader, httpapi.CodeLeaderNotReady, httpapi.CodeForwardFailed:
+			return fmt.Errorf("retryable: %s", r.Body)
+		}
+		return nil
+	})
+	return r
+}
+
+func grant(t *testing.T, c *testcluster.Cluster, n *testcluster.Node, ttl string) httpapi.LeaseJSON {
+	t.Helper()
+	r := call(t, c, http.MethodPost, n.URL()+"/v1/leases", `{"ttl":"`+ttl+`"}`)
+	if r.Status != http.StatusOK {
+		t.Fatalf("grant: %d %s", r.Status, r.Body)
+	}
+	var l httpapi.LeaseJSON
+	r.JSON(t, &l)
+	return l
+}
+
+func campaign(t *testing.T, c *testcluster.Cluster, n *testcluster.Node, name string, lease uint64, value, wait string) (httpapi.CampaignResponse, *testcluster.Response) {
+	t.Helper()
+	r := call(t, c, http.MethodPost, n.URL()+"/v1/elections/"+name+"/campaign",
+		fmt.Sprintf(`{"lease":%d,"value":%q,"wait":%q}`, lease, value, wait))
+	var cr httpapi.CampaignResponse
+	if r.Status == http.StatusOK {
+		r.JSON(t, &cr)
+	}
+	return cr, r
+}
+
+// keepAlive keeps a lease alive through any running node until stop.
+func keepAlive(t *testing.T, c *testcluster.Cluster, id uint64, every time.Duration, stop <-chan struct{}) *sync.WaitGroup {
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			case <-time.After(every):
+			}
+			nodes := c.Running()
+			if len(nodes) == 0 {
+				continue
+			}
+			n := nodes[i%len(nodes)]
+			_, _ = c.TryWith(http.MethodPost, fmt.Sprintf("%s/v1/leases/%d/keepalive", n.URL(), id), "")
+		}
+	}()
+	return &wg
+}
+
+func Test_Leases_GrantKeepaliveInspectRevoke(t *testing.T) {
+	t.Parallel()
+	c := testcluster.New(t, 3)
+	f := c.Followers()[0]
+	l := grant(t, c, f, "5s")
+	if l.ID == 0 || l.TTLMs != 5000 || l.RemainingMs <= 0 || l.RemainingMs > 5000 {
+		t.Fatalf("grant: %+v", l)
+	}
+	r := call(t, c, http.MethodPost, fmt.Sprintf("%s/v1/leases/%d/keepalive", f.URL(), l.ID), "")
+	var k httpapi.LeaseJSON
+	r.JSON(t, &k)
+	if r.Status != http.StatusOK || k.RemainingMs < 4900 {
+		t.Fatalf("keepalive: %d %s", r.Status, r.Body)
+	}
+	// Attach a key and an election, and see them on the lease.
+	call(t, c, http.MethodPut, fmt.Sprintf("%s/v1/kv/session/a?lease=%d", f.URL(), l.ID), "x")
+	campaign(t, c, f, "svc", l.ID, "me", "")
+	r = call(t, c, http.MethodGet, fmt.Sprintf("%s/v1/leases/%d", f.URL(), l.ID), "")
+	var got httpapi.LeaseJSON
+	r.JSON(t, &got)
+	if len(got.Attached) != 2 {
+		t.Fatalf("attached: %s", r.Body)
+	}
+	// Revoke releases both in the same entry.
+	if r = call(t, c, http.MethodDelete, fmt.Sprintf("%s/v1/leases/%d", f.URL(), l.ID), ""); r.Status != http.StatusOK {
+		t.Fatalf("revoke: %d %s", r.Status, r.Body)
+	}
+	if r = call(t, c, http.MethodGet, f.URL()+"/v1/kv/session/a", ""); r.Status != http.StatusNotFound {
+		t.Fatalf("attached key after revoke: %d", r.Status)
+	}
+	var e httpapi.ElectionJSON
+	call(t, c, http.MethodGet, f.URL()+"/v1/elections/svc", "").JSON(t, &e)
+	if e.Leader != nil {
+		t.Fatalf("leader after revoke: %+v", e.Leader)
+	}
+	r = call(t, c, http.MethodPost, fmt.Sprintf("%s/v1/leases/%d/keepalive", f.URL(), l.ID), "")
+	if r.Status != http.StatusNotFound || r.ErrorCode() != httpapi.CodeLeaseNotFound {
+		t.Fatalf("keepalive of a revoked lease: %d %s", r.Status, r.Body)
+	}
+}
+
+func Test_Elections_ResignHandsOverToTheNextCandidateAtOnce(t *testing.T) {
+	t.Parallel()
+	c := testcluster.New(t, 3)
+	n := c.Followers()[0]
+	a, b := grant(t, c, n, "10s"), grant(t, c, n, "10s")
+	ca, _ := campaign(t, c, n, "db", a.ID, "A", "")
+	cb, _ := campaign(t, c, n, "db", b.ID, "B", "")
+	if !ca.Leader || cb.Leader || cb.Position != 1 {
+		t.Fatalf("campaigns: %+v / %+v", ca, cb)
+	}
+	r := call(t, c, http.MethodPost, n.URL()+"/v1/elections/db/resign", fmt.Sprintf(`{"lease":%d,"token":%d}`, a.ID, ca.Token))
+	var e httpapi.ElectionJSON
+	r.JSON(t, &e)
+	// The resign's own answer already names the next leader: same entry.
+	if r.Status != http.StatusOK || e.Leader == nil || e.Leader.Lease != b.ID || e.Leader.Token <= ca.Token || e.Leader.Value != "B" {
+		t.Fatalf("after resign: %d %s", r.Status, r.Body)
+	}
+	// Proclaim keeps the token; a stale token is refused.
+	r = call(t, c, http.MethodPost, n.URL()+"/v1/elections/db/proclaim", fmt.Sprintf(`{"lease":%d,"token":%d,"value":"B2"}`, b.ID, e.Leader.Token))
+	var p httpapi.ElectionJSON
+	r.JSON(t, &p)
+	if p.Leader == nil || p.Leader.Value != "B2" || p.Leader.Token != e.Leader.Token {
+		t.Fatalf("proclaim: %s", r.Body)
+	}
+	r = call(t, c, http.MethodPost, n.URL()+"/v1/elections/db/proclaim", fmt.Sprintf(`{"lease":%d,"token":%d,"value":"x"}`, b.ID, ca.Token))
+	if r.Status != http.StatusConflict || r.ErrorCode() != httpapi.CodeStaleToken {
+		t.Fatalf("stale proclaim: %d %s", r.Status, r.Body)
+	}
+	// The fencing check agrees.
+	var fc httpapi.FencingCheck
+	call(t, c, http.MethodGet, fmt.Sprintf("%s/v1/fencing/db?token=%d", n.URL(), ca.Token), "").JSON(t, &fc)
+	if fc.Current || fc.Token != e.Leader.Token {
+		t.Fatalf("fencing check of the old token: %+v", fc)
+	}
+	call(t, c, http.MethodGet, fmt.Sprintf("%s/v1/fencing/db?token=%d", n.URL(), e.Leader.Token), "").JSON(t, &fc)
+	if !fc.Current {
+		t.Fatalf("fencing check of the current token: %+v", fc)
+	}
+}
+
+func Test_Elections_HolderStopsKeepingAlive_StandbyLeadsAfterTheTTLNotBefore(t *testing.T) {
+	t.Parallel()
+	c := testcluster.New(t, 3)
+	n := c.Followers()[0]
+	a := grant(t, c, n, "1s")
+	granted := time.Now()
+	ca, _ := campaign(t, c, n, "svc", a.ID, "A", "")
+	b := grant(t, c, n, "10s")
+	stop := make(chan struct{})
+	wg := keepAlive(t, c, b.ID, time.Second, stop)
+	defer func() { close(stop); wg.Wait() }()
+
+	// B waits for leadership; A never keeps alive.
+	cb, r := campaign(t, c, n, "svc", b.ID, "B", "10s")
+	led := time.Since(granted)
+	if r.Status != http.StatusOK || !cb.Leader || cb.Token <= ca.Token {
+		t.Fatalf("standby campaign: %d %s", r.Status, r.Body)
+	}
+	if led < time.Second {
+		t.Fatalf("standby led %s after the holder's grant, before its 1s TTL", led)
+	}
+	t.Logf("holder stopped: standby led %s after the holder's last grant (TTL 1s)", led.Round(time.Millisecond))
+}
+
+func Test_Elections_RaftLeaderKilled_HeldLeaseSurvivesAndKeepsItsToken(t *testing.T) {
+	t.Parallel()
+	c := testcluster.New(t, 3)
+	f := c.Followers()[0]
+	a := grant(t, c, f, "2s")
+	ca, _ := campaign(t, c, f, "svc", a.ID, "A", "")
+	stop := make(chan struct{})
+	wg := keepAlive(t, c, a.ID, 400*time.Millisecond, stop)
+	defer func() { close(stop); wg.Wait() }()
+
+	time.Sleep(500 * time.Millisecond)
+	c.Kill(c.Leader())
+	c.Leader()
+	time.Sleep(3 * time.Second) // more than the TTL, across the failover
+	var e httpapi.ElectionJSON
+	r := call(t, c, http.MethodGet, c.Running()[0].URL()+"/v1/elections/svc", "")
+	r.JSON(t, &e)
+	if e.Leader == nil || e.Leader.Lease != a.ID || e.Leader.Token != ca.Token {
+		t.Fatalf("after the failover: %s (want lease %d token %d)", r.Body, a.ID, ca.Token)
+	}
+}
+
+func Test_Leases_RepeatedLeaderChanges_DoNotKeepAnAbandonedLeaseAlive(t *testing.T) {
+	t.Parallel()
+	c := testcluster.New(t, 3, func(cfg *server.Config) { cfg.LeaseCheckpointInterval = 300 * time.Millisecond })
+	n := c.Running()[0]
+	l := grant(t, c, n, "2s")
+	abandoned := time.Now()
+	// Bound: TTL + checkpoint interval + failover + extension (600 ms).
+	bound := 2*time.Second + 300*time.Millisecond + time.Second + 600*time.Millisecond
+	gone := false
+	for time.Since(abandoned) < 3*bound && !gone {
+		// Hand leadership around every 700 ms: without checkpoints every
+		// new leader would restart the lease's full TTL.
+		call(t, c, http.MethodPost, c.Running()[0].URL()+"/v1/cluster/transfer-leadership", "")
+		time.Sleep(700 * time.Millisecond)
+		r := call(t, c, http.MethodGet, fmt.Sprintf("%s/v1/leases/%d", c.Running()[0].URL(), l.ID), "")
+		gone = r.Status == http.StatusNotFound
+	}
+	took := time.Since(abandoned)
+	if !gone {
+		t.Fatalf("abandoned lease still alive after %s of leader changes (bound %s)", took, bound)
+	}
+	t.Logf("abandoned 2s lease expired %s after its grant despite a leader change every 700ms (bound %s)", took.Round(time.Millisecond), bound)
+	if took > bound+time.Second {
+		t.Fatalf("expired after %s, past the documented bound %s", took, bound)
+	}
+}
+
+func Test_Elections_ObserversSeeEveryLeaderInOrderAndNoLeader(t *testing.T) {
+	t.Parallel()
+	c := testcluster.New(t, 3)
+	n := c.Followers()[0]
+	a, b := grant(t, c, n, "10s"), grant(t, c, n, "10s")
+	ca, _ := campaign(t, c, n, "obs", a.ID, "A", "")
+	campaign(t, c, n, "obs", b.ID, "B", "")
+
+	// An SSE observer on the other follower.
+	req, _ := http.NewRequest(http.MethodGet, c.Followers()[1].URL()+"/v1/elections/obs", nil)
+	req.Header.Set("Accept", "text/event-stream")
+	resp, err := (&http.Client{}).Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	events := make(chan httpapi.StreamEvent, 100)
+	go func() {
+		sc := bufio.NewScanner(resp.Body)
+		for sc.Scan() {
+			if data, ok := strings.CutPrefix(sc.Text(), "data: "); ok {
+				var ev httpapi.StreamEvent
+				if json.Unmarshal([]byte(data), &ev) == nil {
+					events <- ev
+				}
+			}
+		}
+		close(events)
+	}()
+	next := func(want func(httpapi.StreamEvent) bool) httpapi.StreamEvent {
+		t.Helper()
+		deadline := time.After(10 * time.Second)
+		for {
+			select {
+			case ev, ok := <-events:
+				if !ok {
+					t.Fatal("stream ended")
+				}
+				if want(ev) {
+					return ev
+				}
+			case <-deadline:
+				t.Fatal("no matching event")
+			}
+		}
+	}
+	first := next(func(ev httpapi.StreamEvent) bool { return ev.Leader != nil && ev.Leader.Lease == a.ID })
+	call(t, c, http.MethodPost, n.URL()+"/v1/elections/obs/resign", fmt.Sprintf(`{"lease":%d,"token":%d}`, a.ID, ca.Token))
+	second := next(func(ev httpapi.StreamEvent) bool { return ev.Leader != nil && ev.Leader.Lease == b.ID })
+	if second.Leader.Token <= first.Leader.Token || second.Changes <= first.Changes {
+		t.Fatalf("tokens or changes did not increase: %+v then %+v", first, second)
+	}
+	call(t, c, http.MethodDelete, fmt.Sprintf("%s/v1/leases/%d", n.URL(), b.ID), "")
+	none := next(func(ev httpapi.StreamEvent) bool { return ev.Leader == nil })
+	if !none.KnownLeader {
+		t.Fatalf("no-leader event: %+v", none)
+	}
+	// A blocking query from the first state's index also ends on no leader.
+	var e httpapi.ElectionJSON
+	r := call(t, c, http.MethodGet, fmt.Sprintf("%s/v1/elections/obs?index=%d&wait=5s&changes=%d", n.URL(), first.Index, first.Changes), "")
+	r.JSON(t, &e)
+	if e.Leader != nil || e.Coalesced == 0 {
+		t.Fatalf("blocking query: %s", r.Body)
+	}
+}
+
+func Test_Idempotency_RetriedGrantAndCampaignApplyOnce(t *testing.T) {
+	t.Parallel()
+	c := testcluster.New(t, 3)
+	n := c.Followers()[0]
+	r1 := call(t, c, http.MethodPost, n.URL()+"/v1/leases", `{"ttl":"10s"}`, "Idempotency-Key", "grant-1")
+	r2 := call(t, c, http.MethodPost, c.Followers()[1].URL()+"/v1/leases", `{"ttl":"10s"}`, "Idempotency-Key", "grant-1")
+	var l1, l2 httpapi.LeaseJSON
+	r1.JSON(t, &l1)
+	r2.JSON(t, &l2)
+	if l1.ID != l2.ID || r2.Header.Get("Idempotent-Replayed") != "true" {
+		t.Fatalf("retried grant: %s / %s %v", r1.Body, r2.Body, r2.Header)
+	}
+	var all []httpapi.LeaseJSON
+	call(t, c, http.MethodGet, n.URL()+"/v1/leases", "").JSON(t, &all)
+	if len(all) != 1 {
+		t.Fatalf("%d leases after a retried grant", len(all))
+	}
+	other := grant(t, c, n, "10s")
+	campaign(t, c, n, "q", other.ID, "", "")
+	body := fmt.Sprintf(`{"lease":%d}`, l1.ID)
+	call(t, c, http.MethodPost, n.URL()+"/v1/elections/q/campaign", body, "Idempotency-Key", "camp-1")
+	call(t, c, http.MethodPost, n.URL()+"/v1/elections/q/campaign", body, "Idempotency-Key", "camp-1")
+	var e httpapi.ElectionJSON
+	call(t, c, http.MethodGet, n.URL()+"/v1/elections/q", "").JSON(t, &e)
+	if len(e.Candidates) != 1 {
+		t.Fatalf("retried campaign queued %d times", len(e.Candidates))
+	}
+}
+
+func Test_LeasesAndElections_BadInputGetsClear4xx(t *testing.T) {
+	t.Parallel()
+	c := testcluster.New(t, 3)
+	n := c.Running()[0]
+	l := grant(t, c, n, "10s")
+	cl, _ := campaign(t, c, n, "x", l.ID, "", "")
+	cases := []struct {
+		method, path, body string
+		status             int
+		code               string
+	}{
+		{"POST", "/v1/leases", `{"ttl":"10ms"}`, 400, httpapi.CodeBadTTL},
+		{"POST", "/v1/leases", `{"ttl":"100h"}`, 400, httpapi.CodeBadTTL},
+		{"POST", "/v1/leases", `{"ttl":"soon"}`, 400, httpapi.CodeBadRequest},
+		{"POST", "/v1/leases", `{"ttl":"1s","ttl_ms":1000}`, 400, httpapi.CodeBadRequest},
+		{"POST", "/v1/leases", `{}`, 400, httpapi.CodeBadTTL},
+		{"POST", "/v1/leases/999999/keepalive", "", 404, httpapi.CodeLeaseNotFound},
+		{"POST", "/v1/leases/abc/keepalive", "", 400, httpapi.CodeBadRequest},
+		{"DELETE", "/v1/leases/999999", "", 404, httpapi.CodeLeaseNotFound},
+		{"GET", "/v1/leases/0", "", 400, httpapi.CodeBadRequest},
+		{"POST", "/v1/elections/x/campaign", `{"lease":999999}`, 404, httpapi.CodeLeaseNotFound},
+		{"POST", "/v1/elections/x/campaign", `{}`, 400, httpapi.CodeBadRequest},
+		{"POST", "/v1/elections/x/campaign", fmt.Sprintf(`{"lease":%d,"wait":"forever"}`, l.ID), 400, httpapi.CodeBadRequest},
+		{"POST", "/v1/elections/x/campaign", fmt.Sprintf(`{"lease":%d,"limit":2}`, l.ID), 400, httpapi.CodeBadRequest},
+		{"POST", "/v1/elections/" + strings.Repeat("n", 300) + "/campaign", fmt.Sprintf(`{"lease":%d}`, l.ID), 400, httpapi.CodeBadRequest},
+		{"POST", "/v1/elections/x/resign", fmt.Sprintf(`{"lease":%d,"token":%d}`, l.ID, cl.Token-1), 409, httpapi.CodeStaleToken},
+		{"POST", "/v1/elections/x/resign", fmt.Sprintf(`{"lease":999999,"token":%d}`, cl.Token), 409, httpapi.CodeNotHolder},
+		{"POST", "/v1/elections/nope/resign", fmt.Sprintf(`{"lease":%d,"token":1}`, l.ID), 404, httpapi.CodeElectionNotFound},
+		{"POST", "/v1/elections/x/proclaim", fmt.Sprintf(`{"lease":%d}`, l.ID), 400, httpapi.CodeBadRequest},
+		{"POST", "/v1/locks/x", fmt.Sprintf(`{"lease":%d}`, l.ID), 409, httpapi.CodeKindMismatch},
+		{"GET", "/v1/fencing/x", "", 400, httpapi.CodeBadRequest},
+		{"PUT", "/v1/kv/k?lease=999999", "v", 404, httpapi.CodeLeaseNotFound},
+	}
+	for _, tc := range cases {
+		r := call(t, c, tc.method, n.URL()+tc.path, tc.body)
+		if r.Status != tc.status || r.ErrorCode() != tc.code {
+			t.Errorf("%s %s %s: %d %s, want %d %s", tc.method, tc.path, tc.body, r.Status, r.Body, tc.status, tc.code)
+		}
+	}
+}

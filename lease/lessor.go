@@ -228,12 +228,13 @@ func (l *Lessor) Promote(leases []Info, wallNow int64) {
 	if l.cpEvery > 0 {
 		l.cp.s = make([]*entry, 0, len(leases))
 	}
-	for _, in := range leases {
+	slab := make([]entry, len(leases)) // one allocation; Promote replaces all of it
+	for i, in := range leases {
 		if old := l.leases[in.ID]; old != nil { // duplicate: the last one wins
-			l.exp.remove(old)
-			l.cp.remove(old)
+			l.removeFromSlices(old)
 		}
-		e := &entry{id: in.ID, ttl: int64(in.TTL), epoch: in.Epoch, idx: [2]int32{-1, -1}}
+		e := &slab[i]
+		*e = entry{id: in.ID, ttl: int64(in.TTL), epoch: in.Epoch, idx: [2]int32{-1, -1}}
 		if in.Remaining <= 0 {
 			e.base = add(now, e.ttl)
 			e.deadline = add(e.base, l.ext)
@@ -259,6 +260,23 @@ func (l *Lessor) Promote(leases []Info, wallNow int64) {
 	}
 	heapify(&l.exp)
 	heapify(&l.cp)
+}
+
+// removeFromSlices takes e out of the heap slices Promote is filling (not
+// yet heap-ordered, so order does not matter).
+func (l *Lessor) removeFromSlices(e *entry) {
+	for _, h := range []*leaseHeap{&l.exp, &l.cp} {
+		i := int(e.idx[h.w])
+		if i < 0 {
+			continue
+		}
+		last := len(h.s) - 1
+		h.s[i] = h.s[last]
+		h.s[i].idx[h.w] = int32(i)
+		h.s[last] = nil
+		h.s = h.s[:last]
+		e.idx[h.w] = -1
+	}
 }
 
 func heapify(h *leaseHeap) {

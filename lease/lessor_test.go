@@ -622,3 +622,26 @@ func checkHeaps(t testing.TB, l *Lessor) {
 		}
 	}
 }
+
+func TestPromoteDuplicateIDs(t *testing.T) {
+	clk := NewFakeClock(t0)
+	l := New(Config{Clock: clk, Extension: -1})
+	l.Promote([]Info{
+		{ID: 1, TTL: sec, Epoch: 1},
+		{ID: 2, TTL: 2 * sec, Epoch: 2},
+		{ID: 1, TTL: 3 * sec, Epoch: 3}, // the last one wins
+		{ID: 3, TTL: 4 * sec, Epoch: 4},
+	}, t0.UnixNano())
+	checkHeaps(t, l)
+	if l.Len() != 3 || len(l.cp.s) != 3 {
+		t.Fatalf("Len %d, checkpoint heap %d", l.Len(), len(l.cp.s))
+	}
+	mustRemaining(t, l, 1, 3*sec)
+	if got := l.DueCheckpoints(); !equalIDs(cpIDs(got), []uint64{1, 2, 3}) || got[0].Epoch != 3 {
+		t.Fatalf("DueCheckpoints = %v", got)
+	}
+	clk.Advance(3 * sec)
+	if got := l.Expired(); len(got) != 2 || got[0] != (Expiry{2, 2}) || got[1] != (Expiry{1, 3}) {
+		t.Fatalf("Expired = %v", got)
+	}
+}

@@ -16,7 +16,7 @@
 //   - When the replicated state applies a grant, checkpoint, renew, revoke
 //     or expiry, the leader calls Grant, Checkpointed, Renewed or Forget.
 //   - Keepalive answers a client. When it says needsCommit, the leader
-//     commits a renew (conditional on nothing; it clears the remainder)
+//     commits a renew (which clears the remainder and bumps the epoch)
 //     before acknowledging.
 //   - On a timer set from NextEvent, the leader proposes an expiry for each
 //     lease Expired returns (conditional on the returned epoch, after
@@ -48,6 +48,11 @@
 //
 // # Bounds
 //
+//   - Promote, with now the new leader's monotonic clock: a lease without a
+//     remainder gets deadline now + TTL + Extension; a lease with one gets
+//     now + max(Remaining - elapsed + Extension, 0), where elapsed =
+//     max(wallNow - CheckpointStamp, 0) is measured on the wall clocks of
+//     the two leaders.
 //   - Extension: after a failover a lease lives at most Extension beyond the
 //     deadline the replicated state implies. The extension is enforced but
 //     never checkpointed, so failovers do not accumulate it, and a lease
@@ -63,7 +68,7 @@
 //     make this bound independent of the number of failovers; disabling them
 //     restarts every lease at TTL + Extension on each failover.
 //   - Raft load: at most one checkpoint per lease per CheckpointInterval,
-//     one renew per lease per checkpoint, and one expiry proposal per lease
+//     about one renew per lease per checkpoint, and one expiry proposal per lease
 //     per second (hold-off of Expired and DueCheckpoints), in batches of at
 //     most MaxBatch.
 //   - Cost: Keepalive is O(1) except inside a post-failover extension

@@ -82,7 +82,9 @@ type Expiry struct {
 
 // Checkpoint is a lease whose remaining TTL is due to be checkpointed
 // through Raft: the proposal carries Remaining, the leader's wall clock
-// (read after DueCheckpoints returned) and the epoch it expects.
+// (read after DueCheckpoints returned) and the epoch it expects. Remaining
+// is at least 1ms; the replicated state must not round it down to 0 (which
+// means "no checkpoint").
 type Checkpoint struct {
 	ID        uint64
 	Remaining time.Duration

@@ -64,7 +64,8 @@
 //     with clocks in sync, provided every leader gets the checkpoint it
 //     schedules right after Promote committed. (Add the election time and
 //     commit latency of a failover that strikes before the first checkpoint
-//     after t, and the clock skew between leaders.) Checkpoints are what
+//     after t, the clock skew between leaders, and at most 1ms per failover
+//     from rounding checkpointed remainders up to whole milliseconds.) Checkpoints are what
 //     make this bound independent of the number of failovers; disabling them
 //     restarts every lease at TTL + Extension on each failover.
 //   - Raft load: at most one checkpoint per lease per CheckpointInterval,

@@ -32,10 +32,18 @@ const (
 // proposals.
 const retryDelay = int64(time.Second)
 
-// minRemainder is the smallest checkpointed remainder DueCheckpoints hands
-// out: Remaining 0 means "no checkpoint" in the replicated state (and buys a
-// full TTL on the next failover), and the wire counts in milliseconds.
-const minRemainder = int64(time.Millisecond)
+// ceilMillis rounds a remainder up to whole milliseconds, at least 1ms.
+// Remaining 0 means "no checkpoint" in the replicated state (it would buy a
+// full TTL on the next failover), and the replicated state counts in
+// milliseconds: rounding down there would cut up to 1ms off a promised
+// deadline on every failover, rounding up here adds at most that much.
+func ceilMillis(r int64) int64 {
+	const ms = int64(time.Millisecond)
+	if r <= ms {
+		return ms
+	}
+	return add(r, ms-1) / ms * ms
+}
 
 // Info is what the replicated state knows about one lease.
 type Info struct {
@@ -83,8 +91,8 @@ type Expiry struct {
 // Checkpoint is a lease whose remaining TTL is due to be checkpointed
 // through Raft: the proposal carries Remaining, the leader's wall clock
 // (read after DueCheckpoints returned) and the epoch it expects. Remaining
-// is at least 1ms; the replicated state must not round it down to 0 (which
-// means "no checkpoint").
+// is a whole number of milliseconds, at least 1 (0 would mean "no
+// checkpoint").
 type Checkpoint struct {
 	ID        uint64
 	Remaining time.Duration
@@ -511,7 +519,7 @@ func (l *Lessor) Expired() []Expiry {
 // DueCheckpoints returns up to MaxBatch leases whose checkpoint is due and
 // whose deadline has not passed, soonest due first, each with its current
 // remaining TTL (the promised deadline minus now, without the extension
-// Promote gave, and at least 1ms) and the epoch the checkpoint proposal must
+// Promote gave, rounded up to whole milliseconds, at least 1ms) and the epoch the checkpoint proposal must
 // carry. The caller stamps the proposal with its wall clock read after this
 // call returns. An item is not returned again for a second unless
 // Checkpointed, Renewed or Retry is called for it.
@@ -545,7 +553,7 @@ func (l *Lessor) DueCheckpoints() []Checkpoint {
 		if out == nil {
 			out = make([]Checkpoint, 0, min(l.maxBatch, l.cp.len()))
 		}
-		out = append(out, Checkpoint{ID: e.id, Remaining: time.Duration(max(r, minRemainder)), Epoch: e.epoch})
+		out = append(out, Checkpoint{ID: e.id, Remaining: time.Duration(ceilMillis(r)), Epoch: e.epoch})
 		e.pending = true
 		e.key[cpHeap] = add(now, retryDelay)
 		l.cp.fix(e)

@@ -382,7 +382,7 @@ func TestCheckpointCadence(t *testing.T) {
 	}
 	clk.Advance(1)
 	got := l.DueCheckpoints()
-	if len(got) != 1 || got[0] != (Checkpoint{ID: 1, Remaining: ttl - 1, Epoch: 1}) {
+	if len(got) != 1 || got[0] != (Checkpoint{ID: 1, Remaining: ttl, Epoch: 1}) { // ttl-1ns, rounded up
 		t.Fatalf("DueCheckpoints after grant = %v", got)
 	}
 	clk.Advance(sec - 1)
@@ -390,7 +390,7 @@ func TestCheckpointCadence(t *testing.T) {
 		t.Fatalf("repeated within the hold-off: %v", got)
 	}
 	clk.Advance(1)
-	if got := l.DueCheckpoints(); len(got) != 1 || got[0].Remaining != ttl-1-sec {
+	if got := l.DueCheckpoints(); len(got) != 1 || got[0].Remaining != ttl-sec {
 		t.Fatalf("not repeated after the hold-off: %v", got)
 	}
 	l.Checkpointed(1, 2) // at ci+1s
@@ -643,5 +643,22 @@ func TestPromoteDuplicateIDs(t *testing.T) {
 	clk.Advance(3 * sec)
 	if got := l.Expired(); len(got) != 2 || got[0] != (Expiry{2, 2}) || got[1] != (Expiry{1, 3}) {
 		t.Fatalf("Expired = %v", got)
+	}
+}
+
+func TestCheckpointRemainderRoundsUpToMillis(t *testing.T) {
+	for _, c := range []struct{ in, want time.Duration }{
+		{-sec, ms}, {0, ms}, {1, ms}, {ms, ms}, {ms + 1, 2 * ms},
+		{1500 * time.Microsecond, 2 * ms}, {sec - 1, sec}, {sec, sec},
+	} {
+		if got := time.Duration(ceilMillis(int64(c.in))); got != c.want {
+			t.Errorf("ceilMillis(%v) = %v, want %v", c.in, got, c.want)
+		}
+	}
+	l, clk := newTestLessor(t, Config{CheckpointInterval: sec})
+	l.Grant(Info{ID: 1, TTL: 10 * sec, Epoch: 1})
+	clk.Advance(sec + 1500*time.Microsecond)
+	if got := l.DueCheckpoints(); len(got) != 1 || got[0].Remaining != 8999*ms {
+		t.Fatalf("DueCheckpoints = %v, want 8.999s (8.9985s rounded up)", got)
 	}
 }

@@ -179,7 +179,7 @@ func runProperty(t *testing.T, seed uint64, ci time.Duration) {
 				if m == nil || m.cpIn == 0 || m.cpKey > n || m.deadline <= n || m.held && m.base <= n {
 					t.Fatalf("step %d: DueCheckpoints returned %+v; model %+v", step, c, m)
 				}
-				if want := time.Duration(max(m.base-n, int64(time.Millisecond))); c.Remaining != want || c.Epoch != m.epoch {
+				if want := time.Duration(ceilMillis(m.base - n)); c.Remaining != want || c.Epoch != m.epoch {
 					t.Fatalf("step %d: checkpoint %+v, want remaining %v epoch %d", step, c, want, m.epoch)
 				}
 				if i > 0 {

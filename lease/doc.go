@@ -68,12 +68,14 @@
 //     from rounding checkpointed remainders up to whole milliseconds.) Checkpoints are what
 //     make this bound independent of the number of failovers; disabling them
 //     restarts every lease at TTL + Extension on each failover.
-//   - Raft load: at most one checkpoint per lease per CheckpointInterval,
-//     about one renew per lease per checkpoint, and one expiry proposal per lease
+//   - Raft load: a lease kept alive more often than CheckpointInterval is
+//     never checkpointed (each keepalive pushes its checkpoint back), so a
+//     live holder costs no Raft write at all; a lease left alone is
+//     checkpointed at most once per CheckpointInterval and needs one renew
+//     on its next keepalive; one expiry proposal per lease
 //     per second (hold-off of Expired and DueCheckpoints), in batches of at
 //     most MaxBatch.
-//   - Cost: Keepalive is O(1) except inside a post-failover extension
-//     (O(log n)); Expired, DueCheckpoints and NextEvent cost O(k log n) for
+//   - Cost: Keepalive is O(log n) (it reschedules the checkpoint); Expired, DueCheckpoints and NextEvent cost O(k log n) for
 //     k leases returned, plus O(log n) once per lease renewed since it was
 //     last sorted. Grant, Forget, Checkpointed and Renewed are O(log n),
 //     Promote O(n).

@@ -72,8 +72,8 @@ type Config struct {
 	// (default 1s; negative means none). It must exceed the largest
 	// difference between the wall clocks of two nodes.
 	Extension time.Duration
-	// CheckpointInterval: a lease is checkpointed at most this long after
-	// its last grant, checkpoint or renew (default 5s). A negative value
+	// CheckpointInterval: a lease is checkpointed this long after its last
+	// grant, keepalive, checkpoint or renew (default 5s). A negative value
 	// disables checkpoints (then every failover restarts every lease at a
 	// full TTL plus Extension, etcd's behaviour).
 	CheckpointInterval time.Duration
@@ -387,6 +387,14 @@ func (l *Lessor) Keepalive(id uint64) (remaining time.Duration, needsCommit bool
 	}
 	d := add(now, e.ttl)
 	e.base, e.deadline = d, d
+	// A keepalive pushes the next checkpoint back by CheckpointInterval
+	// (unless a remainder is held or on its way, which the renew commit
+	// will settle): a live holder costs no Raft write at all, and a holder
+	// that stops is checkpointed CheckpointInterval after its last
+	// keepalive, which is what the bound counts.
+	if !e.held && !e.pending && e.idx[cpHeap] >= 0 {
+		l.scheduleCheckpoint(e, add(now, l.cpEvery))
+	}
 	// key[expHeap] only has to stay a lower bound: the heap is touched only
 	// when the deadline moves earlier (a keepalive inside the extension that
 	// Promote gave).

@@ -310,7 +310,6 @@ func TestNeedsCommit(t *testing.T) {
 
 	// A checkpoint handed out but not applied may still commit after an
 	// acknowledged keepalive: it counts as held.
-	mustKeepalive(t, l, 1, false)
 	// (lease 2's renew rescheduled its checkpoint)
 	if got := l.DueCheckpoints(); !equalIDs(cpIDs(got), []uint64{1}) {
 		t.Fatalf("DueCheckpoints after Promote = %v", got)
@@ -371,18 +370,37 @@ func TestExpiredBatchesInDeadlineOrder(t *testing.T) {
 	}
 }
 
+func TestKeepalivePushesTheCheckpointBack(t *testing.T) {
+	const ttl, ci = 20 * sec, 5 * sec
+	l, clk := newTestLessor(t, Config{CheckpointInterval: ci})
+	l.Grant(Info{ID: 1, TTL: ttl, Epoch: 1})
+	// A holder keeping alive more often than ci is never checkpointed, so
+	// it never needs a renew commit: a live holder costs no Raft write.
+	for range 10 {
+		clk.Advance(ci - 1)
+		mustKeepalive(t, l, 1, false)
+		if got := l.DueCheckpoints(); len(got) != 0 {
+			t.Fatalf("checkpoint of a lease kept alive within the interval: %v", got)
+		}
+	}
+	// A holder that stops is checkpointed ci after its last keepalive.
+	clk.Advance(ci)
+	if got := l.DueCheckpoints(); len(got) != 1 || got[0].Remaining != ttl-ci {
+		t.Fatalf("checkpoint ci after the last keepalive: %v", got)
+	}
+}
+
 func TestCheckpointCadence(t *testing.T) {
 	const ttl, ci = 20 * sec, 5 * sec
 	l, clk := newTestLessor(t, Config{CheckpointInterval: ci})
 	l.Grant(Info{ID: 1, TTL: ttl, Epoch: 1})
 	clk.Advance(ci - 1)
-	mustKeepalive(t, l, 1, false) // keepalives do not move the checkpoint
 	if got := l.DueCheckpoints(); len(got) != 0 {
 		t.Fatalf("checkpoint before the interval: %v", got)
 	}
 	clk.Advance(1)
 	got := l.DueCheckpoints()
-	if len(got) != 1 || got[0] != (Checkpoint{ID: 1, Remaining: ttl, Epoch: 1}) { // ttl-1ns, rounded up
+	if len(got) != 1 || got[0] != (Checkpoint{ID: 1, Remaining: ttl - ci, Epoch: 1}) {
 		t.Fatalf("DueCheckpoints after grant = %v", got)
 	}
 	clk.Advance(sec - 1)
@@ -390,7 +408,7 @@ func TestCheckpointCadence(t *testing.T) {
 		t.Fatalf("repeated within the hold-off: %v", got)
 	}
 	clk.Advance(1)
-	if got := l.DueCheckpoints(); len(got) != 1 || got[0].Remaining != ttl-sec {
+	if got := l.DueCheckpoints(); len(got) != 1 || got[0].Remaining != ttl-ci-sec {
 		t.Fatalf("not repeated after the hold-off: %v", got)
 	}
 	l.Checkpointed(1, 2) // at ci+1s

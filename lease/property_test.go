@@ -107,6 +107,9 @@ func runProperty(t *testing.T, seed uint64, ci time.Duration) {
 					t.Fatalf("step %d: Keepalive(%d) = %v, %v, %v; model %+v", step, id, rem, nc, err, *m)
 				}
 				m.base, m.deadline = n+m.ttl, n+m.ttl
+				if cpOn && !m.held && !m.pending && m.cpIn == 1 {
+					m.cpKey, m.cpDue = n+int64(ci), n+int64(ci) // a keepalive pushes the checkpoint back
+				}
 			}
 		case op < 45: // forget
 			forget(pick())

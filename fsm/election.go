@@ -159,7 +159,7 @@ func (e *Election) remove(lease uint64, failed bool, stamp int64) {
 // promote moves waiting candidates to holders while there is room and no
 // lock-delay is running: the hand-off happens in the entry that freed the
 // slot, with no client round trip. Their token is this entry's index.
-func (e *Election) promote(index uint64, stamp int64) {
+func (e *Election) promote(index uint64, stamp int64) (promoted int) {
 	for len(e.Holders) < e.Limit && len(e.Waiting) > 0 && stamp >= e.DelayUntil {
 		c := e.Waiting[0]
 		e.Waiting = e.Waiting[1:]
@@ -167,7 +167,9 @@ func (e *Election) promote(index uint64, stamp int64) {
 		e.Holders = append(e.Holders, c)
 		e.LastToken = index
 		e.Changes++
+		promoted++
 	}
+	return promoted
 }
 
 // Election returns the named election or lock.
@@ -260,7 +262,7 @@ func applyCampaign(s *State, res *Result, p Campaign, stamp int64, notify bool) 
 		return
 	}
 	e.Waiting = append(e.Waiting, Candidate{Lease: p.Lease, Value: p.Value, Since: stamp, QueuedIndex: s.index})
-	e.promote(s.index, stamp)
+	res.Promoted += e.promote(s.index, stamp)
 	s.attach = put(s.attach, attachKeyOf(p.Lease, attachElection, p.Name), struct{}{}, notify)
 	storeElection(s, e, notify)
 	res.Campaign = campaignResult(e, p.Lease)
@@ -317,7 +319,7 @@ func applyResign(s *State, res *Result, p Resign, stamp int64, notify bool) {
 	}
 	e = e.clone()
 	e.remove(p.Lease, false, stamp)
-	e.promote(s.index, stamp)
+	res.Promoted += e.promote(s.index, stamp)
 	s.attach, _ = del(s.attach, attachKeyOf(p.Lease, attachElection, p.Name), notify)
 	storeElection(s, e, notify)
 	res.Election = e
@@ -342,9 +344,8 @@ func applyPromote(s *State, res *Result, name string, stamp int64, notify bool) 
 		return
 	}
 	e = e.clone()
-	before := len(e.Holders)
-	e.promote(s.index, stamp)
-	if len(e.Holders) != before {
+	if n := e.promote(s.index, stamp); n > 0 {
+		res.Promoted += n
 		storeElection(s, e, notify)
 	}
 	res.Election = e

@@ -40,6 +40,9 @@ type Result struct {
 	Campaign *CampaignResult
 	// Election is the election or lock after the command.
 	Election *Election
+	// Promoted counts the candidates this entry made holders (hand-offs
+	// included).
+	Promoted int
 	// Duplicate is true when the result was recorded earlier under the same
 	// idempotency key and nothing was applied now.
 	Duplicate bool

@@ -104,14 +104,14 @@ func applyLeaseRevoke(s *State, res *Result, id uint64, stamp int64, notify bool
 		return
 	}
 	res.Lease = l
-	removeLease(s, l, true, stamp, notify)
+	res.Promoted += removeLease(s, l, true, stamp, notify)
 }
 
 // removeLease deletes a lease and, in the same entry, releases every
 // election and lock it holds or waits for (promoting the next candidates)
 // and deletes the keys attached to it. failed says the holder failed
 // (expiry or revoke, as opposed to a resign or unlock): lock-delay applies.
-func removeLease(s *State, l *Lease, failed bool, stamp int64, notify bool) {
+func removeLease(s *State, l *Lease, failed bool, stamp int64, notify bool) (promoted int) {
 	var atts [][]byte
 	s.attach.Root().WalkPrefix(u64key(l.ID), func(k []byte, _ struct{}) bool {
 		atts = append(atts, k)
@@ -124,7 +124,7 @@ func removeLease(s *State, l *Lease, failed bool, stamp int64, notify bool) {
 			if e, ok := s.elections.Get([]byte(name)); ok {
 				e = e.clone()
 				e.remove(l.ID, failed, stamp)
-				e.promote(s.index, stamp)
+				promoted += e.promote(s.index, stamp)
 				storeElection(s, e, notify)
 			}
 		case attachKey:
@@ -136,6 +136,7 @@ func removeLease(s *State, l *Lease, failed bool, stamp int64, notify bool) {
 		s.attach, _ = del(s.attach, k, notify)
 	}
 	s.leases, _ = del(s.leases, u64key(l.ID), notify)
+	return promoted
 }
 
 func applyLeaseExpire(s *State, res *Result, p LeaseExpire, stamp int64, notify bool) {
@@ -146,7 +147,7 @@ func applyLeaseExpire(s *State, res *Result, p LeaseExpire, stamp int64, notify 
 			// looked: a stale proposal, ignored.
 			continue
 		}
-		removeLease(s, l, true, stamp, notify)
+		res.Promoted += removeLease(s, l, true, stamp, notify)
 		res.Expired = append(res.Expired, x.ID)
 	}
 }

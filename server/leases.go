@@ -56,7 +56,13 @@ func leaseInfo(l *fsm.Lease) lease.Info {
 // observeApplied keeps the lessor in step with applied lease commands. It
 // runs in the FSM goroutine, under leaseMu, right after the command applied.
 func (s *Server) observeApplied(res *fsm.Result) {
-	if res == nil || res.Duplicate || !s.lessor.Active() {
+	if res == nil || res.Duplicate {
+		return
+	}
+	if res.Promoted > 0 {
+		s.metrics.holderChanges.Add(float64(res.Promoted))
+	}
+	if !s.lessor.Active() {
 		return
 	}
 	switch res.Type {

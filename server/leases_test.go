@@ -2,6 +2,8 @@ package server_test
 
 import (
 	"bufio"
+	"context"
+	"errors"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -10,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/coordd/coordd/fencing"
 	"github.com/coordd/coordd/httpapi"
 	"github.com/coordd/coordd/internal/testcluster"
 	"github.com/coordd/coordd/server"
@@ -368,4 +371,99 @@ func Test_LeasesAndElections_BadInputGetsClear4xx(t *testing.T) {
 			t.Errorf("%s %s %s: %d %s, want %d %s", tc.method, tc.path, tc.body, r.Status, r.Body, tc.status, tc.code)
 		}
 	}
+}
+
+func Test_Fencing_GuardAndCheckEndpointRejectTheDeposedHolder(t *testing.T) {
+	t.Parallel()
+	c := testcluster.New(t, 3)
+	n := c.Followers()[0]
+	lockTok := func(lease uint64, wait string) uint64 {
+		t.Helper()
+		var cr httpapi.CampaignResponse
+		r := call(t, c, http.MethodPost, n.URL()+"/v1/locks/report", fmt.Sprintf(`{"lease":%d,"wait":%q}`, lease, wait))
+		r.JSON(t, &cr)
+		if !cr.Leader {
+			t.Fatalf("lock not acquired: %s", r.Body)
+		}
+		return cr.Token
+	}
+	guard := fencing.NewGuard(fencing.NewMemoryStore())
+	ctx := context.Background()
+	// A holds the lock with a short lease and writes; then A "pauses".
+	a := grant(t, c, n, "1s")
+	ta := lockTok(a.ID, "")
+	if err := guard.Check(ctx, "report", fencing.Token(ta)); err != nil {
+		t.Fatal(err)
+	}
+	// B waits for the lock and gets it once A's lease expires.
+	b := grant(t, c, n, "10s")
+	tb := lockTok(b.ID, "10s")
+	if tb <= ta {
+		t.Fatalf("B's token %d not above A's %d", tb, ta)
+	}
+	if err := guard.Check(ctx, "report", fencing.Token(tb)); err != nil {
+		t.Fatal(err)
+	}
+	// A wakes up and writes with its old token: refused by the resource,
+	// and the cluster says the token is no longer current.
+	if err := guard.Check(ctx, "report", fencing.Token(ta)); !errors.Is(err, fencing.ErrStaleToken) {
+		t.Fatalf("deposed holder's write: %v", err)
+	}
+	var fc httpapi.FencingCheck
+	call(t, c, http.MethodGet, fmt.Sprintf("%s/v1/fencing/report?token=%d", n.URL(), ta), "").JSON(t, &fc)
+	if fc.Current || fc.Token != tb {
+		t.Fatalf("check endpoint: %+v", fc)
+	}
+}
+
+func Test_Leases_ManyExpiringAtOnce_AreBatchedAndWritesGoOn(t *testing.T) {
+	t.Parallel()
+	c := testcluster.New(t, 3)
+	n := c.Leader()
+	const leases = 1000
+	var wg sync.WaitGroup
+	ids := make(chan uint64, leases)
+	for w := range 16 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := w; i < leases; i += 16 {
+				r, err := c.Try(http.MethodPost, n.URL()+"/v1/leases", `{"ttl":"2s"}`)
+				if err != nil || r.Status != http.StatusOK {
+					t.Errorf("grant %d: %v %v", i, err, r)
+					return
+				}
+				var l httpapi.LeaseJSON
+				r.JSON(t, &l)
+				ids <- l.ID
+			}
+		}()
+	}
+	wg.Wait()
+	close(ids)
+	granted := time.Now()
+	// Writes go on while they all expire.
+	var slowest time.Duration
+	writes := 0
+	for time.Since(granted) < 15*time.Second {
+		start := time.Now()
+		r := call(t, c, http.MethodPut, n.URL()+"/v1/kv/during-expiry", fmt.Sprint(writes))
+		if r.Status != http.StatusOK {
+			t.Fatalf("write during mass expiry: %d %s", r.Status, r.Body)
+		}
+		slowest = max(slowest, time.Since(start))
+		writes++
+		var all []httpapi.LeaseJSON
+		call(t, c, http.MethodGet, n.URL()+"/v1/leases", "").JSON(t, &all)
+		if len(all) == 0 {
+			break
+		}
+	}
+	var all []httpapi.LeaseJSON
+	call(t, c, http.MethodGet, n.URL()+"/v1/leases", "").JSON(t, &all)
+	if len(all) != 0 {
+		t.Fatalf("%d leases still alive 15s after a 2s TTL", len(all))
+	}
+	t.Logf("%d leases expired within %s of their grant; %d writes meanwhile, slowest %s",
+		leases, time.Since(granted).Round(time.Millisecond), writes, slowest.Round(time.Millisecond))
 }

@@ -13,6 +13,8 @@ type nodeMetrics struct {
 	leasesGranted  prometheus.Counter
 	leasesExpired  prometheus.Counter
 	keepalives     prometheus.Counter
+	holderChanges  prometheus.Counter
+	handoff        prometheus.Histogram
 	applyDuration  prometheus.Histogram
 	leaderChanges  prometheus.Counter
 	barrierLatency prometheus.Histogram
@@ -26,6 +28,12 @@ func registerMetrics(reg *prometheus.Registry, s *Server) (*nodeMetrics, error) 
 		leasesGranted: counter("coordd_leases_granted_total", "Leases granted while this node led."),
 		leasesExpired: counter("coordd_leases_expired_total", "Leases expired by this node as leader."),
 		keepalives:    counter("coordd_lease_keepalives_total", "Keepalives served by this node as leader."),
+		holderChanges: counter("coordd_election_new_holders_total", "Candidates made holders of an election, lock or semaphore (applied on this node)."),
+		handoff: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "coordd_election_handoff_seconds",
+			Help:    "On the leader: from proposing a resign, revoke, expiry or promote to the next holder being in place (one Raft commit).",
+			Buckets: prometheus.ExponentialBuckets(0.0002, 2, 14),
+		}),
 		applyDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "coordd_apply_duration_seconds",
 			Help:    "Time from proposing a command on the leader to its result.",
@@ -46,6 +54,7 @@ func registerMetrics(reg *prometheus.Registry, s *Server) (*nodeMetrics, error) 
 	}
 	cs := []prometheus.Collector{
 		m.applyDuration, m.leaderChanges, m.barrierLatency, m.leasesGranted, m.leasesExpired, m.keepalives,
+		m.holderChanges, m.handoff,
 		gauge("coordd_leases", "Leases in the replicated state.", func() float64 { return float64(s.fsm.State().LeaseCount()) }),
 		gauge("coordd_elections", "Elections and locks with a holder or a candidate.", func() float64 {
 			return float64(len(s.fsm.State().Elections()))

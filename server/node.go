@@ -85,10 +85,14 @@ func (s *Server) Apply(ctx context.Context, cmd fsm.Command) (*fsm.Result, error
 		}
 		return nil, translate(err)
 	}
-	s.metrics.applyDuration.Observe(time.Since(start).Seconds())
+	took := time.Since(start).Seconds()
+	s.metrics.applyDuration.Observe(took)
 	res, ok := f.Response().(*fsm.Result)
 	if !ok {
 		return nil, fmt.Errorf("server: unexpected apply response %T", f.Response())
+	}
+	if res.Promoted > 0 && res.Type != fsm.CmdCampaign {
+		s.metrics.handoff.Observe(took)
 	}
 	return res, nil
 }

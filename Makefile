@@ -3,7 +3,7 @@ GO        ?= go
 BIN       := bin
 TEST_TIMEOUT ?= 14m
 
-.PHONY: all build run test test-unit test-e2e vet fmt clean
+.PHONY: all build run test test-e2e bench-e2e vet fmt clean
 
 all: build
 
@@ -32,3 +32,9 @@ fmt:
 
 clean:
 	rm -rf $(BIN) data
+
+## bench-e2e: lease and election benchmarks against three real coordd processes (not part of make test)
+bench-e2e:
+	$(GO) test -run '^$$' -bench 'E2E_Handoff' -benchtime 500x -count 3 -timeout 20m ./test/e2e/
+	$(GO) test -run '^$$' -bench 'E2E_HolderStops' -benchtime 10x -count 3 -timeout 20m ./test/e2e/
+	$(GO) test -run '^$$' -bench 'E2E_Keepalive' -benchtime 1x -count 3 -timeout 20m ./test/e2e/

@@ -55,7 +55,7 @@ type proc struct {
 
 func (p *proc) url() string { return "http://" + p.httpAddr }
 
-func (p *proc) start(t *testing.T) {
+func (p *proc) start(t testing.TB) {
 	t.Helper()
 	logf, err := os.OpenFile(p.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
@@ -99,7 +99,7 @@ func (p *proc) kill() {
 }
 
 // term sends SIGTERM and waits up to timeout for a clean exit.
-func (p *proc) term(t *testing.T, timeout time.Duration) {
+func (p *proc) term(t testing.TB, timeout time.Duration) {
 	t.Helper()
 	if !p.running() {
 		return
@@ -116,7 +116,7 @@ func (p *proc) term(t *testing.T, timeout time.Duration) {
 	}
 }
 
-func freePort(t *testing.T) string {
+func freePort(t testing.TB) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -128,7 +128,7 @@ func freePort(t *testing.T) string {
 
 // startCluster starts n bootstrapped coordd processes and waits until each
 // is ready. Every process is killed in t.Cleanup.
-func startCluster(t *testing.T, n int) []*proc {
+func startCluster(t testing.TB, n int) []*proc {
 	t.Helper()
 	dir := t.TempDir()
 	var procs []*proc
@@ -167,7 +167,7 @@ func startCluster(t *testing.T, n int) []*proc {
 
 var httpc = &http.Client{Timeout: 3 * time.Second}
 
-func waitReady(t *testing.T, p *proc, timeout time.Duration) {
+func waitReady(t testing.TB, p *proc, timeout time.Duration) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for {
@@ -208,7 +208,7 @@ func getStatus(p *proc) (status, error) {
 	return st, json.NewDecoder(resp.Body).Decode(&st)
 }
 
-func leaderOf(t *testing.T, procs []*proc) *proc {
+func leaderOf(t testing.TB, procs []*proc) *proc {
 	t.Helper()
 	deadline := time.Now().Add(15 * time.Second)
 	for time.Now().Before(deadline) {

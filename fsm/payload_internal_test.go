@@ -68,6 +68,22 @@ func decodePayload(c Command) error {
 		_, err = decodeMemberSet(c)
 	case CmdMemberRemove:
 		_, err = decodeMemberRemove(c)
+	case CmdLeaseGrant:
+		_, err = decodeLeaseGrant(c)
+	case CmdLeaseRevoke, CmdLeaseRenew:
+		_, err = decodeID(c)
+	case CmdLeaseExpire:
+		_, err = decodeLeaseExpire(c)
+	case CmdLeaseCheckpoint:
+		_, err = decodeLeaseCheckpoint(c)
+	case CmdCampaign:
+		_, err = decodeCampaign(c)
+	case CmdResign:
+		_, err = decodeResign(c)
+	case CmdProclaim:
+		_, err = decodeProclaim(c)
+	case CmdPromote:
+		_, err = decodePromote(c)
 	default:
 		err = ErrBadCommand
 	}
@@ -131,6 +147,14 @@ func FuzzPayloadDecoders(f *testing.F) {
 	f.Add(uint8(CmdMemberSet), uint8(1), NewMemberSet(Member{ID: "n", RaftAddr: "r", HTTPAddr: "h"}).Payload)
 	f.Add(uint8(CmdMemberRemove), uint8(1), NewMemberRemove("n").Payload)
 	f.Add(uint8(9), uint8(1), []byte{})
+	f.Add(uint8(CmdLeaseGrant), uint8(1), NewLeaseGrant(1000).Payload)
+	f.Add(uint8(CmdLeaseRevoke), uint8(1), NewLeaseRevoke(4).Payload)
+	f.Add(uint8(CmdLeaseExpire), uint8(1), NewLeaseExpire(LeaseExpire{Leases: []LeaseExpiry{{ID: 4, Epoch: 4}}}).Payload)
+	f.Add(uint8(CmdLeaseCheckpoint), uint8(1), NewLeaseCheckpoint(LeaseCheckpoint{Leases: []LeaseRemaining{{ID: 4, Epoch: 4, Remaining: 9}}}).Payload)
+	f.Add(uint8(CmdCampaign), uint8(1), NewCampaign(Campaign{Kind: KindLock, Name: "l", Lease: 4, Limit: 2, LockDelay: 5}).Payload)
+	f.Add(uint8(CmdResign), uint8(1), NewResign(Resign{Name: "e", Lease: 4, Token: 5}).Payload)
+	f.Add(uint8(CmdProclaim), uint8(1), NewProclaim(Proclaim{Name: "e", Lease: 4, Token: 5, Value: []byte("v")}).Payload)
+	f.Add(uint8(CmdPromote), uint8(1), NewPromote("l").Payload)
 	// A fresh base for every transition, so that each ApplyCommand starts
 	// from a State that nothing else has been applied to.
 	newBase := func() *State {
@@ -139,6 +163,9 @@ func FuzzPayloadDecoders(f *testing.F) {
 			NewKVPut(KVPut{Key: "a", Value: []byte("1")}),
 			NewKVPut(KVPut{Key: "ab", Value: []byte("2")}),
 			NewMemberSet(Member{ID: "n"}),
+			NewLeaseGrant(1000), // lease 4
+			NewCampaign(Campaign{Kind: KindElection, Name: "e", Lease: 4}),
+			NewCampaign(Campaign{Kind: KindLock, Name: "l", Lease: 4, Limit: 2}),
 		} {
 			s, _ = ApplyCommand(s, uint64(i+1), 1, c)
 		}
@@ -173,6 +200,33 @@ func FuzzPayloadDecoders(f *testing.F) {
 		case CmdMemberRemove:
 			m, _ := decodeMemberRemove(c)
 			canon = NewMemberRemove(m.ID)
+		case CmdLeaseGrant:
+			p, _ := decodeLeaseGrant(c)
+			canon = NewLeaseGrant(p.TTL)
+		case CmdLeaseRevoke:
+			id, _ := decodeID(c)
+			canon = NewLeaseRevoke(id)
+		case CmdLeaseRenew:
+			id, _ := decodeID(c)
+			canon = NewLeaseRenew(id)
+		case CmdLeaseExpire:
+			p, _ := decodeLeaseExpire(c)
+			canon = NewLeaseExpire(p)
+		case CmdLeaseCheckpoint:
+			p, _ := decodeLeaseCheckpoint(c)
+			canon = NewLeaseCheckpoint(p)
+		case CmdCampaign:
+			p, _ := decodeCampaign(c)
+			canon = NewCampaign(p)
+		case CmdResign:
+			p, _ := decodeResign(c)
+			canon = NewResign(p)
+		case CmdProclaim:
+			p, _ := decodeProclaim(c)
+			canon = NewProclaim(p)
+		case CmdPromote:
+			name, _ := decodePromote(c)
+			canon = NewPromote(name)
 		}
 		if len(canon.Payload) > len(payload) {
 			t.Fatalf("canonical payload %x longer than accepted %x", canon.Payload, payload)

@@ -451,6 +451,21 @@ func FuzzReadState(f *testing.F) {
 	applyTo(f, small, 2, fsm.NewMemberSet(fsm.Member{ID: "n"}))
 	applyTo(f, small, 3, del("a"))
 	f.Add(persist(f, small), false)
+	rich := fsm.New()
+	for i, c := range []fsm.Command{
+		fsm.NewLeaseGrant(1000), fsm.NewLeaseGrant(2000),
+		fsm.NewCampaign(fsm.Campaign{Kind: fsm.KindElection, Name: "e", Lease: 1, Value: []byte("v")}),
+		fsm.NewCampaign(fsm.Campaign{Kind: fsm.KindElection, Name: "e", Lease: 2}),
+		fsm.NewCampaign(fsm.Campaign{Kind: fsm.KindLock, Name: "l", Lease: 2, Limit: 2, LockDelay: 50}),
+		fsm.NewKVPut(fsm.KVPut{Key: "k", Value: []byte("x"), Lease: 2}),
+		fsm.NewLeaseCheckpoint(fsm.LeaseCheckpoint{Leases: []fsm.LeaseRemaining{{ID: 1, Epoch: 1, Remaining: 300}}}),
+		fsm.NewLeaseRevoke(1),
+	} {
+		c.IdempotencyKey = fmt.Sprint("k", i%3)
+		c.Stamp = int64(i+1) * 1e9
+		applyTo(f, rich, uint64(i+1), c)
+	}
+	f.Add(persist(f, rich), false)
 	f.Add([]byte("COORDSNP"), false)
 	f.Add([]byte{1, 1, 5, 2, 7, 1, 'k', 1, 'v', 1, 1, 1, 3, 5, 2, 'n', '1', 0, 0}, true)
 	f.Add([]byte{2, 7, 0, 0, 1, 1, 1, 1, 2, 2, 7, 0, 0, 2, 2, 2, 3}, true)

@@ -53,6 +53,19 @@ func FuzzKVRequest(f *testing.F) {
 		{"PUT", "/v1/kv/" + strings.Repeat("k", 1025), "", "v"},
 		{"PUT", "/v1/kv/big", "", strings.Repeat("v", 1025)},
 		{"PUT", "/v1/kv/huge", "", strings.Repeat("v", 5000)},
+		{"POST", "/v1/leases", "", `{"ttl":"10s"}`},
+		{"POST", "/v1/leases", "", `{"ttl_ms":-5}`},
+		{"POST", "/v1/leases/1/keepalive", "", ""},
+		{"GET", "/v1/leases/1", "", ""},
+		{"DELETE", "/v1/leases/18446744073709551615", "", ""},
+		{"POST", "/v1/elections/e/campaign", "", `{"lease":1,"value":"v","wait":"10ms"}`},
+		{"POST", "/v1/elections/e/resign", "", `{"lease":1,"token":2}`},
+		{"POST", "/v1/elections/e/proclaim", "", `{"lease":1,"token":2,"value":"x"}`},
+		{"GET", "/v1/elections/e", "index=1&wait=1ms&changes=3", ""},
+		{"POST", "/v1/locks/l", "", `{"lease":1,"limit":3,"lock_delay":"1s"}`},
+		{"DELETE", "/v1/locks/l", "", `{"lease":1,"token":9}`},
+		{"GET", "/v1/fencing/l", "token=5", ""},
+		{"PUT", "/v1/kv/k", "lease=1", "v"},
 		{"DELETE", "/v1/kv/k", "", ""},
 		{"DELETE", "/v1/kv/k", "cas=1", ""},
 		{"DELETE", "/v1/kv/missing", "", ""},
@@ -131,8 +144,9 @@ func FuzzKVRequest(f *testing.F) {
 		}
 		switch res.StatusCode {
 		case http.StatusBadRequest, http.StatusMethodNotAllowed, http.StatusRequestEntityTooLarge, http.StatusNotFound:
-			if res.StatusCode == http.StatusNotFound && method == http.MethodDelete {
-				break // deleting a missing key is decided by the FSM
+			if res.StatusCode == http.StatusNotFound && (method == http.MethodDelete ||
+				strings.Contains(string(b), `"lease_not_found"`) || strings.Contains(string(b), `"election_not_found"`)) {
+				break // a missing key, lease or election is decided by the FSM
 			}
 			node.applyMu.Lock()
 			idx := node.index

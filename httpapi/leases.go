@@ -135,7 +135,7 @@ func (a *API) leaseRevoke(w http.ResponseWriter, r *http.Request) {
 		if err != nil {
 			return err
 		}
-		writeJSON(w, http.StatusOK, map[string]any{"id": id, "revoked": true, "index": res.Index})
+		writeJSON(w, http.StatusOK, map[string]any{"id": id, "revoked": true, "remaining_ms": 0, "index": res.Index})
 		return nil
 	})
 }

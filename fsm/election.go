@@ -198,16 +198,20 @@ func (s *State) WatchElection(name string) (*Election, uint64, <-chan struct{}) 
 
 // DelayedElections returns the names whose lock-delay holds back waiting
 // candidates, with the stamp at which it ends. The leader proposes a
-// promote for each when that time comes.
+// promote for each when that time comes. It costs O(delayed names), not
+// O(elections): the leader asks often.
 func (s *State) DelayedElections() map[string]int64 {
 	out := map[string]int64{}
-	s.elections.Root().Walk(func(_ []byte, e *Election) bool {
-		if len(e.Waiting) > 0 && len(e.Holders) < e.Limit && e.DelayUntil > 0 {
-			out[e.Name] = e.DelayUntil
-		}
+	s.delayed.Root().Walk(func(k []byte, until int64) bool {
+		out[string(k)] = until
 		return false
 	})
 	return out
+}
+
+// delayedNow reports whether e has candidates held back by its lock-delay.
+func (e *Election) delayedNow() bool {
+	return len(e.Waiting) > 0 && len(e.Holders) < e.Limit && e.DelayUntil > 0
 }
 
 // storeElection writes e back, tracking when it became empty.
@@ -221,6 +225,11 @@ func storeElection(s *State, e *Election, notify bool) {
 	case !empty && e.EmptySince != 0:
 		s.emptyElections, _, _ = s.emptyElections.Delete(emptyKey(e.EmptySince, e.Name))
 		e.EmptySince = 0
+	}
+	if e.delayedNow() {
+		s.delayed, _, _ = s.delayed.Insert([]byte(e.Name), e.DelayUntil)
+	} else if _, ok := s.delayed.Get([]byte(e.Name)); ok {
+		s.delayed, _, _ = s.delayed.Delete([]byte(e.Name))
 	}
 	s.elections = put(s.elections, []byte(e.Name), e, notify)
 }

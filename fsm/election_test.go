@@ -192,8 +192,16 @@ func TestLockDelay_HoldsBackTheNextHolderAfterAFailureButNotAfterARelease(t *tes
 	if _, ok := r.leader("L"); ok {
 		t.Fatal("a new holder during the lock-delay")
 	}
-	if d := r.f.State().DelayedElections(); d["L"] != r.stamp+5000*1e6 {
+	if d := r.f.State().DelayedElections(); d["L"] != r.stamp+5000*1e6 || len(d) != 1 {
 		t.Fatalf("delayed: %v", d)
+	}
+	// The index of delayed names is rebuilt from a snapshot.
+	restored, err := fsm.ReadState(bytes.NewReader(stateBytes(t, r.f.State())))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := restored.DelayedElections(); d["L"] != r.stamp+5000*1e6 || len(d) != 1 {
+		t.Fatalf("delayed after restore: %v", d)
 	}
 	r.stamp += 4999 * 1e6
 	r.apply(fsm.NewPromote("L"))
@@ -202,8 +210,11 @@ func TestLockDelay_HoldsBackTheNextHolderAfterAFailureButNotAfterARelease(t *tes
 	}
 	r.stamp += 1e6
 	res := r.apply(fsm.NewPromote("L"))
-	if l, ok := r.leader("L"); !ok || l.Lease != c || l.Token != res.Index {
+	if l, ok := r.leader("L"); !ok || l.Lease != c || l.Token != res.Index || res.Promoted != 1 {
 		t.Fatalf("after the delay: %+v", l)
+	}
+	if d := r.f.State().DelayedElections(); len(d) != 0 {
+		t.Fatalf("still delayed after the promote: %v", d)
 	}
 }
 

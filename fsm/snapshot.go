@@ -99,7 +99,7 @@ func ReadState(r io.Reader) (*State, error) {
 	s.index, s.term = h.Index, h.Term
 	kv, members, leases, attach := s.kv.Txn(), s.members.Txn(), s.leases.Txn(), s.attach.Txn()
 	elections, dedup, byStamp := s.elections.Txn(), s.dedup.Txn(), s.dedupByStamp.Txn()
-	empties := s.emptyElections.Txn()
+	empties, delayed := s.emptyElections.Txn(), s.delayed.Txn()
 	for {
 		typ, data, err := sr.Next()
 		if errors.Is(err, io.EOF) {
@@ -139,6 +139,9 @@ func ReadState(r io.Reader) (*State, error) {
 			if el.EmptySince != 0 {
 				empties.Insert(emptyKey(el.EmptySince, el.Name), struct{}{})
 			}
+			if el.delayedNow() {
+				delayed.Insert([]byte(el.Name), el.DelayUntil)
+			}
 		case recDedup:
 			de := &dedupEntry{Key: d.str(), Type: CommandType(d.uvarint()), Stamp: d.varint(), Index: d.uvarint()}
 			de.Result = decodeResult(&d)
@@ -156,7 +159,7 @@ func ReadState(r io.Reader) (*State, error) {
 	}
 	s.kv, s.members, s.leases, s.attach = kv.CommitOnly(), members.CommitOnly(), leases.CommitOnly(), attach.CommitOnly()
 	s.elections, s.dedup, s.dedupByStamp = elections.CommitOnly(), dedup.CommitOnly(), byStamp.CommitOnly()
-	s.emptyElections = empties.CommitOnly()
+	s.emptyElections, s.delayed = empties.CommitOnly(), delayed.CommitOnly()
 	return s, nil
 }
 

@@ -44,6 +44,9 @@ type State struct {
 	// emptyElections indexes names nobody holds or waits for by
 	// emptyKey(since, name), for collection.
 	emptyElections *iradix.Tree[struct{}]
+	// delayed indexes names whose lock-delay holds candidates back (name ->
+	// DelayUntil). Derived from elections; rebuilt on restore.
+	delayed *iradix.Tree[int64]
 	// electionDeleteIndex is the index of the last entry that removed an
 	// election (for blocking queries on a missing name).
 	electionDeleteIndex uint64
@@ -56,8 +59,8 @@ func emptyState() *State {
 	return &State{
 		kv: iradix.New[*KVEntry](), members: iradix.New[Member](),
 		leases: iradix.New[*Lease](), attach: iradix.New[struct{}](), elections: iradix.New[*Election](),
-		emptyElections: iradix.New[struct{}](),
-		dedup:          iradix.New[*dedupEntry](), dedupByStamp: iradix.New[string](),
+		emptyElections: iradix.New[struct{}](), delayed: iradix.New[int64](),
+		dedup: iradix.New[*dedupEntry](), dedupByStamp: iradix.New[string](),
 	}
 }
 

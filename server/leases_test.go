@@ -467,3 +467,36 @@ func Test_Leases_ManyExpiringAtOnce_AreBatchedAndWritesGoOn(t *testing.T) {
 	t.Logf("%d leases expired within %s of their grant; %d writes meanwhile, slowest %s",
 		leases, time.Since(granted).Round(time.Millisecond), writes, slowest.Round(time.Millisecond))
 }
+
+func Test_Locks_LockDelayAfterAFailureThenTheWaiterGetsIt(t *testing.T) {
+	t.Parallel()
+	c := testcluster.New(t, 3)
+	n := c.Followers()[0]
+	a, b := grant(t, c, n, "10s"), grant(t, c, n, "10s")
+	var ca httpapi.CampaignResponse
+	call(t, c, http.MethodPost, n.URL()+"/v1/locks/job", fmt.Sprintf(`{"lease":%d,"lock_delay":"1s"}`, a.ID)).JSON(t, &ca)
+	if !ca.Leader {
+		t.Fatalf("first lock: %+v", ca)
+	}
+	done := make(chan httpapi.CampaignResponse, 1)
+	go func() {
+		var cb httpapi.CampaignResponse
+		r, err := c.Try(http.MethodPost, n.URL()+"/v1/locks/job", fmt.Sprintf(`{"lease":%d,"wait":"10s"}`, b.ID))
+		if err == nil && r.Status == http.StatusOK {
+			_ = json.Unmarshal(r.Body, &cb)
+		}
+		done <- cb
+	}()
+	time.Sleep(200 * time.Millisecond) // let B queue
+	failed := time.Now()
+	call(t, c, http.MethodDelete, fmt.Sprintf("%s/v1/leases/%d", n.URL(), a.ID), "") // A fails
+	cb := <-done
+	waited := time.Since(failed)
+	if !cb.Leader || cb.Token <= ca.Token {
+		t.Fatalf("waiter after the lock-delay: %+v", cb)
+	}
+	if waited < time.Second {
+		t.Fatalf("waiter got the lock %s after the holder failed, inside the 1s lock-delay", waited)
+	}
+	t.Logf("lock-delay 1s: waiter got the lock %s after the holder failed", waited.Round(time.Millisecond))
+}

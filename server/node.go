@@ -49,11 +49,18 @@ func (s *Server) httpAddrOf(id string) string {
 }
 
 // waitLeaderReady waits until this node leads and has applied its first
-// entry of the term, or returns at once if it does not lead.
+// entry of the term, or returns at once if it does not lead. Raft's own
+// state is checked every time, so a leader that has just stepped down stops
+// serving (keepalives included) at once, even before its duties are torn
+// down: a deposed leader steps down after LeaderLeaseTimeout without a
+// quorum, before any other node can be elected (HeartbeatTimeout is longer).
 func (s *Server) waitLeaderReady(ctx context.Context) error {
-	for !s.leaderReady.Load() {
+	for {
 		if s.raft.State() != raft.Leader {
 			return ErrNotLeader
+		}
+		if s.leaderReady.Load() {
+			return nil
 		}
 		select {
 		case <-ctx.Done():
@@ -63,7 +70,6 @@ func (s *Server) waitLeaderReady(ctx context.Context) error {
 		case <-time.After(5 * time.Millisecond):
 		}
 	}
-	return nil
 }
 
 // Apply proposes cmd through Raft and waits until it is applied here. The

@@ -451,3 +451,64 @@ func Test_E2E_LeaderSIGTERMed_HandsLeadershipOverAndExitsCleanly(t *testing.T) {
 		p.term(t, 15*time.Second)
 	}
 }
+
+func Test_E2E_LockSurvivesLeaderSIGKILL_ThenPassesToTheStandbyWhenTheHolderStops(t *testing.T) {
+	procs := startCluster(t, 3)
+	pick := func(i int) *proc {
+		for j := range procs {
+			if p := procs[(i+j)%len(procs)]; p.running() {
+				return p
+			}
+		}
+		t.Fatal("no node running")
+		return nil
+	}
+	holder := grantLease(t, pick(0), "2s")
+	var c campaignResp
+	if code, _ := post(t, pick(0).url()+"/v1/locks/job", fmt.Sprintf(`{"lease":%d}`, holder), &c); code != http.StatusOK || !c.Leader {
+		t.Fatalf("lock: %d %+v", code, c)
+	}
+	// The holder keeps its lease alive through any node, every 400 ms.
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			case <-time.After(400 * time.Millisecond):
+			}
+			if resp, err := httpc.Post(fmt.Sprintf("%s/v1/leases/%d/keepalive", pick(i).url(), holder), "application/json", nil); err == nil {
+				resp.Body.Close()
+			}
+		}
+	}()
+	leader := leaderOf(t, procs)
+	leader.kill()
+	leaderOf(t, others(procs, leader))
+	time.Sleep(3 * time.Second) // longer than the TTL, across the failover
+	var e electionResp
+	resp, err := httpc.Get(pick(1).url() + "/v1/locks/job")
+	if err != nil {
+		t.Fatal(err)
+	}
+	json.NewDecoder(resp.Body).Decode(&e)
+	resp.Body.Close()
+	if e.Leader == nil || e.Leader.Lease != holder || e.Leader.Token != c.Token {
+		t.Fatalf("after the failover the lock is %+v, want lease %d token %d", e.Leader, holder, c.Token)
+	}
+	// The holder stops; a standby waiting for the lock takes over with a
+	// higher token.
+	standby := grantLease(t, pick(1), "10s")
+	close(stop)
+	wg.Wait()
+	var s campaignResp
+	if code, _ := post(t, pick(1).url()+"/v1/locks/job", fmt.Sprintf(`{"lease":%d,"wait":"10s"}`, standby), &s); code != http.StatusOK || !s.Leader || s.Token <= c.Token {
+		t.Fatalf("standby: %d %+v", code, s)
+	}
+	for _, p := range procs {
+		p.term(t, 15*time.Second)
+	}
+}

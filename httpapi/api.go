@@ -30,8 +30,9 @@ const (
 	DefaultWait = 60 * time.Second
 	// MaxWait caps ?wait.
 	MaxWait = 10 * time.Minute
-	// writeTimeout bounds the wait for a write's commit.
-	writeTimeout = 10 * time.Second
+	// DefaultWriteTimeout bounds the wait for a write's commit (or a read
+	// barrier).
+	DefaultWriteTimeout = 10 * time.Second
 )
 
 // Options configures the API.
@@ -44,6 +45,10 @@ type Options struct {
 	Registry *prometheus.Registry
 	// Forwarder sends requests to the leader; nil uses a default client.
 	Forwarder *http.Client
+	// WriteTimeout bounds the wait for a commit or a read barrier, and a
+	// forwarding hop of a request that does not block; 0 means
+	// DefaultWriteTimeout.
+	WriteTimeout time.Duration
 	// Stopping, when closed, makes blocking queries answer at once with
 	// what they have, so that a graceful shutdown does not wait for them.
 	Stopping <-chan struct{}
@@ -72,6 +77,9 @@ func New(node Node, opts Options) *API {
 	}
 	if opts.Registry == nil {
 		opts.Registry = prometheus.NewRegistry()
+	}
+	if opts.WriteTimeout <= 0 {
+		opts.WriteTimeout = DefaultWriteTimeout
 	}
 	a := &API{node: node, opts: opts, log: opts.Logger, mux: http.NewServeMux(), fwd: opts.Forwarder}
 	if a.fwd == nil {

@@ -95,7 +95,7 @@ func (a *API) membersJoin(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	a.onLeader(w, r, body, func() error {
-		ctx, cancel := context.WithTimeout(r.Context(), writeTimeout)
+		ctx, cancel := context.WithTimeout(r.Context(), a.opts.WriteTimeout)
 		defer cancel()
 		if err := a.node.Join(ctx, req); err != nil {
 			return err
@@ -116,7 +116,7 @@ func (a *API) membersRemove(w http.ResponseWriter, r *http.Request) {
 	}
 	id := r.PathValue("id")
 	a.onLeader(w, r, nil, func() error {
-		ctx, cancel := context.WithTimeout(r.Context(), writeTimeout)
+		ctx, cancel := context.WithTimeout(r.Context(), a.opts.WriteTimeout)
 		defer cancel()
 		if err := a.node.Remove(ctx, id); err != nil {
 			return err
@@ -151,7 +151,7 @@ func (a *API) transferLeadership(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	a.onLeader(w, r, body, func() error {
-		ctx, cancel := context.WithTimeout(r.Context(), writeTimeout)
+		ctx, cancel := context.WithTimeout(r.Context(), a.opts.WriteTimeout)
 		defer cancel()
 		from := a.node.ID()
 		if err := a.node.TransferLeadership(ctx, req.ID); err != nil {

@@ -45,6 +45,16 @@ func (a *API) onLeader(w http.ResponseWriter, r *http.Request, body []byte, op f
 	writeError(w, err)
 }
 
+// mayBlock reports whether a request may legitimately take up to MaxWait:
+// blocking queries, Server-Sent Events, campaigns and lock acquisitions
+// with a wait.
+func mayBlock(r *http.Request) bool {
+	p := r.URL.Path
+	return r.URL.Query().Has("index") ||
+		strings.Contains(r.Header.Get("Accept"), "text/event-stream") ||
+		r.Method == http.MethodPost && (strings.HasSuffix(p, "/campaign") || strings.HasPrefix(p, "/v1/locks/"))
+}
+
 // forward proxies the request to the leader's HTTP API and copies the
 // answer back, streaming. A request that was already forwarded once is not
 // forwarded again: that would mean two nodes disagree about the leader, and
@@ -74,9 +84,9 @@ func (a *API) forward(w http.ResponseWriter, r *http.Request, body []byte) {
 	}
 	// Bound the hop so that a stalled leader (paused, partitioned) cannot
 	// hold this request forever: a blocking query may take its whole wait.
-	hop := writeTimeout + 5*time.Second
-	if r.URL.Query().Has("index") {
-		hop = MaxWait + MaxWait/16 + 10*time.Second
+	hop := a.opts.WriteTimeout + 5*time.Second
+	if mayBlock(r) {
+		hop = MaxWait + MaxWait/16 + a.opts.WriteTimeout + 10*time.Second
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), hop)
 	defer cancel()

@@ -125,7 +125,7 @@ func (a *API) readBarrier(ctx context.Context, stale bool) error {
 	if stale {
 		return nil
 	}
-	bctx, cancel := context.WithTimeout(ctx, writeTimeout)
+	bctx, cancel := context.WithTimeout(ctx, a.opts.WriteTimeout)
 	defer cancel()
 	return a.node.ReadBarrier(bctx)
 }
@@ -279,11 +279,11 @@ func (a *API) kvDelete(w http.ResponseWriter, r *http.Request) {
 }
 
 // apply proposes cmd with the request's Idempotency-Key, bounded by
-// writeTimeout, and turns a domain failure in the result into an error. A
+// Options.WriteTimeout, and turns a domain failure in the result into an error. A
 // result replayed from the idempotency record is marked with the
 // Idempotent-Replayed header.
 func (a *API) apply(w http.ResponseWriter, r *http.Request, cmd fsm.Command) (*fsm.Result, error) {
-	ctx, cancel := context.WithTimeout(r.Context(), writeTimeout)
+	ctx, cancel := context.WithTimeout(r.Context(), a.opts.WriteTimeout)
 	defer cancel()
 	cmd.IdempotencyKey = r.Header.Get(headerIdempotencyID)
 	res, err := a.node.Apply(ctx, cmd)

@@ -2,6 +2,7 @@ package httpapi_test
 
 import (
 	"errors"
+	"fmt"
 	"net/http"
 	"strconv"
 	"strings"
@@ -119,3 +120,27 @@ func TestReadyz_IsAlways503WhenNotReady(t *testing.T) {
 }
 
 func itoa(v uint64) string { return strconv.FormatUint(v, 10) }
+
+func TestForwardedCampaign_MayWaitLongerThanTheWriteTimeout(t *testing.T) {
+	t.Parallel()
+	opts := &httpapi.Options{WriteTimeout: 100 * time.Millisecond}
+	l, f := newTestAPI(t, "L", opts), newTestAPI(t, "F", &httpapi.Options{WriteTimeout: 100 * time.Millisecond})
+	l.node.mu.Lock()
+	info := l.node.leader
+	l.node.mu.Unlock()
+	f.node.set(func(n *fakeNode) { n.isLeader, n.leader = false, info })
+
+	a := l.node.applyLocal(fsm.NewLeaseGrant(10000)).Lease.ID
+	b := l.node.applyLocal(fsm.NewLeaseGrant(10000)).Lease.ID
+	tok := l.node.applyLocal(fsm.NewCampaign(fsm.Campaign{Kind: fsm.KindElection, Name: "e", Lease: a})).Campaign.Token
+	go func() {
+		time.Sleep(5500 * time.Millisecond) // past the hop limit of a request that does not block (write timeout + 5 s)
+		l.node.applyLocal(fsm.NewResign(fsm.Resign{Name: "e", Lease: a, Token: tok}))
+	}()
+	r := f.do(t, "POST", "/v1/elections/e/campaign", fmt.Sprintf(`{"lease":%d,"wait":"10s"}`, b))
+	var cr httpapi.CampaignResponse
+	wantJSON(t, r, &cr)
+	if !cr.Leader || cr.Token <= tok {
+		t.Fatalf("forwarded waiting campaign: %d %s", r.status, r.body)
+	}
+}

@@ -166,7 +166,7 @@ func (s *Server) leaseDuties(ctx context.Context) {
 		s.promoteDelayed(ctx)
 		next := leaseTick
 		if t, ok := s.lessor.NextEvent(); ok {
-			next = min(next, max(time.Until(t), 0))
+			next = min(next, max(time.Until(t), time.Millisecond))
 		}
 		timer.Reset(next)
 	}

@@ -4,7 +4,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"sync"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -28,12 +27,10 @@ const boltOpenTimeout = time.Second
 type BoltStore struct {
 	path string
 
-	// mu serialises Raise and guards highest and closed. Raise holds it across
-	// the commit, so highest only ever holds tokens that are durable.
-	mu      sync.Mutex
-	db      *bolt.DB
-	highest map[string]Token
-	closed  bool
+	// tokenTable's mu serialises Raise, which holds it across the commit,
+	// so highest only ever holds tokens that are durable.
+	tokenTable
+	db *bolt.DB
 }
 
 var _ Store = (*BoltStore)(nil)
@@ -51,7 +48,7 @@ func OpenBoltStore(path string) (*BoltStore, error) {
 	if err != nil {
 		return nil, fmt.Errorf("fencing: open bolt store %s: %w", path, err)
 	}
-	s := &BoltStore{path: path, db: db, highest: make(map[string]Token)}
+	s := &BoltStore{path: path, db: db, tokenTable: tokenTable{highest: make(map[string]Token)}}
 	if err := s.load(); err != nil {
 		_ = db.Close()
 		return nil, err
@@ -128,19 +125,6 @@ func (s *BoltStore) Raise(name string, t Token) (Token, bool, error) {
 	}
 	s.highest[name] = t
 	return t, true, nil
-}
-
-// Highest returns the highest token accepted for name, or 0 if none was.
-func (s *BoltStore) Highest(name string) (Token, error) {
-	if err := checkName(name); err != nil {
-		return 0, fmt.Errorf("fencing: highest: %w", err)
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closed {
-		return 0, fmt.Errorf("fencing: highest %s: %w", quoteShort(name), errClosed)
-	}
-	return s.highest[name], nil
 }
 
 // Close closes the file, releasing its lock. A second Close returns nil.

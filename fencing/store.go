@@ -26,16 +26,36 @@ var errClosed = errors.New("store is closed")
 // process exits. Use it for a resource whose own state does not survive a
 // restart either, and in tests.
 type MemoryStore struct {
+	tokenTable
+}
+
+// tokenTable is what both stores keep in memory: the highest token per name
+// (for BoltStore, only tokens already durable) and whether the store is
+// closed. mu guards it; BoltStore holds it across a commit.
+type tokenTable struct {
 	mu      sync.Mutex
 	highest map[string]Token
 	closed  bool
+}
+
+// Highest returns the highest token accepted for name, or 0 if none was.
+func (s *tokenTable) Highest(name string) (Token, error) {
+	if err := checkName(name); err != nil {
+		return 0, fmt.Errorf("fencing: highest: %w", err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return 0, fmt.Errorf("fencing: highest %s: %w", quoteShort(name), errClosed)
+	}
+	return s.highest[name], nil
 }
 
 var _ Store = (*MemoryStore)(nil)
 
 // NewMemoryStore returns an empty MemoryStore.
 func NewMemoryStore() *MemoryStore {
-	return &MemoryStore{highest: make(map[string]Token)}
+	return &MemoryStore{tokenTable{highest: make(map[string]Token)}}
 }
 
 // Raise sets name's highest token to t if t is at least the current one. It
@@ -58,19 +78,6 @@ func (s *MemoryStore) Raise(name string, t Token) (Token, bool, error) {
 	}
 	s.highest[name] = t
 	return t, true, nil
-}
-
-// Highest returns the highest token accepted for name, or 0 if none was.
-func (s *MemoryStore) Highest(name string) (Token, error) {
-	if err := checkName(name); err != nil {
-		return 0, fmt.Errorf("fencing: highest: %w", err)
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closed {
-		return 0, fmt.Errorf("fencing: highest %s: %w", quoteShort(name), errClosed)
-	}
-	return s.highest[name], nil
 }
 
 // Close makes later calls fail. It never returns an error.

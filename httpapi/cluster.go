@@ -31,6 +31,20 @@ func (a *API) membersList(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, ms)
 }
 
+// readJSON reads a request that takes no query parameters and whose body is
+// one JSON object, decoded strictly into v. It returns the body for
+// forwarding.
+func (a *API) readJSON(w http.ResponseWriter, r *http.Request, v any) ([]byte, error) {
+	if _, err := query(r); err != nil {
+		return nil, err
+	}
+	body, err := a.readBody(w, r)
+	if err != nil {
+		return nil, err
+	}
+	return body, decodeJSON(body, v)
+}
+
 // decodeJSON decodes a JSON object body strictly: unknown fields and
 // trailing data are errors.
 func decodeJSON(body []byte, v any) error {
@@ -70,17 +84,9 @@ func validAddr(field, addr string) error {
 }
 
 func (a *API) membersJoin(w http.ResponseWriter, r *http.Request) {
-	if _, err := query(r); err != nil {
-		writeError(w, err)
-		return
-	}
-	body, err := a.readBody(w, r)
-	if err != nil {
-		writeError(w, err)
-		return
-	}
 	var req JoinRequest
-	if err := decodeJSON(body, &req); err != nil {
+	body, err := a.readJSON(w, r, &req)
+	if err != nil {
 		writeError(w, err)
 		return
 	}

@@ -124,18 +124,12 @@ type HolderRequest struct {
 	Value string `json:"value,omitempty"`
 }
 
+// decodeBody is readJSON for a request on /{name}, which it validates.
 func (a *API) decodeBody(w http.ResponseWriter, r *http.Request, v any) ([]byte, error) {
-	if _, err := query(r); err != nil {
-		return nil, err
-	}
 	if err := validName(r.PathValue("name")); err != nil {
 		return nil, err
 	}
-	body, err := a.readBody(w, r)
-	if err != nil {
-		return nil, err
-	}
-	return body, decodeJSON(body, v)
+	return a.readJSON(w, r, v)
 }
 
 func (a *API) campaign(kind fsm.ElectionKind) http.HandlerFunc {
@@ -334,13 +328,7 @@ func (a *API) electionGet(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, out)
 		return nil
 	}
-	if stale {
-		if err := serve(); err != nil {
-			writeError(w, err)
-		}
-		return
-	}
-	a.onLeader(w, r, nil, serve)
+	a.serveRead(w, r, stale, serve)
 }
 
 func (a *API) electionList(kind fsm.ElectionKind) http.HandlerFunc {
@@ -369,13 +357,7 @@ func (a *API) electionList(kind fsm.ElectionKind) http.HandlerFunc {
 			writeJSON(w, http.StatusOK, out)
 			return nil
 		}
-		if stale {
-			if err := serve(); err != nil {
-				writeError(w, err)
-			}
-			return
-		}
-		a.onLeader(w, r, nil, serve)
+		a.serveRead(w, r, stale, serve)
 	}
 }
 
@@ -434,11 +416,5 @@ func (a *API) fencingCheck(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, out)
 		return nil
 	}
-	if stale {
-		if err := serve(); err != nil {
-			writeError(w, err)
-		}
-		return
-	}
-	a.onLeader(w, r, nil, serve)
+	a.serveRead(w, r, stale, serve)
 }

@@ -110,13 +110,20 @@ func (a *API) kvGet(w http.ResponseWriter, r *http.Request) {
 		}
 		return nil
 	}
-	if stale {
-		if err := serve(); err != nil {
-			writeError(w, err)
-		}
+	a.serveRead(w, r, stale, serve)
+}
+
+// serveRead runs a read: a ?stale one here, a linearizable one on the
+// leader (forwarding if this node does not lead). serve does the read
+// barrier itself (readBarrier), so that it happens on the node that answers.
+func (a *API) serveRead(w http.ResponseWriter, r *http.Request, stale bool, serve func() error) {
+	if !stale {
+		a.onLeader(w, r, nil, serve)
 		return
 	}
-	a.onLeader(w, r, nil, serve)
+	if err := serve(); err != nil {
+		writeError(w, err)
+	}
 }
 
 // readBarrier makes the state read next linearizable, unless the read is

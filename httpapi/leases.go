@@ -38,8 +38,12 @@ func (a *API) leaseJSON(l *fsm.Lease, withAttached bool) LeaseJSON {
 	return out
 }
 
-// leaseID reads the {id} path value.
+// leaseID reads the {id} path value of a request that takes no query
+// parameters.
 func leaseID(r *http.Request) (uint64, error) {
+	if _, err := query(r); err != nil {
+		return 0, err
+	}
 	s := r.PathValue("id")
 	id, err := strconv.ParseUint(s, 10, 64)
 	if err != nil || id == 0 {
@@ -49,17 +53,9 @@ func leaseID(r *http.Request) (uint64, error) {
 }
 
 func (a *API) leaseGrant(w http.ResponseWriter, r *http.Request) {
-	if _, err := query(r); err != nil {
-		writeError(w, err)
-		return
-	}
-	body, err := a.readBody(w, r)
-	if err != nil {
-		writeError(w, err)
-		return
-	}
 	var req LeaseGrantRequest
-	if err := decodeJSON(body, &req); err != nil {
+	body, err := a.readJSON(w, r, &req)
+	if err != nil {
 		writeError(w, err)
 		return
 	}
@@ -98,9 +94,6 @@ func (a *API) leaseGrant(w http.ResponseWriter, r *http.Request) {
 
 func (a *API) leaseKeepalive(w http.ResponseWriter, r *http.Request) {
 	id, err := leaseID(r)
-	if err == nil {
-		_, err = query(r)
-	}
 	if err != nil {
 		writeError(w, err)
 		return
@@ -123,9 +116,6 @@ func (a *API) leaseKeepalive(w http.ResponseWriter, r *http.Request) {
 
 func (a *API) leaseRevoke(w http.ResponseWriter, r *http.Request) {
 	id, err := leaseID(r)
-	if err == nil {
-		_, err = query(r)
-	}
 	if err != nil {
 		writeError(w, err)
 		return
@@ -142,9 +132,6 @@ func (a *API) leaseRevoke(w http.ResponseWriter, r *http.Request) {
 
 func (a *API) leaseGet(w http.ResponseWriter, r *http.Request) {
 	id, err := leaseID(r)
-	if err == nil {
-		_, err = query(r)
-	}
 	if err != nil {
 		writeError(w, err)
 		return

@@ -93,17 +93,10 @@ func decodeToken(k, v []byte) (Token, error) {
 // is committed and fsynced before Raise returns; if the commit fails, the
 // error is returned and t is not accepted.
 func (s *BoltStore) Raise(name string, t Token) (Token, bool, error) {
-	if err := checkName(name); err != nil {
-		return 0, false, fmt.Errorf("fencing: raise: %w", err)
+	if err := s.beginRaise(name, t); err != nil {
+		return 0, false, err
 	}
-	if err := checkToken(t); err != nil {
-		return 0, false, fmt.Errorf("fencing: raise %s: %w", quoteShort(name), err)
-	}
-	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.closed {
-		return 0, false, fmt.Errorf("fencing: raise %s: %w", quoteShort(name), errClosed)
-	}
 	cur := s.highest[name]
 	switch {
 	case t < cur:

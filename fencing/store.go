@@ -38,6 +38,23 @@ type tokenTable struct {
 	closed  bool
 }
 
+// beginRaise validates a raise and, when it returns nil, holds mu: the
+// caller unlocks it.
+func (s *tokenTable) beginRaise(name string, t Token) error {
+	if err := checkName(name); err != nil {
+		return fmt.Errorf("fencing: raise: %w", err)
+	}
+	if err := checkToken(t); err != nil {
+		return fmt.Errorf("fencing: raise %s: %w", quoteShort(name), err)
+	}
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return fmt.Errorf("fencing: raise %s: %w", quoteShort(name), errClosed)
+	}
+	return nil
+}
+
 // Highest returns the highest token accepted for name, or 0 if none was.
 func (s *tokenTable) Highest(name string) (Token, error) {
 	if err := checkName(name); err != nil {
@@ -61,17 +78,10 @@ func NewMemoryStore() *MemoryStore {
 // Raise sets name's highest token to t if t is at least the current one. It
 // returns the highest token after the call and whether t was accepted.
 func (s *MemoryStore) Raise(name string, t Token) (Token, bool, error) {
-	if err := checkName(name); err != nil {
-		return 0, false, fmt.Errorf("fencing: raise: %w", err)
+	if err := s.beginRaise(name, t); err != nil {
+		return 0, false, err
 	}
-	if err := checkToken(t); err != nil {
-		return 0, false, fmt.Errorf("fencing: raise %s: %w", quoteShort(name), err)
-	}
-	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.closed {
-		return 0, false, fmt.Errorf("fencing: raise %s: %w", quoteShort(name), errClosed)
-	}
 	cur := s.highest[name]
 	if t < cur {
 		return cur, false, nil

@@ -241,45 +241,53 @@ func (a *API) waitForLeadership(ctx context.Context, name string, lease uint64, 
 	}
 }
 
-func (a *API) resign(w http.ResponseWriter, r *http.Request) {
-	var req HolderRequest
-	body, err := a.decodeBody(w, r, &req)
-	if err == nil && req.Lease == 0 {
-		err = badRequest("lease is required")
-	}
-	if err != nil {
-		writeError(w, err)
-		return
-	}
-	name := r.PathValue("name")
-	a.onLeader(w, r, body, func() error {
-		res, err := a.apply(w, r, fsm.NewResign(fsm.Resign{Name: name, Lease: req.Lease, Token: req.Token}))
-		if err != nil {
-			return err
+// holderOp serves resign, proclaim and lock release: a JSON HolderRequest,
+// checked by check, turned into a command for name, answered with the
+// election after it.
+func (a *API) holderOp(check func(HolderRequest) error, cmd func(name string, req HolderRequest) fsm.Command) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		var req HolderRequest
+		body, err := a.decodeBody(w, r, &req)
+		if err == nil {
+			err = check(req)
 		}
-		writeJSON(w, http.StatusOK, electionJSON(name, res.Election, res.Index))
+		if err != nil {
+			writeError(w, err)
+			return
+		}
+		name := r.PathValue("name")
+		a.onLeader(w, r, body, func() error {
+			res, err := a.apply(w, r, cmd(name, req))
+			if err != nil {
+				return err
+			}
+			writeJSON(w, http.StatusOK, electionJSON(name, res.Election, res.Index))
+			return nil
+		})
+	}
+}
+
+// resign answers POST .../resign and DELETE /v1/locks/{name}. Token 0
+// withdraws a waiting candidacy.
+func (a *API) resign() http.HandlerFunc {
+	return a.holderOp(func(req HolderRequest) error {
+		if req.Lease == 0 {
+			return badRequest("lease is required")
+		}
 		return nil
+	}, func(name string, req HolderRequest) fsm.Command {
+		return fsm.NewResign(fsm.Resign{Name: name, Lease: req.Lease, Token: req.Token})
 	})
 }
 
-func (a *API) proclaim(w http.ResponseWriter, r *http.Request) {
-	var req HolderRequest
-	body, err := a.decodeBody(w, r, &req)
-	if err == nil && (req.Lease == 0 || req.Token == 0) {
-		err = badRequest("lease and token are required")
-	}
-	if err != nil {
-		writeError(w, err)
-		return
-	}
-	name := r.PathValue("name")
-	a.onLeader(w, r, body, func() error {
-		res, err := a.apply(w, r, fsm.NewProclaim(fsm.Proclaim{Name: name, Lease: req.Lease, Token: req.Token, Value: []byte(req.Value)}))
-		if err != nil {
-			return err
+func (a *API) proclaim() http.HandlerFunc {
+	return a.holderOp(func(req HolderRequest) error {
+		if req.Lease == 0 || req.Token == 0 {
+			return badRequest("lease and token are required")
 		}
-		writeJSON(w, http.StatusOK, electionJSON(name, res.Election, res.Index))
 		return nil
+	}, func(name string, req HolderRequest) fsm.Command {
+		return fsm.NewProclaim(fsm.Proclaim{Name: name, Lease: req.Lease, Token: req.Token, Value: []byte(req.Value)})
 	})
 }
 
@@ -359,11 +367,6 @@ func (a *API) electionList(kind fsm.ElectionKind) http.HandlerFunc {
 		}
 		a.serveRead(w, r, stale, serve)
 	}
-}
-
-// lockRelease answers DELETE /v1/locks/{name} with {"lease","token"}.
-func (a *API) lockRelease(w http.ResponseWriter, r *http.Request) {
-	a.resign(w, r)
 }
 
 // FencingCheck is the answer of GET /v1/fencing/{name}?token=T (Chubby's

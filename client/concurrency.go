@@ -1,0 +1,316 @@
+package client
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+)
+
+// campaignChunk bounds one blocking campaign call, so that a lost lease or
+// a dead node is noticed between calls too.
+const campaignChunk = 30 * time.Second
+
+// Election campaigns for a named role with a Session's lease.
+type Election struct {
+	s    *Session
+	name string
+}
+
+// NewElection returns the election name for session s.
+func NewElection(s *Session, name string) *Election { return &Election{s: s, name: name} }
+
+// Leadership is held leadership. Its Context is cancelled the moment it is
+// lost: the session ended, or the election names another leader (or none).
+// Even so, a process can be paused past that moment: send Token with every
+// write to a resource and let the resource refuse stale tokens.
+type Leadership struct {
+	e      *Election
+	token  uint64
+	ctx    context.Context
+	cancel context.CancelCauseFunc
+	wg     sync.WaitGroup
+}
+
+// Token is the fencing token: the Raft index of the entry that made this
+// session leader, strictly increasing per name.
+func (l *Leadership) Token() uint64 { return l.token }
+
+// Context is cancelled when leadership is lost; context.Cause says why.
+func (l *Leadership) Context() context.Context { return l.ctx }
+
+// Campaign waits until the session leads the election (or ctx ends, or the
+// session is lost: then it fails at once with ErrLeaseLost) and returns the
+// Leadership. If ctx ends first, the candidacy is withdrawn.
+func (e *Election) Campaign(ctx context.Context, value string) (*Leadership, error) {
+	res, err := acquireLoop(ctx, e.s, func(cctx context.Context) (*CampaignResult, error) {
+		return e.s.c.Campaign(cctx, e.name, e.s.lease, value, campaignChunk)
+	}, func(wctx context.Context) { _, _ = e.s.c.Resign(wctx, e.name, e.s.lease, 0) })
+	if err != nil {
+		return nil, err
+	}
+	return newLeadership(e, res.Token), nil
+}
+
+// acquireLoop repeats a blocking campaign until it leads, the session is
+// lost or ctx ends (then withdraw runs).
+func acquireLoop(ctx context.Context, s *Session, call func(context.Context) (*CampaignResult, error), withdraw func(context.Context)) (*CampaignResult, error) {
+	// The calls stop at once when the session ends.
+	cctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		select {
+		case <-s.Done():
+			cancel()
+		case <-cctx.Done():
+		}
+	}()
+	for {
+		res, err := call(cctx)
+		switch {
+		case s.Err() != nil:
+			return nil, fmt.Errorf("coordd: campaign: %w", s.Err())
+		case errors.Is(err, ErrLeaseLost), errors.Is(err, ErrLeaseNotFound):
+			return nil, fmt.Errorf("coordd: campaign: %w: %v", ErrLeaseLost, err)
+		case ctx.Err() != nil:
+			wctx, wcancel := context.WithTimeout(context.Background(), 5*time.Second)
+			withdraw(wctx)
+			wcancel()
+			return nil, ctx.Err()
+		case err != nil:
+			return nil, err
+		case res.Leader:
+			return res, nil
+		}
+	}
+}
+
+func newLeadership(e *Election, token uint64) *Leadership {
+	ctx, cancel := context.WithCancelCause(context.Background())
+	l := &Leadership{e: e, token: token, ctx: ctx, cancel: cancel}
+	l.wg.Add(1)
+	go l.watch("elections")
+	return l
+}
+
+// watch cancels the leadership when the session ends or the election shows
+// another leader (or none).
+func (l *Leadership) watch(kind string) {
+	defer l.wg.Done()
+	go func() {
+		select {
+		case <-l.e.s.Done():
+			l.cancel(fmt.Errorf("coordd: leadership lost: %w", l.e.s.Err()))
+		case <-l.ctx.Done():
+		}
+	}()
+	lost := func(st *ElectionState) bool {
+		for _, h := range st.Holders {
+			if h.Lease == l.e.s.lease && h.Token == l.token {
+				return false
+			}
+		}
+		return true
+	}
+	var index uint64
+	for l.ctx.Err() == nil {
+		st, err := l.e.s.c.electionState(l.ctx, kind, l.e.name, index, campaignChunk)
+		if err != nil {
+			if l.ctx.Err() != nil {
+				return
+			}
+			time.Sleep(50 * time.Millisecond)
+			continue
+		}
+		if lost(st) {
+			l.cancel(fmt.Errorf("coordd: leadership lost: %w: %q is held by another token now", ErrNotHolder, l.e.name))
+			return
+		}
+		index = st.Index
+	}
+}
+
+// electionState reads an election or lock, blocking past index (0: now).
+func (c *Client) electionState(ctx context.Context, kind, name string, index uint64, wait time.Duration) (*ElectionState, error) {
+	path := namePath(kind, name)
+	blocking := index > 0
+	if blocking {
+		path += fmt.Sprintf("?index=%d&wait=%s", index, serverWait(ctx, wait))
+	}
+	var out ElectionState
+	if err := c.do(ctx, request{method: "GET", path: path, idempotent: true, blocking: blocking}, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// Resign gives up leadership; the next candidate leads in the same entry.
+func (l *Leadership) Resign(ctx context.Context) error {
+	_, err := l.e.s.c.Resign(ctx, l.e.name, l.e.s.lease, l.token)
+	l.cancel(errors.New("coordd: resigned"))
+	l.wg.Wait()
+	return err
+}
+
+// Proclaim changes the leader's value, keeping the token.
+func (l *Leadership) Proclaim(ctx context.Context, value string) error {
+	_, err := l.e.s.c.Proclaim(ctx, l.e.name, l.e.s.lease, l.token, value)
+	return err
+}
+
+// Leader returns the election's leader, nil when there is none.
+func (e *Election) Leader(ctx context.Context) (*Candidate, error) {
+	st, err := e.s.c.Election(ctx, e.name)
+	if err != nil {
+		return nil, err
+	}
+	return st.Leader, nil
+}
+
+// LeaderEvent is one state of an observed election: Leader is nil when
+// there is none. Coalesced counts holder changes between this event and the
+// previous one that were not delivered one by one. Err reports a failed
+// attempt; observing goes on.
+type LeaderEvent struct {
+	Leader    *Candidate
+	Changes   uint64
+	Coalesced uint64
+	Index     uint64
+	Err       error
+}
+
+// Observe delivers the election's leader now and after every change,
+// including "no leader", until ctx ends. It reads linearizably, retrying
+// other nodes across failures, so it never ends on a stale state.
+func (e *Election) Observe(ctx context.Context) <-chan LeaderEvent {
+	return e.s.c.Observe(ctx, e.name)
+}
+
+// Observe is Election.Observe without a session.
+func (c *Client) Observe(ctx context.Context, name string) <-chan LeaderEvent {
+	ch := make(chan LeaderEvent, 1)
+	go func() {
+		defer close(ch)
+		var index, changes uint64
+		first := true
+		for ctx.Err() == nil {
+			st, err := c.electionState(ctx, "elections", name, index, campaignChunk)
+			if err != nil {
+				if ctx.Err() != nil {
+					return
+				}
+				select {
+				case ch <- LeaderEvent{Err: err}:
+				case <-ctx.Done():
+					return
+				}
+				time.Sleep(100 * time.Millisecond)
+				continue
+			}
+			if !first && st.Index == index {
+				continue // the wait ran out
+			}
+			ev := LeaderEvent{Leader: st.Leader, Changes: st.Changes, Index: st.Index}
+			if !first && st.Changes > changes+1 {
+				ev.Coalesced = st.Changes - changes - 1
+			}
+			first, index, changes = false, max(st.Index, 1), st.Changes
+			select {
+			case ch <- ev:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	return ch
+}
+
+// Mutex is a distributed lock held by a Session. A counting semaphore when
+// LockOptions.Limit > 1.
+type Mutex struct {
+	s    *Session
+	name string
+	opts LockOptions
+
+	mu sync.Mutex
+	l  *Leadership
+}
+
+// NewMutex returns the lock name for session s.
+func NewMutex(s *Session, name string, opts LockOptions) *Mutex {
+	return &Mutex{s: s, name: name, opts: opts}
+}
+
+// Lock waits until the session holds the lock (or ctx ends: the waiting
+// acquisition is withdrawn; or the session is lost: ErrLeaseLost).
+func (m *Mutex) Lock(ctx context.Context) error {
+	res, err := acquireLoop(ctx, m.s, func(cctx context.Context) (*CampaignResult, error) {
+		return m.s.c.Lock(cctx, m.name, m.s.lease, campaignChunk, m.opts)
+	}, func(wctx context.Context) { _ = m.s.c.Unlock(wctx, m.name, m.s.lease, 0) })
+	if err != nil {
+		return err
+	}
+	m.hold(res.Token)
+	return nil
+}
+
+// TryLock takes the lock if it is free, or returns ErrLocked at once.
+func (m *Mutex) TryLock(ctx context.Context) error {
+	res, err := m.s.c.Lock(ctx, m.name, m.s.lease, 0, m.opts)
+	if err != nil {
+		return err
+	}
+	if !res.Leader {
+		_ = m.s.c.Unlock(ctx, m.name, m.s.lease, 0)
+		return ErrLocked
+	}
+	m.hold(res.Token)
+	return nil
+}
+
+func (m *Mutex) hold(token uint64) {
+	ctx, cancel := context.WithCancelCause(context.Background())
+	l := &Leadership{e: &Election{s: m.s, name: m.name}, token: token, ctx: ctx, cancel: cancel}
+	l.wg.Add(1)
+	go l.watch("locks")
+	m.mu.Lock()
+	m.l = l
+	m.mu.Unlock()
+}
+
+// Unlock releases the lock.
+func (m *Mutex) Unlock(ctx context.Context) error {
+	m.mu.Lock()
+	l := m.l
+	m.l = nil
+	m.mu.Unlock()
+	if l == nil {
+		return fmt.Errorf("%w: %q is not locked by this mutex", ErrNotHolder, m.name)
+	}
+	err := m.s.c.Unlock(ctx, m.name, m.s.lease, l.token)
+	l.cancel(errors.New("coordd: unlocked"))
+	l.wg.Wait()
+	return err
+}
+
+// Token is the fencing token of the held lock (0 when not held).
+func (m *Mutex) Token() uint64 {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.l == nil {
+		return 0
+	}
+	return m.l.token
+}
+
+// Context is cancelled the moment the held lock is lost (nil when not
+// held).
+func (m *Mutex) Context() context.Context {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.l == nil {
+		return nil
+	}
+	return m.l.ctx
+}

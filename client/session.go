@@ -1,0 +1,154 @@
+package client
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+)
+
+// Session is a lease kept alive in the background, at a third of its TTL.
+//
+// Done closes, and Err says why, as soon as the lease is lost (expired or
+// revoked) or the session can no longer be sure of it: its safe deadline
+// passed without a successful keepalive. The safe deadline is counted from
+// the time the last successful keepalive was SENT (the lease cannot have
+// been renewed earlier than that), plus the remaining time the leader
+// answered, minus a drift margin for the rate difference between this
+// process's clock and the leader's. After Done, assume nothing: another
+// session may hold what this one held.
+type Session struct {
+	c     *Client
+	lease uint64
+	ttl   time.Duration
+	drift time.Duration
+
+	mu       sync.Mutex
+	deadline time.Time // safe deadline
+	err      error
+	done     chan struct{}
+
+	stop    context.CancelFunc
+	stopped chan struct{}
+}
+
+// SessionOption adjusts a Session.
+type SessionOption func(*Session)
+
+// WithDriftMargin sets how much earlier than the leader's deadline the
+// session gives up (default: TTL/10, at least 20 ms).
+func WithDriftMargin(d time.Duration) SessionOption { return func(s *Session) { s.drift = d } }
+
+// NewSession grants a lease of the given TTL and keeps it alive until Close
+// or until it is lost.
+func NewSession(ctx context.Context, c *Client, ttl time.Duration, opts ...SessionOption) (*Session, error) {
+	s := &Session{c: c, ttl: ttl, drift: max(ttl/10, 20*time.Millisecond), done: make(chan struct{}), stopped: make(chan struct{})}
+	for _, o := range opts {
+		o(s)
+	}
+	if s.drift >= ttl/2 {
+		return nil, fmt.Errorf("%w: drift margin %s must be under half the TTL %s", ErrBadConfig, s.drift, ttl)
+	}
+	sent := time.Now()
+	l, err := c.Grant(ctx, ttl)
+	if err != nil {
+		return nil, fmt.Errorf("coordd: session: grant: %w", err)
+	}
+	s.lease = l.ID
+	s.deadline = sent.Add(l.Remaining() - s.drift)
+	lctx, cancel := context.WithCancel(context.Background())
+	s.stop = cancel
+	go s.run(lctx)
+	return s, nil
+}
+
+// Lease is the session's lease id.
+func (s *Session) Lease() uint64 { return s.lease }
+
+// TTL is the session's lease TTL.
+func (s *Session) TTL() time.Duration { return s.ttl }
+
+// Done is closed when the session ends: lost, untrusted, or closed.
+func (s *Session) Done() <-chan struct{} { return s.done }
+
+// Err says why Done closed (wrapping ErrLeaseLost or ErrSessionClosed); nil
+// while the session is alive.
+func (s *Session) Err() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.err
+}
+
+// Deadline is the time until which the session is safe without news.
+func (s *Session) Deadline() time.Time {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.deadline
+}
+
+func (s *Session) end(err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.err == nil {
+		s.err = err
+		close(s.done)
+	}
+}
+
+func (s *Session) run(ctx context.Context) {
+	defer close(s.stopped)
+	interval := s.ttl / 3
+	next := time.NewTimer(interval)
+	defer next.Stop()
+	for {
+		deadline := s.Deadline()
+		expire := time.NewTimer(time.Until(deadline))
+		select {
+		case <-ctx.Done():
+			expire.Stop()
+			return
+		case <-expire.C:
+			s.end(fmt.Errorf("%w: no keepalive succeeded before the safe deadline %s", ErrLeaseLost, deadline.Format(time.RFC3339Nano)))
+			return
+		case <-next.C:
+		}
+		expire.Stop()
+		// One keepalive, retried by the client until it succeeds or the
+		// safe deadline passes.
+		kctx, cancel := context.WithDeadline(ctx, deadline)
+		sent := time.Now()
+		l, err := s.c.KeepAlive(kctx, s.lease)
+		cancel()
+		switch {
+		case err == nil:
+			s.mu.Lock()
+			if d := sent.Add(l.Remaining() - s.drift); d.After(s.deadline) {
+				s.deadline = d
+			}
+			s.mu.Unlock()
+			next.Reset(interval)
+		case errors.Is(err, ErrLeaseNotFound):
+			s.end(fmt.Errorf("%w: lease %d expired or was revoked", ErrLeaseLost, s.lease))
+			return
+		case ctx.Err() != nil:
+			return
+		default:
+			// The deadline check at the top of the loop ends the session
+			// if nothing succeeds in time; try again soon.
+			next.Reset(min(interval, 50*time.Millisecond))
+		}
+	}
+}
+
+// Close stops the keepalives and revokes the lease, releasing everything
+// the session holds. Done closes with ErrSessionClosed.
+func (s *Session) Close(ctx context.Context) error {
+	s.stop()
+	<-s.stopped
+	s.end(ErrSessionClosed)
+	if err := s.c.Revoke(ctx, s.lease); err != nil && !errors.Is(err, ErrLeaseNotFound) {
+		return fmt.Errorf("coordd: session: revoke lease %d: %w", s.lease, err)
+	}
+	return nil
+}

@@ -96,7 +96,9 @@ func New(ctx context.Context, cfg Config) (*Client, error) {
 			Timeout:     cfg.BreakerOpenFor,
 			ReadyToTrip: func(n gobreaker.Counts) bool { return n.ConsecutiveFailures >= cfg.BreakerFailures },
 			// The caller giving up says nothing about the node.
-			IsExcluded: func(err error) bool { return errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) },
+			IsExcluded: func(err error) bool {
+				return errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)
+			},
 		})
 		c.endpoints = append(c.endpoints, ep)
 	}

@@ -2,8 +2,8 @@ package client
 
 import (
 	"context"
-	"errors"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/url"

@@ -1,0 +1,296 @@
+// Command coordctl is the command-line client of coordd, in the style of
+// etcdctl and `consul lock`. It is built only on package client.
+//
+//	coordctl [-endpoints H:P,...] [-o table|json] [-timeout 30s] COMMAND [ARGS]
+//
+// Run `coordctl help` for the commands and the exit codes scripts rely on.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/coordd/coordd/client"
+)
+
+// Exit codes. Scripts rely on them: keep them stable.
+const (
+	exitOK          = 0   // the command did what was asked
+	exitFailed      = 1   // the server said no, or the cluster is unavailable
+	exitUsage       = 2   // bad usage or input
+	exitLost        = 3   // a lease, leadership or lock was lost
+	exitTimeout     = 4   // timed out waiting
+	exitInterrupted = 130 // SIGINT or SIGTERM
+)
+
+// defaultEndpoints are the HTTP addresses of `make run`'s cluster.
+const defaultEndpoints = "127.0.0.1:7101,127.0.0.1:7102,127.0.0.1:7103"
+
+const usageText = `usage: coordctl [-endpoints H:P,...] [-o table|json] [-timeout 30s] COMMAND [ARGS]
+
+Global flags (before the command):
+  -endpoints H:P,...  HTTP addresses of coordd nodes (default: $COORDCTL_ENDPOINTS,
+                      else ` + defaultEndpoints + `)
+  -o table|json       output: aligned columns (default) or JSON (one document;
+                      one per line for commands that stream events)
+  -timeout 30s        deadline of a one-shot command (not of watch, keepalive,
+                      elect, observe and lock, which run until interrupted)
+
+Commands (flags may come before or after the arguments):
+  status                                 each endpoint's view of the cluster
+  members list                           the Raft configuration
+  members add ID RAFTADDR HTTPADDR [-non-voter]
+  members remove ID
+  members transfer [ID]                  hand leadership over (default: the most up-to-date voter)
+  kv get KEY [-stale] [-raw]
+  kv put KEY VALUE [-cas N | -create] [-lease ID]   VALUE "-" reads stdin
+  kv del KEY [-cas N | -prefix]
+  kv ls [PREFIX]
+  kv watch KEY                           print the key's state now and after every change
+  lease grant TTL                        e.g. 10s, 500ms (a bare number is seconds)
+  lease keepalive ID [-once]             keep alive until interrupted, printing the time left
+  lease revoke ID                        releases everything attached to the lease
+  lease ls
+  lease get ID
+  elect NAME [VALUE] [-ttl 10s]          campaign with a new session; lead until interrupted
+                                         (then resign) or until leadership is lost
+  observe NAME                           print the leader now and after every change
+  lock NAME [-ttl 10s] [-wait D] [-limit N] [-lock-delay D] [-kill-timeout 5s] -- CMD [ARGS...]
+                                         run CMD only while holding the lock; its environment
+                                         has COORDD_LOCK_NAME, COORDD_FENCING_TOKEN, COORDD_LEASE
+  check NAME TOKEN                       is TOKEN a current holder's fencing token?
+  snapshot save FILE                     not supported by this server yet
+  help                                   this text
+
+Exit codes:
+  0    ok (check: the token is current)
+  1    the command failed: the server said no (not found, CAS conflict, stale
+       token, not current...) or the cluster is unavailable
+  2    bad usage or input
+  3    lost: the lease, leadership or lock was lost
+  4    timed out waiting (lock -wait, -timeout)
+  130  interrupted (SIGINT or SIGTERM)
+  lock passes on the exit code of its command when the command exits by
+  itself (128+N when a signal N killed it).
+`
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+// env is what a command runs with. ctx ends when the user interrupts.
+type env struct {
+	ctx       context.Context
+	stdin     io.Reader
+	stdout    io.Writer
+	stderr    io.Writer
+	endpoints []string
+	json      bool
+	timeout   time.Duration
+	cmd       string // the command path for messages, e.g. "kv get"
+}
+
+// command runs with the arguments after its name and returns the exit code.
+type command func(e *env, args []string) int
+
+// group dispatches to subcommands ("kv get", "lease grant").
+func group(name string, subs map[string]command, synopsis string) command {
+	return func(e *env, args []string) int {
+		if len(args) == 0 {
+			return e.usagef("%s needs a subcommand\nusage:\n%s", name, synopsis)
+		}
+		if args[0] == "-h" || args[0] == "-help" || args[0] == "--help" || args[0] == "help" {
+			fmt.Fprintf(e.stdout, "usage:\n%s", synopsis)
+			return exitOK
+		}
+		sub, ok := subs[args[0]]
+		if !ok {
+			return e.usagef("unknown subcommand %q of %s\nusage:\n%s", args[0], name, synopsis)
+		}
+		e.cmd = name + " " + args[0]
+		return sub(e, args[1:])
+	}
+}
+
+func commands() map[string]command {
+	return map[string]command{
+		"status": cmdStatus,
+		"members": group("members", map[string]command{
+			"list": cmdMembersList, "ls": cmdMembersList,
+			"add": cmdMembersAdd, "remove": cmdMembersRemove, "rm": cmdMembersRemove,
+			"transfer": cmdMembersTransfer,
+		}, membersSynopsis),
+		"kv": group("kv", map[string]command{
+			"get": cmdKVGet, "put": cmdKVPut, "del": cmdKVDel, "ls": cmdKVLs, "watch": cmdKVWatch,
+		}, kvSynopsis),
+		"lease": group("lease", map[string]command{
+			"grant": cmdLeaseGrant, "keepalive": cmdLeaseKeepalive, "revoke": cmdLeaseRevoke,
+			"ls": cmdLeaseLs, "get": cmdLeaseGet,
+		}, leaseSynopsis),
+		"elect":   cmdElect,
+		"observe": cmdObserve,
+		"lock":    cmdLock,
+		"check":   cmdCheck,
+		"snapshot": group("snapshot", map[string]command{
+			"save": cmdSnapshotSave,
+		}, snapshotSynopsis),
+	}
+}
+
+// run is the whole program: it parses the global flags, dispatches to the
+// command and returns the exit code. ctx ends on interrupt.
+func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	e := &env{ctx: ctx, stdin: stdin, stdout: stdout, stderr: stderr}
+	fs := flag.NewFlagSet("coordctl", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() { fmt.Fprint(fs.Output(), usageText) }
+	def := os.Getenv("COORDCTL_ENDPOINTS")
+	if def == "" {
+		def = defaultEndpoints
+	}
+	endpoints := fs.String("endpoints", def, "comma-separated HTTP addresses of coordd nodes")
+	output := fs.String("o", "table", "output format: table or json")
+	fs.DurationVar(&e.timeout, "timeout", 30*time.Second, "deadline of a one-shot command")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return exitOK
+		}
+		return exitUsage // the flag package printed the problem and the usage
+	}
+	switch *output {
+	case "table":
+	case "json":
+		e.json = true
+	default:
+		return e.usagef("-o %q: the output format must be table or json", *output)
+	}
+	if e.timeout <= 0 {
+		return e.usagef("-timeout %s: must be positive", e.timeout)
+	}
+	for _, ep := range strings.Split(*endpoints, ",") {
+		if ep = strings.TrimSpace(ep); ep != "" {
+			e.endpoints = append(e.endpoints, ep)
+		}
+	}
+	if len(e.endpoints) == 0 {
+		return e.usagef("-endpoints: no endpoint given")
+	}
+	rest := fs.Args()
+	if len(rest) == 0 {
+		fmt.Fprint(stderr, usageText)
+		return exitUsage
+	}
+	if rest[0] == "help" {
+		fmt.Fprint(stdout, usageText)
+		return exitOK
+	}
+	cmd, ok := commands()[rest[0]]
+	if !ok {
+		return e.usagef("unknown command %q (run coordctl help)", rest[0])
+	}
+	e.cmd = rest[0]
+	return cmd(e, rest[1:])
+}
+
+// usagef reports bad usage or input and returns exitUsage.
+func (e *env) usagef(format string, a ...any) int {
+	prefix := "coordctl: "
+	if e.cmd != "" {
+		prefix += e.cmd + ": "
+	}
+	fmt.Fprintf(e.stderr, prefix+format+"\n", a...)
+	return exitUsage
+}
+
+// warnf prints a message on stderr that does not end the command.
+func (e *env) warnf(format string, a ...any) {
+	fmt.Fprintf(e.stderr, "coordctl: "+e.cmd+": "+format+"\n", a...)
+}
+
+// newClient connects to the endpoints. It fails only on a bad endpoint.
+func (e *env) newClient(ctx context.Context) (*client.Client, error) {
+	return client.New(ctx, client.Config{Endpoints: e.endpoints, RetryTimeout: e.timeout})
+}
+
+// oneShot is the context of a command bounded by -timeout.
+func (e *env) oneShot() (context.Context, context.CancelFunc) {
+	return context.WithTimeout(e.ctx, e.timeout)
+}
+
+// newFlags returns the flag set of a command; synopsis is its usage line.
+func (e *env) newFlags(synopsis string) *flag.FlagSet {
+	fs := flag.NewFlagSet("coordctl "+e.cmd, flag.ContinueOnError)
+	fs.SetOutput(e.stderr)
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "usage: coordctl %s\n", synopsis)
+		n := 0
+		fs.VisitAll(func(*flag.Flag) { n++ })
+		if n > 0 {
+			fmt.Fprintln(fs.Output(), "flags:")
+			fs.PrintDefaults()
+		}
+	}
+	return fs
+}
+
+// errUsage marks a parse failure whose message was already printed.
+var errUsage = errors.New("bad usage")
+
+// parseArgs parses fs's flags wherever they appear among args (flags may
+// follow the positional arguments, as in "kv get KEY -stale"), checks the
+// number of positional arguments and returns them. "--" ends the flags.
+// On -h it returns flag.ErrHelp; on bad usage it prints the problem and
+// returns errUsage.
+func (e *env) parseArgs(fs *flag.FlagSet, args []string, minArgs, maxArgs int, names string) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				return nil, err
+			}
+			return nil, errUsage // the flag package printed the problem
+		}
+		rest := fs.Args()
+		consumed := len(args) - len(rest)
+		if consumed > 0 && args[consumed-1] == "--" {
+			pos = append(pos, rest...)
+			break
+		}
+		if len(rest) == 0 {
+			break
+		}
+		pos = append(pos, rest[0])
+		args = rest[1:]
+	}
+	if len(pos) < minArgs || (maxArgs >= 0 && len(pos) > maxArgs) {
+		switch {
+		case len(pos) < minArgs:
+			e.usagef("missing arguments: expected %s", names)
+		default:
+			e.usagef("unexpected arguments %q: expected %s", pos[maxArgs:], names)
+		}
+		fs.SetOutput(e.stderr)
+		fs.Usage()
+		return nil, errUsage
+	}
+	return pos, nil
+}
+
+// parseDone turns a parseArgs error into an exit code.
+func parseDone(err error) int {
+	if errors.Is(err, flag.ErrHelp) {
+		return exitOK
+	}
+	return exitUsage
+}

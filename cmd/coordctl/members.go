@@ -1,0 +1,215 @@
+package main
+
+import (
+	"context"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/coordd/coordd/client"
+)
+
+const membersSynopsis = `  coordctl members list
+  coordctl members add ID RAFTADDR HTTPADDR [-non-voter]
+  coordctl members remove ID
+  coordctl members transfer [ID]
+`
+
+const snapshotSynopsis = `  coordctl snapshot save FILE   (not supported by this server yet)
+`
+
+// endpointStatus is one endpoint's answer to status.
+type endpointStatus struct {
+	Endpoint string         `json:"endpoint"`
+	Status   *client.Status `json:"status,omitempty"`
+	Error    string         `json:"error,omitempty"`
+}
+
+// cmdStatus asks every endpoint for its own view, like etcdctl endpoint
+// status: a node that is cut off shows up as such instead of being hidden
+// behind one that answers.
+func cmdStatus(e *env, args []string) int {
+	fs := e.newFlags("status")
+	if _, err := e.parseArgs(fs, args, 0, 0, "no arguments"); err != nil {
+		return parseDone(err)
+	}
+	ctx, cancel := e.oneShot()
+	defer cancel()
+	out := make([]endpointStatus, len(e.endpoints))
+	var wg sync.WaitGroup
+	for i, ep := range e.endpoints {
+		out[i].Endpoint = ep
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			// One endpoint only, and not the whole -timeout for a dead one.
+			per := min(e.timeout, 3*time.Second)
+			c, err := client.New(ctx, client.Config{Endpoints: []string{ep}, DialTimeout: per, RetryTimeout: per})
+			if err != nil {
+				out[i].Error = err.Error()
+				return
+			}
+			defer c.Close()
+			sctx, scancel := context.WithTimeout(ctx, per)
+			defer scancel()
+			st, err := c.Status(sctx)
+			if err != nil {
+				_, out[i].Error = classify(err)
+				return
+			}
+			out[i].Status = st
+		}()
+	}
+	wg.Wait()
+	if e.ctx.Err() != nil {
+		return e.fail(e.ctx.Err())
+	}
+	failed := 0
+	for _, s := range out {
+		if s.Status == nil {
+			failed++
+		}
+	}
+	e.show(out, []string{"ENDPOINT", "ID", "STATE", "LEADER", "TERM", "COMMIT", "APPLIED", "READY", "ERROR"}, func() [][]string {
+		var rows [][]string
+		for _, s := range out {
+			if s.Status == nil {
+				rows = append(rows, []string{s.Endpoint, "-", "-", "-", "-", "-", "-", "-", s.Error})
+				continue
+			}
+			st := s.Status
+			leader := "none"
+			if st.Leader != nil {
+				leader = st.Leader.ID
+			}
+			rows = append(rows, []string{s.Endpoint, st.ID, st.State, leader, u64(st.Term),
+				u64(st.CommitIndex), u64(st.AppliedIndex), strconv.FormatBool(st.Ready), ""})
+		}
+		return rows
+	})
+	switch {
+	case failed == len(out):
+		e.warnf("cluster unavailable: no endpoint answered")
+		return exitFailed
+	case failed > 0:
+		e.warnf("%d of %d endpoints did not answer", failed, len(out))
+		return exitFailed
+	}
+	return exitOK
+}
+
+var memberHeader = []string{"ID", "RAFT_ADDR", "HTTP_ADDR", "VOTER", "LEADER"}
+
+func (e *env) showMembers(ms []client.Member) {
+	if ms == nil {
+		ms = []client.Member{}
+	}
+	e.show(ms, memberHeader, func() [][]string {
+		rows := make([][]string, len(ms))
+		for i, m := range ms {
+			rows[i] = []string{m.ID, m.RaftAddr, m.HTTPAddr, strconv.FormatBool(m.Voter), strconv.FormatBool(m.Leader)}
+		}
+		return rows
+	})
+}
+
+func cmdMembersList(e *env, args []string) int {
+	fs := e.newFlags("members list")
+	if _, err := e.parseArgs(fs, args, 0, 0, "no arguments"); err != nil {
+		return parseDone(err)
+	}
+	ctx, cancel := e.oneShot()
+	defer cancel()
+	c, err := e.newClient(ctx)
+	if err != nil {
+		return e.fail(err)
+	}
+	defer c.Close()
+	ms, err := c.Members(ctx)
+	if err != nil {
+		return e.fail(err)
+	}
+	e.showMembers(ms)
+	return exitOK
+}
+
+func cmdMembersAdd(e *env, args []string) int {
+	fs := e.newFlags("members add ID RAFTADDR HTTPADDR [-non-voter]")
+	nonVoter := fs.Bool("non-voter", false, "join without a vote")
+	pos, err := e.parseArgs(fs, args, 3, 3, "ID RAFTADDR HTTPADDR")
+	if err != nil {
+		return parseDone(err)
+	}
+	ctx, cancel := e.oneShot()
+	defer cancel()
+	c, err := e.newClient(ctx)
+	if err != nil {
+		return e.fail(err)
+	}
+	defer c.Close()
+	ms, err := c.AddMember(ctx, pos[0], pos[1], pos[2], *nonVoter)
+	if err != nil {
+		return e.fail(err)
+	}
+	e.showMembers(ms)
+	return exitOK
+}
+
+func cmdMembersRemove(e *env, args []string) int {
+	fs := e.newFlags("members remove ID")
+	pos, err := e.parseArgs(fs, args, 1, 1, "ID")
+	if err != nil {
+		return parseDone(err)
+	}
+	ctx, cancel := e.oneShot()
+	defer cancel()
+	c, err := e.newClient(ctx)
+	if err != nil {
+		return e.fail(err)
+	}
+	defer c.Close()
+	if err := c.RemoveMember(ctx, pos[0]); err != nil {
+		return e.fail(err)
+	}
+	e.show(map[string]any{"id": pos[0], "removed": true}, []string{"ID", "REMOVED"}, func() [][]string {
+		return [][]string{{pos[0], "true"}}
+	})
+	return exitOK
+}
+
+func cmdMembersTransfer(e *env, args []string) int {
+	fs := e.newFlags("members transfer [ID]")
+	pos, err := e.parseArgs(fs, args, 0, 1, "[ID]")
+	if err != nil {
+		return parseDone(err)
+	}
+	id := ""
+	if len(pos) == 1 {
+		id = pos[0]
+	}
+	ctx, cancel := e.oneShot()
+	defer cancel()
+	c, err := e.newClient(ctx)
+	if err != nil {
+		return e.fail(err)
+	}
+	defer c.Close()
+	leader, err := c.TransferLeadership(ctx, id)
+	if err != nil {
+		return e.fail(err)
+	}
+	e.show(map[string]string{"leader": leader}, []string{"LEADER"}, func() [][]string {
+		return [][]string{{leader}}
+	})
+	return exitOK
+}
+
+// cmdSnapshotSave refuses honestly: coordd has no endpoint that streams a
+// snapshot yet, and a file that only looks like a backup is worse than none.
+func cmdSnapshotSave(e *env, args []string) int {
+	fs := e.newFlags("snapshot save FILE")
+	if _, err := e.parseArgs(fs, args, 1, 1, "FILE"); err != nil {
+		return parseDone(err)
+	}
+	return e.usagef("not supported by this server yet: coordd has no snapshot endpoint, so nothing was saved")
+}

@@ -45,7 +45,8 @@ Global flags (before the command):
                       elect, observe and lock, which run until interrupted)
 
 Commands (flags may come before or after the arguments):
-  status                                 each endpoint's view of the cluster
+  status                                 each endpoint's view of the cluster (exit 1 if
+                                         any endpoint does not answer)
   members list                           the Raft configuration
   members add ID RAFTADDR HTTPADDR [-non-voter]
   members remove ID
@@ -79,7 +80,8 @@ Exit codes:
   4    timed out waiting (lock -wait, -timeout)
   130  interrupted (SIGINT or SIGTERM)
   lock passes on the exit code of its command when the command exits by
-  itself (128+N when a signal N killed it).
+  itself (128+N when a signal N killed it): a command that may itself exit
+  3 or 4 makes those codes ambiguous.
 `
 
 func main() {

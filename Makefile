@@ -9,6 +9,7 @@ all: build
 
 build:
 	$(GO) build -o $(BIN)/coordd ./cmd/coordd
+	$(GO) build -o $(BIN)/coordctl ./cmd/coordctl
 
 ## run: build and start a local 3-node cluster (HTTP 7101-7103, Raft 7201-7203, data in ./data)
 run: build
@@ -38,3 +39,4 @@ bench-e2e:
 	$(GO) test -run '^$$' -bench 'E2E_Handoff' -benchtime 500x -count 3 -timeout 20m ./test/e2e/
 	$(GO) test -run '^$$' -bench 'E2E_HolderStops' -benchtime 10x -count 3 -timeout 20m ./test/e2e/
 	$(GO) test -run '^$$' -bench 'E2E_Keepalive' -benchtime 1x -count 3 -timeout 20m ./test/e2e/
+	$(GO) test -run '^$$' -bench 'E2E_ClientFailover' -benchtime 5x -timeout 20m ./test/e2e/

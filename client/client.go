@@ -227,7 +227,9 @@ func (c *Client) do(ctx context.Context, rq request, out any) error {
 		}
 	}
 	eb := backoff.NewExponentialBackOff()
-	eb.InitialInterval, eb.MaxInterval, eb.RandomizationFactor = 25*time.Millisecond, time.Second, 0.5
+	// A short cap: a failover takes well under a second, and a client should
+	// notice the new leader within a fraction of that.
+	eb.InitialInterval, eb.MaxInterval, eb.RandomizationFactor = 20*time.Millisecond, 200*time.Millisecond, 0.5
 	_, err := backoff.Retry(ctx, op, backoff.WithBackOff(eb), backoff.WithMaxElapsedTime(0))
 	if err == nil {
 		return nil

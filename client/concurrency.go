@@ -37,7 +37,9 @@ type Leadership struct {
 // session leader, strictly increasing per name.
 func (l *Leadership) Token() uint64 { return l.token }
 
-// Context is cancelled when leadership is lost; context.Cause says why.
+// Context is cancelled when leadership is lost, when it is given up
+// (Resign, Unlock), or when the context given to Campaign or Lock ends;
+// context.Cause says which.
 func (l *Leadership) Context() context.Context { return l.ctx }
 
 // Campaign waits until the session leads the election (or ctx ends, or the
@@ -50,7 +52,7 @@ func (e *Election) Campaign(ctx context.Context, value string) (*Leadership, err
 	if err != nil {
 		return nil, err
 	}
-	return newLeadership(e, res.Token), nil
+	return newLeadership(ctx, e, res.Token), nil
 }
 
 // acquireLoop repeats a blocking campaign until it leads, the session is
@@ -86,11 +88,16 @@ func acquireLoop(ctx context.Context, s *Session, call func(context.Context) (*C
 	}
 }
 
-func newLeadership(e *Election, token uint64) *Leadership {
-	ctx, cancel := context.WithCancelCause(context.Background())
+func newLeadership(parent context.Context, e *Election, token uint64) *Leadership {
+	return hold(parent, e, token, "elections")
+}
+
+// hold starts watching a held election or lock.
+func hold(parent context.Context, e *Election, token uint64, kind string) *Leadership {
+	ctx, cancel := context.WithCancelCause(parent)
 	l := &Leadership{e: e, token: token, ctx: ctx, cancel: cancel}
 	l.wg.Add(1)
-	go l.watch("elections")
+	go l.watch(kind)
 	return l
 }
 
@@ -124,7 +131,11 @@ func (l *Leadership) watch(kind string) {
 			continue
 		}
 		if lost(st) {
-			l.cancel(fmt.Errorf("coordd: leadership lost: %w: %q is held by another token now", ErrNotHolder, l.e.name))
+			why := "nobody holds it now"
+			if st.Leader != nil {
+				why = fmt.Sprintf("lease %d holds it with token %d now", st.Leader.Lease, st.Leader.Token)
+			}
+			l.cancel(fmt.Errorf("coordd: leadership of %q lost: %w: %s", l.e.name, ErrNotHolder, why))
 			return
 		}
 		index = st.Index
@@ -180,19 +191,29 @@ type LeaderEvent struct {
 	Err       error
 }
 
-// Observe delivers the election's leader now and after every change,
+// Observe delivers the election's leader now and after every leader change,
 // including "no leader", until ctx ends. It reads linearizably, retrying
 // other nodes across failures, so it never ends on a stale state.
 func (e *Election) Observe(ctx context.Context) <-chan LeaderEvent {
 	return e.s.c.Observe(ctx, e.name)
 }
 
-// Observe is Election.Observe without a session.
+func sameLeader(a, b *Candidate) bool {
+	if a == nil || b == nil {
+		return a == b
+	}
+	return a.Lease == b.Lease && a.Token == b.Token && a.Value == b.Value
+}
+
+// Observe is Election.Observe without a session: it delivers the leader of
+// name now and whenever it changes (a new holder, a new value, or none),
+// not when only the queue of candidates changes.
 func (c *Client) Observe(ctx context.Context, name string) <-chan LeaderEvent {
 	ch := make(chan LeaderEvent, 1)
 	go func() {
 		defer close(ch)
 		var index, changes uint64
+		var last *Candidate
 		first := true
 		for ctx.Err() == nil {
 			st, err := c.electionState(ctx, "elections", name, index, campaignChunk)
@@ -208,14 +229,15 @@ func (c *Client) Observe(ctx context.Context, name string) <-chan LeaderEvent {
 				time.Sleep(100 * time.Millisecond)
 				continue
 			}
-			if !first && st.Index == index {
-				continue // the wait ran out
+			if !first && (st.Index == index || sameLeader(st.Leader, last)) {
+				index = max(st.Index, index) // the wait ran out, or only the queue changed
+				continue
 			}
 			ev := LeaderEvent{Leader: st.Leader, Changes: st.Changes, Index: st.Index}
 			if !first && st.Changes > changes+1 {
 				ev.Coalesced = st.Changes - changes - 1
 			}
-			first, index, changes = false, max(st.Index, 1), st.Changes
+			first, index, changes, last = false, max(st.Index, 1), st.Changes, st.Leader
 			select {
 			case ch <- ev:
 			case <-ctx.Done():
@@ -251,7 +273,7 @@ func (m *Mutex) Lock(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	m.hold(res.Token)
+	m.hold(ctx, res.Token)
 	return nil
 }
 
@@ -265,15 +287,12 @@ func (m *Mutex) TryLock(ctx context.Context) error {
 		_ = m.s.c.Unlock(ctx, m.name, m.s.lease, 0)
 		return ErrLocked
 	}
-	m.hold(res.Token)
+	m.hold(ctx, res.Token)
 	return nil
 }
 
-func (m *Mutex) hold(token uint64) {
-	ctx, cancel := context.WithCancelCause(context.Background())
-	l := &Leadership{e: &Election{s: m.s, name: m.name}, token: token, ctx: ctx, cancel: cancel}
-	l.wg.Add(1)
-	go l.watch("locks")
+func (m *Mutex) hold(parent context.Context, token uint64) {
+	l := hold(parent, &Election{s: m.s, name: m.name}, token, "locks")
 	m.mu.Lock()
 	m.l = l
 	m.mu.Unlock()
@@ -304,8 +323,9 @@ func (m *Mutex) Token() uint64 {
 	return m.l.token
 }
 
-// Context is cancelled the moment the held lock is lost (nil when not
-// held).
+// Context is cancelled the moment the held lock is lost, when it is
+// unlocked, or when the context given to Lock or TryLock ends (nil when not
+// held: take it once after Lock).
 func (m *Mutex) Context() context.Context {
 	m.mu.Lock()
 	defer m.mu.Unlock()

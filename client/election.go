@@ -106,6 +106,22 @@ func (c *Client) Election(ctx context.Context, name string, opts ...ReadOption) 
 	return &out, nil
 }
 
+// LockState reads a lock; WaitIndex makes it a blocking read.
+func (c *Client) LockState(ctx context.Context, name string, opts ...ReadOption) (*ElectionState, error) {
+	var o readOpts
+	for _, f := range opts {
+		f(&o)
+	}
+	q := url.Values{}
+	o.query(q)
+	var out ElectionState
+	rq := request{method: http.MethodGet, path: namePath("locks", name) + encodeQuery(q), idempotent: true, stale: o.stale, blocking: o.index > 0}
+	if err := c.do(ctx, rq, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
 // Elections lists the elections ("elections") or locks ("locks").
 func (c *Client) Elections(ctx context.Context, kind string) ([]ElectionState, error) {
 	var out []ElectionState

@@ -37,6 +37,12 @@ var (
 	ErrLocked = errors.New("coordd: lock held by another session")
 	// ErrBadRequest: the server refused the input (4xx other than the above).
 	ErrBadRequest = errors.New("coordd: bad request")
+	// ErrUnknownMember: no cluster member has that id.
+	ErrUnknownMember = errors.New("coordd: unknown member")
+	// ErrConflict: the name is used differently (a lock used as an
+	// election, another semaphore limit) or an Idempotency-Key was reused
+	// for another request.
+	ErrConflict = errors.New("coordd: conflicting use")
 	// ErrSessionClosed: the session was closed by its owner.
 	ErrSessionClosed = errors.New("coordd: session closed")
 )
@@ -59,12 +65,12 @@ var codeSentinels = map[string]error{
 	"bad_request":            ErrBadRequest,
 	"bad_ttl":                ErrBadRequest,
 	"too_large":              ErrBadRequest,
-	"kind_mismatch":          ErrBadRequest,
-	"limit_mismatch":         ErrBadRequest,
-	"idempotency_key_reused": ErrBadRequest,
+	"kind_mismatch":          ErrConflict,
+	"limit_mismatch":         ErrConflict,
+	"idempotency_key_reused": ErrConflict,
 	"method_not_allowed":     ErrBadRequest,
 	"not_found":              ErrBadRequest,
-	"unknown_member":         ErrBadRequest,
+	"unknown_member":         ErrUnknownMember,
 }
 
 // Error is an error answer of a coordd node.

@@ -119,6 +119,8 @@ func classify(err error) (int, string) {
 			return exitUsage, "refused by the server: " + detail
 		}
 		return exitFailed, "refused by the server: " + detail
+	case errors.Is(err, client.ErrUnknownMember), errors.Is(err, client.ErrConflict):
+		return exitFailed, "refused by the server: " + detail
 	case errors.Is(err, client.ErrBadConfig):
 		return exitUsage, err.Error()
 	case errors.Is(err, context.DeadlineExceeded):

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -14,6 +15,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/coordd/coordd/client"
 )
 
 // Benchmarks of leases and elections against three real coordd processes.
@@ -236,4 +239,68 @@ func BenchmarkE2E_Keepalive(b *testing.B) {
 	b.ReportMetric(float64(sent.Load())/elapsed.Seconds(), "keepalives/s")
 	b.ReportMetric(float64(lost.Load()), "unintended-expiries")
 	reportLatencies(b, "keepalive", lat)
+}
+
+// BenchmarkE2E_ClientFailover: one Go client writes in a loop through all
+// three endpoints; the Raft leader is SIGKILLed. Reported: time from the
+// kill to the client's first successful write, and calls that failed
+// (the client retries, so there should be none).
+func BenchmarkE2E_ClientFailover(b *testing.B) {
+	var gaps []time.Duration
+	var failed int
+	for range b.N {
+		procs := startCluster(b, 3)
+		var eps []string
+		for _, p := range procs {
+			eps = append(eps, p.httpAddr)
+		}
+		c, err := client.New(context.Background(), client.Config{Endpoints: eps})
+		if err != nil {
+			b.Fatal(err)
+		}
+		var mu sync.Mutex
+		var acks []time.Time
+		stop := make(chan struct{})
+		var wg sync.WaitGroup
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+				_, err := c.Put(ctx, fmt.Sprintf("f/%d", i), []byte("v"))
+				cancel()
+				mu.Lock()
+				if err != nil {
+					failed++
+				} else {
+					acks = append(acks, time.Now())
+				}
+				mu.Unlock()
+			}
+		}()
+		time.Sleep(time.Second)
+		leader := leaderOf(b, procs)
+		killed := time.Now()
+		leader.kill()
+		time.Sleep(3 * time.Second)
+		close(stop)
+		wg.Wait()
+		c.Close()
+		for _, a := range acks {
+			if a.After(killed) {
+				gaps = append(gaps, a.Sub(killed))
+				break
+			}
+		}
+		for _, p := range procs {
+			p.kill()
+		}
+	}
+	reportLatencies(b, "kill-to-first-client-write", gaps)
+	b.ReportMetric(float64(failed), "failed-calls")
 }

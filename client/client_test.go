@@ -367,8 +367,15 @@ func TestMutex_LockTryLockUnlock(t *testing.T) {
 	defer a.Close(context.Background())
 	defer b.Close(context.Background())
 	ma, mb := client.NewMutex(a, "m", client.LockOptions{}), client.NewMutex(b, "m", client.LockOptions{})
-	if err := ma.Lock(ctx); err != nil {
+	// The context of Lock bounds the wait only: the lock outlives it.
+	lctx, lcancel := context.WithTimeout(ctx, 5*time.Second)
+	if err := ma.Lock(lctx); err != nil {
 		t.Fatal(err)
+	}
+	lcancel()
+	time.Sleep(100 * time.Millisecond)
+	if err := ma.Context().Err(); err != nil {
+		t.Fatalf("lock context ended with the acquisition context: %v", context.Cause(ma.Context()))
 	}
 	if err := mb.TryLock(ctx); !errors.Is(err, client.ErrLocked) {
 		t.Fatalf("TryLock of a held lock: %v", err)

@@ -37,9 +37,9 @@ type Leadership struct {
 // session leader, strictly increasing per name.
 func (l *Leadership) Token() uint64 { return l.token }
 
-// Context is cancelled when leadership is lost, when it is given up
-// (Resign, Unlock), or when the context given to Campaign or Lock ends;
-// context.Cause says which.
+// Context is cancelled when leadership is lost or given up (Resign,
+// Unlock); context.Cause says which. It does not depend on the context
+// given to Campaign or Lock, which only bounds the wait.
 func (l *Leadership) Context() context.Context { return l.ctx }
 
 // Campaign waits until the session leads the election (or ctx ends, or the
@@ -52,7 +52,7 @@ func (e *Election) Campaign(ctx context.Context, value string) (*Leadership, err
 	if err != nil {
 		return nil, err
 	}
-	return newLeadership(ctx, e, res.Token), nil
+	return hold(e, res.Token, "elections"), nil
 }
 
 // acquireLoop repeats a blocking campaign until it leads, the session is
@@ -88,13 +88,9 @@ func acquireLoop(ctx context.Context, s *Session, call func(context.Context) (*C
 	}
 }
 
-func newLeadership(parent context.Context, e *Election, token uint64) *Leadership {
-	return hold(parent, e, token, "elections")
-}
-
 // hold starts watching a held election or lock.
-func hold(parent context.Context, e *Election, token uint64, kind string) *Leadership {
-	ctx, cancel := context.WithCancelCause(parent)
+func hold(e *Election, token uint64, kind string) *Leadership {
+	ctx, cancel := context.WithCancelCause(context.Background())
 	l := &Leadership{e: e, token: token, ctx: ctx, cancel: cancel}
 	l.wg.Add(1)
 	go l.watch(kind)
@@ -273,7 +269,7 @@ func (m *Mutex) Lock(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	m.hold(ctx, res.Token)
+	m.hold(res.Token)
 	return nil
 }
 
@@ -287,12 +283,12 @@ func (m *Mutex) TryLock(ctx context.Context) error {
 		_ = m.s.c.Unlock(ctx, m.name, m.s.lease, 0)
 		return ErrLocked
 	}
-	m.hold(ctx, res.Token)
+	m.hold(res.Token)
 	return nil
 }
 
-func (m *Mutex) hold(parent context.Context, token uint64) {
-	l := hold(parent, &Election{s: m.s, name: m.name}, token, "locks")
+func (m *Mutex) hold(token uint64) {
+	l := hold(&Election{s: m.s, name: m.name}, token, "locks")
 	m.mu.Lock()
 	m.l = l
 	m.mu.Unlock()
@@ -323,9 +319,8 @@ func (m *Mutex) Token() uint64 {
 	return m.l.token
 }
 
-// Context is cancelled the moment the held lock is lost, when it is
-// unlocked, or when the context given to Lock or TryLock ends (nil when not
-// held: take it once after Lock).
+// Context is cancelled the moment the held lock is lost or unlocked (nil
+// when not held: take it once after Lock).
 func (m *Mutex) Context() context.Context {
 	m.mu.Lock()
 	defer m.mu.Unlock()

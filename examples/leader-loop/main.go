@@ -26,7 +26,7 @@ func run(ctx context.Context, c *client.Client, resource, me string) error {
 		if err != nil {
 			return err
 		}
-		for lead, err := client.NewElection(s, "report-writer").Campaign(ctx, me); err == nil && lead.Context().Err() == nil; time.Sleep(200 * time.Millisecond) {
+		for lead, err := client.NewElection(s, "report-writer").Campaign(ctx, me); err == nil && lead.Context().Err() == nil && ctx.Err() == nil; time.Sleep(200 * time.Millisecond) {
 			req, _ := http.NewRequestWithContext(lead.Context(), "PUT", resource, strings.NewReader("report by "+me))
 			req.Header = http.Header{"Coordd-Fencing-Name": {"report-writer"}, "Coordd-Fencing-Token": {fmt.Sprint(lead.Token())}}
 			if resp, err := http.DefaultClient.Do(req); err == nil {

@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -36,10 +37,16 @@ type Node struct {
 	DataDir  string
 	RaftAddr string
 	HTTPAddr string
-	Server   *server.Server // nil while stopped
-	cfg      server.Config
-	logs     *syncBuffer
+	srv      atomic.Pointer[server.Server] // nil while stopped
+	// raftLn and httpLn hold the ports from bind until the first start.
+	raftLn, httpLn net.Listener
+	cfg            server.Config
+	logs           *syncBuffer
 }
+
+// Server is the running server, nil while the node is stopped. Safe to call
+// while another goroutine stops or restarts the node.
+func (n *Node) Server() *server.Server { return n.srv.Load() }
 
 // URL returns the node's HTTP base URL.
 func (n *Node) URL() string { return "http://" + n.HTTPAddr }
@@ -60,7 +67,7 @@ func New(t testing.TB, n int, opts ...Option) *Cluster {
 	var peers []server.Peer
 	for i := range n {
 		node := &Node{ID: fmt.Sprintf("n%d", i+1), DataDir: t.TempDir(), logs: &syncBuffer{}}
-		node.RaftAddr, node.HTTPAddr = freeAddr(t), freeAddr(t)
+		node.bind(t)
 		peers = append(peers, server.Peer{ID: node.ID, RaftAddr: node.RaftAddr, HTTPAddr: node.HTTPAddr})
 		c.Nodes = append(c.Nodes, node)
 	}
@@ -101,7 +108,7 @@ func (c *Cluster) config(node *Node) server.Config {
 func (c *Cluster) AddJoining(via *Node, nonVoter bool) *Node {
 	c.t.Helper()
 	node := &Node{ID: fmt.Sprintf("n%d", len(c.Nodes)+1), DataDir: c.t.TempDir(), logs: &syncBuffer{}}
-	node.RaftAddr, node.HTTPAddr = freeAddr(c.t), freeAddr(c.t)
+	node.bind(c.t)
 	node.cfg = c.config(node)
 	node.cfg.Join = via.HTTPAddr
 	node.cfg.NonVoter = nonVoter
@@ -114,43 +121,50 @@ func (c *Cluster) start(node *Node) {
 	c.t.Helper()
 	cfg := node.cfg
 	cfg.Registry = nil // a fresh registry per start
+	// The first start uses the listeners bound in bind, so that no other
+	// test can take the ports in between; a restart binds the addresses.
+	cfg.RaftListener, cfg.HTTPListener = node.raftLn, node.httpLn
+	node.raftLn, node.httpLn = nil, nil
 	var err error
+	var srv *server.Server
 	// The ports were free a moment ago; on a busy machine a restart may
 	// race with TIME_WAIT or another process, so retry briefly.
 	for deadline := time.Now().Add(5 * time.Second); ; {
-		node.Server, err = server.Start(context.Background(), cfg)
+		srv, err = server.Start(context.Background(), cfg)
 		if err == nil || time.Now().After(deadline) {
 			break
 		}
+		cfg.RaftListener, cfg.HTTPListener = nil, nil // closed by the failed start
 		time.Sleep(50 * time.Millisecond)
 	}
 	if err != nil {
 		c.t.Fatalf("start %s: %v", node.ID, err)
 	}
+	node.srv.Store(srv)
 }
 
 // Stop shuts a node down gracefully (a leader hands leadership over first).
 func (c *Cluster) Stop(node *Node) {
-	if node.Server == nil {
+	srv := node.srv.Swap(nil)
+	if srv == nil {
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if err := node.Server.Shutdown(ctx); err != nil {
+	if err := srv.Shutdown(ctx); err != nil {
 		c.t.Logf("shutdown %s: %v", node.ID, err)
 	}
-	node.Server = nil
 }
 
 // Kill stops a node at once, without handing leadership over.
 func (c *Cluster) Kill(node *Node) {
-	if node.Server == nil {
+	srv := node.srv.Swap(nil)
+	if srv == nil {
 		return
 	}
-	if err := node.Server.Abort(); err != nil {
+	if err := srv.Abort(); err != nil {
 		c.t.Logf("abort %s: %v", node.ID, err)
 	}
-	node.Server = nil
 }
 
 // Restart starts a stopped node again from its data dir, on the same
@@ -158,7 +172,7 @@ func (c *Cluster) Kill(node *Node) {
 // has Raft state.
 func (c *Cluster) Restart(node *Node) {
 	c.t.Helper()
-	if node.Server != nil {
+	if node.Server() != nil {
 		c.t.Fatalf("restart %s: still running", node.ID)
 	}
 	c.start(node)
@@ -168,7 +182,7 @@ func (c *Cluster) Restart(node *Node) {
 func (c *Cluster) Running() []*Node {
 	var out []*Node
 	for _, n := range c.Nodes {
-		if n.Server != nil {
+		if n.Server() != nil {
 			out = append(out, n)
 		}
 	}
@@ -202,7 +216,7 @@ func (c *Cluster) Leader() *Node {
 	Poll(c.t, 20*time.Second, func() error {
 		leader = nil
 		for _, n := range c.Running() {
-			if n.Server.IsLeader() && n.Server.Ready() == nil {
+			if srv := n.Server(); srv != nil && srv.IsLeader() && srv.Ready() == nil {
 				if leader != nil {
 					return fmt.Errorf("two leaders: %s and %s", leader.ID, n.ID)
 				}
@@ -312,14 +326,18 @@ func Poll(t testing.TB, timeout time.Duration, f func() error) {
 	}
 }
 
-func freeAddr(t testing.TB) string {
+// bind reserves the node's two ports by listening on them now.
+func (n *Node) bind(t testing.TB) {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("free port: %v", err)
+	listen := func() net.Listener {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatalf("listen: %v", err)
+		}
+		return ln
 	}
-	defer ln.Close()
-	return ln.Addr().String()
+	n.raftLn, n.httpLn = listen(), listen()
+	n.RaftAddr, n.HTTPAddr = n.raftLn.Addr().String(), n.httpLn.Addr().String()
 }
 
 // syncBuffer is a goroutine-safe log sink that keeps the last bytes.

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"strconv"
@@ -61,29 +62,24 @@ func cmdKVGet(e *env, args []string) int {
 	if err != nil {
 		return parseDone(err)
 	}
-	ctx, cancel := e.oneShot()
-	defer cancel()
-	c, err := e.newClient(ctx)
-	if err != nil {
-		return e.fail(err)
-	}
-	defer c.Close()
-	var opts []client.ReadOption
-	if *stale {
-		opts = append(opts, client.Stale())
-	}
-	kv, err := c.Get(ctx, pos[0], opts...)
-	if err != nil {
-		return e.fail(err)
-	}
-	if *raw {
-		if _, err := e.stdout.Write(kv.Value); err != nil {
+	return e.call(func(ctx context.Context, c *client.Client) int {
+		var opts []client.ReadOption
+		if *stale {
+			opts = append(opts, client.Stale())
+		}
+		kv, err := c.Get(ctx, pos[0], opts...)
+		if err != nil {
 			return e.fail(err)
 		}
+		if *raw {
+			if _, err := e.stdout.Write(kv.Value); err != nil {
+				return e.fail(err)
+			}
+			return exitOK
+		}
+		e.show(kv, kvHeader, func() [][]string { return [][]string{kvRow(kv)} })
 		return exitOK
-	}
-	e.show(kv, kvHeader, func() [][]string { return [][]string{kvRow(kv)} })
-	return exitOK
+	})
 }
 
 func cmdKVPut(e *env, args []string) int {
@@ -118,21 +114,16 @@ func cmdKVPut(e *env, args []string) int {
 	if lease.set {
 		opts = append(opts, client.WithLease(lease.v))
 	}
-	ctx, cancel := e.oneShot()
-	defer cancel()
-	c, err := e.newClient(ctx)
-	if err != nil {
-		return e.fail(err)
-	}
-	defer c.Close()
-	res, err := c.Put(ctx, key, value, opts...)
-	if err != nil {
-		return e.fail(err)
-	}
-	e.show(res, []string{"KEY", "CREATE", "MODIFY", "VERSION"}, func() [][]string {
-		return [][]string{{res.Key, u64(res.CreateIndex), u64(res.ModifyIndex), u64(res.Version)}}
+	return e.call(func(ctx context.Context, c *client.Client) int {
+		res, err := c.Put(ctx, key, value, opts...)
+		if err != nil {
+			return e.fail(err)
+		}
+		e.show(res, []string{"KEY", "CREATE", "MODIFY", "VERSION"}, func() [][]string {
+			return [][]string{{res.Key, u64(res.CreateIndex), u64(res.ModifyIndex), u64(res.Version)}}
+		})
+		return exitOK
 	})
-	return exitOK
 }
 
 func cmdKVDel(e *env, args []string) int {
@@ -157,21 +148,16 @@ func cmdKVDel(e *env, args []string) int {
 	case cas.set:
 		opts = append(opts, client.DeleteCAS(cas.v))
 	}
-	ctx, cancel := e.oneShot()
-	defer cancel()
-	c, err := e.newClient(ctx)
-	if err != nil {
-		return e.fail(err)
-	}
-	defer c.Close()
-	res, err := c.Delete(ctx, pos[0], opts...)
-	if err != nil {
-		return e.fail(err)
-	}
-	e.show(res, []string{"DELETED", "INDEX"}, func() [][]string {
-		return [][]string{{strconv.Itoa(res.Deleted), u64(res.Index)}}
+	return e.call(func(ctx context.Context, c *client.Client) int {
+		res, err := c.Delete(ctx, pos[0], opts...)
+		if err != nil {
+			return e.fail(err)
+		}
+		e.show(res, []string{"DELETED", "INDEX"}, func() [][]string {
+			return [][]string{{strconv.Itoa(res.Deleted), u64(res.Index)}}
+		})
+		return exitOK
 	})
-	return exitOK
 }
 
 func cmdKVLs(e *env, args []string) int {
@@ -185,32 +171,27 @@ func cmdKVLs(e *env, args []string) int {
 	if len(pos) == 1 {
 		prefix = pos[0]
 	}
-	ctx, cancel := e.oneShot()
-	defer cancel()
-	c, err := e.newClient(ctx)
-	if err != nil {
-		return e.fail(err)
-	}
-	defer c.Close()
-	var opts []client.ReadOption
-	if *stale {
-		opts = append(opts, client.Stale())
-	}
-	kvs, _, err := c.List(ctx, prefix, opts...)
-	if err != nil {
-		return e.fail(err)
-	}
-	if kvs == nil {
-		kvs = []client.KV{}
-	}
-	e.show(kvs, kvHeader, func() [][]string {
-		rows := make([][]string, len(kvs))
-		for i := range kvs {
-			rows[i] = kvRow(&kvs[i])
+	return e.call(func(ctx context.Context, c *client.Client) int {
+		var opts []client.ReadOption
+		if *stale {
+			opts = append(opts, client.Stale())
 		}
-		return rows
+		kvs, _, err := c.List(ctx, prefix, opts...)
+		if err != nil {
+			return e.fail(err)
+		}
+		if kvs == nil {
+			kvs = []client.KV{}
+		}
+		e.show(kvs, kvHeader, func() [][]string {
+			rows := make([][]string, len(kvs))
+			for i := range kvs {
+				rows[i] = kvRow(&kvs[i])
+			}
+			return rows
+		})
+		return exitOK
 	})
-	return exitOK
 }
 
 // watchJSON is one event of kv watch in JSON: KV is null when the key does

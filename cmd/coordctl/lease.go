@@ -56,19 +56,14 @@ func cmdLeaseGrant(e *env, args []string) int {
 	if !ok {
 		return exitUsage
 	}
-	ctx, cancel := e.oneShot()
-	defer cancel()
-	c, err := e.newClient(ctx)
-	if err != nil {
-		return e.fail(err)
-	}
-	defer c.Close()
-	l, err := c.Grant(ctx, ttl)
-	if err != nil {
-		return e.fail(err)
-	}
-	e.show(l, leaseHeader[:3], func() [][]string { return [][]string{leaseRow(l)[:3]} })
-	return exitOK
+	return e.call(func(ctx context.Context, c *client.Client) int {
+		l, err := c.Grant(ctx, ttl)
+		if err != nil {
+			return e.fail(err)
+		}
+		e.show(l, leaseHeader[:3], func() [][]string { return [][]string{leaseRow(l)[:3]} })
+		return exitOK
+	})
 }
 
 func cmdLeaseKeepalive(e *env, args []string) int {
@@ -170,20 +165,15 @@ func cmdLeaseRevoke(e *env, args []string) int {
 	if !ok {
 		return exitUsage
 	}
-	ctx, cancel := e.oneShot()
-	defer cancel()
-	c, err := e.newClient(ctx)
-	if err != nil {
-		return e.fail(err)
-	}
-	defer c.Close()
-	if err := c.Revoke(ctx, id); err != nil {
-		return e.fail(err)
-	}
-	e.show(map[string]any{"id": id, "revoked": true}, []string{"ID", "REVOKED"}, func() [][]string {
-		return [][]string{{u64(id), "true"}}
+	return e.call(func(ctx context.Context, c *client.Client) int {
+		if err := c.Revoke(ctx, id); err != nil {
+			return e.fail(err)
+		}
+		e.show(map[string]any{"id": id, "revoked": true}, []string{"ID", "REVOKED"}, func() [][]string {
+			return [][]string{{u64(id), "true"}}
+		})
+		return exitOK
 	})
-	return exitOK
 }
 
 func cmdLeaseLs(e *env, args []string) int {
@@ -191,28 +181,23 @@ func cmdLeaseLs(e *env, args []string) int {
 	if _, err := e.parseArgs(fs, args, 0, 0, "no arguments"); err != nil {
 		return parseDone(err)
 	}
-	ctx, cancel := e.oneShot()
-	defer cancel()
-	c, err := e.newClient(ctx)
-	if err != nil {
-		return e.fail(err)
-	}
-	defer c.Close()
-	ls, err := c.Leases(ctx)
-	if err != nil {
-		return e.fail(err)
-	}
-	if ls == nil {
-		ls = []client.Lease{}
-	}
-	e.show(ls, leaseHeader[:3], func() [][]string {
-		rows := make([][]string, len(ls))
-		for i := range ls {
-			rows[i] = leaseRow(&ls[i])[:3]
+	return e.call(func(ctx context.Context, c *client.Client) int {
+		ls, err := c.Leases(ctx)
+		if err != nil {
+			return e.fail(err)
 		}
-		return rows
+		if ls == nil {
+			ls = []client.Lease{}
+		}
+		e.show(ls, leaseHeader[:3], func() [][]string {
+			rows := make([][]string, len(ls))
+			for i := range ls {
+				rows[i] = leaseRow(&ls[i])[:3]
+			}
+			return rows
+		})
+		return exitOK
 	})
-	return exitOK
 }
 
 func cmdLeaseGet(e *env, args []string) int {
@@ -225,17 +210,12 @@ func cmdLeaseGet(e *env, args []string) int {
 	if !ok {
 		return exitUsage
 	}
-	ctx, cancel := e.oneShot()
-	defer cancel()
-	c, err := e.newClient(ctx)
-	if err != nil {
-		return e.fail(err)
-	}
-	defer c.Close()
-	l, err := c.TimeToLive(ctx, id)
-	if err != nil {
-		return e.fail(err)
-	}
-	e.show(l, leaseHeader, func() [][]string { return [][]string{leaseRow(l)} })
-	return exitOK
+	return e.call(func(ctx context.Context, c *client.Client) int {
+		l, err := c.TimeToLive(ctx, id)
+		if err != nil {
+			return e.fail(err)
+		}
+		e.show(l, leaseHeader, func() [][]string { return [][]string{leaseRow(l)} })
+		return exitOK
+	})
 }

@@ -188,22 +188,17 @@ func cmdCheck(e *env, args []string) int {
 	if !ok {
 		return exitUsage
 	}
-	ctx, cancel := e.oneShot()
-	defer cancel()
-	c, err := e.newClient(ctx)
-	if err != nil {
-		return e.fail(err)
-	}
-	defer c.Close()
-	res, err := c.CheckToken(ctx, pos[0], token)
-	if err != nil {
-		return e.fail(err)
-	}
-	e.show(res, []string{"NAME", "TOKEN", "CURRENT", "HOLDER_TOKEN"}, func() [][]string {
-		return [][]string{{pos[0], u64(token), strconv.FormatBool(res.Current), u64(res.Token)}}
+	return e.call(func(ctx context.Context, c *client.Client) int {
+		res, err := c.CheckToken(ctx, pos[0], token)
+		if err != nil {
+			return e.fail(err)
+		}
+		e.show(res, []string{"NAME", "TOKEN", "CURRENT", "HOLDER_TOKEN"}, func() [][]string {
+			return [][]string{{pos[0], u64(token), strconv.FormatBool(res.Current), u64(res.Token)}}
+		})
+		if !res.Current {
+			return exitFailed
+		}
+		return exitOK
 	})
-	if !res.Current {
-		return exitFailed
-	}
-	return exitOK
 }

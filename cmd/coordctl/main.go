@@ -296,3 +296,15 @@ func parseDone(err error) int {
 	}
 	return exitUsage
 }
+
+// call runs f with a one-shot context (-timeout) and a client, closed after.
+func (e *env) call(f func(ctx context.Context, c *client.Client) int) int {
+	ctx, cancel := e.oneShot()
+	defer cancel()
+	c, err := e.newClient(ctx)
+	if err != nil {
+		return e.fail(err)
+	}
+	defer c.Close()
+	return f(ctx, c)
+}

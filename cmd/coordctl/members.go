@@ -118,19 +118,14 @@ func cmdMembersList(e *env, args []string) int {
 	if _, err := e.parseArgs(fs, args, 0, 0, "no arguments"); err != nil {
 		return parseDone(err)
 	}
-	ctx, cancel := e.oneShot()
-	defer cancel()
-	c, err := e.newClient(ctx)
-	if err != nil {
-		return e.fail(err)
-	}
-	defer c.Close()
-	ms, err := c.Members(ctx)
-	if err != nil {
-		return e.fail(err)
-	}
-	e.showMembers(ms)
-	return exitOK
+	return e.call(func(ctx context.Context, c *client.Client) int {
+		ms, err := c.Members(ctx)
+		if err != nil {
+			return e.fail(err)
+		}
+		e.showMembers(ms)
+		return exitOK
+	})
 }
 
 func cmdMembersAdd(e *env, args []string) int {
@@ -140,19 +135,14 @@ func cmdMembersAdd(e *env, args []string) int {
 	if err != nil {
 		return parseDone(err)
 	}
-	ctx, cancel := e.oneShot()
-	defer cancel()
-	c, err := e.newClient(ctx)
-	if err != nil {
-		return e.fail(err)
-	}
-	defer c.Close()
-	ms, err := c.AddMember(ctx, pos[0], pos[1], pos[2], *nonVoter)
-	if err != nil {
-		return e.fail(err)
-	}
-	e.showMembers(ms)
-	return exitOK
+	return e.call(func(ctx context.Context, c *client.Client) int {
+		ms, err := c.AddMember(ctx, pos[0], pos[1], pos[2], *nonVoter)
+		if err != nil {
+			return e.fail(err)
+		}
+		e.showMembers(ms)
+		return exitOK
+	})
 }
 
 func cmdMembersRemove(e *env, args []string) int {
@@ -161,20 +151,15 @@ func cmdMembersRemove(e *env, args []string) int {
 	if err != nil {
 		return parseDone(err)
 	}
-	ctx, cancel := e.oneShot()
-	defer cancel()
-	c, err := e.newClient(ctx)
-	if err != nil {
-		return e.fail(err)
-	}
-	defer c.Close()
-	if err := c.RemoveMember(ctx, pos[0]); err != nil {
-		return e.fail(err)
-	}
-	e.show(map[string]any{"id": pos[0], "removed": true}, []string{"ID", "REMOVED"}, func() [][]string {
-		return [][]string{{pos[0], "true"}}
+	return e.call(func(ctx context.Context, c *client.Client) int {
+		if err := c.RemoveMember(ctx, pos[0]); err != nil {
+			return e.fail(err)
+		}
+		e.show(map[string]any{"id": pos[0], "removed": true}, []string{"ID", "REMOVED"}, func() [][]string {
+			return [][]string{{pos[0], "true"}}
+		})
+		return exitOK
 	})
-	return exitOK
 }
 
 func cmdMembersTransfer(e *env, args []string) int {
@@ -187,21 +172,16 @@ func cmdMembersTransfer(e *env, args []string) int {
 	if len(pos) == 1 {
 		id = pos[0]
 	}
-	ctx, cancel := e.oneShot()
-	defer cancel()
-	c, err := e.newClient(ctx)
-	if err != nil {
-		return e.fail(err)
-	}
-	defer c.Close()
-	leader, err := c.TransferLeadership(ctx, id)
-	if err != nil {
-		return e.fail(err)
-	}
-	e.show(map[string]string{"leader": leader}, []string{"LEADER"}, func() [][]string {
-		return [][]string{{leader}}
+	return e.call(func(ctx context.Context, c *client.Client) int {
+		leader, err := c.TransferLeadership(ctx, id)
+		if err != nil {
+			return e.fail(err)
+		}
+		e.show(map[string]string{"leader": leader}, []string{"LEADER"}, func() [][]string {
+			return [][]string{{leader}}
+		})
+		return exitOK
 	})
-	return exitOK
 }
 
 // cmdSnapshotSave refuses honestly: coordd has no endpoint that streams a

@@ -140,16 +140,10 @@ func (l *Leadership) watch(kind string) {
 
 // electionState reads an election or lock, blocking past index (0: now).
 func (c *Client) electionState(ctx context.Context, kind, name string, index uint64, wait time.Duration) (*ElectionState, error) {
-	path := namePath(kind, name)
-	blocking := index > 0
-	if blocking {
-		path += fmt.Sprintf("?index=%d&wait=%s", index, serverWait(ctx, wait))
+	if index == 0 {
+		return c.readElection(ctx, kind, name)
 	}
-	var out ElectionState
-	if err := c.do(ctx, request{method: "GET", path: path, idempotent: true, blocking: blocking}, &out); err != nil {
-		return nil, err
-	}
-	return &out, nil
+	return c.readElection(ctx, kind, name, WaitIndex(index, serverWait(ctx, wait)))
 }
 
 // Resign gives up leadership; the next candidate leads in the same entry.

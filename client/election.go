@@ -90,24 +90,17 @@ func (c *Client) Proclaim(ctx context.Context, name string, lease, token uint64,
 	return &out, err
 }
 
-// Election reads an election (or lock); WaitIndex makes it a blocking read.
+// Election reads an election; WaitIndex makes it a blocking read.
 func (c *Client) Election(ctx context.Context, name string, opts ...ReadOption) (*ElectionState, error) {
-	var o readOpts
-	for _, f := range opts {
-		f(&o)
-	}
-	q := url.Values{}
-	o.query(q)
-	var out ElectionState
-	rq := request{method: http.MethodGet, path: namePath("elections", name) + encodeQuery(q), idempotent: true, stale: o.stale, blocking: o.index > 0}
-	if err := c.do(ctx, rq, &out); err != nil {
-		return nil, err
-	}
-	return &out, nil
+	return c.readElection(ctx, "elections", name, opts...)
 }
 
 // LockState reads a lock; WaitIndex makes it a blocking read.
 func (c *Client) LockState(ctx context.Context, name string, opts ...ReadOption) (*ElectionState, error) {
+	return c.readElection(ctx, "locks", name, opts...)
+}
+
+func (c *Client) readElection(ctx context.Context, kind, name string, opts ...ReadOption) (*ElectionState, error) {
 	var o readOpts
 	for _, f := range opts {
 		f(&o)
@@ -115,7 +108,7 @@ func (c *Client) LockState(ctx context.Context, name string, opts ...ReadOption)
 	q := url.Values{}
 	o.query(q)
 	var out ElectionState
-	rq := request{method: http.MethodGet, path: namePath("locks", name) + encodeQuery(q), idempotent: true, stale: o.stale, blocking: o.index > 0}
+	rq := request{method: http.MethodGet, path: namePath(kind, name) + encodeQuery(q), idempotent: true, stale: o.stale, blocking: o.index > 0}
 	if err := c.do(ctx, rq, &out); err != nil {
 		return nil, err
 	}

@@ -40,8 +40,10 @@ type Config struct {
 	// RetryTimeout bounds all attempts of one call, on top of its context
 	// (default 30s).
 	RetryTimeout time.Duration
-	// BreakerFailures consecutive transport failures open an endpoint's
-	// breaker (default 3); it half-opens after BreakerOpenFor (default 1s).
+	// BreakerFailures consecutive transport failures (or half of at least
+	// 10 attempts in a sliding 10 s window) open an endpoint's breaker
+	// (default 3); it half-opens after BreakerOpenFor (default 1s) and lets
+	// one attempt through.
 	BreakerFailures uint32
 	BreakerOpenFor  time.Duration
 }
@@ -94,7 +96,13 @@ func New(ctx context.Context, cfg Config) (*Client, error) {
 			Name:        u,
 			MaxRequests: 1,
 			Timeout:     cfg.BreakerOpenFor,
-			ReadyToTrip: func(n gobreaker.Counts) bool { return n.ConsecutiveFailures >= cfg.BreakerFailures },
+			// A sliding window of 10 s in 1 s buckets: open on a run of
+			// failures, or when most recent attempts failed.
+			Interval:     10 * time.Second,
+			BucketPeriod: time.Second,
+			ReadyToTrip: func(n gobreaker.Counts) bool {
+				return n.ConsecutiveFailures >= cfg.BreakerFailures || n.Requests >= 10 && n.TotalFailures*2 >= n.Requests
+			},
 			// The caller giving up says nothing about the node.
 			IsExcluded: func(err error) bool {
 				return errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)

@@ -70,6 +70,7 @@ Try:
   curl -s -X PUT --data-binary 'hello' http://${HOST}:${http_ports[1]}/v1/kv/greeting
   curl -s http://${HOST}:${http_ports[2]}/v1/kv/greeting
   curl -s 'http://${HOST}:${http_ports[2]}/v1/kv/greeting?raw'
+  bin/coordctl status        # the command-line client (make build puts it in bin/)
 A node that dies is restarted from its data dir after ${RESTART_DELAY:-3}s.
 Ctrl-C stops all three nodes.
 MSG

@@ -156,7 +156,7 @@ func (c *Client) Endpoints() []string {
 func (c *Client) refreshLeader(ctx context.Context) {
 	for _, ep := range c.endpoints {
 		var st Status
-		if err := c.once(ctx, ep, http.MethodGet, "/v1/status", nil, nil, &st); err != nil {
+		if err := c.once(ctx, ep, http.MethodGet, "/v1/status", nil, nil, &st, nil); err != nil {
 			continue
 		}
 		if st.Leader == nil {
@@ -297,11 +297,12 @@ func (c *Client) attempt(ctx context.Context, ep *endpoint, rq request, out any)
 		actx, cancel = context.WithTimeout(ctx, c.cfg.AttemptTimeout)
 		defer cancel()
 	}
+	var direct bool
 	err = c.once(actx, ep, rq.method, rq.path, rq.body, func(h http.Header) {
 		if rq.key != "" {
 			h.Set("Idempotency-Key", rq.key)
 		}
-	}, out)
+	}, out, &direct)
 	var se *Error
 	switch {
 	case err == nil || errors.As(err, &se):
@@ -313,20 +314,18 @@ func (c *Client) attempt(ctx context.Context, ep *endpoint, rq request, out any)
 	default:
 		done(err)
 	}
-	if err == nil && !rq.stale {
+	if err == nil && !rq.stale && direct {
 		c.remember(ep)
 	}
 	return err
 }
 
-// remember marks ep as the leader's endpoint when it served a leader-bound
-// call itself (not through forwarding).
+// remember marks ep as the leader's endpoint: it answered a leader-bound
+// call itself, without forwarding it.
 func (c *Client) remember(ep *endpoint) {
 	for i, e := range c.endpoints {
 		if e == ep {
-			if id, _ := ep.id.Load().(string); id != "" && id == ep.servedBy() {
-				c.leader.Store(int32(i))
-			}
+			c.leader.Store(int32(i))
 			return
 		}
 	}
@@ -337,8 +336,9 @@ func (e *endpoint) servedBy() string {
 	return s
 }
 
-// once sends one HTTP request and decodes the answer.
-func (c *Client) once(ctx context.Context, ep *endpoint, method, path string, body []byte, hdr func(http.Header), out any) error {
+// once sends one HTTP request and decodes the answer. direct, when not nil,
+// is set when ep answered itself rather than forwarding to the leader.
+func (c *Client) once(ctx context.Context, ep *endpoint, method, path string, body []byte, hdr func(http.Header), out any, direct *bool) error {
 	var rb io.Reader
 	if body != nil {
 		rb = bytes.NewReader(body)
@@ -364,9 +364,15 @@ func (c *Client) once(ctx context.Context, ep *endpoint, method, path string, bo
 		return fmt.Errorf("coordd: %s %s: %w", method, ep.url+path, err)
 	}
 	defer resp.Body.Close()
-	served := resp.Header.Get("X-Coordd-Served-By")
-	if served != "" && resp.Header.Get("X-Coordd-Forwarded-By") == "" {
+	served, fwd := resp.Header.Get("X-Coordd-Served-By"), resp.Header.Get("X-Coordd-Forwarded-By")
+	switch {
+	case fwd != "":
+		ep.id.Store(fwd) // ep forwarded to the leader, which served
+	case served != "":
 		ep.id.Store(served)
+		if direct != nil {
+			*direct = true
+		}
 	}
 	b, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
 	if err != nil {

@@ -434,3 +434,30 @@ func TestBreaker_OpensOnADeadEndpointAndClosesWhenItReturns(t *testing.T) {
 		return nil
 	})
 }
+
+func TestClient_LearnsWhichEndpointLeadsThroughForwardedAnswers(t *testing.T) {
+	t.Parallel()
+	cl := testcluster.New(t, 3)
+	f, l := cl.Followers()[0], cl.Leader()
+	c := newClient(t, []string{f.HTTPAddr, l.HTTPAddr})
+	ctx := ctxT(t, 30*time.Second)
+	for range 5 {
+		if _, err := c.Put(ctx, "k", []byte("v")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h := c.Health()
+	// A forwarded answer names the follower as the node that was asked;
+	// it must not be taken for the leader.
+	if h[0].Node != f.ID || h[1].Node != l.ID {
+		t.Fatalf("endpoint ids: %+v (follower %s, leader %s)", h, f.ID, l.ID)
+	}
+	// Through the follower alone every write is forwarded.
+	only := newClient(t, []string{f.HTTPAddr})
+	if _, err := only.Put(ctx, "k", []byte("w")); err != nil {
+		t.Fatal(err)
+	}
+	if h := only.Health(); h[0].Node != f.ID {
+		t.Fatalf("a forwarding follower was taken for %s", h[0].Node)
+	}
+}

@@ -128,6 +128,9 @@ func (a *API) forward(w http.ResponseWriter, r *http.Request, body []byte) {
 	for _, h := range hopHeaders {
 		w.Header().Del(h)
 	}
+	// X-Coordd-Served-By names the leader that answered; this names the
+	// node that forwarded, so clients learn who leads and who does not.
+	w.Header().Set(headerForwardedBy, a.node.ID())
 	w.WriteHeader(resp.StatusCode)
 	flusher, _ := w.(http.Flusher)
 	buf := make([]byte, 32<<10)

@@ -1,6 +1,7 @@
 package client_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"github.com/coordd/coordd/client"
+	"github.com/coordd/coordd/fsm"
 	"github.com/coordd/coordd/internal/testcluster"
 )
 
@@ -459,5 +461,35 @@ func TestClient_LearnsWhichEndpointLeadsThroughForwardedAnswers(t *testing.T) {
 	}
 	if h := only.Health(); h[0].Node != f.ID {
 		t.Fatalf("a forwarding follower was taken for %s", h[0].Node)
+	}
+}
+
+func TestSaveSnapshot_IsAConsistentCopyOfTheClusterState(t *testing.T) {
+	t.Parallel()
+	cl := testcluster.New(t, 3)
+	c := newClient(t, []string{cl.Followers()[0].HTTPAddr})
+	ctx := ctxT(t, 30*time.Second)
+	for i := range 20 {
+		if _, err := c.Put(ctx, fmt.Sprintf("s/%02d", i), []byte(fmt.Sprint(i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var buf bytes.Buffer
+	index, size, err := c.SaveSnapshot(ctx, &buf)
+	if err != nil || size != int64(buf.Len()) || index == 0 {
+		t.Fatalf("save: index %d size %d (%d bytes): %v", index, size, buf.Len(), err)
+	}
+	st, err := fsm.ReadState(&buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	list, _, err := c.List(ctx, "s/")
+	if err != nil || st.Index() != index || st.KVLen() != len(list) {
+		t.Fatalf("snapshot at %d has %d keys, the cluster %d (%v)", st.Index(), st.KVLen(), len(list), err)
+	}
+	for _, kv := range list {
+		if e, ok := st.Get(kv.Key); !ok || string(e.Value) != string(kv.Value) {
+			t.Fatalf("key %s differs in the snapshot", kv.Key)
+		}
 	}
 }

@@ -110,6 +110,7 @@ func New(node Node, opts Options) *API {
 	a.mux.HandleFunc("POST /v1/locks/{name}", a.campaign(fsm.KindLock))
 	a.mux.HandleFunc("DELETE /v1/locks/{name}", a.resign())
 	a.mux.HandleFunc("GET /v1/fencing/{name}", a.fencingCheck)
+	a.mux.HandleFunc("GET /v1/snapshot", a.snapshotGet)
 	a.mux.HandleFunc("GET /v1/status", a.status)
 	a.mux.HandleFunc("GET /v1/cluster/members", a.membersList)
 	a.mux.HandleFunc("POST /v1/cluster/members", a.membersJoin)

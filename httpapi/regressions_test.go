@@ -1,6 +1,7 @@
 package httpapi_test
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"net/http"
@@ -143,4 +144,27 @@ func TestForwardedCampaign_MayWaitLongerThanTheWriteTimeout(t *testing.T) {
 	if !cr.Leader || cr.Token <= tok {
 		t.Fatalf("forwarded waiting campaign: %d %s", r.status, r.body)
 	}
+}
+
+func TestSnapshotGet_StreamsTheWholeStateFromTheLeader(t *testing.T) {
+	t.Parallel()
+	p := newPair(t)
+	p.leader.putKV(t, "a", "1")
+	p.leader.node.applyLocal(fsm.NewLeaseGrant(5000))
+	r := p.follower.do(t, "GET", "/v1/snapshot", "")
+	if r.status != http.StatusOK || r.header.Get("Content-Type") != "application/octet-stream" {
+		t.Fatalf("snapshot: %d %v", r.status, r.header)
+	}
+	st, err := fsm.ReadState(bytes.NewReader(r.body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := p.leader.node.fsm.State()
+	if st.Index() != want.Index() || st.KVLen() != 1 || st.LeaseCount() != 1 {
+		t.Fatalf("snapshot state: index %d keys %d leases %d", st.Index(), st.KVLen(), st.LeaseCount())
+	}
+	if r.header.Get("X-Coordd-Index") != itoa(want.Index()) {
+		t.Fatalf("X-Coordd-Index %q", r.header.Get("X-Coordd-Index"))
+	}
+	wantError(t, p.leader.do(t, "GET", "/v1/snapshot?x=1", ""), http.StatusBadRequest, httpapi.CodeBadRequest)
 }

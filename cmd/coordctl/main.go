@@ -68,7 +68,7 @@ Commands (flags may come before or after the arguments):
                                          run CMD only while holding the lock; its environment
                                          has COORDD_LOCK_NAME, COORDD_FENCING_TOKEN, COORDD_LEASE
   check NAME TOKEN                       is TOKEN a current holder's fencing token?
-  snapshot save FILE                     not supported by this server yet
+  snapshot save FILE                     a consistent backup of the whole state, from the leader
   help                                   this text
 
 Exit codes:

@@ -170,6 +170,7 @@ func TestCoordctl(t *testing.T) {
 	t.Run("LeaseKeepaliveUntilInterrupted", f.testLeaseKeepalive)
 	t.Run("StatusAndMembers", f.testStatusAndMembers)
 	t.Run("Check", f.testCheck)
+	t.Run("SnapshotSave", f.testSnapshotSave)
 	t.Run("LockRunsTheCommandWithItsToken", f.testLockRunsChild)
 	t.Run("LockLost", f.testLockLost)
 	t.Run("LockWaitTimesOut", f.testLockWaitTimesOut)
@@ -201,7 +202,8 @@ func (f *fixture) testUsage(t *testing.T) {
 		{[]string{"lock", "name", "--"}, `no command after "--"`},
 		{[]string{"lock", "name", "--", "/no/such/command"}, `command "/no/such/command"`},
 		{[]string{"lock", "-limit", "0", "name", "--", "true"}, "-limit 0 must be at least 1"},
-		{[]string{"snapshot", "save", "backup.snap"}, "not supported by this server yet"},
+		{[]string{"snapshot", "save"}, "FILE"},
+		{[]string{"snapshot", "save", "/no/such/dir/backup.snap"}, "cannot write /no/such/dir/backup.snap.tmp"},
 		{[]string{"-o", "yaml", "status"}, `-o "yaml": the output format must be table or json`},
 		// The server refuses a TTL under its floor: bad input too.
 		{[]string{"lease", "grant", "1ms"}, "refused by the server"},
@@ -442,6 +444,28 @@ func (f *fixture) testStatusAndMembers(t *testing.T) {
 		t.Fatalf("members json: %+v", ms)
 	}
 	expect(t, f.ctl(t, "", "members", "remove", "n9"), exitFailed, "", "refused by the server")
+}
+
+func (f *fixture) testSnapshotSave(t *testing.T) {
+	t.Parallel()
+	expect(t, f.ctl(t, "", "kv", "put", "snap/k", "v"), exitOK, "", "")
+	path := filepath.Join(t.TempDir(), "backup.snap")
+	r := f.ctl(t, "", "-o", "json", "snapshot", "save", path)
+	expect(t, r, exitOK, `"file"`, "")
+	if err := verifySnapshot(path); err != nil {
+		t.Fatalf("saved snapshot: %v", err)
+	}
+	if _, err := os.Stat(path + ".tmp"); !os.IsNotExist(err) {
+		t.Fatalf("temporary file left behind: %v", err)
+	}
+	// A corrupted copy fails verification.
+	b, _ := os.ReadFile(path)
+	b[len(b)/2] ^= 0xff
+	bad := filepath.Join(t.TempDir(), "bad.snap")
+	os.WriteFile(bad, b, 0o600)
+	if err := verifySnapshot(bad); err == nil {
+		t.Fatal("a corrupted snapshot passed verification")
+	}
 }
 
 func (f *fixture) testCheck(t *testing.T) {

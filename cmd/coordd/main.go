@@ -1,5 +1,9 @@
 // Command coordd runs one node of a coordd cluster.
 //
+// `coordd snapshot inspect FILE` verifies a snapshot file (a backup from
+// GET /v1/snapshot, or state.bin in a node's snapshots directory) and prints
+// what is in it.
+//
 // Every flag can also be set through an environment variable: COORDD_ and
 // the flag name in upper case with dashes as underscores (-data-dir is
 // COORDD_DATA_DIR). A flag on the command line wins over the environment.
@@ -109,6 +113,9 @@ func applyEnv(fs *flag.FlagSet, lookup func(string) (string, bool)) error {
 }
 
 func run(args []string, stderr io.Writer) int {
+	if len(args) > 0 && args[0] == "snapshot" {
+		return runSnapshot(args[1:], os.Stdout, stderr)
+	}
 	o, err := parseFlags(args, stderr)
 	if errors.Is(err, flag.ErrHelp) {
 		return 0

@@ -43,6 +43,9 @@ type Result struct {
 	// Promoted counts the candidates this entry made holders (hand-offs
 	// included).
 	Promoted int
+	// Reset is true when the command replaced state wholesale (finishing a
+	// restore): watchers of the old state are woken through ResetCh.
+	Reset bool
 	// Duplicate is true when the result was recorded earlier under the same
 	// idempotency key and nothing was applied now.
 	Duplicate bool
@@ -94,6 +97,9 @@ func (f *FSM) Apply(l *raft.Log) any {
 	// closing the channels of a state twice would panic.
 	next, res := applyCommand(f.state.Load(), l.Index, l.Term, cmd, true)
 	f.state.Store(next)
+	if res.Reset {
+		f.reset()
+	}
 	return res
 }
 
@@ -195,6 +201,10 @@ func applyCommand(s *State, index, term uint64, cmd Command, notify bool) (*Stat
 		var name string
 		if name, err = decodePromote(cmd); err == nil {
 			applyPromote(&next, res, name, stamp, notify)
+		}
+	case CmdRestored:
+		if err = decodeRestored(cmd); err == nil {
+			applyRestored(&next, res, index)
 		}
 	default:
 		err = fmt.Errorf("fsm: command type %s not known to this build: %w", cmd.Type, ErrBadCommand)
@@ -307,11 +317,16 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 		return fmt.Errorf("fsm: restore: %w", err)
 	}
 	f.state.Store(s)
+	f.reset()
+	return nil
+}
+
+// reset wakes every reader waiting on ResetCh.
+func (f *FSM) reset() {
 	f.mu.Lock()
 	close(f.resetCh)
 	f.resetCh = make(chan struct{})
 	f.mu.Unlock()
-	return nil
 }
 
 type fsmSnapshot struct{ state *State }

@@ -14,7 +14,10 @@ import (
 // later are appended to a record and read only when present, so older files
 // stay readable.
 const (
-	recMeta     = 1 // kvDeleteIndex [stamp electionDeleteIndex]
+	// recMeta: in format version 1, kvDeleteIndex [stamp
+	// electionDeleteIndex]; from version 2, kvDeleteIndex stamp
+	// electionDeleteIndex restorePending restoreSource restoreIndex.
+	recMeta     = 1
 	recKV       = 2 // one KVEntry [lease]
 	recMember   = 3 // one Member
 	recLease    = 4 // one Lease
@@ -37,16 +40,22 @@ func walkRecords[T any](sw *snapshot.Writer, typ byte, t *iradix.Tree[T], f func
 
 // WriteState writes s in the snapshot format of package snapshot.
 func WriteState(w io.Writer, s *State) error {
-	sw, err := snapshot.NewWriter(w, snapshot.Header{Index: s.index, Term: s.term})
+	counts := map[byte]uint64{
+		recMeta: 1, recKV: uint64(s.kv.Len()), recMember: uint64(s.members.Len()),
+		recLease: uint64(s.leases.Len()), recAttach: uint64(s.attach.Len()),
+		recElection: uint64(s.elections.Len()), recDedup: uint64(s.dedup.Len()),
+	}
+	sw, err := snapshot.NewWriter(w, snapshot.Header{Index: s.index, Term: s.term, Counts: counts})
 	if err != nil {
 		return err
 	}
 	e := enc{}
 	e.uvarint(s.kvDeleteIndex)
-	if s.stamp != 0 || s.electionDeleteIndex != 0 {
-		e.varint(s.stamp)
-		e.uvarint(s.electionDeleteIndex)
-	}
+	e.varint(s.stamp)
+	e.uvarint(s.electionDeleteIndex)
+	e.bool(s.restore.Pending)
+	e.uvarint(s.restore.SourceIndex)
+	e.uvarint(s.restore.Index)
 	if err := sw.Record(recMeta, e.b); err != nil {
 		return err
 	}
@@ -112,7 +121,10 @@ func ReadState(r io.Reader) (*State, error) {
 		switch typ {
 		case recMeta:
 			s.kvDeleteIndex = d.uvarint()
-			if d.err == nil && len(d.b) > 0 {
+			if h.Version >= 2 {
+				s.stamp, s.electionDeleteIndex = d.varint(), d.uvarint()
+				s.restore = RestoreInfo{Pending: d.bool(), SourceIndex: d.uvarint(), Index: d.uvarint()}
+			} else if d.err == nil && len(d.b) > 0 {
 				s.stamp, s.electionDeleteIndex = d.varint(), d.uvarint()
 				if d.err == nil && s.stamp == 0 && s.electionDeleteIndex == 0 {
 					d.fail(errors.New("explicit zero stamp and election delete index"))

@@ -2,9 +2,11 @@ package fsm_test
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"flag"
 	"fmt"
+	"hash/crc32"
 	"io"
 	"os"
 	"path/filepath"
@@ -199,10 +201,16 @@ func TestRestoreOfACorruptedSnapshotChangesNothing(t *testing.T) {
 }
 
 // forge writes a snapshot stream with a valid checksum around recs.
+// forge writes recs in the current format, with the header's counts
+// computed from them.
 func forge(t *testing.T, recs ...[2][]byte) []byte {
 	t.Helper()
+	counts := map[byte]uint64{}
+	for _, r := range recs {
+		counts[r[0][0]]++
+	}
 	var buf bytes.Buffer
-	w, err := snapshot.NewWriter(&buf, snapshot.Header{Index: 5, Term: 1})
+	w, err := snapshot.NewWriter(&buf, snapshot.Header{Index: 5, Term: 1, Counts: counts})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -217,27 +225,51 @@ func forge(t *testing.T, recs ...[2][]byte) []byte {
 	return buf.Bytes()
 }
 
+// forgeV1 writes recs in format version 1 (no counts in the header), by
+// hand, as a build of that version did.
+func forgeV1(recs ...[2][]byte) []byte {
+	b := append([]byte(snapshot.Magic), 0, 1)
+	b = binary.BigEndian.AppendUint64(b, 5)
+	b = binary.BigEndian.AppendUint64(b, 1)
+	for _, r := range recs {
+		b = append(b, r[0][0])
+		b = binary.AppendUvarint(b, uint64(len(r[1])))
+		b = append(b, r[1]...)
+	}
+	b = append(b, 0)
+	b = binary.BigEndian.AppendUint64(b, uint64(len(recs)))
+	return binary.BigEndian.AppendUint32(b, crc32.Checksum(b, crc32.MakeTable(crc32.Castagnoli)))
+}
+
 func rec(typ byte, data ...byte) [2][]byte { return [2][]byte{{typ}, data} }
 
 func TestRestoreRefusesWellFramedButMalformedRecords(t *testing.T) {
 	t.Parallel()
 	validKV := []byte{1, 'k', 1, 'v', 1, 1, 1}
 	validMember := []byte{2, 'n', '1', 0, 0}
+	meta := []byte{3, 0, 0, 0, 0, 0} // v2: kvDeleteIndex 3, the rest zero
 	tests := []struct {
 		name string
 		in   []byte
 	}{
-		{"an unknown record type", forge(t, rec(1, 0), rec(4, 1, 2, 3))},
-		{"the highest record type", forge(t, rec(1, 0), rec(255))},
+		{"an unknown record type", forge(t, rec(1, meta...), rec(4, 1, 2, 3))},
+		{"the highest record type", forge(t, rec(1, meta...), rec(255))},
 		{"an empty meta record", forge(t, rec(1))},
-		{"a meta record with trailing bytes", forge(t, rec(1, 0, 0))},
-		{"a KV record cut short", forge(t, rec(1, 0), rec(2, validKV[:len(validKV)-1]...))},
-		{"a KV record with trailing bytes", forge(t, rec(1, 0), rec(2, append(bytes.Clone(validKV), 9, 9)...))},
-		{"a KV record with an explicit zero lease", forge(t, rec(1, 0), rec(2, append(bytes.Clone(validKV), 0)...))},
-		{"a meta record with explicit zero extras", forge(t, rec(1, 0, 0, 0))},
-		{"an empty KV record", forge(t, rec(1, 0), rec(2))},
-		{"a member record cut short", forge(t, rec(1, 0), rec(3, validMember[:3]...))},
-		{"a member record with trailing bytes", forge(t, rec(1, 0), rec(3, append(bytes.Clone(validMember), 0)...))},
+		{"a meta record cut short", forge(t, rec(1, meta[:5]...))},
+		{"a meta record with trailing bytes", forge(t, rec(1, append(bytes.Clone(meta), 0)...))},
+		{"a meta record with a bad bool", forge(t, rec(1, 3, 0, 0, 2, 0, 0))},
+		{"a KV record cut short", forge(t, rec(1, meta...), rec(2, validKV[:len(validKV)-1]...))},
+		{"a KV record with trailing bytes", forge(t, rec(1, meta...), rec(2, append(bytes.Clone(validKV), 9, 9)...))},
+		{"a KV record with an explicit zero lease", forge(t, rec(1, meta...), rec(2, append(bytes.Clone(validKV), 0)...))},
+		{"an empty KV record", forge(t, rec(1, meta...), rec(2))},
+		{"a member record cut short", forge(t, rec(1, meta...), rec(3, validMember[:3]...))},
+		{"a member record with trailing bytes", forge(t, rec(1, meta...), rec(3, append(bytes.Clone(validMember), 0)...))},
+		{"v1: an unknown record type", forgeV1(rec(1, 0), rec(4, 1, 2, 3))},
+		{"v1: an empty meta record", forgeV1(rec(1))},
+		{"v1: a meta record with trailing bytes", forgeV1(rec(1, 0, 0))},
+		{"v1: a meta record with explicit zero extras", forgeV1(rec(1, 0, 0, 0))},
+		{"v1: a KV record cut short", forgeV1(rec(1, 0), rec(2, validKV[:len(validKV)-1]...))},
+		{"v1: a bad checksum", func() []byte { b := forgeV1(rec(1, 0)); b[len(b)-1]++; return b }()},
 		{"a not-a-snapshot stream", []byte("this is not a snapshot at all, just some text")},
 		{"an empty stream", nil},
 	}
@@ -250,10 +282,17 @@ func TestRestoreRefusesWellFramedButMalformedRecords(t *testing.T) {
 			restoreMustFail(t, richFSM(t), tt.in, tt.name)
 		})
 	}
-	// The same records, well formed, are accepted.
-	s, err := fsm.ReadState(bytes.NewReader(forge(t, rec(1, 3), rec(2, validKV...), rec(3, validMember...))))
+	// The same records, well formed, are accepted, in both versions.
+	v1, err := fsm.ReadState(bytes.NewReader(forgeV1(rec(1, 3), rec(2, validKV...), rec(3, validMember...))))
+	if err != nil {
+		t.Fatalf("well-formed v1 records refused: %v", err)
+	}
+	s, err := fsm.ReadState(bytes.NewReader(forge(t, rec(1, meta...), rec(2, validKV...), rec(3, validMember...))))
 	if err != nil {
 		t.Fatalf("well-formed records refused: %v", err)
+	}
+	if !bytes.Equal(stateBytes(t, v1), stateBytes(t, s)) {
+		t.Fatal("the same records read differently from v1 and v2 files")
 	}
 	if e, ok := s.Get("k"); !ok || !sameEntry(e, &fsm.KVEntry{Key: "k", Value: []byte("v"), CreateIndex: 1, ModifyIndex: 1, Version: 1}) {
 		t.Fatalf("Get(k) = %s", entryString(e))
@@ -379,7 +418,7 @@ func TestWriteStateMatchesTheGoldenFile(t *testing.T) {
 	t.Parallel()
 	// The snapshot format is part of upgrades: a file written by an older
 	// build must still restore. The golden file pins today's bytes.
-	path := filepath.Join("testdata", "state-v1.snap")
+	path := filepath.Join("testdata", "state-v2.snap")
 	got := persist(t, richFSM(t))
 	if *update {
 		if err := os.WriteFile(path, got, 0o644); err != nil {
@@ -402,6 +441,23 @@ func TestWriteStateMatchesTheGoldenFile(t *testing.T) {
 	}
 }
 
+func TestFilesOfEveryEarlierFormatVersionStillRestore(t *testing.T) {
+	t.Parallel()
+	// state-v1.snap was written by the build that introduced format 1, from
+	// the same richFSM: it must restore to the very same state.
+	old, err := os.ReadFile(filepath.Join("testdata", "state-v1.snap"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := fsm.New()
+	if err := f.Restore(newRC(old)); err != nil {
+		t.Fatalf("v1 golden file does not restore: %v", err)
+	}
+	if !bytes.Equal(stateBytes(t, f.State()), persist(t, richFSM(t))) {
+		t.Fatal("v1 golden file restores to a different state")
+	}
+}
+
 func TestReleaseIsHarmless(t *testing.T) {
 	t.Parallel()
 	f := richFSM(t)
@@ -420,8 +476,16 @@ func TestReleaseIsHarmless(t *testing.T) {
 // type(1) length(1) data(length) records, each written with snapshot.Writer,
 // so that the checksum is valid and ReadState's record decoding is reached.
 func frame(t testing.TB, b []byte) []byte {
+	counts := map[byte]uint64{}
+	for c := b; len(c) >= 2; {
+		typ, n := c[0], min(int(c[1]), len(c)-2)
+		if typ != 0 {
+			counts[typ]++
+		}
+		c = c[2+n:]
+	}
 	var buf bytes.Buffer
-	w, err := snapshot.NewWriter(&buf, snapshot.Header{Index: 77, Term: 3})
+	w, err := snapshot.NewWriter(&buf, snapshot.Header{Index: 77, Term: 3, Counts: counts})
 	if err != nil {
 		t.Fatal(err)
 	}

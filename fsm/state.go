@@ -51,6 +51,9 @@ type State struct {
 	// election (for blocking queries on a missing name).
 	electionDeleteIndex uint64
 
+	// restore describes the last restore of a backup (see PrepareRestore).
+	restore RestoreInfo
+
 	dedup        *iradix.Tree[*dedupEntry] // by idempotency key
 	dedupByStamp *iradix.Tree[string]      // u64key(stamp)+u64key(index) -> key, for collection
 }

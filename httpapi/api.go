@@ -24,6 +24,10 @@ import (
 const (
 	DefaultMaxRequestBytes = 1 << 20
 	DefaultMaxValueBytes   = 512 << 10
+	// DefaultMaxSnapshotBytes bounds a backup uploaded for restore.
+	DefaultMaxSnapshotBytes = 4 << 30
+	// RestoreTimeout bounds a restore request, upload included.
+	RestoreTimeout = 15 * time.Minute
 	// MaxKeyBytes bounds a key's length.
 	MaxKeyBytes = 1024
 	// DefaultWait is how long a blocking query waits when ?wait is absent.
@@ -40,6 +44,8 @@ type Options struct {
 	Logger          hclog.Logger
 	MaxRequestBytes int64
 	MaxValueBytes   int
+	// MaxSnapshotBytes bounds a backup uploaded to POST /v1/snapshot.
+	MaxSnapshotBytes int64
 	// Registry receives the HTTP metrics and is served at /metrics. Nil
 	// makes a private one.
 	Registry *prometheus.Registry
@@ -74,6 +80,9 @@ func New(node Node, opts Options) *API {
 	}
 	if opts.MaxValueBytes <= 0 {
 		opts.MaxValueBytes = DefaultMaxValueBytes
+	}
+	if opts.MaxSnapshotBytes <= 0 {
+		opts.MaxSnapshotBytes = DefaultMaxSnapshotBytes
 	}
 	if opts.Registry == nil {
 		opts.Registry = prometheus.NewRegistry()
@@ -111,6 +120,7 @@ func New(node Node, opts Options) *API {
 	a.mux.HandleFunc("DELETE /v1/locks/{name}", a.resign())
 	a.mux.HandleFunc("GET /v1/fencing/{name}", a.fencingCheck)
 	a.mux.HandleFunc("GET /v1/snapshot", a.snapshotGet)
+	a.mux.HandleFunc("POST /v1/snapshot", a.snapshotPost)
 	a.mux.HandleFunc("GET /v1/status", a.status)
 	a.mux.HandleFunc("GET /v1/cluster/members", a.membersList)
 	a.mux.HandleFunc("POST /v1/cluster/members", a.membersJoin)

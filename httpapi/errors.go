@@ -35,6 +35,8 @@ const (
 	CodeKindMismatch      = "kind_mismatch"
 	CodeLimitMismatch     = "limit_mismatch"
 	CodeIdempotencyReused = "idempotency_key_reused"
+	CodeInvalidSnapshot   = "invalid_snapshot"
+	CodeRestoreInProgress = "restore_in_progress"
 	headerRetryAfter      = "Retry-After"
 	retryAfterSeconds     = "1"
 	contentTypeJSON       = "application/json"
@@ -130,6 +132,8 @@ func classify(err error) (int, ErrorDetail) {
 	case errors.Is(err, ErrOutcomeUnknown):
 		return http.StatusServiceUnavailable, ErrorDetail{Code: CodeOutcomeUnknown,
 			Message: err.Error() + " (the write may or may not have been applied: retry with the same Idempotency-Key, or read before retrying)"}
+	case errors.Is(err, ErrRestoreInProgress):
+		return http.StatusConflict, ErrorDetail{Code: CodeRestoreInProgress, Message: err.Error()}
 	case errors.Is(err, ErrShutdown):
 		return http.StatusServiceUnavailable, ErrorDetail{Code: CodeShuttingDown, Message: err.Error()}
 	default:

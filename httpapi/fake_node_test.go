@@ -37,6 +37,8 @@ type fakeNode struct {
 	joinErr    error
 	removeErr  error
 	xferErr    error
+	restoreErr error
+	restores   int
 	panicIn    string // "Apply", "ReadBarrier", ... : panic in that method
 	staleness  httpapi.Staleness
 	// resetHook, when set, runs (once) at the start of the next ResetCh
@@ -262,6 +264,38 @@ func (n *fakeNode) TransferLeadership(ctx context.Context, id string) error {
 	}
 	n.transfers = append(n.transfers, id)
 	return nil
+}
+
+// Restore installs backup as the server does: prepared, restored, then
+// finished with CmdRestored.
+func (n *fakeNode) Restore(ctx context.Context, backup *fsm.State, opts httpapi.RestoreOptions) (httpapi.RestoreResult, error) {
+	n.mu.Lock()
+	isLeader, err := n.isLeader, n.restoreErr
+	n.restores++
+	n.mu.Unlock()
+	if !isLeader {
+		return httpapi.RestoreResult{}, httpapi.ErrNotLeader
+	}
+	if err != nil {
+		return httpapi.RestoreResult{}, err
+	}
+	n.applyMu.Lock()
+	prepared := fsm.PrepareRestore(backup, n.fsm.State().Members(), max(n.index, backup.Index())+opts.Bump)
+	var buf bytes.Buffer
+	if err := fsm.WriteState(&buf, prepared); err != nil {
+		n.applyMu.Unlock()
+		return httpapi.RestoreResult{}, err
+	}
+	if err := n.fsm.Restore(io.NopCloser(&buf)); err != nil {
+		n.applyMu.Unlock()
+		return httpapi.RestoreResult{}, err
+	}
+	n.index = prepared.Index() + 1
+	n.applyMu.Unlock()
+	res := n.applyLocal(fsm.NewRestored())
+	st := n.fsm.State()
+	return httpapi.RestoreResult{BackupIndex: backup.Index(), Index: res.Index, Keys: st.KVLen(),
+		Leases: st.LeaseCount(), Elections: len(st.Elections()), Digest: st.Digest()}, nil
 }
 
 func (n *fakeNode) Ready() error {

@@ -60,6 +60,22 @@ func mayBlock(r *http.Request) bool {
 // forwarded again: that would mean two nodes disagree about the leader, and
 // the client should retry after Retry-After instead of bouncing around.
 func (a *API) forward(w http.ResponseWriter, r *http.Request, body []byte) {
+	var rb io.Reader
+	if body != nil {
+		rb = bytes.NewReader(body)
+	}
+	// Bound the hop so that a stalled leader (paused, partitioned) cannot
+	// hold this request forever: a blocking query may take its whole wait.
+	hop := a.opts.WriteTimeout + 5*time.Second
+	if mayBlock(r) {
+		hop = MaxWait + MaxWait/16 + a.opts.WriteTimeout + 10*time.Second
+	}
+	a.forwardBody(w, r, rb, hop)
+}
+
+// forwardBody forwards r with the body rb (streamed: it may be large),
+// bounded by hop.
+func (a *API) forwardBody(w http.ResponseWriter, r *http.Request, rb io.Reader, hop time.Duration) {
 	leader, ok := a.node.Leader()
 	switch {
 	case !ok:
@@ -82,18 +98,8 @@ func (a *API) forward(w http.ResponseWriter, r *http.Request, body []byte) {
 	if r.URL.RawQuery != "" {
 		url += "?" + r.URL.RawQuery
 	}
-	// Bound the hop so that a stalled leader (paused, partitioned) cannot
-	// hold this request forever: a blocking query may take its whole wait.
-	hop := a.opts.WriteTimeout + 5*time.Second
-	if mayBlock(r) {
-		hop = MaxWait + MaxWait/16 + a.opts.WriteTimeout + 10*time.Second
-	}
 	ctx, cancel := context.WithTimeout(r.Context(), hop)
 	defer cancel()
-	var rb io.Reader
-	if body != nil {
-		rb = bytes.NewReader(body)
-	}
 	req, err := http.NewRequestWithContext(ctx, r.Method, url, rb)
 	if err != nil {
 		writeErrorDetail(w, http.StatusInternalServerError, ErrorDetail{Code: CodeInternal, Message: "forward: " + err.Error()})

@@ -33,6 +33,8 @@ var (
 	// ErrCatchingUp means this node has not yet applied what was committed
 	// when it started.
 	ErrCatchingUp = errors.New("coordd: catching up")
+	// ErrRestoreInProgress means a restore is already running.
+	ErrRestoreInProgress = errors.New("coordd: a restore is already in progress")
 	// ErrBadRequest wraps a Node-side validation failure of caller input.
 	ErrBadRequest = errors.New("coordd: bad request")
 )
@@ -80,10 +82,38 @@ type Node interface {
 	LeaseRemaining(id uint64) (time.Duration, error)
 	// LeaseTTLRange is the range of TTLs a grant may ask for.
 	LeaseTTLRange() (min, max time.Duration)
+	// Restore replaces the replicated state with backup (a verified state
+	// read from a snapshot file); this node must be the leader.
+	Restore(ctx context.Context, backup *fsm.State, opts RestoreOptions) (RestoreResult, error)
 	// Ready returns nil when the node can serve: it knows a leader and has
 	// applied what was committed when it started (and, as leader, its first
 	// entry of the term).
 	Ready() error
+}
+
+// RestoreOptions adjust a restore.
+type RestoreOptions struct {
+	// Bump raises the restored index by this much above the backup's and
+	// the log's last index.
+	Bump uint64
+}
+
+// RestoreResult is the answer to POST /v1/snapshot.
+type RestoreResult struct {
+	// BackupIndex is the index the backup was taken at.
+	BackupIndex uint64 `json:"backup_index"`
+	// Index is the Raft index of the entry that finished the restore: every
+	// token issued from now on, the restored holders' included, is at
+	// least this.
+	Index     uint64 `json:"index"`
+	Keys      int    `json:"keys"`
+	Leases    int    `json:"leases"`
+	Elections int    `json:"elections"`
+	// Digest is fsm.State.Digest of the restored data.
+	Digest string        `json:"digest"`
+	Took   time.Duration `json:"-"`
+	// TookMS is Took in milliseconds.
+	TookMS int64 `json:"took_ms"`
 }
 
 // MemberInfo describes one server of the cluster.
@@ -124,4 +154,29 @@ type Status struct {
 	LastContact  string       `json:"last_contact,omitempty"`
 	Ready        bool         `json:"ready"`
 	Members      []MemberInfo `json:"members"`
+	// FirstLogIndex is the oldest entry still in the log: everything
+	// before it was compacted into a snapshot.
+	FirstLogIndex uint64 `json:"first_log_index"`
+	// Snapshot is the latest snapshot on this node (nil: none yet).
+	Snapshot *SnapshotStatus `json:"snapshot,omitempty"`
+	// LastRestore is the last restore of a backup (nil: none).
+	LastRestore *RestoreStatus `json:"last_restore,omitempty"`
+}
+
+// SnapshotStatus describes a node's latest snapshot.
+type SnapshotStatus struct {
+	Index      uint64  `json:"index"`
+	Term       uint64  `json:"term"`
+	SizeBytes  int64   `json:"size_bytes"`
+	AgeSeconds float64 `json:"age_seconds"`
+	// DurationMS is how long it took to write (0 when found at startup).
+	DurationMS int64 `json:"duration_ms"`
+}
+
+// RestoreStatus describes the last restore of a backup.
+type RestoreStatus struct {
+	// Pending is true while a restore is installed but not finished.
+	Pending     bool   `json:"pending"`
+	BackupIndex uint64 `json:"backup_index"`
+	Index       uint64 `json:"index,omitempty"`
 }

@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"errors"
 	"net/http"
 	"strconv"
 
@@ -33,4 +34,59 @@ func (a *API) snapshotGet(w http.ResponseWriter, r *http.Request) {
 		}
 		return nil
 	})
+}
+
+// MaxRestoreBump bounds ?bump: far more than any cluster's lifetime of
+// writes, far from overflowing an index.
+const MaxRestoreBump = 1 << 48
+
+// snapshotPost answers POST /v1/snapshot: the body is a snapshot file (as
+// GET /v1/snapshot or `coordctl snapshot save` wrote it) to restore into
+// the running cluster. The whole file is read and verified (framing, record
+// counts, checksum, every record) before anything changes: a truncated or
+// corrupted file gets 400 invalid_snapshot and leaves the cluster as it was.
+// A follower streams the upload to the leader.
+//
+// ?bump=N raises the index (and so every token issued after the restore) by
+// N above the backup's and the log's: use it when restoring into a new or
+// wiped cluster, whose log knows nothing of the tokens the old cluster
+// issued after the backup was taken (like etcdutl's --bump-revision).
+func (a *API) snapshotPost(w http.ResponseWriter, r *http.Request) {
+	q, err := query(r, "bump")
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	bump, _, err := uintParam(q, "bump")
+	if err == nil && bump > MaxRestoreBump {
+		err = badRequest("query parameter \"bump\" must be at most " + strconv.FormatUint(MaxRestoreBump, 10))
+	}
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	if !a.node.IsLeader() {
+		a.forwardBody(w, r, r.Body, RestoreTimeout)
+		return
+	}
+	backup, err := fsm.ReadState(http.MaxBytesReader(w, r.Body, a.opts.MaxSnapshotBytes))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			writeErrorDetail(w, http.StatusRequestEntityTooLarge, ErrorDetail{Code: CodeTooLarge,
+				Message: "snapshot too large: the limit is " + strconv.FormatInt(mbe.Limit, 10) + " bytes (-max-snapshot-bytes)"})
+			return
+		}
+		writeErrorDetail(w, http.StatusBadRequest, ErrorDetail{Code: CodeInvalidSnapshot,
+			Message: "the body is not a sound coordd snapshot; nothing was changed: " + err.Error()})
+		return
+	}
+	res, err := a.node.Restore(r.Context(), backup, RestoreOptions{Bump: bump})
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	res.TookMS = res.Took.Milliseconds()
+	w.Header().Set(headerIndex, strconv.FormatUint(res.Index, 10))
+	writeJSON(w, http.StatusOK, res)
 }

@@ -155,7 +155,7 @@ func Test_Cluster_RestartedNodes_RecoverStateFromDataDir(t *testing.T) {
 	c := testcluster.New(t, 3, func(cfg *server.Config) {
 		cfg.SnapshotThreshold = 16
 		cfg.TrailingLogs = 8
-		cfg.SnapshotInterval = 100 * time.Millisecond
+		cfg.SnapshotThresholdCheck = 100 * time.Millisecond
 	})
 	l := c.Leader()
 	for i := range 60 {

@@ -22,12 +22,17 @@ const (
 	DefaultElectionTimeout    = 300 * time.Millisecond
 	DefaultLeaderLeaseTimeout = 150 * time.Millisecond
 	DefaultCommitTimeout      = 20 * time.Millisecond
-	DefaultSnapshotInterval   = 2 * time.Minute
+	DefaultSnapshotInterval   = 10 * time.Minute
 	DefaultSnapshotThreshold  = 8192
 	DefaultTrailingLogs       = 10240
 	DefaultSnapshotRetain     = 3
-	DefaultMaxRequestBytes    = 1 << 20
-	DefaultMaxValueBytes      = 512 << 10
+	// DefaultSnapshotThresholdCheck is how often Raft checks the log-size
+	// threshold (plus a random stagger of up to as much again).
+	DefaultSnapshotThresholdCheck = 5 * time.Second
+	// DefaultMaxSnapshotBytes bounds a backup uploaded for restore.
+	DefaultMaxSnapshotBytes = 4 << 30
+	DefaultMaxRequestBytes  = 1 << 20
+	DefaultMaxValueBytes    = 512 << 10
 )
 
 // Peer is one member of a bootstrap list.
@@ -75,11 +80,18 @@ type Config struct {
 	LeaderLeaseTimeout time.Duration
 	CommitTimeout      time.Duration
 
-	// Snapshot policy.
-	SnapshotInterval  time.Duration
-	SnapshotThreshold uint64
-	TrailingLogs      uint64
-	SnapshotRetain    int
+	// Snapshot policy (see snapshots.go): a snapshot every
+	// SnapshotInterval when anything changed, and whenever
+	// SnapshotThreshold entries were appended since the last one (checked
+	// every SnapshotThresholdCheck). TrailingLogs entries stay in the log
+	// behind a snapshot; SnapshotRetain snapshots stay on disk.
+	SnapshotInterval       time.Duration
+	SnapshotThreshold      uint64
+	SnapshotThresholdCheck time.Duration
+	TrailingLogs           uint64
+	SnapshotRetain         int
+	// MaxSnapshotBytes bounds a backup uploaded to POST /v1/snapshot.
+	MaxSnapshotBytes int64
 
 	// Lease timing (see leases.go): zero fields take 2×ElectionTimeout and
 	// DefaultLeaseCheckpointInterval. LeaseClock is the lease deadlines'
@@ -91,6 +103,9 @@ type Config struct {
 	// MaxRequestBytes bounds an HTTP request body; MaxValueBytes a KV value.
 	MaxRequestBytes int64
 	MaxValueBytes   int
+
+	// Knobs let tests stop the server at chosen points; nil in production.
+	Knobs *Knobs
 
 	// Logger receives all logs, Raft's included. Nil logs to stderr at info.
 	Logger hclog.Logger
@@ -113,6 +128,10 @@ func (c *Config) setDefaults() {
 	def(&c.LeaderLeaseTimeout, DefaultLeaderLeaseTimeout)
 	def(&c.CommitTimeout, DefaultCommitTimeout)
 	def(&c.SnapshotInterval, DefaultSnapshotInterval)
+	def(&c.SnapshotThresholdCheck, DefaultSnapshotThresholdCheck)
+	if c.MaxSnapshotBytes == 0 {
+		c.MaxSnapshotBytes = DefaultMaxSnapshotBytes
+	}
 	if c.SnapshotThreshold == 0 {
 		c.SnapshotThreshold = DefaultSnapshotThreshold
 	}
@@ -207,4 +226,13 @@ func ParsePeers(s string) ([]Peer, error) {
 		peers = append(peers, Peer{ID: id, RaftAddr: raftAddr, HTTPAddr: fields[i]})
 	}
 	return peers, nil
+}
+
+// Knobs are hooks for tests of failure paths that cannot be reached from
+// the outside at a precise moment.
+type Knobs struct {
+	// AfterRestoreInstall runs once a restore is installed and before it
+	// is finished; an error makes Restore return it there, as if the
+	// leader had died at that point.
+	AfterRestoreInstall func() error
 }

@@ -103,6 +103,23 @@ func (s *Server) leaderDuties(ctx context.Context) {
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
+	// A restore whose leader died before finishing it is finished first:
+	// nothing may be served from a restored state with its old tokens.
+	for s.fsm.State().Restore().Pending {
+		if _, err := s.finishRestore(ctx); err == nil {
+			s.log.Warn("finished a restore left pending by the previous leader", "index", s.fsm.State().Index())
+			break
+		} else if ctx.Err() != nil {
+			return
+		} else {
+			s.log.Warn("could not finish the pending restore; retrying", "error", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
 	// The lease clock starts before anything is served, so that the first
 	// keepalive finds every lease.
 	s.promoteLessor()

@@ -59,7 +59,7 @@ func (s *Server) waitLeaderReady(ctx context.Context) error {
 		if s.raft.State() != raft.Leader {
 			return ErrNotLeader
 		}
-		if s.leaderReady.Load() {
+		if s.leaderReady.Load() && !s.restoring.Load() {
 			return nil
 		}
 		select {
@@ -174,6 +174,17 @@ func (s *Server) Status() httpapi.Status {
 		}
 	}
 	st.Members, _ = s.Members(context.Background())
+	st.FirstLogIndex, _ = s.store.FirstIndex()
+	if snap, ok := s.LastSnapshot(); ok {
+		st.Snapshot = &httpapi.SnapshotStatus{Index: snap.Index, Term: snap.Term, SizeBytes: snap.Size,
+			DurationMS: snap.Duration.Milliseconds()}
+		if !snap.Time.IsZero() {
+			st.Snapshot.AgeSeconds = time.Since(snap.Time).Round(time.Millisecond).Seconds()
+		}
+	}
+	if r := s.fsm.State().Restore(); r.Pending || r.Index != 0 {
+		st.LastRestore = &httpapi.RestoreStatus{Pending: r.Pending, BackupIndex: r.SourceIndex, Index: r.Index}
+	}
 	return st
 }
 
@@ -188,7 +199,7 @@ func (s *Server) Ready() error {
 	if id == "" {
 		return ErrNoLeader
 	}
-	if s.raft.State() == raft.Leader && !s.leaderReady.Load() {
+	if s.raft.State() == raft.Leader && (!s.leaderReady.Load() || s.restoring.Load()) {
 		return ErrLeaderNotReady
 	}
 	if !s.caughtUp.Load() {

@@ -52,7 +52,13 @@ type Server struct {
 	store     *raftboltdb.BoltStore
 	transport *raft.NetworkTransport
 
-	metrics *nodeMetrics
+	metrics   *nodeMetrics
+	snapStats *snapshotStats
+
+	// restoreMu admits one restore at a time; restoring holds every
+	// request back while one runs on this leader.
+	restoreMu sync.Mutex
+	restoring atomic.Bool
 
 	// lessor is the leader's lease clock; leaseMu orders lease commands
 	// applied by the FSM against its promotion.
@@ -151,10 +157,12 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("server: log cache: %w", err)
 	}
-	snaps, err := raft.NewFileSnapshotStoreWithLogger(cfg.DataDir, cfg.SnapshotRetain, s.log.Named("snapshot"))
+	fileSnaps, err := raft.NewFileSnapshotStoreWithLogger(cfg.DataDir, cfg.SnapshotRetain, s.log.Named("snapshot"))
 	if err != nil {
 		return nil, fmt.Errorf("server: snapshot store: %w", err)
 	}
+	s.snapStats = newSnapshotStats()
+	snaps := newStatsSnapshotStore(fileSnaps, cfg.DataDir, s.snapStats)
 
 	rc := raft.DefaultConfig()
 	rc.LocalID = raft.ServerID(cfg.NodeID)
@@ -162,7 +170,7 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	rc.ElectionTimeout = cfg.ElectionTimeout
 	rc.LeaderLeaseTimeout = cfg.LeaderLeaseTimeout
 	rc.CommitTimeout = cfg.CommitTimeout
-	rc.SnapshotInterval = cfg.SnapshotInterval
+	rc.SnapshotInterval = cfg.SnapshotThresholdCheck
 	rc.SnapshotThreshold = cfg.SnapshotThreshold
 	rc.TrailingLogs = cfg.TrailingLogs
 	rc.Logger = s.log.Named("raft")
@@ -206,11 +214,12 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	}
 
 	api := httpapi.New(s, httpapi.Options{
-		Logger:          s.log.Named("http"),
-		MaxRequestBytes: cfg.MaxRequestBytes,
-		MaxValueBytes:   cfg.MaxValueBytes,
-		Registry:        cfg.Registry,
-		Stopping:        s.stop,
+		Logger:           s.log.Named("http"),
+		MaxRequestBytes:  cfg.MaxRequestBytes,
+		MaxValueBytes:    cfg.MaxValueBytes,
+		MaxSnapshotBytes: cfg.MaxSnapshotBytes,
+		Registry:         cfg.Registry,
+		Stopping:         s.stop,
 	})
 	s.httpSrv = &http.Server{
 		Handler:           api,
@@ -218,7 +227,11 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          s.log.Named("http").StandardLogger(&hclog.StandardLoggerOptions{InferLevels: true}),
 	}
-	s.wg.Add(2)
+	s.wg.Add(3)
+	go func() {
+		defer s.wg.Done()
+		s.runSnapshotTimer()
+	}()
 	go func() {
 		defer s.wg.Done()
 		if err := s.httpSrv.Serve(s.httpLn); err != nil && !errors.Is(err, http.ErrServerClosed) {

@@ -493,3 +493,36 @@ func TestSaveSnapshot_IsAConsistentCopyOfTheClusterState(t *testing.T) {
 		}
 	}
 }
+
+func TestRestoreSnapshot_PutsTheBackupBackAndRefusesAnUnsoundFile(t *testing.T) {
+	t.Parallel()
+	cl := testcluster.New(t, 3)
+	c := newClient(t, []string{cl.Followers()[0].HTTPAddr, cl.Followers()[1].HTTPAddr})
+	ctx := ctxT(t, 30*time.Second)
+	if _, err := c.Put(ctx, "r/a", []byte("before")); err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	index, _, err := c.SaveSnapshot(ctx, &buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	backup := buf.Bytes()
+	if _, err := c.Put(ctx, "r/a", []byte("after")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.RestoreSnapshot(ctx, bytes.NewReader(backup[:len(backup)-3]), client.RestoreOptions{}); !errors.Is(err, client.ErrBadRequest) {
+		t.Fatalf("truncated backup: %v, want ErrBadRequest", err)
+	}
+	res, err := c.RestoreSnapshot(ctx, bytes.NewReader(backup), client.RestoreOptions{Bump: 100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.BackupIndex != index || res.Index < index+100 || res.Keys != 1 || res.Digest == "" {
+		t.Fatalf("restore result %+v (backup at %d)", res, index)
+	}
+	kv, err := c.Get(ctx, "r/a")
+	if err != nil || string(kv.Value) != "before" {
+		t.Fatalf("after restore: %+v %v", kv, err)
+	}
+}

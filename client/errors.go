@@ -68,6 +68,8 @@ var codeSentinels = map[string]error{
 	"kind_mismatch":          ErrConflict,
 	"limit_mismatch":         ErrConflict,
 	"idempotency_key_reused": ErrConflict,
+	"restore_in_progress":    ErrConflict,
+	"invalid_snapshot":       ErrBadRequest,
 	"method_not_allowed":     ErrBadRequest,
 	"not_found":              ErrBadRequest,
 	"unknown_member":         ErrUnknownMember,

@@ -69,6 +69,8 @@ Commands (flags may come before or after the arguments):
                                          has COORDD_LOCK_NAME, COORDD_FENCING_TOKEN, COORDD_LEASE
   check NAME TOKEN                       is TOKEN a current holder's fencing token?
   snapshot save FILE                     a consistent backup of the whole state, from the leader
+  snapshot restore [-bump N] FILE        replace the whole state with a backup (verified first);
+                                         holders get fresh tokens above every earlier one
   help                                   this text
 
 Exit codes:
@@ -145,7 +147,7 @@ func commands() map[string]command {
 		"lock":    cmdLock,
 		"check":   cmdCheck,
 		"snapshot": group("snapshot", map[string]command{
-			"save": cmdSnapshotSave,
+			"save": cmdSnapshotSave, "restore": cmdSnapshotRestore,
 		}, snapshotSynopsis),
 	}
 }

@@ -203,6 +203,9 @@ func (f *fixture) testUsage(t *testing.T) {
 		{[]string{"lock", "name", "--", "/no/such/command"}, `command "/no/such/command"`},
 		{[]string{"lock", "-limit", "0", "name", "--", "true"}, "-limit 0 must be at least 1"},
 		{[]string{"snapshot", "save"}, "FILE"},
+		{[]string{"snapshot", "restore"}, "FILE"},
+		{[]string{"snapshot", "restore", "/no/such/file.snap"}, "cannot read /no/such/file.snap"},
+		{[]string{"snapshot", "restore", "-bump", "x", "f"}, "invalid value"},
 		{[]string{"snapshot", "save", "/no/such/dir/backup.snap"}, "cannot write /no/such/dir/backup.snap.tmp"},
 		{[]string{"-o", "yaml", "status"}, `-o "yaml": the output format must be table or json`},
 		// The server refuses a TTL under its floor: bad input too.
@@ -716,4 +719,29 @@ func TestLock_CommandKeepsRunningThroughARaftLeaderChange(t *testing.T) {
 	if code := l.wait(t, 8*time.Second); code != exitInterrupted {
 		t.Fatalf("exit %d\n%s", code, l.errb)
 	}
+}
+
+// TestSnapshotRestore has a cluster of its own: a restore replaces the
+// whole state, which the shared fixture's other subtests would notice.
+func TestSnapshotRestore(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	expect(t, f.ctl(t, "", "kv", "put", "r/k", "backup"), exitOK, "", "")
+	path := filepath.Join(t.TempDir(), "backup.snap")
+	expect(t, f.ctl(t, "", "snapshot", "save", path), exitOK, "", "")
+	expect(t, f.ctl(t, "", "kv", "put", "r/k", "later"), exitOK, "", "")
+
+	b, _ := os.ReadFile(path)
+	bad := filepath.Join(t.TempDir(), "bad.snap")
+	os.WriteFile(bad, b[:len(b)-1], 0o600)
+	expect(t, f.ctl(t, "", "snapshot", "restore", bad), exitUsage, "", "not a sound coordd snapshot, nothing restored")
+	expect(t, f.ctl(t, "", "kv", "get", "r/k"), exitOK, "later", "")
+
+	r := f.ctl(t, "", "-o", "json", "snapshot", "restore", "-bump", "10", path)
+	expect(t, r, exitOK, `"digest"`, "")
+	res := decode[client.RestoreResult](t, r)
+	if res.Keys != 1 || res.Index < res.BackupIndex+10 {
+		t.Fatalf("restore result %+v", res)
+	}
+	expect(t, f.ctl(t, "", "kv", "get", "r/k"), exitOK, "backup", "")
 }

@@ -6,22 +6,46 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strconv"
 	"text/tabwriter"
 
 	"github.com/coordd/coordd/fsm"
+	"github.com/coordd/coordd/snapshot"
 )
+
+// readHeader reads the header of the snapshot file f again from its start.
+func readHeader(f *os.File) (snapshot.Header, error) {
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return snapshot.Header{}, err
+	}
+	r, err := snapshot.NewReader(f)
+	if err != nil {
+		return snapshot.Header{}, err
+	}
+	return r.Header(), nil
+}
 
 // snapshotSummary is what `coordd snapshot inspect` prints.
 type snapshotSummary struct {
-	File      string `json:"file"`
-	Bytes     int64  `json:"bytes"`
-	Index     uint64 `json:"index"`
-	Term      uint64 `json:"term"`
+	File          string `json:"file"`
+	Bytes         int64  `json:"bytes"`
+	FormatVersion uint16 `json:"format_version"`
+	Index         uint64 `json:"index"`
+	Term          uint64 `json:"term"`
+	// Records is the number of records the header declares (0 for a
+	// format 1 file, which declares none).
+	Records   uint64 `json:"records"`
 	Keys      int    `json:"keys"`
 	Leases    int    `json:"leases"`
 	Elections int    `json:"elections"`
 	Members   int    `json:"members"`
 	DedupKeys int    `json:"idempotency_keys"`
+	// Digest identifies the data (keys, leases, elections): a backup and
+	// the cluster restored from it show the same digest.
+	Digest string `json:"digest"`
+	// RestorePending marks a state installed by a restore that no leader
+	// has finished yet.
+	RestorePending bool `json:"restore_pending,omitempty"`
 }
 
 // runSnapshot runs `coordd snapshot inspect [-o json] FILE`: it reads the
@@ -51,13 +75,18 @@ func runSnapshot(args []string, stdout, stderr io.Writer) int {
 	}
 	defer f.Close()
 	st, err := fsm.ReadState(f)
+	var h snapshot.Header
+	if err == nil {
+		h, err = readHeader(f)
+	}
 	if err != nil {
 		fmt.Fprintf(stderr, "coordd: snapshot inspect: %s is not a sound snapshot: %v\n", path, err)
 		return 1
 	}
 	info, _ := f.Stat()
-	sum := snapshotSummary{File: path, Bytes: info.Size(), Index: st.Index(), Term: st.Term(), Keys: st.KVLen(),
-		Leases: st.LeaseCount(), Elections: len(st.Elections()), Members: len(st.Members()), DedupKeys: st.DedupLen()}
+	sum := snapshotSummary{File: path, Bytes: info.Size(), FormatVersion: h.Version, Index: st.Index(), Term: st.Term(),
+		Records: h.Total(), Keys: st.KVLen(), Leases: st.LeaseCount(), Elections: len(st.Elections()),
+		Members: len(st.Members()), DedupKeys: st.DedupLen(), Digest: st.Digest(), RestorePending: st.Restore().Pending}
 	if *format == "json" {
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
@@ -65,8 +94,16 @@ func runSnapshot(args []string, stdout, stderr io.Writer) int {
 		return 0
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintf(tw, "file\t%s\nbytes\t%d\nchecksum\tok\nindex\t%d\nterm\t%d\nkeys\t%d\nleases\t%d\nelections and locks\t%d\nmembers\t%d\nidempotency keys\t%d\n",
-		sum.File, sum.Bytes, sum.Index, sum.Term, sum.Keys, sum.Leases, sum.Elections, sum.Members, sum.DedupKeys)
+	records := strconv.FormatUint(sum.Records, 10)
+	if sum.FormatVersion < 2 {
+		records = "not declared (format 1)"
+	}
+	fmt.Fprintf(tw, "file\t%s\nbytes\t%d\nformat version\t%d\nchecksum\tok\nindex\t%d\nterm\t%d\nrecords\t%s\nkeys\t%d\nleases\t%d\nelections and locks\t%d\nmembers\t%d\nidempotency keys\t%d\ndigest\t%s\n",
+		sum.File, sum.Bytes, sum.FormatVersion, sum.Index, sum.Term, records, sum.Keys, sum.Leases, sum.Elections,
+		sum.Members, sum.DedupKeys, sum.Digest)
+	if sum.RestorePending {
+		fmt.Fprintf(tw, "restore\tpending (installed by a restore no leader has finished)\n")
+	}
 	_ = tw.Flush()
 	return 0
 }

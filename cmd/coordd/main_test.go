@@ -113,7 +113,8 @@ func TestSnapshotInspect_VerifiesAndSummarises(t *testing.T) {
 	if err := json.Unmarshal(out.Bytes(), &sum); err != nil {
 		t.Fatal(err)
 	}
-	if sum.Index != 3 || sum.Term != 3 || sum.Keys != 1 || sum.Leases != 1 || sum.Elections != 1 || sum.Bytes != int64(buf.Len()) {
+	if sum.Index != 3 || sum.Term != 3 || sum.Keys != 1 || sum.Leases != 1 || sum.Elections != 1 || sum.Bytes != int64(buf.Len()) ||
+		sum.FormatVersion != 2 || sum.Records == 0 || sum.Digest != st.Digest() {
 		t.Fatalf("summary: %+v", sum)
 	}
 	out.Reset()

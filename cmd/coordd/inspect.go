@@ -7,7 +7,9 @@ import (
 	"io"
 	"os"
 	"strconv"
+	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/coordd/coordd/fsm"
 	"github.com/coordd/coordd/snapshot"
@@ -46,25 +48,62 @@ type snapshotSummary struct {
 	// RestorePending marks a state installed by a restore that no leader
 	// has finished yet.
 	RestorePending bool `json:"restore_pending,omitempty"`
+	// With -v: every lease and every election or lock.
+	LeaseList    []leaseSummary    `json:"lease_list,omitempty"`
+	ElectionList []electionSummary `json:"election_list,omitempty"`
 }
 
-// runSnapshot runs `coordd snapshot inspect [-o json] FILE`: it reads the
-// whole file, verifies its checksum and record count, and prints what is in
-// it. Exit 0 when the file is sound, 1 when it is corrupt or truncated, 2 on
+type leaseSummary struct {
+	ID       uint64 `json:"id"`
+	TTLMs    int64  `json:"ttl_ms"`
+	Attached int    `json:"attached"`
+}
+
+type electionSummary struct {
+	Name    string `json:"name"`
+	Kind    string `json:"kind"`
+	Holders []struct {
+		Lease uint64 `json:"lease"`
+		Token uint64 `json:"token"`
+	} `json:"holders"`
+	Waiting int `json:"waiting"`
+}
+
+// listState fills the -v lists.
+func listState(sum *snapshotSummary, st *fsm.State) {
+	for _, l := range st.Leases() {
+		sum.LeaseList = append(sum.LeaseList, leaseSummary{ID: l.ID, TTLMs: l.TTL, Attached: len(st.Attachments(l.ID))})
+	}
+	for _, e := range st.Elections() {
+		es := electionSummary{Name: e.Name, Kind: e.Kind.String(), Waiting: len(e.Waiting)}
+		for _, h := range e.Holders {
+			es.Holders = append(es.Holders, struct {
+				Lease uint64 `json:"lease"`
+				Token uint64 `json:"token"`
+			}{h.Lease, h.Token})
+		}
+		sum.ElectionList = append(sum.ElectionList, es)
+	}
+}
+
+// runSnapshot runs `coordd snapshot inspect [-o json] [-v] FILE`: it reads
+// the whole file, verifies its checksum and record counts, and prints what
+// is in it (with -v, every lease and every election or lock too). Exit 0 when the file is sound, 1 when it is corrupt or truncated, 2 on
 // bad usage.
 func runSnapshot(args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 || args[0] != "inspect" {
-		fmt.Fprintln(stderr, "usage: coordd snapshot inspect [-o json] FILE")
+		fmt.Fprintln(stderr, "usage: coordd snapshot inspect [-o json] [-v] FILE")
 		return 2
 	}
 	fs := flag.NewFlagSet("coordd snapshot inspect", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	format := fs.String("o", "table", "output: table or json")
+	verbose := fs.Bool("v", false, "list every lease and every election and lock")
 	if err := fs.Parse(args[1:]); err != nil {
 		return 2
 	}
 	if fs.NArg() != 1 || (*format != "table" && *format != "json") {
-		fmt.Fprintln(stderr, "usage: coordd snapshot inspect [-o json] FILE")
+		fmt.Fprintln(stderr, "usage: coordd snapshot inspect [-o json] [-v] FILE")
 		return 2
 	}
 	path := fs.Arg(0)
@@ -87,6 +126,9 @@ func runSnapshot(args []string, stdout, stderr io.Writer) int {
 	sum := snapshotSummary{File: path, Bytes: info.Size(), FormatVersion: h.Version, Index: st.Index(), Term: st.Term(),
 		Records: h.Total(), Keys: st.KVLen(), Leases: st.LeaseCount(), Elections: len(st.Elections()),
 		Members: len(st.Members()), DedupKeys: st.DedupLen(), Digest: st.Digest(), RestorePending: st.Restore().Pending}
+	if *verbose {
+		listState(&sum, st)
+	}
 	if *format == "json" {
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
@@ -105,5 +147,24 @@ func runSnapshot(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(tw, "restore\tpending (installed by a restore no leader has finished)\n")
 	}
 	_ = tw.Flush()
+	if *verbose {
+		tw = tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(tw, "\nLEASE\tTTL\tATTACHED")
+		for _, l := range sum.LeaseList {
+			fmt.Fprintf(tw, "%d\t%s\t%d\n", l.ID, time.Duration(l.TTLMs)*time.Millisecond, l.Attached)
+		}
+		fmt.Fprintln(tw, "\nNAME\tKIND\tHOLDER LEASE:TOKEN\tWAITING")
+		for _, e := range sum.ElectionList {
+			var hs []string
+			for _, h := range e.Holders {
+				hs = append(hs, fmt.Sprintf("%d:%d", h.Lease, h.Token))
+			}
+			if len(hs) == 0 {
+				hs = []string{"-"}
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\n", e.Name, e.Kind, strings.Join(hs, ","), e.Waiting)
+		}
+		_ = tw.Flush()
+	}
 	return 0
 }

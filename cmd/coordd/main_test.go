@@ -121,6 +121,19 @@ func TestSnapshotInspect_VerifiesAndSummarises(t *testing.T) {
 	if code := runSnapshot([]string{"inspect", good}, &out, &errOut); code != 0 || !strings.Contains(out.String(), "checksum") || !strings.Contains(out.String(), " ok\n") {
 		t.Fatalf("table: %d %q", code, out.String())
 	}
+	out.Reset()
+	if code := runSnapshot([]string{"inspect", "-o", "json", "-v", good}, &out, &errOut); code != 0 {
+		t.Fatalf("inspect -v: %d %s", code, errOut.String())
+	}
+	sum = snapshotSummary{}
+	if err := json.Unmarshal(out.Bytes(), &sum); err != nil || len(sum.LeaseList) != 1 || len(sum.ElectionList) != 1 ||
+		len(sum.ElectionList[0].Holders) != 1 || sum.ElectionList[0].Holders[0].Token == 0 {
+		t.Fatalf("inspect -v: %+v %v", sum, err)
+	}
+	out.Reset()
+	if code := runSnapshot([]string{"inspect", "-v", good}, &out, &errOut); code != 0 || !strings.Contains(out.String(), "HOLDER LEASE:TOKEN") {
+		t.Fatalf("table -v: %d %q", code, out.String())
+	}
 	// Truncated or corrupted: exit 1 with a clear message.
 	for name, b := range map[string][]byte{
 		"truncated": buf.Bytes()[:buf.Len()-3],

@@ -3,7 +3,7 @@ GO        ?= go
 BIN       := bin
 TEST_TIMEOUT ?= 14m
 
-.PHONY: all build run test test-e2e bench-e2e vet fmt clean
+.PHONY: all build run test test-e2e test-crash bench-e2e vet fmt clean
 
 all: build
 
@@ -22,6 +22,10 @@ test: vet
 ## test-e2e: only the end-to-end tests that start real coordd processes
 test-e2e:
 	$(GO) test -race -timeout $(TEST_TIMEOUT) -run 'Test_E2E' -v ./test/e2e/...
+
+## test-crash: the crash-safety end-to-end test with 50 rounds of SIGKILLs (one node or all three) under load (not part of make test)
+test-crash:
+	COORDD_CRASH_ROUNDS=50 $(GO) test -race -timeout 30m -run Test_E2E_Crash -v ./test/e2e/
 
 vet:
 	$(GO) vet ./...

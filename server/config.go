@@ -104,6 +104,13 @@ type Config struct {
 	MaxRequestBytes int64
 	MaxValueBytes   int
 
+	// PeerRaftAddrs, when set, makes this node dial each named peer's Raft
+	// transport at the address given here instead of the one in the Raft
+	// configuration: for proxies between nodes (the fault-injection suite
+	// puts one on every link). It must name every peer; its own id is
+	// ignored.
+	PeerRaftAddrs map[string]string
+
 	// Knobs let tests stop the server at chosen points; nil in production.
 	Knobs *Knobs
 
@@ -226,6 +233,26 @@ func ParsePeers(s string) ([]Peer, error) {
 		peers = append(peers, Peer{ID: id, RaftAddr: raftAddr, HTTPAddr: fields[i]})
 	}
 	return peers, nil
+}
+
+// ParsePeerAddrs parses "id=host:port,id=host:port" (commas, semicolons or
+// spaces between entries) for -peer-raft-addrs.
+func ParsePeerAddrs(s string) (map[string]string, error) {
+	out := map[string]string{}
+	for _, f := range strings.FieldsFunc(s, func(r rune) bool { return r == ',' || r == ';' || r == ' ' || r == '\t' || r == '\n' }) {
+		id, addr, ok := strings.Cut(f, "=")
+		if !ok || id == "" {
+			return nil, fmt.Errorf("%w: peer address %q: want id=host:port", ErrConfig, f)
+		}
+		if _, _, err := net.SplitHostPort(addr); err != nil {
+			return nil, fmt.Errorf("%w: peer %q: address %q: %v", ErrConfig, id, addr, err)
+		}
+		if _, dup := out[id]; dup {
+			return nil, fmt.Errorf("%w: peer %q listed twice", ErrConfig, id)
+		}
+		out[id] = addr
+	}
+	return out, nil
 }
 
 // Knobs are hooks for tests of failure paths that cannot be reached from

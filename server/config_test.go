@@ -76,3 +76,15 @@ func TestStart_TakenPortFailsAndReleasesEverything(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func TestParsePeerAddrs(t *testing.T) {
+	got, err := server.ParsePeerAddrs("n1=127.0.0.1:9001, n2=127.0.0.1:9002;n3=[::1]:9003")
+	if err != nil || len(got) != 3 || got["n2"] != "127.0.0.1:9002" || got["n3"] != "[::1]:9003" {
+		t.Fatalf("ParsePeerAddrs = %v, %v", got, err)
+	}
+	for _, bad := range []string{"n1", "=127.0.0.1:1", "n1=nohost", "n1=127.0.0.1:1,n1=127.0.0.1:2"} {
+		if _, err := server.ParsePeerAddrs(bad); !errors.Is(err, server.ErrConfig) {
+			t.Errorf("ParsePeerAddrs(%q) = %v, want ErrConfig", bad, err)
+		}
+	}
+}

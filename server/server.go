@@ -134,7 +134,11 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	if err != nil {
 		return nil, err
 	}
-	s.transport = raft.NewNetworkTransportWithLogger(stream, 3, raftTimeout, s.log.Named("raft-net"))
+	tc := &raft.NetworkTransportConfig{Stream: stream, MaxPool: 3, Timeout: raftTimeout, Logger: s.log.Named("raft-net")}
+	if len(cfg.PeerRaftAddrs) > 0 {
+		tc.ServerAddressProvider = &peerAddrs{self: raft.ServerID(cfg.NodeID), own: raft.ServerAddress(stream.Addr().String()), addrs: cfg.PeerRaftAddrs}
+	}
+	s.transport = raft.NewNetworkTransportWithConfig(tc)
 	transport := s.transport
 	cleanups = append(cleanups, func() { transport.Close() })
 

@@ -38,3 +38,20 @@ func (t *tcpStreamLayer) Dial(address raft.ServerAddress, timeout time.Duration)
 
 // Addr advertises the configured address rather than the bound one.
 func (t *tcpStreamLayer) Addr() net.Addr { return t.advertise }
+
+// peerAddrs is a raft.ServerAddressProvider over Config.PeerRaftAddrs.
+type peerAddrs struct {
+	self  raft.ServerID
+	own   raft.ServerAddress
+	addrs map[string]string
+}
+
+func (p *peerAddrs) ServerAddr(id raft.ServerID) (raft.ServerAddress, error) {
+	if id == p.self {
+		return p.own, nil
+	}
+	if a, ok := p.addrs[string(id)]; ok {
+		return raft.ServerAddress(a), nil
+	}
+	return "", fmt.Errorf("server: no address for peer %q in the peer address map", id)
+}

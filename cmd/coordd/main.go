@@ -38,6 +38,7 @@ func main() {
 type options struct {
 	cfg             server.Config
 	bootstrap       string
+	peerRaftAddrs   string
 	logLevel        string
 	logJSON         bool
 	shutdownTimeout time.Duration
@@ -55,6 +56,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.StringVar(&c.HTTPAddr, "http-addr", "127.0.0.1:7101", "address the HTTP API listens on")
 	fs.StringVar(&c.HTTPAdvertise, "http-advertise", "", "address other nodes forward requests to (default: -http-addr)")
 	fs.StringVar(&o.bootstrap, "bootstrap", "", "form a new cluster of these peers when the data dir is empty: id=raftaddr,httpaddr;...")
+	fs.StringVar(&o.peerRaftAddrs, "peer-raft-addrs", "", "dial these peers' Raft at these addresses instead of the configured ones (proxies, fault injection): id=host:port,...")
 	fs.StringVar(&c.Join, "join", "", "HTTP address of a running member to join through when the data dir is empty")
 	fs.BoolVar(&c.NonVoter, "non-voter", false, "join as a non-voting member")
 	fs.DurationVar(&c.HeartbeatTimeout, "heartbeat-timeout", server.DefaultHeartbeatTimeout, "Raft heartbeat timeout")
@@ -87,6 +89,13 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 			return nil, err
 		}
 		c.Bootstrap = peers
+	}
+	if o.peerRaftAddrs != "" {
+		addrs, err := server.ParsePeerAddrs(o.peerRaftAddrs)
+		if err != nil {
+			return nil, err
+		}
+		c.PeerRaftAddrs = addrs
 	}
 	if hclog.LevelFromString(o.logLevel) == hclog.NoLevel {
 		return nil, fmt.Errorf("unknown -log-level %q", o.logLevel)

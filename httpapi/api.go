@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/coordd/coordd/fsm"
+	"github.com/coordd/coordd/lease"
 )
 
 // Defaults for Options.
@@ -55,6 +56,9 @@ type Options struct {
 	// forwarding hop of a request that does not block; 0 means
 	// DefaultWriteTimeout.
 	WriteTimeout time.Duration
+	// LeaseClock, when set, is this node's lease clock, exposed for fault
+	// injection at /v1/debug/lease-clock. Nil (production) disables it.
+	LeaseClock *lease.SkewClock
 	// Stopping, when closed, makes blocking queries answer at once with
 	// what they have, so that a graceful shutdown does not wait for them.
 	Stopping <-chan struct{}
@@ -121,6 +125,8 @@ func New(node Node, opts Options) *API {
 	a.mux.HandleFunc("GET /v1/fencing/{name}", a.fencingCheck)
 	a.mux.HandleFunc("GET /v1/snapshot", a.snapshotGet)
 	a.mux.HandleFunc("POST /v1/snapshot", a.snapshotPost)
+	a.mux.HandleFunc("GET /v1/debug/lease-clock", a.leaseClock)
+	a.mux.HandleFunc("POST /v1/debug/lease-clock", a.leaseClock)
 	a.mux.HandleFunc("GET /v1/status", a.status)
 	a.mux.HandleFunc("GET /v1/cluster/members", a.membersList)
 	a.mux.HandleFunc("POST /v1/cluster/members", a.membersJoin)

@@ -99,6 +99,10 @@ type Config struct {
 	LeaseExtension          time.Duration
 	LeaseCheckpointInterval time.Duration
 	LeaseClock              lease.Clock
+	// UnsafeLeaseClockControl wraps the lease clock in a lease.SkewClock
+	// that POST /v1/debug/lease-clock can jump or speed up: fault
+	// injection only. Never set it in production.
+	UnsafeLeaseClockControl bool
 
 	// MaxRequestBytes bounds an HTTP request body; MaxValueBytes a KV value.
 	MaxRequestBytes int64

@@ -91,6 +91,16 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	}
 	s := &Server{cfg: cfg, log: cfg.Logger, applied: newIndexWaiter(), stop: make(chan struct{})}
 	s.fsm = fsm.New()
+	var skew *lease.SkewClock
+	if cfg.UnsafeLeaseClockControl {
+		base := cfg.LeaseClock
+		if base == nil {
+			base = lease.SystemClock{}
+		}
+		skew = lease.NewSkewClock(base)
+		cfg.LeaseClock = skew
+		s.log.Warn("lease clock control is enabled (-unsafe-lease-clock-control): for fault injection only")
+	}
 	s.lessor = lease.New(lease.Config{
 		Extension:          cfg.LeaseExtension,
 		CheckpointInterval: cfg.LeaseCheckpointInterval,
@@ -224,6 +234,7 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 		MaxSnapshotBytes: cfg.MaxSnapshotBytes,
 		Registry:         cfg.Registry,
 		Stopping:         s.stop,
+		LeaseClock:       skew,
 	})
 	s.httpSrv = &http.Server{
 		Handler:           api,

@@ -359,7 +359,9 @@ func translate(err error) error {
 	case errors.Is(err, raft.ErrLeadershipTransferInProgress), errors.Is(err, raft.ErrEnqueueTimeout):
 		// Nothing was enqueued: as safe to retry as "not leader".
 		return fmt.Errorf("%w: %v", ErrLeaderNotReady, err)
-	case errors.Is(err, raft.ErrLeadershipLost):
+	case errors.Is(err, raft.ErrLeadershipLost), errors.Is(err, raft.ErrAbortedByRestore):
+		// A write cut short by a restore was dropped by it, but say no
+		// more than that its outcome is unknown.
 		return fmt.Errorf("%w: %v", ErrOutcomeUnknown, err)
 	case errors.Is(err, raft.ErrRaftShutdown):
 		return fmt.Errorf("%w: %v", ErrShutdown, err)

@@ -36,8 +36,8 @@ func grantLease(ctx context.Context, env Env, c *http.Client, g *rng, p int, ttl
 }
 
 // revokeLease revokes lease through a random node and records the
-// lease-revoke op of process p. It reports the op's status.
-func revokeLease(ctx context.Context, env Env, c *http.Client, g *rng, p int, lease uint64) history.Status {
+// lease-revoke op of process p. It reports the op's status and error code.
+func revokeLease(ctx context.Context, env Env, c *http.Client, g *rng, p int, lease uint64) (history.Status, string) {
 	node := env.Nodes[g.intN(len(env.Nodes))]
 	op := history.Op{Process: p, Kind: history.KindLeaseRevoke, Node: nodeName(node), In: history.Values{Lease: lease}}
 	op.Call = env.Rec.Now()
@@ -45,7 +45,7 @@ func revokeLease(ctx context.Context, env Env, c *http.Client, g *rng, p int, le
 	op.Return = env.Rec.Now()
 	op.Status, op.Error = r.outcome(true)
 	env.record(op)
-	return op.Status
+	return op.Status, op.Error
 }
 
 // keeper keeps a lease alive at TTL/3 through random nodes (keepalives are

@@ -190,7 +190,7 @@ func Test_FencedLock_Unfenced_IsCaught(t *testing.T) {
 
 func Test_Election_WithoutFaults_IsValid(t *testing.T) {
 	t.Parallel()
-	ops, results := runWorkload(t, Election(), 6*time.Second)
+	ops, results := runWorkload(t, StrictLeaseDurability(Election()), 6*time.Second)
 	wantAllValid(t, results)
 	if n := count(ops, func(op history.Op) bool { return op.Kind == history.KindCampaign && op.Out.Leader }); n < 3 {
 		t.Errorf("only %d campaigns led", n)

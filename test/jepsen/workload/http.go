@@ -8,6 +8,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -112,7 +113,7 @@ func (r reply) code() string {
 	case r.detail.Code != "":
 		return r.detail.Code
 	default:
-		return "http_" + http.StatusText(r.status)
+		return "http_" + strconv.Itoa(r.status)
 	}
 }
 

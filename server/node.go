@@ -89,6 +89,10 @@ func (s *Server) Apply(ctx context.Context, cmd fsm.Command) (*fsm.Result, error
 		if ctx.Err() != nil {
 			return nil, fmt.Errorf("%w: %v", ErrOutcomeUnknown, ctx.Err())
 		}
+		if errors.Is(err, raft.ErrRaftShutdown) {
+			// Proposed, then shut down: followers may still commit it.
+			return nil, fmt.Errorf("%w: shut down after proposing: %v", ErrOutcomeUnknown, err)
+		}
 		return nil, translate(err)
 	}
 	took := time.Since(start).Seconds()

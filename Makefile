@@ -3,7 +3,7 @@ GO        ?= go
 BIN       := bin
 TEST_TIMEOUT ?= 14m
 
-.PHONY: all build run test test-e2e test-crash bench-e2e vet fmt clean
+.PHONY: all build run test test-e2e test-crash jepsen jepsen-long bench-e2e vet fmt clean
 
 all: build
 
@@ -15,9 +15,21 @@ build:
 run: build
 	COORDD=$(BIN)/coordd ./scripts/run-cluster.sh
 
-## test: vet, then every test with the race detector (end-to-end process tests included)
+## test: vet, then every test with the race detector (end-to-end process tests included), then the fault-injection quick set (make jepsen)
 test: vet
-	$(GO) test -race -timeout $(TEST_TIMEOUT) ./...
+	$(GO) test -race -timeout $(TEST_TIMEOUT) $$($(GO) list ./... | grep -v '/test/jepsen$$')
+	$(MAKE) jepsen
+
+# SEED=N reproduces a fault-injection run (every run prints its seed).
+JEPSEN_FLAGS = $(if $(SEED),-seed $(SEED))
+
+## jepsen: the fault-injection quick set: real coordd processes (built with the race detector) under seeded kills, pauses, partitions, slow and lossy links and lease clock faults, with checked histories (SEED=N to reproduce)
+jepsen:
+	$(GO) test -count=1 -timeout 10m -run 'TestJepsen' -v ./test/jepsen/ $(JEPSEN_FLAGS)
+
+## jepsen-long: the same scenarios on 5 nodes with three times as many rounds, majorities ring included (SEED=N to reproduce; not part of make test)
+jepsen-long:
+	$(GO) test -count=1 -timeout 45m -run 'TestJepsen' -v ./test/jepsen/ -long $(JEPSEN_FLAGS)
 
 ## test-e2e: only the end-to-end tests that start real coordd processes
 test-e2e:

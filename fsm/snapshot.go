@@ -29,8 +29,9 @@ const (
 // walkRecords writes one record per value of t.
 func walkRecords[T any](sw *snapshot.Writer, typ byte, t *iradix.Tree[T], f func(e *enc, k []byte, v T)) error {
 	var werr error
+	e := enc{b: make([]byte, 0, 256)}
 	t.Root().Walk(func(k []byte, v T) bool {
-		e := enc{}
+		e.b = e.b[:0] // Record copies the bytes out: one buffer serves every record
 		f(&e, k, v)
 		werr = sw.Record(typ, e.b)
 		return werr != nil

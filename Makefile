@@ -3,7 +3,7 @@ GO        ?= go
 BIN       := bin
 TEST_TIMEOUT ?= 14m
 
-.PHONY: all build run test test-e2e test-crash jepsen jepsen-long bench-e2e vet fmt clean
+.PHONY: all build run test test-e2e test-crash jepsen jepsen-long bench-e2e bench-recovery vet fmt clean
 
 all: build
 
@@ -56,3 +56,9 @@ bench-e2e:
 	$(GO) test -run '^$$' -bench 'E2E_HolderStops' -benchtime 10x -count 3 -timeout 20m ./test/e2e/
 	$(GO) test -run '^$$' -bench 'E2E_Keepalive' -benchtime 1x -count 3 -timeout 20m ./test/e2e/
 	$(GO) test -run '^$$' -bench 'E2E_ClientFailover' -benchtime 5x -timeout 20m ./test/e2e/
+
+## bench-recovery: snapshot and recovery benchmarks: write latency during a snapshot of 1M leases, restart-to-ready and join catch-up with 64 and 256 MiB of state (not part of make test)
+bench-recovery:
+	$(GO) test -run '^$$' -bench 'WriteState' -count 3 ./fsm/
+	$(GO) test -run '^$$' -bench 'Snapshot_' -benchtime 1x -count 3 -timeout 45m ./server/
+	$(GO) test -run '^$$' -bench 'Recovery_' -benchtime 1x -count 3 -timeout 60m ./test/e2e/

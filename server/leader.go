@@ -84,12 +84,18 @@ func (s *Server) runLeaderWatch() {
 func (s *Server) leaderDuties(ctx context.Context) {
 	start := time.Now()
 	for {
-		// Every entry up to last was appended before the barrier, so once
-		// the barrier is applied they all are: no-op entries included,
-		// which never reach FSM.Apply.
+		// Every entry up to the barrier's own index is applied once the
+		// barrier is: no-op entries included, and the barrier itself,
+		// which never reach FSM.Apply. Count them, or the commit index
+		// stays above the applied index until the next command, and a
+		// linearizable read waits for it (forever, if nobody writes).
 		last := s.raft.LastIndex()
-		err := waitFuture(ctx, s.raft.Barrier(raftTimeout))
+		f := s.raft.Barrier(raftTimeout)
+		err := waitFuture(ctx, f)
 		if err == nil {
+			if b, ok := f.(interface{ Index() uint64 }); ok && b.Index() > last {
+				last = b.Index()
+			}
 			s.applied.advance(last)
 			break
 		}

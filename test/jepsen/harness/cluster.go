@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"maps"
 	"math/rand/v2"
 	"net"
@@ -526,6 +527,24 @@ func (c *Cluster) LeaseClock(ctx context.Context, n *Node, jump time.Duration, r
 		return "", fmt.Errorf("harness: lease clock of %s: %w", n.ID, err)
 	}
 	return fmt.Sprintf("ahead %dms, rate %g", out.AheadMs, out.Rate), nil
+}
+
+// TransferLeadership asks node n (the leader) to hand leadership to the most
+// up-to-date voter.
+func (c *Cluster) TransferLeadership(ctx context.Context, n *Node) error {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, n.URL()+"/v1/cluster/transfer-leadership", nil)
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		return fmt.Errorf("harness: transfer leadership from %s: %w", n.ID, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(resp.Body)
+		return fmt.Errorf("harness: transfer leadership from %s: %d %s", n.ID, resp.StatusCode, strings.TrimSpace(string(b)))
+	}
+	return nil
 }
 
 // Stop stops every node gracefully (SIGCONT, SIGTERM, SIGKILL after

@@ -244,6 +244,10 @@ func Run(ctx context.Context, sc Scenario) (*Report, error) {
 	}
 	emit(Event{At: rec.Now(), Phase: "info", Detail: "workload stopped"})
 
+	// A quiet election: the final reads then go to a leader that applied
+	// no command in its term (reads must not wait for a write).
+	emit(Event{At: rec.Now(), Phase: "info", Detail: quietElection(ctx, cl, leader)})
+
 	fctx, fcancel := context.WithTimeout(ctx, finalTimeout)
 	final, ferr := wl.Final(fctx, env)
 	fcancel()
@@ -328,6 +332,22 @@ func runSchedule(ctx context.Context, plan Plan, m *nemesis, rep *Report, runDon
 		}
 	}
 	return nil
+}
+
+// quietElection hands leadership from leader to another node while no
+// client writes, waits for the new leader and says what happened.
+func quietElection(ctx context.Context, cl *Cluster, leader string) string {
+	if leader == "" {
+		return "no leader to transfer leadership from"
+	}
+	if err := cl.TransferLeadership(ctx, cl.Node(leader)); err != nil {
+		return "leadership transfer before the final reads failed: " + err.Error()
+	}
+	next, err := cl.WaitLeader(ctx, leaderTimeout)
+	if err != nil {
+		return "after the leadership transfer: " + err.Error()
+	}
+	return fmt.Sprintf("leadership transferred from %s to %s with no client running (the final reads go to a leader that applied no command)", leader, next)
 }
 
 // processesResult reports the nodes that exited without the harness asking

@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hashicorp/go-hclog"
+
 	"github.com/coordd/coordd/httpapi"
 	"github.com/coordd/coordd/internal/testcluster"
 	"github.com/coordd/coordd/server"
@@ -457,5 +459,50 @@ func Test_Cluster_NewLeaderWithoutWrites_ServesLinearizableReads(t *testing.T) {
 		if resp.StatusCode != http.StatusOK || !strings.Contains(string(b), `"v1"`) {
 			t.Fatalf("read via %s: %d %s", n.ID, resp.StatusCode, b)
 		}
+	}
+}
+
+// lockedBuffer is a log sink safe for concurrent writers.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// hashicorp/raft's pipelined replication can deadlock: when its decoder
+// quits (a response with a newer term, or a refused append) while a send
+// is in flight, the sender and the response reader wait on each other
+// forever (unbuffered channels at the default MaxRPCsInFlight). Replication
+// to that follower stops, its heartbeats go on, and Raft's shutdown waits
+// forever. make jepsen saw exactly that signature: a leader paused with
+// SIGSTOP, continued, deposed by a newer term; its pipeline to one peer never
+// logged its abort, that peer's heartbeat goroutine outlived the leadership,
+// and the node never exited after SIGTERM. coordd replicates without
+// pipelining.
+func Test_Cluster_ReplicationIsNotPipelined(t *testing.T) {
+	t.Parallel()
+	var logs lockedBuffer
+	c := testcluster.New(t, 3, func(cfg *server.Config) {
+		cfg.Logger = hclog.New(&hclog.LoggerOptions{Name: cfg.NodeID, Level: hclog.Debug, Output: &logs})
+	})
+	l := c.Leader()
+	for i := range 20 {
+		if r := putRetry(t, c, l, "p"+strconv.Itoa(i), "v"); r.Status != http.StatusOK {
+			t.Fatalf("put: %d %s", r.Status, r.Body)
+		}
+	}
+	if s := logs.String(); strings.Contains(s, "pipelining replication") {
+		t.Fatalf("raft replicates through a pipeline:\n%s", s)
 	}
 }

@@ -144,7 +144,12 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	if err != nil {
 		return nil, err
 	}
-	tc := &raft.NetworkTransportConfig{Stream: stream, MaxPool: 3, Timeout: raftTimeout, Logger: s.log.Named("raft-net")}
+	// MaxRPCsInFlight 1: no pipelined replication. hashicorp/raft's
+	// pipeline can deadlock when its decoder quits (a newer term, a refused
+	// append) while a send is in flight: replication to that follower stops
+	// for good and Raft's shutdown hangs. Its own doc finds the pipeline of
+	// little benefit, and it made no difference to throughput here.
+	tc := &raft.NetworkTransportConfig{Stream: stream, MaxPool: 3, MaxRPCsInFlight: 1, Timeout: raftTimeout, Logger: s.log.Named("raft-net")}
 	if len(cfg.PeerRaftAddrs) > 0 {
 		tc.ServerAddressProvider = &peerAddrs{self: raft.ServerID(cfg.NodeID), own: raft.ServerAddress(stream.Addr().String()), addrs: cfg.PeerRaftAddrs}
 	}

@@ -69,6 +69,9 @@ type Node struct {
 	exited  chan struct{} // closed when the current process has exited
 	paused  bool
 	stopReq bool // the harness killed or stopped it: an exit is expected
+	// skewed: the lease clock of the current process was changed (a
+	// restart starts a fresh clock).
+	skewed bool
 	starts  int
 	crashes []string // exits the harness did not cause
 	codes   []string // non-zero exit codes after a graceful stop
@@ -94,6 +97,14 @@ func (n *Node) runningLocked() bool {
 	default:
 		return true
 	}
+}
+
+// Skewed reports whether the lease clock of the running process was jumped
+// or sped up.
+func (n *Node) Skewed() bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.skewed && n.runningLocked()
 }
 
 // Paused reports whether the process is stopped with SIGSTOP.
@@ -128,7 +139,7 @@ func (n *Node) Start() error {
 		return fmt.Errorf("harness: start %s: %w", n.ID, err)
 	}
 	exited := make(chan struct{})
-	n.cmd, n.exited, n.paused, n.stopReq = cmd, exited, false, false
+	n.cmd, n.exited, n.paused, n.stopReq, n.skewed = cmd, exited, false, false, false
 	go func() {
 		werr := cmd.Wait()
 		n.mu.Lock()
@@ -526,6 +537,9 @@ func (c *Cluster) LeaseClock(ctx context.Context, n *Node, jump time.Duration, r
 	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
 		return "", fmt.Errorf("harness: lease clock of %s: %w", n.ID, err)
 	}
+	n.mu.Lock()
+	n.skewed = out.AheadMs != 0 || out.Rate != 1
+	n.mu.Unlock()
 	return fmt.Sprintf("ahead %dms, rate %g", out.AheadMs, out.Rate), nil
 }
 

@@ -227,7 +227,9 @@ func (m *nemesis) healClocks(ctx context.Context) (string, error) {
 	var errs []error
 	var parts []string
 	for _, n := range m.c.Nodes {
-		if !n.Running() || n.Paused() {
+		// A restarted node has a fresh clock; a paused one is continued
+		// first by healAll (a round heals only the clock it changed).
+		if !n.Skewed() || n.Paused() {
 			continue
 		}
 		got, err := m.c.LeaseClock(ctx, n, 0, 1)

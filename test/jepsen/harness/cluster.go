@@ -71,7 +71,7 @@ type Node struct {
 	stopReq bool // the harness killed or stopped it: an exit is expected
 	// skewed: the lease clock of the current process was changed (a
 	// restart starts a fresh clock).
-	skewed bool
+	skewed  bool
 	starts  int
 	crashes []string // exits the harness did not cause
 	codes   []string // non-zero exit codes after a graceful stop

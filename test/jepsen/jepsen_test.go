@@ -41,7 +41,12 @@ func runMain(m *testing.M) int {
 	if seed == 0 {
 		seed = rand.Uint64N(1<<53) + 1 // exact in JSON and shells alike
 	}
-	fmt.Printf("jepsen: seed %d (reproduce: make jepsen SEED=%d, or go test -run 'TestJepsen' -v ./test/jepsen/ -seed %d)\n", seed, seed, seed)
+	target, long := "jepsen", ""
+	if *longFlag {
+		target, long = "jepsen-long", " -long"
+	}
+	fmt.Printf("jepsen: seed %d (reproduce: make %s SEED=%d, or go test -count=1 -run 'TestJepsen' -v ./test/jepsen/ -seed %d%s)\n",
+		seed, target, seed, seed, long)
 	if testing.Short() {
 		return m.Run() // every scenario skips itself
 	}
@@ -133,7 +138,7 @@ func run(t *testing.T, sc scenario) {
 		t.Errorf("anomalies:\n%s", rep.Details())
 	}
 	if t.Failed() {
-		t.Logf("FAILED: output folder %s (seed, plan, nemesis.log, history.jsonl, final.json, results.txt, nodes/*.log, HTML of non-linearizable keys); re-run with: go test -run '^%s$' -v ./test/jepsen/ -seed %d%s",
+		t.Logf("FAILED: output folder %s (seed, plan, nemesis.log, history.jsonl, final.json, results.txt, nodes/*.log, HTML of non-linearizable keys); re-run with: go test -count=1 -run '^%s$' -v ./test/jepsen/ -seed %d%s",
 			dir, t.Name(), seed, map[bool]string{true: " -long"}[*longFlag])
 		return
 	}

@@ -195,3 +195,11 @@ func TestJepsen_UnfencedLock_IsCaught(t *testing.T) {
 	run(t, scenario{workload: workload.FencedLock(false), rounds: 4, mustFail: true,
 		faults: []harness.Fault{harness.PauseLeader, harness.ClockJump}})
 }
+
+// A full disk on one node is opt-in in the issue, and not implemented: it
+// needs the node's data dir on a small mount of its own (root, and mount
+// rights that CI may lack), and a harness that dies must not leave mounts
+// behind. The harness's FullDisk fault skips its rounds with this reason.
+func TestJepsen_FullDisk(t *testing.T) {
+	t.Skip("full disk: not implemented (it needs a size-limited mount for one node's data dir, root only)")
+}

@@ -141,7 +141,9 @@ func TestRingCuts_ThreeNodes_OneWayRing(t *testing.T) {
 }
 
 // toy is a minimal workload for the harness's own test: one process puts
-// increasing values to one key and reads it back, through random nodes.
+// increasing values to a key and reads it back, through the nodes in turn,
+// moving to a fresh key every toyPerKey ops (a write of unknown outcome may
+// take effect at any later point: porcupine's search must stay small).
 type toy struct{}
 
 func (toy) Name() string            { return "toy" }
@@ -154,19 +156,22 @@ func (toy) Check(ops []history.Op, _ history.FinalState, dir string) []check.Res
 	return []check.Result{check.Linearizable(ops, check.LinearizableOptions{VisualizeDir: dir})}
 }
 
+const toyPerKey = 200
+
 func (toy) Run(ctx context.Context, env workload.Env) error {
 	hc := &http.Client{}
 	for i := 0; i < 100000 && ctx.Err() == nil; i++ {
 		node := env.Nodes[i%len(env.Nodes)]
-		op := history.Op{Process: 0, Key: "toy", Node: node}
+		key := fmt.Sprintf("toy%d", i/toyPerKey)
+		op := history.Op{Process: 0, Key: key, Node: node}
 		rctx, cancel := context.WithTimeout(ctx, time.Second)
 		var req *http.Request
 		if i%2 == 0 {
 			op.Kind, op.In.Value = history.KindPut, fmt.Sprint(i)
-			req, _ = http.NewRequestWithContext(rctx, http.MethodPut, node+"/v1/kv/toy", strings.NewReader(op.In.Value))
+			req, _ = http.NewRequestWithContext(rctx, http.MethodPut, node+"/v1/kv/"+key, strings.NewReader(op.In.Value))
 		} else {
 			op.Kind = history.KindGet
-			req, _ = http.NewRequestWithContext(rctx, http.MethodGet, node+"/v1/kv/toy", nil)
+			req, _ = http.NewRequestWithContext(rctx, http.MethodGet, node+"/v1/kv/"+key, nil)
 		}
 		op.Call = env.Rec.Now()
 		resp, err := hc.Do(req)

@@ -8,7 +8,6 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"os"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -60,40 +59,7 @@ func crashRounds(t *testing.T) int {
 // crashStartCluster is startCluster with extra flags for every node.
 func crashStartCluster(t *testing.T, n int, extra ...string) []*proc {
 	t.Helper()
-	dir := t.TempDir()
-	var procs []*proc
-	var peers []string
-	for i := range n {
-		p := &proc{id: fmt.Sprintf("n%d", i+1), raftAddr: freePort(t), httpAddr: freePort(t)}
-		p.dataDir = filepath.Join(dir, p.id)
-		p.logPath = filepath.Join(dir, p.id+".log")
-		peers = append(peers, fmt.Sprintf("%s=%s,%s", p.id, p.raftAddr, p.httpAddr))
-		procs = append(procs, p)
-	}
-	for _, p := range procs {
-		p.args = []string{"-id", p.id, "-data-dir", p.dataDir, "-raft-addr", p.raftAddr,
-			"-http-addr", p.httpAddr, "-bootstrap", strings.Join(peers, ";"), "-log-level", "debug"}
-		p.args = append(p.args, extra...)
-		p.start(t)
-	}
-	t.Cleanup(func() {
-		for _, p := range procs {
-			p.kill()
-		}
-		if t.Failed() {
-			for _, p := range procs {
-				b, _ := os.ReadFile(p.logPath)
-				if len(b) > 48<<10 {
-					b = b[len(b)-48<<10:]
-				}
-				t.Logf("---- %s log ----\n%s", p.id, b)
-			}
-		}
-	})
-	for _, p := range procs {
-		waitReady(t, p, crashReadyWithin)
-	}
-	return procs
+	return startClusterWith(t, n, "debug", crashReadyWithin, extra...)
 }
 
 // crashKillAll SIGKILLs every process in ps at once (all signals first),

@@ -169,6 +169,14 @@ func ephemeralLow() int {
 // is ready. Every process is killed in t.Cleanup.
 func startCluster(t testing.TB, n int) []*proc {
 	t.Helper()
+	return startClusterWith(t, n, "debug", 20*time.Second)
+}
+
+// startClusterWith is startCluster with a log level, a readiness deadline
+// and extra flags for every node. On failure the tail of each node's log is
+// printed.
+func startClusterWith(t testing.TB, n int, logLevel string, readyWithin time.Duration, extra ...string) []*proc {
+	t.Helper()
 	dir := t.TempDir()
 	var procs []*proc
 	var peers []string
@@ -180,8 +188,8 @@ func startCluster(t testing.TB, n int) []*proc {
 		procs = append(procs, p)
 	}
 	for _, p := range procs {
-		p.args = []string{"-id", p.id, "-data-dir", p.dataDir, "-raft-addr", p.raftAddr,
-			"-http-addr", p.httpAddr, "-bootstrap", strings.Join(peers, ";"), "-log-level", "debug"}
+		p.args = append([]string{"-id", p.id, "-data-dir", p.dataDir, "-raft-addr", p.raftAddr,
+			"-http-addr", p.httpAddr, "-bootstrap", strings.Join(peers, ";"), "-log-level", logLevel}, extra...)
 		p.start(t)
 	}
 	t.Cleanup(func() {
@@ -199,7 +207,7 @@ func startCluster(t testing.TB, n int) []*proc {
 		}
 	})
 	for _, p := range procs {
-		waitReady(t, p, 20*time.Second)
+		waitReady(t, p, readyWithin)
 	}
 	return procs
 }

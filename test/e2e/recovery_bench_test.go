@@ -9,7 +9,6 @@ import (
 	"io/fs"
 	"math/rand/v2"
 	"net/http"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -235,39 +234,7 @@ func recovRound(d []time.Duration) []time.Duration {
 // process is killed in b.Cleanup.
 func recovStartCluster(tb testing.TB, n int, extra ...string) []*proc {
 	tb.Helper()
-	dir := tb.TempDir()
-	var procs []*proc
-	var peers []string
-	for i := range n {
-		p := &proc{id: fmt.Sprintf("n%d", i+1), raftAddr: freePort(tb), httpAddr: freePort(tb)}
-		p.dataDir = filepath.Join(dir, p.id)
-		p.logPath = filepath.Join(dir, p.id+".log")
-		peers = append(peers, fmt.Sprintf("%s=%s,%s", p.id, p.raftAddr, p.httpAddr))
-		procs = append(procs, p)
-	}
-	for _, p := range procs {
-		p.args = append([]string{"-id", p.id, "-data-dir", p.dataDir, "-raft-addr", p.raftAddr,
-			"-http-addr", p.httpAddr, "-bootstrap", strings.Join(peers, ";"), "-log-level", "info"}, extra...)
-		p.start(tb)
-	}
-	tb.Cleanup(func() {
-		for _, p := range procs {
-			p.kill()
-		}
-		if tb.Failed() {
-			for _, p := range procs {
-				b, _ := os.ReadFile(p.logPath)
-				if len(b) > 48<<10 {
-					b = b[len(b)-48<<10:]
-				}
-				tb.Logf("---- %s log ----\n%s", p.id, b)
-			}
-		}
-	})
-	for _, p := range procs {
-		waitReady(tb, p, 20*time.Second)
-	}
-	return procs
+	return startClusterWith(tb, n, "info", 20*time.Second, extra...)
 }
 
 // recovFill puts stateBytes of 256 KiB random values through the leader

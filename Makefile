@@ -3,7 +3,7 @@ GO        ?= go
 BIN       := bin
 TEST_TIMEOUT ?= 14m
 
-.PHONY: all build run test test-e2e test-crash jepsen jepsen-long bench-e2e bench-recovery vet fmt clean
+.PHONY: all build run test test-e2e test-crash jepsen jepsen-long jepsen-disk bench-e2e bench-recovery vet fmt clean
 
 all: build
 
@@ -27,9 +27,13 @@ JEPSEN_FLAGS = $(if $(SEED),-seed $(SEED))
 jepsen:
 	$(GO) test -count=1 -timeout 10m -run 'TestJepsen' -v ./test/jepsen/ $(JEPSEN_FLAGS)
 
-## jepsen-long: the same scenarios on 5 nodes with three times as many rounds, majorities ring included (SEED=N to reproduce; not part of make test)
+## jepsen-long: the same scenarios on 5 nodes with three times as many rounds, majorities ring and full disks included (SEED=N to reproduce; not part of make test)
 jepsen-long:
-	$(GO) test -count=1 -timeout 45m -run 'TestJepsen' -v ./test/jepsen/ -long $(JEPSEN_FLAGS)
+	$(GO) test -count=1 -timeout 45m -run 'TestJepsen' -v ./test/jepsen/ -long -jepsen.disk $(JEPSEN_FLAGS)
+
+## jepsen-disk: only the full-disk scenarios: each node's data dir on a 128 MiB tmpfs, one filled until ENOSPC (root; skipped with the reason otherwise)
+jepsen-disk:
+	$(GO) test -count=1 -timeout 10m -run 'TestJepsen_FullDisk' -v ./test/jepsen/ -jepsen.disk $(JEPSEN_FLAGS)
 
 ## test-e2e: only the end-to-end tests that start real coordd processes
 test-e2e:

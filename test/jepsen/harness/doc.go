@@ -7,8 +7,9 @@
 // of a seeded [Plan]: kills (the leader, a random node, all nodes) and
 // restarts on the same data dir, pauses (SIGSTOP/SIGCONT), partitions
 // (isolate the leader, a minority split, one-way cuts, a ring), slow and
-// lossy links, and jumps or rate changes of one node's lease clock (coordd
-// -unsafe-lease-clock-control).
+// lossy links, jumps or rate changes of one node's lease clock (coordd
+// -unsafe-lease-clock-control), and, opt-in, a full disk on one node (every
+// data dir on a small tmpfs of its own, root only).
 //
 // [Run] then heals everything, waits for a leader, lets the workload read
 // the final state, stops the cluster and checks the history with the

@@ -204,7 +204,15 @@ func (toy) Run(ctx context.Context, env workload.Env) error {
 				op.Error = history.CodeKeyNotFound
 			}
 		default:
+			// 503s that say nothing was done (the node does not lead) are
+			// failures; everything else may have happened. Calling them
+			// all unknown would leave porcupine too many places to try.
+			_ = json.Unmarshal(body, &out)
 			op.Status, op.Error = history.StatusUnknown, fmt.Sprint(resp.StatusCode)
+			switch out.Error.Code {
+			case "not_leader", "no_leader", "leader_not_ready", "catching_up":
+				op.Status, op.Error = history.StatusFail, out.Error.Code
+			}
 		}
 		if op.Kind == history.KindGet && op.Status == history.StatusUnknown {
 			op.Status = history.StatusFail
@@ -218,7 +226,7 @@ func (toy) Run(ctx context.Context, env workload.Env) error {
 }
 
 // The harness against real processes: a short run with a kill, a pause, a
-// partition and a clock jump. Every fault is injected and healed, the
+// partition, a clock jump and a full disk. Every fault is injected and healed, the
 // folder holds what it should, and the toy history is linearizable.
 func TestRun_ToyWorkload_FaultsInjectedAndHealed(t *testing.T) {
 	if testing.Short() {
@@ -230,6 +238,9 @@ func TestRun_ToyWorkload_FaultsInjectedAndHealed(t *testing.T) {
 	}
 	defer cleanup()
 	dir := t.TempDir()
+	if d := os.Getenv("COORDD_HARNESS_TEST_DIR"); d != "" {
+		dir = d // kept, to read after a failure
+	}
 	faults := []Fault{KillLeader, PauseRandom, IsolateLeader, ClockJump, FullDisk}
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 	defer cancel()
@@ -247,8 +258,20 @@ func TestRun_ToyWorkload_FaultsInjectedAndHealed(t *testing.T) {
 			t.Errorf("fault %s injected %d times, want 1", f, rep.Faults[f])
 		}
 	}
-	if len(rep.Skipped) != 1 || !strings.Contains(rep.Skipped[0], "full disk") {
-		t.Errorf("skipped %q, want the full disk only", rep.Skipped)
+	ev, _ := os.ReadFile(filepath.Join(dir, FileNemesis))
+	// The full disk needs tmpfs mounts (root): injected where they are
+	// allowed, skipped with the reason elsewhere.
+	if rep.Faults[FullDisk] == 1 {
+		if len(rep.Skipped) != 0 {
+			t.Errorf("skipped %q", rep.Skipped)
+		}
+		for _, want := range []string{"tmpfs of its own", "filled", "disk freed"} {
+			if !strings.Contains(string(ev), want) {
+				t.Errorf("nemesis.log lacks %q:\n%s", want, ev)
+			}
+		}
+	} else if len(rep.Skipped) != 1 || !strings.Contains(rep.Skipped[0], "full disk") {
+		t.Errorf("skipped %q, want the full disk only (mounts refused)", rep.Skipped)
 	}
 	if rep.Ops[history.StatusOK] < 20 {
 		t.Errorf("only %d ok ops", rep.Ops[history.StatusOK])
@@ -263,7 +286,6 @@ func TestRun_ToyWorkload_FaultsInjectedAndHealed(t *testing.T) {
 	if err != nil || len(ops) != rep.TotalOps() {
 		t.Errorf("history file: %d ops, %v; report says %d", len(ops), err, rep.TotalOps())
 	}
-	ev, _ := os.ReadFile(filepath.Join(dir, FileNemesis))
 	for _, want := range []string{"SIGKILL", "restart", "SIGSTOP", "SIGCONT", "isolate", "network healed", "jumped", "rate 1"} {
 		if !strings.Contains(string(ev), want) {
 			t.Errorf("nemesis.log lacks %q:\n%s", want, ev)
@@ -272,5 +294,40 @@ func TestRun_ToyWorkload_FaultsInjectedAndHealed(t *testing.T) {
 	log1, _ := os.ReadFile(filepath.Join(dir, DirNodes, "n1.log"))
 	if !strings.Contains(string(log1), "=== harness: start 1 of n1") {
 		t.Errorf("n1.log lacks the harness's start line")
+	}
+}
+
+// fillDisk fills a small tmpfs to the last block and freeDisk empties it.
+func TestFillDisk_FillsASmallMountUntilENOSPC(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("mounting a tmpfs needs root")
+	}
+	n := &Node{ID: "n1", DataDir: filepath.Join(t.TempDir(), "n1")}
+	unmount, err := mountDisks([]*Node{n}, 4)
+	if err != nil {
+		t.Skipf("tmpfs refused here: %v", err)
+	}
+	defer unmount()
+	if err := os.WriteFile(filepath.Join(n.DataDir, "before"), []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	got, err := fillDisk(n.DataDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got < 3<<20 || got > 4<<20 {
+		t.Errorf("wrote %d bytes into a 4 MiB tmpfs", got)
+	}
+	if err := os.WriteFile(filepath.Join(n.DataDir, "after"), make([]byte, 8192), 0o644); err == nil {
+		t.Error("a write after fillDisk succeeded")
+	}
+	if err := freeDisk(n.DataDir); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(n.DataDir, "after"), make([]byte, 8192), 0o644); err != nil {
+		t.Errorf("a write after freeDisk: %v", err)
+	}
+	if err := freeDisk(n.DataDir); err != nil {
+		t.Errorf("freeDisk twice: %v", err)
 	}
 }

@@ -37,8 +37,11 @@ type nemesis struct {
 	c    *Cluster
 	now  func() int64
 	emit func(Event)
-	// fullDisk is why the full-disk fault is skipped.
-	fullDisk string
+	// noDisk is why the full-disk fault is skipped ("": the nodes' data
+	// dirs are mounts of their own, see mountDisks).
+	noDisk string
+	// filled lists the nodes whose disk is full.
+	filled []string
 }
 
 // heal undoes one fault; it returns what it did.
@@ -155,7 +158,19 @@ func (m *nemesis) inject(ctx context.Context, r Round) (string, heal, error) {
 		}
 		return what + ": now " + got, m.healClocks, nil
 	case FullDisk:
-		return m.fullDisk, nil, nil
+		if m.noDisk != "" {
+			return m.noDisk, nil, nil
+		}
+		id, how := m.random(r.Pick), "random"
+		if r.Variant == 0 {
+			id, how = m.leaderOr(ctx, r.Pick)
+		}
+		n, err := fillDisk(c.Node(id).DataDir)
+		m.filled = append(m.filled, id)
+		if err != nil {
+			return "", nil, err
+		}
+		return fmt.Sprintf("disk of %s (%s) filled: %.1f MiB written", id, how, float64(n)/(1<<20)), m.healDisks, nil
 	}
 	return "", nil, fmt.Errorf("harness: unknown fault %q", r.Fault)
 }
@@ -242,6 +257,17 @@ func (m *nemesis) healClocks(ctx context.Context) (string, error) {
 	return "lease clocks back to rate 1 (" + strings.Join(parts, "; ") + ")", errors.Join(errs...)
 }
 
+// healDisks frees every disk that was filled.
+func (m *nemesis) healDisks(context.Context) (string, error) {
+	var errs []error
+	for _, id := range m.filled {
+		errs = append(errs, freeDisk(m.c.Node(id).DataDir))
+	}
+	did := "disk freed on " + strings.Join(m.filled, " ")
+	m.filled = nil
+	return did, errors.Join(errs...)
+}
+
 func (m *nemesis) restart(ids ...string) heal {
 	return func(context.Context) (string, error) {
 		var errs []error
@@ -271,5 +297,10 @@ func (m *nemesis) healAll(ctx context.Context) (string, error) {
 	clocks, err := m.healClocks(ctx)
 	errs = append(errs, err)
 	did = append(did, "network healed", clocks)
+	if len(m.filled) > 0 {
+		disks, err := m.healDisks(ctx)
+		errs = append(errs, err)
+		did = append(did, disks)
+	}
 	return strings.Join(did, "; "), errors.Join(errs...)
 }

@@ -1,6 +1,7 @@
 package harness
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -36,6 +37,11 @@ type Scenario struct {
 	Dir string
 	// Logf receives progress lines (t.Logf).
 	Logf func(format string, args ...any)
+	// DiskMiB sizes the tmpfs that each node's data dir is mounted on when
+	// Faults has FullDisk (0: DefaultDiskMiB). Mounting needs root; where
+	// it is refused the FullDisk rounds are skipped with the reason. The
+	// mounts are gone when Run returns, with the data dirs on them.
+	DiskMiB int
 }
 
 // Files in a scenario's output folder.
@@ -196,16 +202,26 @@ func Run(ctx context.Context, sc Scenario) (*Report, error) {
 		return nil, err
 	}
 	stopped := false
+	unmount := func() {}
 	defer func() {
 		if !stopped {
 			cl.Kill()
 		}
+		unmount()
 	}()
+	m := &nemesis{c: cl, now: rec.Now, emit: emit}
+	if hasFault(plan, FullDisk) {
+		mib := cmp.Or(sc.DiskMiB, DefaultDiskMiB)
+		if um, err := mountDisks(cl.Nodes, mib); err != nil {
+			m.noDisk = "full disk: skipped: " + err.Error()
+		} else {
+			unmount = um
+			emit(Event{At: rec.Now(), Phase: "info", Detail: fmt.Sprintf("every data dir is a %d MiB tmpfs of its own (full-disk rounds)", mib)})
+		}
+	}
 	if err := cl.Start(ctx, startTimeout); err != nil {
 		return nil, err
 	}
-	m := &nemesis{c: cl, now: rec.Now, emit: emit,
-		fullDisk: "full disk: not implemented (it needs a size-limited mount for one node's data dir, root only): skipped"}
 	emit(Event{At: rec.Now(), Phase: "info", Detail: "cluster up: " + strings.Join(cl.IDs(), " ") + ", leader " + orNone(cl.Leader(ctx))})
 
 	env := workload.Env{Nodes: cl.URLs(), Rec: rec, Seed: sc.Seed ^ 0x5eed, Logf: logf.Logf}
@@ -284,6 +300,10 @@ func Run(ctx context.Context, sc Scenario) (*Report, error) {
 		return rep, fmt.Errorf("harness: workload %s: %w", wl.Name(), runErr)
 	}
 	return rep, nil
+}
+
+func hasFault(p Plan, f Fault) bool {
+	return slices.ContainsFunc(p.Rounds, func(r Round) bool { return r.Fault == f })
 }
 
 // runSchedule runs the rounds of plan. It stops early if ctx is done or the

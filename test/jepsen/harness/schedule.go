@@ -33,7 +33,11 @@ const (
 	ClockJump Fault = "clock-jump" // jump one node's lease clock forward (the leader's, or a random node's)
 	ClockRate Fault = "clock-rate" // make one node's lease clock run fast; heal: rate 1
 
-	FullDisk Fault = "full-disk" // opt-in; not implemented: skipped with a reason
+	// FullDisk fills one node's data dir (the leader's, or a random
+	// node's) until writes fail with ENOSPC; heal: free it. Opt-in: the
+	// data dirs must be small mounts of their own (Scenario.DiskMiB, root
+	// only); without them its rounds are skipped with the reason.
+	FullDisk Fault = "full-disk"
 )
 
 // AllFaults lists every fault, in a fixed order.
@@ -66,8 +70,8 @@ type Round struct {
 	// Pick is a seeded choice among nodes (a random target, a minority).
 	Pick int `json:"pick"`
 	// Variant is a seeded choice of the fault's flavour (one-way: 0 the
-	// leader goes deaf to nobody but mute to all, 1 the reverse; clock: 0
-	// the leader, 1 a random node).
+	// leader goes deaf to nobody but mute to all, 1 the reverse; clock and
+	// full disk: 0 the leader, 1 a random node).
 	Variant int     `json:"variant"`
 	Delay   Dur     `json:"delay,omitempty"`
 	Jitter  Dur     `json:"jitter,omitempty"`

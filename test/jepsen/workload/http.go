@@ -99,7 +99,8 @@ func (r reply) ok() bool { return r.err == nil && r.status/100 == 2 }
 func (r reply) decode(v any) error { return json.Unmarshal(r.body, v) }
 
 // code is the error code of the answer: the API's code, or "timeout",
-// "connection_refused", "connection_error", or "http_<status>".
+// "connection_refused", "connection_error", "agent_lost" (a lock client's
+// agent process that exited or stopped answering), or "http_<status>".
 func (r reply) code() string {
 	switch {
 	case r.err != nil && refused(r.err):
@@ -108,6 +109,8 @@ func (r reply) code() string {
 		return "timeout"
 	case r.err != nil && errors.Is(r.err, context.Canceled):
 		return "canceled"
+	case r.err != nil && errors.Is(r.err, errAgentLost):
+		return "agent_lost"
 	case r.err != nil:
 		return "connection_error"
 	case r.detail.Code != "":

@@ -2,8 +2,10 @@ package workload
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"slices"
 	"sync"
@@ -13,6 +15,7 @@ import (
 	"github.com/coordd/coordd/httpapi"
 	"github.com/coordd/coordd/test/jepsen/check"
 	"github.com/coordd/coordd/test/jepsen/history"
+	"github.com/coordd/coordd/test/jepsen/lockclient/agent"
 )
 
 // Fenced-lock workload parameters.
@@ -30,16 +33,22 @@ const (
 	// and its write, for a random time up to lockPauseMax.
 	lockPauseChance = 0.3
 	lockPauseMax    = lockTTL * 3 / 2
-	// lockMaxIterations bounds each client's loop.
+	// lockMaxIterations bounds each client's loop, lockMaxAgents the agent
+	// processes it starts.
 	lockMaxIterations = 10000
+	lockMaxAgents     = 20
 	// lockProcessBase is the first process id of the lock clients.
 	lockProcessBase = 1000
 )
 
 // fencedLock is the fenced-lock workload: clients take the lock, read the
-// resource with their token, sometimes pause (keepalives too) for up to
-// 1.5 × TTL, write back what they read plus one element of their own with
-// their token, release and revoke their lease.
+// resource with their token, sometimes pause for up to 1.5 × TTL, write
+// back what they read plus one element of their own with their token,
+// release and revoke their lease. Each client is an agent process of its
+// own (command test/jepsen/lockclient) that sends the client's requests
+// and keeps its lease alive; a pause is a SIGSTOP of that process,
+// keepalives and all, then a SIGCONT. The resource stays in the workload,
+// served to the agents on a loopback listener.
 type fencedLock struct {
 	fenced bool
 	res    *resource
@@ -64,8 +73,8 @@ func (w *fencedLock) Name() string {
 
 func (w *fencedLock) LeaseTTL() time.Duration { return lockTTL }
 
-// resource is the protected resource, held in the workload: a list of
-// elements. One mutex covers the token check, the read or write and the
+// resource is the protected resource, held in the workload and served to
+// the agents over HTTP (serve): a list of elements. One mutex covers the token check, the read or write and the
 // Seq it gives every accepted access, as check.FencedLock assumes.
 type resource struct {
 	guard *fencing.Guard // nil: unfenced
@@ -123,61 +132,206 @@ func (r *resource) snapshot() []string {
 	return append([]string{}, r.elems...)
 }
 
+// The resource's HTTP interface, served to the agents on a loopback
+// listener: POST /read and POST /write with a resourceRequest; the answer
+// is a resourceAnswer, or 409 stale_token (an httpapi.ErrorBody) if the
+// token is refused.
+type resourceRequest struct {
+	Token uint64   `json:"token"`
+	Elems []string `json:"elems,omitempty"` // write: the new elements
+}
+
+type resourceAnswer struct {
+	Seq   uint64   `json:"seq"`
+	Elems []string `json:"elems,omitempty"` // read: the elements
+}
+
+// serve serves the resource on 127.0.0.1 until stop; url is its base URL.
+func (r *resource) serve() (url string, stop func(), err error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", nil, err
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /read", r.handle(false))
+	mux.HandleFunc("POST /write", r.handle(true))
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: requestTimeout}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = srv.Serve(l)
+	}()
+	return "http://" + l.Addr().String(), func() {
+		srv.Close()
+		<-done
+	}, nil
+}
+
+func (r *resource) handle(write bool) http.HandlerFunc {
+	return func(w http.ResponseWriter, req *http.Request) {
+		var in resourceRequest
+		if err := json.NewDecoder(req.Body).Decode(&in); err != nil {
+			writeResourceError(w, http.StatusBadRequest, "bad_request", err)
+			return
+		}
+		var out resourceAnswer
+		var err error
+		if write {
+			out.Seq, err = r.write(in.Token, in.Elems)
+		} else {
+			out.Elems, out.Seq, err = r.read(in.Token)
+		}
+		switch {
+		case errors.Is(err, fencing.ErrStaleToken):
+			writeResourceError(w, http.StatusConflict, errStale, err)
+		case err != nil:
+			writeResourceError(w, http.StatusInternalServerError, "guard_error", err)
+		default:
+			w.Header().Set("Content-Type", "application/json")
+			_ = json.NewEncoder(w).Encode(out)
+		}
+	}
+}
+
+func writeResourceError(w http.ResponseWriter, status int, code string, err error) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(httpapi.ErrorBody{Error: httpapi.ErrorDetail{Code: code, Message: err.Error()}})
+}
+
 // lockStats counts what the clients did.
 type lockStats struct {
 	mu                                           sync.Mutex
 	iterations, acquired, pauses, long, accepted int
-	refused                                      int
+	refused, unknown                             int
+	agents, lost                                 int // agent processes started; lost (exited, stopped answering)
+	keepalives                                   agent.KeepAliveStats
+	leasesLost                                   int
+}
+
+func (st *lockStats) add(f func(st *lockStats)) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	f(st)
+}
+
+// lockRun is what the clients of one Run share.
+type lockRun struct {
+	env Env
+	bin string // the agent command
+	res string // the resource's base URL
+	st  *lockStats
 }
 
 func (w *fencedLock) Run(ctx context.Context, env Env) error {
 	if len(env.Nodes) == 0 {
 		return fmt.Errorf("%s: no nodes", w.Name())
 	}
-	c := newHTTPClient()
-	defer c.CloseIdleConnections()
-	var st lockStats
+	bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), lockAgentBuildTimeout)
+	bin, cleanup, err := buildLockAgent(bctx)
+	cancel()
+	if err != nil {
+		return fmt.Errorf("%s: %w", w.Name(), err)
+	}
+	defer cleanup()
+	res, stop, err := w.res.serve()
+	if err != nil {
+		return fmt.Errorf("%s: serving the resource: %w", w.Name(), err)
+	}
+	defer stop()
+	run := lockRun{env: env, bin: bin, res: res, st: &lockStats{}}
 	var wg sync.WaitGroup
 	for i := range lockClients {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			w.client(ctx, env, c, lockProcessBase+i, newRNG(env.Seed, uint64(200+i)), &st)
+			w.client(ctx, run, lockProcessBase+i, newRNG(env.Seed, uint64(200+i)))
 		}()
 	}
 	wg.Wait()
+	st := run.st
 	env.logf("%s: %d iterations, %d acquired, %d pauses (%d longer than the TTL), %d writes accepted, %d refused",
 		w.Name(), st.iterations, st.acquired, st.pauses, st.long, st.accepted, st.refused)
+	env.logf("%s: %d client processes (%d lost), paused with SIGSTOP/SIGCONT; %d writes of unknown outcome; keepalives: %d sent, %d ok, %d leases lost",
+		w.Name(), st.agents, st.lost, st.unknown, st.keepalives.Sent, st.keepalives.OK, st.leasesLost)
 	return nil
 }
 
-// client runs one lock client until ctx is done.
-func (w *fencedLock) client(ctx context.Context, env Env, c *http.Client, p int, g *rng, st *lockStats) {
-	// An iteration started runs to its end (bounded by the timeouts and the
-	// pause), so that its ops are not cut short.
-	rctx := context.WithoutCancel(ctx)
-	for it := 0; it < lockMaxIterations && ctx.Err() == nil; it++ {
-		st.mu.Lock()
-		st.iterations++
-		st.mu.Unlock()
-		lease, granted := grantLease(rctx, env, c, g, p, lockTTL)
-		if lease == 0 {
-			sleep(ctx, 100*time.Millisecond)
-			continue
+// client runs lock client p until ctx is done: the client is an agent
+// process, replaced if it is lost (at most lockMaxAgents times), killed
+// when the client ends.
+func (w *fencedLock) client(ctx context.Context, run lockRun, p int, g *rng) {
+	var a *lockAgent
+	drop := func() {
+		if a.lostReason() != "" {
+			run.st.add(func(st *lockStats) { st.lost++ })
 		}
-		k := newKeeper(env, c, g, lease, lockTTL, granted)
-		k.start(rctx)
-		if token := w.acquire(rctx, env, c, g, p, lease); token != 0 {
-			st.mu.Lock()
-			st.acquired++
-			st.mu.Unlock()
-			w.critical(rctx, env, c, g, p, lease, token, k, st)
-		} else {
-			sleep(ctx, 50*time.Millisecond)
-		}
-		k.halt()
-		revokeLease(rctx, env, c, g, p, lease)
+		a.kill()
+		a = nil
 	}
+	defer func() {
+		if a != nil {
+			drop()
+		}
+	}()
+	starts := 0
+	for it := 0; it < lockMaxIterations && ctx.Err() == nil; it++ {
+		if a != nil && a.lostReason() != "" {
+			drop()
+		}
+		if a == nil {
+			if starts == lockMaxAgents {
+				run.env.logf("%s: client p%d: %d agent processes started and lost: the client stops", w.Name(), p, starts)
+				return
+			}
+			starts++
+			var err error
+			if a, err = startLockAgent(run.bin, p, run.env.logf); err != nil {
+				run.env.logf("%s: %v", w.Name(), err)
+				sleep(ctx, time.Second)
+				continue
+			}
+			run.st.add(func(st *lockStats) { st.agents++ })
+		}
+		run.st.add(func(st *lockStats) { st.iterations++ })
+		w.iteration(ctx, run, a, p, g)
+	}
+}
+
+// iteration is one turn of a client: grant a lease and keep it alive
+// from the agent, acquire the lock, the critical section, halt the
+// keepalives, revoke the lease. An iteration started runs to its end
+// (bounded by the timeouts and the pause), so that its ops are not cut
+// short, unless the agent is lost.
+func (w *fencedLock) iteration(ctx context.Context, run lockRun, a *lockAgent, p int, g *rng) {
+	rctx := context.WithoutCancel(ctx)
+	env, c := run.env, &http.Client{Transport: a}
+	lease, _ := grantLease(rctx, env, c, g, p, lockTTL)
+	if lease == 0 {
+		sleep(ctx, 100*time.Millisecond)
+		return
+	}
+	if err := a.keepAlive(lease, lockTTL, env.Nodes, uint64(g.intN(1<<62))); err != nil {
+		return // the agent is lost: the lease expires
+	}
+	if token := w.acquire(rctx, env, c, g, p, lease); token != 0 {
+		run.st.add(func(st *lockStats) { st.acquired++ })
+		w.critical(rctx, run, a, c, g, p, lease, token)
+	} else {
+		sleep(ctx, 50*time.Millisecond)
+	}
+	ks, err := a.halt()
+	if err != nil {
+		return
+	}
+	run.st.add(func(st *lockStats) {
+		st.keepalives.Sent += ks.Sent
+		st.keepalives.OK += ks.OK
+		if ks.Lost {
+			st.leasesLost++
+		}
+	})
+	revokeLease(rctx, env, c, g, p, lease)
 }
 
 // acquire takes the lock for lease, waiting up to lockWait, and records
@@ -207,68 +361,83 @@ func (w *fencedLock) acquire(ctx context.Context, env Env, c *http.Client, g *rn
 	return op.Out.Token
 }
 
-// critical is the critical section: read, maybe pause, write back, release.
-func (w *fencedLock) critical(ctx context.Context, env Env, c *http.Client, g *rng, p int, lease, token uint64, k *keeper, st *lockStats) {
+// critical is the critical section: read the resource from the agent,
+// maybe pause the agent's process (SIGSTOP, SIGCONT), write back from the
+// agent, release. Each resource op is recorded from before its request
+// goes to the agent until its answer is back: the access happened in
+// between.
+func (w *fencedLock) critical(ctx context.Context, run lockRun, a *lockAgent, c *http.Client, g *rng, p int, lease, token uint64) {
+	env := run.env
 	rd := history.Op{Process: p, Kind: history.KindResourceRead, Key: LockName, In: history.Values{Token: token}}
 	rd.Call = env.Rec.Now()
-	elems, seq, err := w.res.read(token)
+	r := do(ctx, c, http.MethodPost, run.res, "/read", resourceRequest{Token: token}, requestTimeout)
 	rd.Return = env.Rec.Now()
-	if err != nil {
-		rd.Status, rd.Error = history.StatusFail, accessError(err)
-	} else {
-		rd.Status, rd.Out = history.StatusOK, history.Values{Seq: seq, Values: elems}
+	rd.Status, rd.Error = r.outcome(false)
+	var got resourceAnswer
+	if r.ok() {
+		if err := r.decode(&got); err != nil || got.Seq == 0 {
+			rd.Status, rd.Error = history.StatusFail, "bad_answer"
+		} else {
+			rd.Out = history.Values{Seq: got.Seq, Values: got.Elems}
+		}
 	}
 	env.record(rd)
 
 	if g.float() < lockPauseChance {
 		// The client's process pauses: no keepalive either.
 		d := g.duration(0, lockPauseMax)
-		st.mu.Lock()
-		st.pauses++
-		if d > lockTTL {
-			st.long++
+		run.st.add(func(st *lockStats) {
+			st.pauses++
+			if d > lockTTL {
+				st.long++
+			}
+		})
+		if err := a.pause(d); err != nil {
+			env.logf("%s: client p%d: pause: %v", w.Name(), p, err)
 		}
-		st.mu.Unlock()
-		k.halt()
-		time.Sleep(d)
-		k.start(ctx)
+	}
+	if a.lostReason() != "" {
+		return
 	}
 
 	if rd.Status == history.StatusOK {
-		elem := fmt.Sprintf("p%d-%d", p, seq)
+		elem := fmt.Sprintf("p%d-%d", p, got.Seq)
 		wr := history.Op{Process: p, Kind: history.KindResourceWrite, Key: LockName, In: history.Values{Token: token, Value: elem}}
 		wr.Call = env.Rec.Now()
-		seq, err := w.res.write(token, append(elems, elem))
+		r := do(ctx, c, http.MethodPost, run.res, "/write", resourceRequest{Token: token, Elems: append(got.Elems, elem)}, requestTimeout)
 		wr.Return = env.Rec.Now()
-		if err != nil {
-			wr.Status, wr.Error = history.StatusFail, accessError(err)
-		} else {
-			wr.Status, wr.Out = history.StatusOK, history.Values{Seq: seq}
+		wr.Status, wr.Error = r.outcome(true)
+		if r.ok() {
+			var res resourceAnswer
+			if err := r.decode(&res); err != nil || res.Seq == 0 {
+				wr.Status, wr.Error = history.StatusUnknown, "bad_answer"
+			} else {
+				wr.Out = history.Values{Seq: res.Seq}
+			}
 		}
-		st.mu.Lock()
-		if err != nil {
-			st.refused++
-		} else {
-			st.accepted++
-		}
-		st.mu.Unlock()
+		run.st.add(func(st *lockStats) {
+			switch wr.Status {
+			case history.StatusOK:
+				st.accepted++
+			case history.StatusFail:
+				st.refused++
+			default:
+				st.unknown++
+			}
+		})
 		env.record(wr)
+		if a.lostReason() != "" {
+			return
+		}
 	}
 
 	node := env.Nodes[g.intN(len(env.Nodes))]
 	rel := history.Op{Process: p, Kind: history.KindRelease, Key: LockName, Node: nodeName(node), In: history.Values{Lease: lease, Token: token}}
 	rel.Call = env.Rec.Now()
-	r := do(ctx, c, http.MethodDelete, node, "/v1/locks/"+LockName, httpapi.HolderRequest{Lease: lease, Token: token}, requestTimeout)
+	r = do(ctx, c, http.MethodDelete, node, "/v1/locks/"+LockName, httpapi.HolderRequest{Lease: lease, Token: token}, requestTimeout)
 	rel.Return = env.Rec.Now()
 	rel.Status, rel.Error = r.outcome(true)
 	env.record(rel)
-}
-
-func accessError(err error) string {
-	if errors.Is(err, fencing.ErrStaleToken) {
-		return errStale
-	}
-	return err.Error()
 }
 
 func (w *fencedLock) Final(ctx context.Context, env Env) (history.FinalState, error) {

@@ -8,9 +8,12 @@
 // no_leader, leader_not_ready or catching_up, and every 4xx (cas_conflict,
 // key_not_found, stale_token, ...) are fail; a timeout, a cut connection
 // and any other 5xx (outcome_unknown, forward_failed, shutting_down) on a
-// request that may change state are unknown. Every request has a timeout
+// request that may change state are unknown (a lock client's agent
+// process that is lost, "agent_lost", too). Every request has a timeout
 // (2 s, or its wait plus 2 s); every loop is bounded in count and ends
-// when Run's context is done; Run returns when all its goroutines have.
+// when Run's context is done; Run returns when all its goroutines have
+// (and, for the lock clients, all its agent processes were killed and
+// reaped).
 //
 // The workloads:
 //
@@ -21,10 +24,18 @@
 //     check.Durability of the KV against the final values.
 //   - FencedLock(fenced): 4 clients loop: grant a 1 s lease and keep it
 //     alive, acquire LockName (waiting), read the resource held by the
-//     workload with the token, pause 30% of the time for up to 1.5 × TTL
-//     (keepalives too, as a paused process), write back what they read
-//     plus one element, release, revoke. fenced: a fencing.Guard checks
-//     the token of every read and write; unfenced: everything is accepted,
+//     workload with the token, pause 30% of the time for up to 1.5 × TTL,
+//     write back what they read plus one element, release, revoke. Each
+//     client is an OS process of its own, an agent (command
+//     test/jepsen/lockclient, built by Run into a temporary folder) that
+//     the workload drives over its stdin and stdout: the agent sends the
+//     client's requests, to the nodes and to the resource (which the
+//     workload serves on a loopback listener), and keeps the lease alive
+//     at TTL/3. A pause is real: the workload stops the agent's process
+//     with SIGSTOP, keepalives and all, and resumes it with SIGCONT. Ops
+//     are recorded in the workload, from before a request goes to the
+//     agent until its answer is back. fenced: a fencing.Guard checks the
+//     token of every read and write; unfenced: everything is accepted,
 //     and check.FencedLock finds overlapping critical sections, lost
 //     writes and lower tokens accepted after higher ones.
 //   - Election(): 3 candidates with their own 2 s leases campaign on

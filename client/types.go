@@ -23,6 +23,8 @@ type Status struct {
 	LastContact  string   `json:"last_contact,omitempty"`
 	Ready        bool     `json:"ready"`
 	Members      []Member `json:"members"`
+	// PID is the node's process id.
+	PID int `json:"pid"`
 }
 
 // KV is one key. Value holds the bytes (decoded from base64 when the

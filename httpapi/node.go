@@ -161,6 +161,9 @@ type Status struct {
 	Snapshot *SnapshotStatus `json:"snapshot,omitempty"`
 	// LastRestore is the last restore of a backup (nil: none).
 	LastRestore *RestoreStatus `json:"last_restore,omitempty"`
+	// PID is the node's process id (for benchmarks and operators that
+	// read its CPU use or signal it on the same host).
+	PID int `json:"pid"`
 }
 
 // SnapshotStatus describes a node's latest snapshot.

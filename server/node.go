@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -161,6 +162,7 @@ func (s *Server) Staleness() httpapi.Staleness {
 // Status reports this node's view of the cluster.
 func (s *Server) Status() httpapi.Status {
 	st := httpapi.Status{
+		PID:          os.Getpid(),
 		ID:           s.cfg.NodeID,
 		State:        s.raft.State().String(),
 		Term:         s.raft.CurrentTerm(),

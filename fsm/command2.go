@@ -50,6 +50,13 @@ type Campaign struct {
 	Value     []byte
 	Limit     int   // holders allowed; 0 means 1 for a new name, "any" for an existing one
 	LockDelay int64 // milliseconds; 0 keeps the name's setting
+	// NewLeaseTTL (milliseconds), when positive, grants a new lease of that
+	// TTL and campaigns with it, in this one entry (Lease must be 0): the
+	// lease's ID is the entry's index, as for CmdLeaseGrant. If the
+	// campaign is refused, no lease is created. Encoded as an optional
+	// trailing field: campaigns with an existing lease keep the original
+	// layout.
+	NewLeaseTTL int64
 }
 
 // Resign is the payload of CmdResign. Token 0 withdraws a waiting
@@ -120,6 +127,9 @@ func NewCampaign(p Campaign) Command {
 	e.bytes(p.Value)
 	e.uvarint(uint64(p.Limit))
 	e.varint(p.LockDelay)
+	if p.NewLeaseTTL != 0 {
+		e.varint(p.NewLeaseTTL)
+	}
 	return Command{Type: CmdCampaign, Version: payloadV1, Payload: e.b}
 }
 
@@ -210,6 +220,11 @@ func decodeCampaign(c Command) (p Campaign, err error) {
 		p.Name, p.Lease, p.Value = d.str(), d.uvarint(), d.bytes()
 		limit := d.uvarint()
 		p.LockDelay = d.varint()
+		if d.err == nil && len(d.b) > 0 {
+			if p.NewLeaseTTL = d.varint(); d.err == nil && (p.NewLeaseTTL <= 0 || p.Lease != 0) {
+				d.fail(fmt.Errorf("new lease ttl %d with lease %d", p.NewLeaseTTL, p.Lease))
+			}
+		}
 		if d.err == nil && (k != uint64(KindElection) && k != uint64(KindLock) || limit > 1<<20) {
 			d.fail(fmt.Errorf("kind %d limit %d", k, limit))
 		}

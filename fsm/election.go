@@ -242,9 +242,11 @@ type CampaignResult struct {
 }
 
 func applyCampaign(s *State, res *Result, p Campaign, stamp int64, notify bool) {
-	if _, ok := s.Lease(p.Lease); !ok {
-		res.Err = fmt.Errorf("%w: %d", ErrLeaseNotFound, p.Lease)
-		return
+	if p.NewLeaseTTL == 0 {
+		if _, ok := s.Lease(p.Lease); !ok {
+			res.Err = fmt.Errorf("%w: %d", ErrLeaseNotFound, p.Lease)
+			return
+		}
 	}
 	limit := max(p.Limit, 1)
 	e, ok := s.Election(p.Name)
@@ -263,6 +265,12 @@ func applyCampaign(s *State, res *Result, p Campaign, stamp int64, notify bool) 
 		if p.LockDelay > 0 {
 			e.LockDelay = p.LockDelay
 		}
+	}
+	if p.NewLeaseTTL > 0 {
+		// Every check that can refuse the campaign is above: the lease
+		// is created only when the campaign will be applied with it.
+		applyLeaseGrant(s, res, LeaseGrant{TTL: p.NewLeaseTTL}, stamp, notify)
+		p.Lease = res.Lease.ID
 	}
 	if pos := e.Position(p.Lease); pos >= 0 {
 		// Campaigning again with the same lease is not a second candidacy.

@@ -399,3 +399,65 @@ func TestLeasesAndElections_ReplicasAgree(t *testing.T) {
 		}
 	}
 }
+
+// A campaign with NewLeaseTTL grants the lease and queues it in one entry:
+// the lease's ID and the holder's token are both the entry's index.
+func TestCampaign_NewLease_GrantsAndQueuesInOneEntry(t *testing.T) {
+	r := newReplica(t)
+	res := r.apply(fsm.NewCampaign(fsm.Campaign{Kind: fsm.KindLock, Name: "job", NewLeaseTTL: 2000}))
+	if res.Err != nil || res.Lease == nil || res.Lease.ID != res.Index || res.Lease.TTL != 2000 {
+		t.Fatalf("campaign with a new lease: %+v", res)
+	}
+	if !res.Campaign.Holder || res.Campaign.Token != res.Index {
+		t.Fatalf("campaign: %+v", res.Campaign)
+	}
+	if l, ok := r.f.State().Lease(res.Index); !ok || l.TTL != 2000 {
+		t.Fatalf("lease in the state: %+v %v", l, ok)
+	}
+	if att := r.f.State().Attachments(res.Index); len(att) != 1 {
+		t.Fatalf("attachments: %+v", att)
+	}
+	// A second one queues behind it; revoking the first hands over.
+	res2 := r.apply(fsm.NewCampaign(fsm.Campaign{Kind: fsm.KindLock, Name: "job", NewLeaseTTL: 2000}))
+	if res2.Err != nil || res2.Campaign.Holder || res2.Campaign.Position != 1 {
+		t.Fatalf("second: %+v %+v", res2, res2.Campaign)
+	}
+	r.apply(fsm.NewLeaseRevoke(res.Index))
+	e, _ := r.f.State().Election("job")
+	if h, ok := e.Leader(); !ok || h.Lease != res2.Index {
+		t.Fatalf("after revoke: %+v", e)
+	}
+}
+
+// A refused campaign with NewLeaseTTL creates no lease: the command is
+// applied whole or not at all.
+func TestCampaign_NewLease_RefusedCampaignCreatesNoLease(t *testing.T) {
+	r := newReplica(t)
+	a := r.grant(1000)
+	r.campaign("db", a, "A") // an election named db
+	before := len(r.f.State().Leases())
+	res := r.apply(fsm.NewCampaign(fsm.Campaign{Kind: fsm.KindLock, Name: "db", NewLeaseTTL: 2000}))
+	if !errors.Is(res.Err, fsm.ErrKindMismatch) || res.Lease != nil {
+		t.Fatalf("lock on an election with a new lease: %+v", res)
+	}
+	if got := len(r.f.State().Leases()); got != before {
+		t.Fatalf("%d leases after a refused campaign, want %d", got, before)
+	}
+}
+
+// The combined form round-trips, and the decoder refuses a new-lease TTL
+// that is not positive or comes with an existing lease.
+func TestCampaign_NewLease_EncodingAndBadForms(t *testing.T) {
+	good := fsm.Campaign{Kind: fsm.KindLock, Name: "n", NewLeaseTTL: 750}
+	s := buildState(t, fsm.NewCampaign(good))
+	if len(s.Leases()) != 1 {
+		t.Fatalf("leases: %d", len(s.Leases()))
+	}
+	for _, bad := range []fsm.Campaign{
+		{Kind: fsm.KindLock, Name: "n", NewLeaseTTL: -5},
+		{Kind: fsm.KindLock, Name: "n", Lease: 3, NewLeaseTTL: 750},
+	} {
+		v := mustPanic(t, func() { buildState(t, fsm.NewCampaign(bad)) })
+		panicMentionsBadCommand(t, v)
+	}
+}

@@ -30,7 +30,8 @@ type Result struct {
 	Prev *KVEntry
 	// Deleted counts the keys a delete removed.
 	Deleted int
-	// Lease is the lease a grant created, or a renew or revoke touched.
+	// Lease is the lease a grant (or a campaign with NewLeaseTTL) created,
+	// or a renew or revoke touched.
 	Lease *Lease
 	// Expired and Checkpointed list the leases an expiry or checkpoint batch
 	// actually changed (stale items are skipped).

@@ -113,6 +113,7 @@ func New(node Node, opts Options) *API {
 	a.mux.HandleFunc("GET /v1/leases/{id}", a.leaseGet)
 	a.mux.HandleFunc("DELETE /v1/leases/{id}", a.leaseRevoke)
 	a.mux.HandleFunc("POST /v1/leases/{id}/keepalive", a.leaseKeepalive)
+	a.mux.HandleFunc("POST /v1/leases/keepalive", a.leaseKeepaliveMany)
 	a.mux.HandleFunc("GET /v1/elections", a.electionList(fsm.KindElection))
 	a.mux.HandleFunc("GET /v1/elections/{name}", a.electionGet)
 	a.mux.HandleFunc("POST /v1/elections/{name}/campaign", a.campaign(fsm.KindElection))

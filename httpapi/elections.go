@@ -94,7 +94,12 @@ func validName(name string) error {
 // CampaignRequest is the body of POST /v1/elections/{name}/campaign and of
 // POST /v1/locks/{name}.
 type CampaignRequest struct {
-	Lease uint64 `json:"lease"`
+	// Lease is the candidate's lease. Leave it out and give TTL (or TTLMs)
+	// instead to grant a new lease and campaign with it in one Raft entry:
+	// the answer's lease is the new lease's ID.
+	Lease uint64 `json:"lease,omitempty"`
+	TTL   string `json:"ttl,omitempty"`
+	TTLMs int64  `json:"ttl_ms,omitempty"`
 	Value string `json:"value,omitempty"`
 	// Wait is how long to wait to become leader ("30s"); empty or "0s"
 	// returns at once with the queue position.
@@ -109,12 +114,15 @@ type CampaignRequest struct {
 // CampaignResponse says whether the lease leads, with its fencing token, or
 // where it waits.
 type CampaignResponse struct {
-	Name     string       `json:"name"`
-	Lease    uint64       `json:"lease"`
-	Leader   bool         `json:"leader"`
-	Token    uint64       `json:"token,omitempty"`
-	Position int          `json:"position"`
-	Election ElectionJSON `json:"election"`
+	Name  string `json:"name"`
+	Lease uint64 `json:"lease"`
+	// LeaseTTLMs is the TTL of a lease granted by this campaign (ttl in the
+	// request); 0 when the request named an existing lease.
+	LeaseTTLMs int64        `json:"lease_ttl_ms,omitempty"`
+	Leader     bool         `json:"leader"`
+	Token      uint64       `json:"token,omitempty"`
+	Position   int          `json:"position"`
+	Election   ElectionJSON `json:"election"`
 }
 
 // HolderRequest is the body of resign, proclaim and lock release.
@@ -143,27 +151,39 @@ func (a *API) campaign(kind fsm.ElectionKind) http.HandlerFunc {
 			writeError(w, err)
 			return
 		}
+		var ttl time.Duration
+		if err == nil && req.Lease == 0 {
+			ttl, err = a.leaseTTL(req.TTL, req.TTLMs)
+		}
+		if err != nil {
+			writeError(w, err)
+			return
+		}
 		name := r.PathValue("name")
 		wait, _ := time.ParseDuration(req.Wait)
 		delay, _ := time.ParseDuration(req.LockDelay)
 		cmd := fsm.NewCampaign(fsm.Campaign{Kind: kind, Name: name, Lease: req.Lease, Value: []byte(req.Value),
-			Limit: req.Limit, LockDelay: delay.Milliseconds()})
+			Limit: req.Limit, LockDelay: delay.Milliseconds(), NewLeaseTTL: ttl.Milliseconds()})
 		a.onLeader(w, r, body, func() error {
 			res, err := a.apply(w, r, cmd)
 			if err != nil {
 				return err
 			}
+			lease, ttlMs := req.Lease, int64(0)
+			if res.Lease != nil {
+				lease, ttlMs = res.Lease.ID, res.Lease.TTL
+			}
 			pos := res.Campaign.Position
 			if pos != 0 && wait > 0 {
-				if pos, err = a.waitForLeadership(r.Context(), name, req.Lease, wait); err != nil {
+				if pos, err = a.waitForLeadership(r.Context(), name, lease, wait); err != nil {
 					return err
 				}
 			}
 			e, idx, _ := a.node.State().WatchElection(name)
-			resp := CampaignResponse{Name: name, Lease: req.Lease, Position: pos, Election: electionJSON(name, e, idx)}
+			resp := CampaignResponse{Name: name, Lease: lease, LeaseTTLMs: ttlMs, Position: pos, Election: electionJSON(name, e, idx)}
 			if e != nil {
 				for _, h := range e.Holders {
-					if h.Lease == req.Lease {
+					if h.Lease == lease {
 						resp.Leader, resp.Token = true, h.Token
 					}
 				}
@@ -175,8 +195,11 @@ func (a *API) campaign(kind fsm.ElectionKind) http.HandlerFunc {
 }
 
 func checkCampaign(kind fsm.ElectionKind, req *CampaignRequest) error {
-	if req.Lease == 0 {
-		return badRequest("lease is required")
+	switch {
+	case req.Lease == 0 && req.TTL == "" && req.TTLMs == 0:
+		return badRequest("give a lease, or a ttl to grant a new lease with the campaign")
+	case req.Lease != 0 && (req.TTL != "" || req.TTLMs != 0):
+		return badRequest("give a lease or a ttl, not both")
 	}
 	if req.Wait != "" {
 		d, err := time.ParseDuration(req.Wait)

@@ -3,6 +3,7 @@ package httpapi_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"sync"
@@ -302,6 +303,23 @@ func (n *fakeNode) Ready() error {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	return n.readyErr
+}
+
+// KeepaliveMany is Keepalive for each id (-1: not found).
+func (n *fakeNode) KeepaliveMany(ctx context.Context, ids []uint64) ([]time.Duration, error) {
+	out := make([]time.Duration, len(ids))
+	for i, id := range ids {
+		rem, err := n.Keepalive(ctx, id)
+		switch {
+		case errors.Is(err, fsm.ErrLeaseNotFound):
+			out[i] = -1
+		case err != nil:
+			return nil, err
+		default:
+			out[i] = rem
+		}
+	}
+	return out, nil
 }
 
 // Keepalive answers the lease's full TTL when it exists in the FSM.

@@ -3,6 +3,7 @@ package httpapi
 import (
 	"fmt"
 	"net/http"
+	"slices"
 	"strconv"
 	"time"
 
@@ -38,6 +39,29 @@ func (a *API) leaseJSON(l *fsm.Lease, withAttached bool) LeaseJSON {
 	return out
 }
 
+// leaseTTL reads a lease TTL given as a duration or in milliseconds (not
+// both) and checks it against the node's range.
+func (a *API) leaseTTL(d string, ms int64) (time.Duration, error) {
+	var ttl time.Duration
+	switch {
+	case d != "" && ms != 0:
+		return 0, badRequest("give ttl or ttl_ms, not both")
+	case d != "":
+		var err error
+		if ttl, err = time.ParseDuration(d); err != nil {
+			return 0, badRequest(fmt.Sprintf("ttl %q is not a duration such as 10s or 750ms", d))
+		}
+	default:
+		ttl = time.Duration(ms) * time.Millisecond
+	}
+	lo, hi := a.node.LeaseTTLRange()
+	if ttl < lo || ttl > hi || ttl%time.Millisecond != 0 {
+		return 0, &apiError{status: http.StatusBadRequest, detail: ErrorDetail{Code: CodeBadTTL,
+			Message: fmt.Sprintf("ttl %s out of range: whole milliseconds from %s (derived from the Raft timing) to %s", ttl, lo, hi)}}
+	}
+	return ttl, nil
+}
+
 // leaseID reads the {id} path value of a request that takes no query
 // parameters.
 func leaseID(r *http.Request) (uint64, error) {
@@ -59,23 +83,9 @@ func (a *API) leaseGrant(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
-	var ttl time.Duration
-	switch {
-	case req.TTL != "" && req.TTLMs != 0:
-		writeError(w, badRequest("give ttl or ttl_ms, not both"))
-		return
-	case req.TTL != "":
-		if ttl, err = time.ParseDuration(req.TTL); err != nil {
-			writeError(w, badRequest(fmt.Sprintf("ttl %q is not a duration such as 10s or 750ms", req.TTL)))
-			return
-		}
-	default:
-		ttl = time.Duration(req.TTLMs) * time.Millisecond
-	}
-	lo, hi := a.node.LeaseTTLRange()
-	if ttl < lo || ttl > hi || ttl%time.Millisecond != 0 {
-		writeErrorDetail(w, http.StatusBadRequest, ErrorDetail{Code: CodeBadTTL,
-			Message: fmt.Sprintf("ttl %s out of range: whole milliseconds from %s (derived from the Raft timing) to %s", ttl, lo, hi)})
+	ttl, err := a.leaseTTL(req.TTL, req.TTLMs)
+	if err != nil {
+		writeError(w, err)
 		return
 	}
 	a.onLeader(w, r, body, func() error {
@@ -109,6 +119,71 @@ func (a *API) leaseKeepalive(w http.ResponseWriter, r *http.Request) {
 		}
 		out := a.leaseJSON(l, false)
 		out.RemainingMs = rem.Milliseconds()
+		writeJSON(w, http.StatusOK, out)
+		return nil
+	})
+}
+
+// MaxKeepaliveBatch is the most leases one POST /v1/leases/keepalive may
+// renew.
+const MaxKeepaliveBatch = 10000
+
+// KeepaliveManyRequest is the body of POST /v1/leases/keepalive.
+type KeepaliveManyRequest struct {
+	IDs []uint64 `json:"ids"`
+}
+
+// KeepaliveManyResponse answers POST /v1/leases/keepalive: the leases
+// renewed, in the order asked, and the ids that were not found (unknown,
+// revoked or already past their deadline: their holders lost them).
+type KeepaliveManyResponse struct {
+	Leases   []KeepaliveManyLease `json:"leases"`
+	NotFound []uint64             `json:"not_found"`
+}
+
+// KeepaliveManyLease is one renewed lease of a KeepaliveManyResponse.
+type KeepaliveManyLease struct {
+	ID          uint64 `json:"id"`
+	TTLMs       int64  `json:"ttl_ms"`
+	RemainingMs int64  `json:"remaining_ms"`
+}
+
+// leaseKeepaliveMany renews many leases with one request: a client that
+// holds thousands of leases sends one request per tick instead of one per
+// lease. Like a single keepalive it is served by the leader only (a
+// follower forwards it) and is safe to retry.
+func (a *API) leaseKeepaliveMany(w http.ResponseWriter, r *http.Request) {
+	var req KeepaliveManyRequest
+	body, err := a.readJSON(w, r, &req)
+	if err == nil {
+		switch {
+		case len(req.IDs) == 0:
+			err = badRequest("ids must list at least one lease id")
+		case len(req.IDs) > MaxKeepaliveBatch:
+			err = badRequest(fmt.Sprintf("ids lists %d leases; at most %d per request", len(req.IDs), MaxKeepaliveBatch))
+		case slices.Contains(req.IDs, 0):
+			err = badRequest("lease ids must be positive integers")
+		}
+	}
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	a.onLeader(w, r, body, func() error {
+		rems, err := a.node.KeepaliveMany(r.Context(), req.IDs)
+		if err != nil {
+			return err
+		}
+		out := KeepaliveManyResponse{Leases: make([]KeepaliveManyLease, 0, len(req.IDs)), NotFound: []uint64{}}
+		st := a.node.State()
+		for i, id := range req.IDs {
+			l, ok := st.Lease(id)
+			if rems[i] < 0 || !ok {
+				out.NotFound = append(out.NotFound, id)
+				continue
+			}
+			out.Leases = append(out.Leases, KeepaliveManyLease{ID: id, TTLMs: l.TTL, RemainingMs: rems[i].Milliseconds()})
+		}
 		writeJSON(w, http.StatusOK, out)
 		return nil
 	})

@@ -78,6 +78,10 @@ type Node interface {
 	// remaining TTL. ErrNotLeader on a follower; fsm.ErrLeaseNotFound when
 	// the lease is unknown or already past its deadline.
 	Keepalive(ctx context.Context, id uint64) (remaining time.Duration, err error)
+	// KeepaliveMany renews many leases at once, as Keepalive does each:
+	// remaining[i] is ids[i]'s time left, or negative when that lease is
+	// unknown or already past its deadline. Any other error fails the call.
+	KeepaliveMany(ctx context.Context, ids []uint64) (remaining []time.Duration, err error)
 	// LeaseRemaining is the leader's view of a lease's remaining TTL.
 	LeaseRemaining(id uint64) (time.Duration, error)
 	// LeaseTTLRange is the range of TTLs a grant may ask for.

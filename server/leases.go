@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/coordd/coordd/fsm"
@@ -66,7 +67,9 @@ func (s *Server) observeApplied(res *fsm.Result) {
 		return
 	}
 	switch res.Type {
-	case fsm.CmdLeaseGrant:
+	case fsm.CmdLeaseGrant, fsm.CmdCampaign:
+		// A campaign may grant its own lease (fsm.Campaign.NewLeaseTTL);
+		// res.Lease is set only then, and only if it was applied.
 		if res.Lease != nil {
 			s.lessor.Grant(leaseInfo(res.Lease))
 			s.metrics.leasesGranted.Inc()
@@ -128,6 +131,62 @@ func (s *Server) Keepalive(ctx context.Context, id uint64) (time.Duration, error
 		}
 	}
 	return rem, nil
+}
+
+// keepaliveCommits bounds the renewals one KeepaliveMany commits at once.
+const keepaliveCommits = 64
+
+// KeepaliveMany renews many leases in one call, as Keepalive does each:
+// remaining[i] is ids[i]'s time left, or -1 if that lease does not exist
+// (or has expired). An error (not the leader, not ready, a renewal that
+// could not be committed) fails the whole call; renewals done before it
+// stand, and a retry renews them again, which is harmless.
+func (s *Server) KeepaliveMany(ctx context.Context, ids []uint64) (remaining []time.Duration, err error) {
+	if err := s.waitLeaderReady(ctx); err != nil {
+		return nil, err
+	}
+	remaining = make([]time.Duration, len(ids))
+	var commit []int // indexes into ids
+	for i, id := range ids {
+		rem, needsCommit, err := s.lessor.Keepalive(id)
+		switch {
+		case errors.Is(err, lease.ErrNotFound), errors.Is(err, lease.ErrExpired):
+			remaining[i] = -1
+			continue
+		case err != nil:
+			return nil, translateLease(id, err)
+		}
+		remaining[i] = rem
+		if needsCommit {
+			commit = append(commit, i)
+		}
+	}
+	s.metrics.keepalives.Add(float64(len(ids)))
+	// Renewals after a checkpoint go through Raft, several at once so
+	// that they share appends.
+	sem := make(chan struct{}, keepaliveCommits)
+	errs := make([]error, len(commit))
+	var wg sync.WaitGroup
+	for j, i := range commit {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			res, err := s.Apply(ctx, fsm.NewLeaseRenew(ids[i]))
+			switch {
+			case err != nil:
+				errs[j] = err
+			case errors.Is(res.Err, fsm.ErrLeaseNotFound):
+				remaining[i] = -1 // expired or revoked in the meantime
+			default:
+				errs[j] = res.Err
+			}
+		})
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	return remaining, nil
 }
 
 // LeaseRemaining is this leader's view of a lease's remaining TTL.

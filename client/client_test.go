@@ -526,3 +526,51 @@ func TestRestoreSnapshot_PutsTheBackupBackAndRefusesAnUnsoundFile(t *testing.T) 
 		t.Fatalf("after restore: %+v %v", kv, err)
 	}
 }
+
+// LockNew and CampaignNew grant the lease with the acquisition; the lease
+// lives, is kept alive with KeepAliveMany and takes the lock with it when
+// revoked. A follower forwards both.
+func TestLockNewAndKeepAliveMany_AgainstARealCluster(t *testing.T) {
+	t.Parallel()
+	cl := testcluster.New(t, 3)
+	c := newClient(t, endpoints(cl))
+	ctx := ctxT(t, 30*time.Second)
+	a, err := c.LockNew(ctx, "job", 2*time.Second, 0, client.LockOptions{})
+	if err != nil || !a.Leader || a.Lease == 0 || a.Token != a.Lease {
+		t.Fatalf("LockNew: %+v %v", a, err)
+	}
+	b, err := c.LockNew(ctx, "job", 2*time.Second, 0, client.LockOptions{})
+	if err != nil || b.Leader || b.Position != 1 {
+		t.Fatalf("second LockNew: %+v %v", b, err)
+	}
+	e, err := c.CampaignNew(ctx, "el", 3*time.Second, "me", 0)
+	if err != nil || !e.Leader {
+		t.Fatalf("CampaignNew: %+v %v", e, err)
+	}
+	// Keep a and e alive past their TTLs; b is left to expire.
+	ids := []uint64{a.Lease, e.Lease, 999999}
+	for range 6 {
+		res, err := c.KeepAliveMany(ctx, ids)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(res.Leases) != 2 || res.Leases[0].ID != a.Lease || res.Leases[0].TTLMs != 2000 ||
+			len(res.NotFound) != 1 || res.NotFound[0] != 999999 {
+			t.Fatalf("KeepAliveMany: %+v", res)
+		}
+		time.Sleep(600 * time.Millisecond)
+	}
+	if l, err := c.TimeToLive(ctx, b.Lease); !errors.Is(err, client.ErrLeaseNotFound) {
+		t.Fatalf("b's lease was not kept alive but lives: %+v %v", l, err)
+	}
+	st, err := c.LockState(ctx, "job")
+	if err != nil || st.Leader == nil || st.Leader.Lease != a.Lease {
+		t.Fatalf("lock after b expired: %+v %v", st, err)
+	}
+	if err := c.Revoke(ctx, a.Lease); err != nil {
+		t.Fatal(err)
+	}
+	if st, err := c.LockState(ctx, "job"); err != nil || st.Leader != nil {
+		t.Fatalf("lock after its holder's lease was revoked: %+v %v", st, err)
+	}
+}

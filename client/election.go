@@ -31,16 +31,36 @@ func serverWait(ctx context.Context, max time.Duration) time.Duration {
 // Campaign queues lease as a candidate for name and waits up to wait to
 // lead. Retried safely (the server queues a lease once).
 func (c *Client) Campaign(ctx context.Context, name string, lease uint64, value string, wait time.Duration) (*CampaignResult, error) {
-	return c.acquire(ctx, "elections", name, lease, value, wait, LockOptions{})
+	return c.acquire(ctx, "elections", name, lease, 0, value, wait, LockOptions{})
 }
 
 // Lock queues lease for the lock and waits up to wait to hold it.
 func (c *Client) Lock(ctx context.Context, name string, lease uint64, wait time.Duration, o LockOptions) (*CampaignResult, error) {
-	return c.acquire(ctx, "locks", name, lease, "", wait, o)
+	return c.acquire(ctx, "locks", name, lease, 0, "", wait, o)
 }
 
-func (c *Client) acquire(ctx context.Context, kind, name string, lease uint64, value string, wait time.Duration, o LockOptions) (*CampaignResult, error) {
-	body := map[string]any{"lease": lease}
+// CampaignNew grants a new lease of ttl and queues it as a candidate for
+// name in one Raft entry (one round trip instead of Grant then Campaign),
+// then waits up to wait to lead. The result's Lease is the new lease: keep
+// it alive (KeepAlive, KeepAliveMany) or revoke it. Retried safely: a
+// retry never grants a second lease.
+func (c *Client) CampaignNew(ctx context.Context, name string, ttl time.Duration, value string, wait time.Duration) (*CampaignResult, error) {
+	return c.acquire(ctx, "elections", name, 0, ttl, value, wait, LockOptions{})
+}
+
+// LockNew grants a new lease of ttl and queues it for the lock in one Raft
+// entry, then waits up to wait to hold it; see CampaignNew.
+func (c *Client) LockNew(ctx context.Context, name string, ttl, wait time.Duration, o LockOptions) (*CampaignResult, error) {
+	return c.acquire(ctx, "locks", name, 0, ttl, "", wait, o)
+}
+
+func (c *Client) acquire(ctx context.Context, kind, name string, lease uint64, ttl time.Duration, value string, wait time.Duration, o LockOptions) (*CampaignResult, error) {
+	body := map[string]any{}
+	if ttl > 0 {
+		body["ttl_ms"] = ttl.Milliseconds()
+	} else {
+		body["lease"] = lease
+	}
 	if value != "" {
 		body["value"] = value
 	}

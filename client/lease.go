@@ -28,6 +28,42 @@ func (c *Client) KeepAlive(ctx context.Context, id uint64) (*Lease, error) {
 	return &l, nil
 }
 
+// KeepAliveManyResult is what KeepAliveMany renewed.
+type KeepAliveManyResult struct {
+	// Leases are the leases renewed, in the order asked.
+	Leases []Lease `json:"leases"`
+	// NotFound lists the ids that are unknown, revoked or already past
+	// their deadline: their holders lost them.
+	NotFound []uint64 `json:"not_found"`
+}
+
+// MaxKeepAliveBatch is the most ids one KeepAliveMany request carries;
+// KeepAliveMany splits longer lists.
+const MaxKeepAliveBatch = 10000
+
+// KeepAliveMany renews many leases with one request per MaxKeepAliveBatch
+// ids, for clients that hold many leases: the leader renews them all in
+// memory, as it does single keepalives. Safe to retry.
+func (c *Client) KeepAliveMany(ctx context.Context, ids []uint64) (*KeepAliveManyResult, error) {
+	out := &KeepAliveManyResult{Leases: make([]Lease, 0, len(ids)), NotFound: []uint64{}}
+	for len(ids) > 0 {
+		n := min(len(ids), MaxKeepAliveBatch)
+		b, err := jsonBody(map[string][]uint64{"ids": ids[:n]})
+		if err != nil {
+			return nil, err
+		}
+		var part KeepAliveManyResult
+		rq := request{method: http.MethodPost, path: "/v1/leases/keepalive", body: b, idempotent: true}
+		if err := c.do(ctx, rq, &part); err != nil {
+			return nil, err
+		}
+		out.Leases = append(out.Leases, part.Leases...)
+		out.NotFound = append(out.NotFound, part.NotFound...)
+		ids = ids[n:]
+	}
+	return out, nil
+}
+
 // Revoke deletes a lease and releases everything attached to it.
 func (c *Client) Revoke(ctx context.Context, id uint64) error {
 	return c.write(ctx, http.MethodDelete, fmt.Sprintf("/v1/leases/%d", id), nil, nil)

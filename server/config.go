@@ -99,6 +99,10 @@ type Config struct {
 	LeaseExtension          time.Duration
 	LeaseCheckpointInterval time.Duration
 	LeaseClock              lease.Clock
+	// Pprof serves Go's profiles (net/http/pprof) under /debug/pprof/ on
+	// the HTTP listener. Off by default: profiles reveal internals and
+	// cost CPU while they run.
+	Pprof bool
 	// UnsafeLeaseClockControl wraps the lease clock in a lease.SkewClock
 	// that POST /v1/debug/lease-clock can jump or speed up: fault
 	// injection only. Never set it in production.

@@ -241,8 +241,12 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 		Stopping:         s.stop,
 		LeaseClock:       skew,
 	})
+	var handler http.Handler = api
+	if cfg.Pprof {
+		handler = withPprof(api)
+	}
 	s.httpSrv = &http.Server{
-		Handler:           api,
+		Handler:           handler,
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          s.log.Named("http").StandardLogger(&hclog.StandardLoggerOptions{InferLevels: true}),

@@ -1,7 +1,6 @@
 package fsm
 
 import (
-	"encoding/binary"
 	"fmt"
 	"slices"
 	"time"
@@ -82,14 +81,14 @@ func collectElections(s *State) {
 	it := s.emptyElections.Root().Iterator()
 	var drop [][]byte
 	for k, _, ok := it.Next(); ok && len(drop) < electionGCPerApply; k, _, ok = it.Next() {
-		if int64(binary.BigEndian.Uint64(k[:8])) >= cutoff {
+		if int64(keyU64(k)) >= cutoff {
 			break
 		}
 		drop = append(drop, k)
 	}
 	for _, k := range drop {
 		s.emptyElections, _, _ = s.emptyElections.Delete(k)
-		s.elections, _ = del(s.elections, k[8:], true)
+		s.elections, _ = del(s.elections, k[u64KeyLen:], true)
 		s.electionDeleteIndex = s.index
 	}
 }

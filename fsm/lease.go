@@ -1,7 +1,6 @@
 package fsm
 
 import (
-	"encoding/binary"
 	"fmt"
 )
 
@@ -37,7 +36,7 @@ const (
 
 // attachKeyOf is the attach index key: lease id, kind, name.
 func attachKeyOf(lease uint64, kind byte, name string) []byte {
-	k := binary.BigEndian.AppendUint64(make([]byte, 0, 9+len(name)), lease)
+	k := appendU64Key(make([]byte, 0, u64KeyLen+1+len(name)), lease)
 	return append(append(k, kind), name...)
 }
 
@@ -67,8 +66,8 @@ func (s *State) LeaseCount() int { return s.leases.Len() }
 func (s *State) Attachments(id uint64) []Attachment {
 	var out []Attachment
 	s.attach.Root().WalkPrefix(u64key(id), func(k []byte, _ struct{}) bool {
-		a := Attachment{Name: string(k[9:]), Kind: "key"}
-		if k[8] == attachElection {
+		a := Attachment{Name: string(k[u64KeyLen+1:]), Kind: "key"}
+		if k[u64KeyLen] == attachElection {
 			a.Kind = "election"
 		}
 		out = append(out, a)
@@ -118,8 +117,8 @@ func removeLease(s *State, l *Lease, failed bool, stamp int64, notify bool) (pro
 		return false
 	})
 	for _, k := range atts {
-		name := string(k[9:])
-		switch k[8] {
+		name := string(k[u64KeyLen+1:])
+		switch k[u64KeyLen] {
 		case attachElection:
 			if e, ok := s.elections.Get([]byte(name)); ok {
 				e = e.clone()

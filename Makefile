@@ -3,7 +3,7 @@ GO        ?= go
 BIN       := bin
 TEST_TIMEOUT ?= 14m
 
-.PHONY: all build run test test-e2e test-crash jepsen jepsen-long jepsen-disk bench-e2e bench-recovery vet fmt clean
+.PHONY: all build run test test-e2e test-crash jepsen jepsen-long jepsen-disk bench-e2e bench-recovery bench bench-quick vet fmt clean
 
 all: build
 
@@ -66,3 +66,16 @@ bench-recovery:
 	$(GO) test -run '^$$' -bench 'WriteState' -count 3 ./fsm/
 	$(GO) test -run '^$$' -bench 'Snapshot_' -benchtime 1x -count 3 -timeout 45m ./server/
 	$(GO) test -run '^$$' -bench 'Recovery_' -benchtime 1x -count 3 -timeout 60m ./test/e2e/
+
+# BENCH_FLAGS adds coordbench flags, e.g. BENCH_FLAGS="-json-out bench.jsonl".
+BENCH_FLAGS ?=
+
+## bench: coordbench's standard set (acquire, keepalive, handoff, holder crash, leader kill, recovery) on fresh loopback clusters of ./bin/coordd: a table of median [min..max] over 3 runs with the goals (about 12 minutes on 2 cores)
+bench: build
+	$(GO) build -o $(BIN)/coordbench ./cmd/coordbench
+	$(BIN)/coordbench -mode standard -own-cluster -coordd $(BIN)/coordd -runs 3 -idle 10s $(BENCH_FLAGS)
+
+## bench-quick: a smoke run of every coordbench mode (about a minute)
+bench-quick: build
+	$(GO) build -o $(BIN)/coordbench ./cmd/coordbench
+	$(BIN)/coordbench -mode standard -own-cluster -coordd $(BIN)/coordd -quick $(BENCH_FLAGS)

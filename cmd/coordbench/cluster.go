@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -310,40 +309,37 @@ func tailFile(path string, n int) string {
 }
 
 var (
-	coorddOnce sync.Once
-	coorddPath string
-	coorddErr  error
+	coorddMu   sync.Mutex
+	coorddPath string // built by coorddBinary, while it exists
 )
 
 // coorddBinary returns the coordd binary to run: path if it exists; else,
 // when path is the default and does not exist, coordd built from this
-// module with `go build` into a temporary directory (once per process).
+// module with `go build` into a temporary directory (once, while that
+// directory lasts).
 func coorddBinary(path string, explicit bool) (string, error) {
 	if _, err := os.Stat(path); err == nil {
 		return filepath.Abs(path)
 	} else if explicit {
 		return "", fmt.Errorf("-coordd %s: %w", path, err)
 	}
-	coorddOnce.Do(func() {
-		dir, err := theReaper.tempDir("coordbench-bin-")
-		if err != nil {
-			coorddErr = err
-			return
+	coorddMu.Lock()
+	defer coorddMu.Unlock()
+	if coorddPath != "" {
+		if _, err := os.Stat(coorddPath); err == nil {
+			return coorddPath, nil
 		}
-		out := filepath.Join(dir, "coordd")
-		cmd := exec.Command("go", "build", "-o", out, "github.com/coordd/coordd/cmd/coordd")
-		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
-		if err := cmd.Run(); err != nil {
-			coorddErr = fmt.Errorf("no %s, and `go build` of coordd failed (run from the module, or pass -coordd): %w", path, err)
-			return
-		}
-		coorddPath = out
-	})
-	if coorddErr != nil {
-		return "", coorddErr
 	}
-	if coorddPath == "" {
-		return "", errors.New("coordd binary: build did not run")
+	dir, err := theReaper.tempDir("coordbench-bin-")
+	if err != nil {
+		return "", err
 	}
-	return coorddPath, nil
+	out := filepath.Join(dir, "coordd")
+	cmd := exec.Command("go", "build", "-o", out, "github.com/coordd/coordd/cmd/coordd")
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	if err := cmd.Run(); err != nil {
+		return "", fmt.Errorf("no %s, and `go build` of coordd failed (run from the module, or pass -coordd): %w", path, err)
+	}
+	coorddPath = out
+	return out, nil
 }

@@ -31,7 +31,8 @@
 //	              errors the client returned; then -idle with no load: term changes.
 //	recovery      on its own cluster: -state-mib of KV state, a snapshot, a follower SIGKILLed
 //	              and restarted: time to /readyz 200, and the size of its data dir.
-//	standard      all of the above (keepalive with 10,000 and with 100,000 leases).
+//	standard      all of the above; keepalive twice: with -leases (10,000), and with
+//	              -hold-leases (100,000) for -hold-runs (1) run(s).
 //
 // Without -own-cluster the modes that need a cluster use -endpoints (by
 // default `make run`'s: http://127.0.0.1:7101,7102,7103); leader-kill and
@@ -82,8 +83,10 @@ type config struct {
 	ttl      time.Duration
 	twoCalls bool
 
-	leases int
-	batch  int
+	leases     int
+	batch      int
+	holdLeases int
+	holdRuns   int
 
 	rounds   int
 	writers  int
@@ -120,6 +123,8 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.DurationVar(&c.ttl, "ttl", 0, "lease TTL (default per mode: keepalive 10s, holder-crash 500ms, acquire-new 30s)")
 	fs.BoolVar(&c.twoCalls, "two-calls", false, "acquire-new: Grant then Lock (two Raft entries) instead of LockNew")
 	fs.IntVar(&c.leases, "leases", 10000, "keepalive: leases held")
+	fs.IntVar(&c.holdLeases, "hold-leases", 100000, "standard: leases of the second keepalive step, which shows that many are held")
+	fs.IntVar(&c.holdRuns, "hold-runs", 1, "standard: runs of that step (it takes a minute or so per run)")
 	fs.IntVar(&c.batch, "batch", 1000, "keepalive: leases per KeepAliveMany call (1: one KeepAlive per lease)")
 	fs.IntVar(&c.rounds, "rounds", 0, "rounds per run (default per mode: handoff 500, holder-crash 20, leader-kill 3, recovery 3)")
 	fs.IntVar(&c.writers, "writers", 16, "leader-kill: concurrent writers")
@@ -157,15 +162,16 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	c.nodeFlags = strings.Fields(nodeFlags)
 	if c.quick {
 		quick := map[string]func(){
-			"runs":      func() { c.runs = 1 },
-			"duration":  func() { c.duration = 2 * time.Second },
-			"warmup":    func() { c.warmup = 300 * time.Millisecond },
-			"clients":   func() { c.clients = 16 },
-			"leases":    func() { c.leases = 2000 },
-			"batch":     func() { c.batch = 500 },
-			"rounds":    func() { c.rounds = 3 },
-			"idle":      func() { c.idle = 2 * time.Second },
-			"state-mib": func() { c.stateMiB = 8 },
+			"runs":        func() { c.runs = 1 },
+			"duration":    func() { c.duration = 2 * time.Second },
+			"warmup":      func() { c.warmup = 300 * time.Millisecond },
+			"clients":     func() { c.clients = 16 },
+			"leases":      func() { c.leases = 2000 },
+			"hold-leases": func() { c.holdLeases = 5000 },
+			"batch":       func() { c.batch = 500 },
+			"rounds":      func() { c.rounds = 3 },
+			"idle":        func() { c.idle = 2 * time.Second },
+			"state-mib":   func() { c.stateMiB = 8 },
 		}
 		for name, f := range quick {
 			if !set[name] {
@@ -182,8 +188,10 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 		return nil, fmt.Errorf("-runs %d: want 1..100", c.runs)
 	case c.clients < 1 || c.clients > 4096:
 		return nil, fmt.Errorf("-clients %d: want 1..4096", c.clients)
-	case c.leases < 1 || c.leases > 1_000_000:
-		return nil, fmt.Errorf("-leases %d: want 1..1000000", c.leases)
+	case c.leases < 1 || c.leases > 1_000_000 || c.holdLeases < 1 || c.holdLeases > 1_000_000:
+		return nil, fmt.Errorf("-leases %d -hold-leases %d: want 1..1000000", c.leases, c.holdLeases)
+	case c.holdRuns < 1 || c.holdRuns > 100:
+		return nil, fmt.Errorf("-hold-runs %d: want 1..100", c.holdRuns)
 	case c.batch < 1:
 		return nil, fmt.Errorf("-batch %d: want at least 1", c.batch)
 	case c.rounds < 0 || c.rounds > 100_000:

@@ -69,8 +69,9 @@ type step struct {
 }
 
 // plan turns -mode into steps. The standard set runs every mode with the
-// flags given, and keepalive twice: with -leases (10,000) and with 100,000
-// leases (1,000 in -quick) to show they are all held.
+// flags given, and keepalive twice: with -leases (10,000) and with
+// -hold-leases (100,000; 5,000 in -quick) for -hold-runs runs, to show
+// that many are held.
 func plan(cfg *config) []step {
 	if cfg.mode != "standard" {
 		return []step{{modeByName(cfg.mode), *cfg}}
@@ -80,10 +81,7 @@ func plan(cfg *config) []step {
 		steps = append(steps, step{modeByName(name), *cfg})
 		if name == "keepalive" {
 			hold := *cfg
-			hold.leases = 100_000
-			if cfg.quick {
-				hold.leases = 5000
-			}
+			hold.leases, hold.runs = cfg.holdLeases, cfg.holdRuns
 			steps = append(steps, step{modeByName(name), hold})
 		}
 	}

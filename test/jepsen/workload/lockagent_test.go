@@ -202,10 +202,13 @@ func Test_LockAgent_PauseStopsTheProcessAndItsKeepAlives(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	before, during, after := count(time.Time{}, stopped), count(stopped.Add(50*time.Millisecond), resumed), count(resumed, time.Now())
+	// A keepalive sent just before the SIGSTOP may be served during the
+	// pause (under load, late); a running agent would send 8.
+	before, during, after := count(time.Time{}, stopped), count(stopped, resumed), count(resumed, time.Now())
 	t.Logf("keepalives: %d before the pause, %d during, %d after; the agent counted %+v", before, during, after, st)
-	if before < 2 || during != 0 || after < 2 || st.Sent != before+count(stopped, resumed)+after || st.OK != st.Sent {
-		t.Errorf("keepalives: %d before the pause, %d during, %d after (agent: %+v): want some, none, some", before, during, after, st)
+	if before < 2 || during > 1 || after < 2 || st.Sent != before+during+after || st.OK != st.Sent {
+		t.Errorf("keepalives: %d before the pause, %d during, %d after (agent: %+v): want some, at most one (sent before the pause), some",
+			before, during, after, st)
 	}
 
 	// Stopped behind the workload's back, the agent answers nothing: lost,

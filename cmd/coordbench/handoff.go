@@ -61,7 +61,7 @@ func runHandoff(e *env, run int) (Result, error) {
 	holder, token := 0, first.Token
 
 	e.logf("handoff run %d: %d rounds of each case on %s", run, rounds, name)
-	var long, just []time.Duration
+	var long, just, longResign, justResign []time.Duration
 	deadline := time.Now().Add(time.Duration(rounds) * 2 * time.Second) // far above the expected ~60 ms/round
 	for r := 0; r < 2*rounds; r++ {
 		if e.ctx.Err() != nil {
@@ -71,29 +71,34 @@ func runHandoff(e *env, run int) (Result, error) {
 			return Result{}, fmt.Errorf("handoff: %d rounds not done by the deadline", 2*rounds)
 		}
 		longCase := r%2 == 0
-		took, tok, err := handoffRound(e.ctx, name, cands[holder], cands[1-holder], token, longCase)
+		took, resign, tok, err := handoffRound(e.ctx, name, cands[holder], cands[1-holder], token, longCase)
 		if err != nil {
 			return Result{}, fmt.Errorf("round %d: %w", r, err)
 		}
 		if longCase {
-			long = append(long, took)
+			long, longResign = append(long, took), append(longResign, resign)
 		} else {
-			just = append(just, took)
+			just, justResign = append(just, took), append(justResign, resign)
 		}
 		holder, token = 1-holder, tok
 		if (r+1)%200 == 0 {
 			e.logf("handoff run %d: %d/%d rounds", run, r+1, 2*rounds)
 		}
 	}
+	// The resign call's own latency tells a slow commit from a slow
+	// wake-up of the waiter.
 	figs := latencyFigures("long.", long)
 	figs = append(figs, latencyFigures("just.", just)...)
+	figs = append(figs, latencyFigures("long.resign_call_", longResign)[:2]...)
+	figs = append(figs, latencyFigures("just.resign_call_", justResign)[:2]...)
 	return Result{Workload: "handoff", Run: run, Figures: figs, GoalSet: "handoff",
 		Params: map[string]any{"rounds": rounds}}, nil
 }
 
 // handoffRound: waiter campaigns (blocking), holder resigns; it returns
-// the time from the resign call to the waiter leading, and its token.
-func handoffRound(ctx context.Context, name string, holder, waiter candidate, token uint64, longCase bool) (time.Duration, uint64, error) {
+// the time from the resign call to the waiter leading, how long the resign
+// call itself took, and the waiter's token.
+func handoffRound(ctx context.Context, name string, holder, waiter candidate, token uint64, longCase bool) (took, resign time.Duration, tok uint64, err error) {
 	type won struct {
 		at  time.Time
 		res *client.CampaignResult
@@ -115,7 +120,7 @@ func handoffRound(ctx context.Context, name string, holder, waiter candidate, to
 				break
 			}
 			if ctx.Err() != nil {
-				return 0, 0, fmt.Errorf("waiter never queued: %w", ctx.Err())
+				return 0, 0, 0, fmt.Errorf("waiter never queued: %w", ctx.Err())
 			}
 			time.Sleep(2 * time.Millisecond)
 		}
@@ -125,18 +130,19 @@ func handoffRound(ctx context.Context, name string, holder, waiter candidate, to
 	}
 	t0 := time.Now()
 	if _, err := holder.c.Resign(ctx, name, holder.s.Lease(), token); err != nil {
-		return 0, 0, fmt.Errorf("resign: %w", err)
+		return 0, 0, 0, fmt.Errorf("resign: %w", err)
 	}
+	resign = time.Since(t0)
 	select {
 	case w := <-done:
 		if w.err != nil {
-			return 0, 0, fmt.Errorf("waiter's campaign: %w", w.err)
+			return 0, 0, 0, fmt.Errorf("waiter's campaign: %w", w.err)
 		}
 		if !w.res.Leader {
-			return 0, 0, errors.New("the waiter's campaign returned without leading")
+			return 0, 0, 0, errors.New("the waiter's campaign returned without leading")
 		}
-		return w.at.Sub(t0), w.res.Token, nil
+		return w.at.Sub(t0), resign, w.res.Token, nil
 	case <-ctx.Done():
-		return 0, 0, fmt.Errorf("waiter did not lead: %w", ctx.Err())
+		return 0, 0, 0, fmt.Errorf("waiter did not lead: %w", ctx.Err())
 	}
 }

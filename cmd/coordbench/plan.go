@@ -93,7 +93,7 @@ func plan(cfg *config) []step {
 func runPlan(ctx context.Context, cfg *config, rep *reporter) (failed int) {
 	for _, st := range plan(cfg) {
 		if ctx.Err() != nil {
-			return failed + 1
+			return failed
 		}
 		failed += runStep(ctx, st, rep)
 	}
@@ -109,23 +109,27 @@ func runStep(ctx context.Context, st step, rep *reporter) (failed int) {
 			c, err := startOwnCluster(ctx, &st.cfg, nil)
 			if err != nil {
 				rep.logf("%s: %v", st.mode.name, err)
-				return st.cfg.runs
+				return 1
 			}
 			defer c.stop()
 			e.own, e.endpoints = c, c.endpoints()
 		} else {
 			if err := checkEndpoints(ctx, st.cfg.endpoints); err != nil {
 				rep.logf("%s: %v", st.mode.name, err)
-				return st.cfg.runs
+				return 1
 			}
 			e.endpoints = st.cfg.endpoints
 		}
 	}
 	for run := 1; run <= st.cfg.runs; run++ {
 		if ctx.Err() != nil {
-			return failed + 1
+			return failed
 		}
 		res, err := st.mode.run(e, run)
+		if err != nil && ctx.Err() != nil {
+			rep.logf("%s run %d: interrupted (%v)", st.mode.name, run, context.Cause(ctx))
+			return failed + 1
+		}
 		if err != nil {
 			failed++
 			rep.logf("%s run %d failed: %v", st.mode.name, run, err)

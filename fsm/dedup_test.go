@@ -73,3 +73,23 @@ func TestIdempotencyKey_RecordsAreCollectedByTheLeadersStampAndSurviveSnapshots(
 		t.Fatalf("after the TTL: %+v", res)
 	}
 }
+
+// A retried put is answered with the same indexes and version, and the
+// idempotency record does not keep a second copy of the value: a snapshot
+// holds it once.
+func TestIdempotencyKey_ARetriedPutIsAnsweredWithoutKeepingTheValueTwice(t *testing.T) {
+	r := newReplica(t)
+	value := bytes.Repeat([]byte("v0123456789"), 400)
+	first := r.apply(withKey(fsm.NewKVPut(fsm.KVPut{Key: "big", Value: value}), "p1"))
+	retry := r.apply(withKey(fsm.NewKVPut(fsm.KVPut{Key: "big", Value: value}), "p1"))
+	if !retry.Duplicate || retry.Entry.ModifyIndex != first.Entry.ModifyIndex || retry.Entry.Version != first.Entry.Version ||
+		retry.Entry.Key != "big" {
+		t.Fatalf("retry: %+v, first: %+v", retry.Entry, first.Entry)
+	}
+	if e, ok := r.f.State().Get("big"); !ok || !bytes.Equal(e.Value, value) {
+		t.Fatal("the key lost its value")
+	}
+	if n := bytes.Count(persist(t, r.f), value); n != 1 {
+		t.Fatalf("the snapshot holds the value %d times, want 1", n)
+	}
+}

@@ -26,8 +26,8 @@ const (
 	DefaultCommitTimeout      = 20 * time.Millisecond
 	DefaultSnapshotInterval   = 10 * time.Minute
 	DefaultSnapshotThreshold  = 8192
-	DefaultTrailingLogs       = 10240
-	DefaultSnapshotRetain     = 3
+	DefaultTrailingLogs       = 2048
+	DefaultSnapshotRetain     = 2
 	// DefaultSnapshotThresholdCheck is how often Raft checks the log-size
 	// threshold (plus a random stagger of up to as much again).
 	DefaultSnapshotThresholdCheck = 5 * time.Second

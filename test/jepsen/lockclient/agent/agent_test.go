@@ -176,9 +176,12 @@ func TestServe_KeepsTheLeaseAliveUntilHaltOrLost(t *testing.T) {
 	if err := s.close(); err != nil {
 		t.Errorf("Serve: %v", err)
 	}
+	// One keepalive in flight when the input ended may still reach the
+	// server after Serve returned (its cancel cuts the answer, not the
+	// request); none may be sent after.
 	n := alive.Load()
 	time.Sleep(250 * time.Millisecond)
-	if m := alive.Load(); m != n {
+	if m := alive.Load(); m > n+1 {
 		t.Errorf("%d keepalives after the end of the input", m-n)
 	}
 }

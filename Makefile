@@ -3,7 +3,7 @@ GO        ?= go
 BIN       := bin
 TEST_TIMEOUT ?= 14m
 
-.PHONY: all build run test test-e2e test-crash jepsen jepsen-long jepsen-disk bench-e2e bench-recovery bench bench-quick vet fmt clean
+.PHONY: all build run test test-e2e test-crash jepsen jepsen-long jepsen-disk bench-e2e bench-recovery bench bench-quick bench-micro vet fmt clean
 
 all: build
 
@@ -74,6 +74,10 @@ BENCH_FLAGS ?=
 bench: build
 	$(GO) build -o $(BIN)/coordbench ./cmd/coordbench
 	$(BIN)/coordbench -mode standard -own-cluster -coordd $(BIN)/coordd -runs 3 -hold-runs 3 -idle 10s $(BENCH_FLAGS)
+
+## bench-micro: go test microbenchmarks: FSM apply and command encoding, snapshot persist (100k leases), the lease clock with 100k leases (about a minute)
+bench-micro:
+	$(GO) test -run '^$$' -bench . -benchmem -count 3 ./fsm/ ./lease/
 
 ## bench-quick: a smoke run of every coordbench mode (about a minute)
 bench-quick: build

@@ -66,6 +66,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.StringVar(&c.HTTPAddr, "http-addr", "127.0.0.1:7101", "address the HTTP API listens on")
 	fs.StringVar(&c.HTTPAdvertise, "http-advertise", "", "address other nodes forward requests to (default: -http-addr)")
 	fs.StringVar(&o.bootstrap, "bootstrap", "", "form a new cluster of these peers when the data dir is empty: id=raftaddr,httpaddr;...")
+	fs.DurationVar(&c.LeaseCheckpointInterval, "lease-checkpoint-interval", server.DefaultLeaseCheckpointInterval, "record a lease's remaining TTL through Raft once it has not been kept alive for this long (bounds how long a new leader lets an abandoned lease live)")
 	fs.BoolVar(&c.Pprof, "pprof", false, "serve Go profiles under /debug/pprof/ on the HTTP address (for profiling; off in production)")
 	fs.BoolVar(&c.UnsafeLeaseClockControl, "unsafe-lease-clock-control", false, "fault injection only: let POST /v1/debug/lease-clock jump or speed up this node's lease clock")
 	fs.StringVar(&o.peerRaftAddrs, "peer-raft-addrs", "", "dial these peers' Raft at these addresses instead of the configured ones (proxies, fault injection): id=host:port,...")

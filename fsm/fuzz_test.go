@@ -1,0 +1,155 @@
+package fsm_test
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/coordd/coordd/fsm"
+)
+
+// decodeApplyBases are the states FuzzDecodeApply applies to: a small state
+// with keys (one attached to a lease), members, leases, an election, a lock
+// with a holder and a waiter, and idempotency records of several types; and
+// the same state just restored from a backup, with CmdRestored pending.
+func decodeApplyBases(t testing.TB) []*fsm.State {
+	cmds := []fsm.Command{
+		put("a", "1"),  // 1
+		put("ab", "2"), // 2
+		fsm.NewMemberSet(fsm.Member{ID: "n1", RaftAddr: "r:1", HTTPAddr: "h:1"}), // 3
+		fsm.NewLeaseGrant(1000), // 4: lease 4
+		fsm.NewLeaseGrant(5000), // 5: lease 5
+		fsm.NewCampaign(fsm.Campaign{Kind: fsm.KindElection, Name: "e", Lease: 4, Value: []byte("v")}),   // 6
+		fsm.NewCampaign(fsm.Campaign{Kind: fsm.KindLock, Name: "l", Lease: 4, Limit: 1, LockDelay: 100}), // 7
+		fsm.NewCampaign(fsm.Campaign{Kind: fsm.KindLock, Name: "l", Lease: 5}),                           // 8: waits
+		fsm.NewKVPut(fsm.KVPut{Key: "leased", Value: []byte("x"), Lease: 5}),                             // 9
+	}
+	s := fsm.New().State()
+	for i, c := range cmds {
+		c.Stamp = int64(i+1) * 1e6
+		if i%2 == 0 {
+			c.IdempotencyKey = fmt.Sprint("idem-", i)
+		}
+		s, _ = fsm.ApplyCommand(s, uint64(i+1), 1, c)
+	}
+	pending := fsm.PrepareRestore(s, []fsm.Member{{ID: "n9"}}, 20)
+	return []*fsm.State{s, pending}
+}
+
+// decodeApplySeeds are well-formed commands of every type, aimed at the
+// names, leases and keys of decodeApplyBases.
+func decodeApplySeeds() []fsm.Command {
+	withKey := func(c fsm.Command, key string) fsm.Command { c.IdempotencyKey = key; return c }
+	return []fsm.Command{
+		put("a", "3"),
+		fsm.NewKVPut(fsm.KVPut{Key: "a", Value: []byte("v"), Mode: fsm.PutCAS, CASIndex: 1}),
+		fsm.NewKVPut(fsm.KVPut{Key: "new", Mode: fsm.PutCreate, Lease: 4}),
+		fsm.NewKVPut(fsm.KVPut{Key: "k", Lease: 99}),
+		fsm.NewKVDelete(fsm.KVDelete{Key: "a", Prefix: true}),
+		fsm.NewKVDelete(fsm.KVDelete{Key: "leased", CAS: true, CASIndex: 9}),
+		fsm.NewMemberSet(fsm.Member{ID: "n2"}),
+		fsm.NewMemberRemove("n1"),
+		fsm.NewLeaseGrant(1000),
+		fsm.NewLeaseGrant(-1),
+		fsm.NewLeaseRevoke(4),
+		fsm.NewLeaseRenew(5),
+		fsm.NewLeaseExpire(fsm.LeaseExpire{Leases: []fsm.LeaseExpiry{{ID: 4, Epoch: 4}, {ID: 5, Epoch: 1}}}),
+		fsm.NewLeaseCheckpoint(fsm.LeaseCheckpoint{Leases: []fsm.LeaseRemaining{{ID: 5, Epoch: 5, Remaining: 10}}}),
+		fsm.NewCampaign(fsm.Campaign{Kind: fsm.KindElection, Name: "e", Lease: 5}),
+		fsm.NewCampaign(fsm.Campaign{Kind: fsm.KindLock, Name: "l2", NewLeaseTTL: 2000, Limit: 2}),
+		fsm.NewCampaign(fsm.Campaign{Kind: fsm.KindLock, Name: "e", Lease: 5}),
+		fsm.NewResign(fsm.Resign{Name: "l", Lease: 4, Token: 7}),
+		fsm.NewResign(fsm.Resign{Name: "e", Lease: 4, Token: 1}),
+		fsm.NewProclaim(fsm.Proclaim{Name: "e", Lease: 4, Token: 6, Value: []byte("w")}),
+		fsm.NewPromote("l"),
+		fsm.NewRestored(),
+		withKey(put("a", "9"), "idem-0"),
+		withKey(fsm.NewLeaseGrant(1000), "idem-0"),
+		withKey(fsm.NewLeaseRevoke(4), "fresh"),
+		{Type: fsm.CmdKVPut, Version: 1, IdempotencyKey: "idem-0", Payload: []byte{0xFF}},
+		{Type: fsm.CmdKVPut, Version: 2, Payload: put("a", "1").Payload},
+		{Type: 200, Version: 1},
+	}
+}
+
+// documentedPanic reports whether v is the panic ApplyCommand documents for
+// a command it cannot decode.
+func documentedPanic(v any) bool {
+	s, ok := v.(string)
+	return ok && strings.HasPrefix(s, "coordd: cannot apply log entry ") &&
+		strings.Contains(s, fsm.ErrBadCommand.Error())
+}
+
+// FuzzDecodeApply decodes arbitrary bytes as a log entry and applies what
+// DecodeCommand accepts to small states, as FSM.Apply does. ApplyCommand
+// may panic only in the documented way (a payload it cannot decode); any
+// other panic is a finding. When it applies, it must not change the state
+// it was given, it must be deterministic, the new state must carry the
+// entry's index and term and serialise to a snapshot that reads back to
+// the same state, and a later ordinary command must apply to it.
+func FuzzDecodeApply(f *testing.F) {
+	for i, c := range decodeApplySeeds() {
+		c.Stamp = int64(i) * 1e9
+		f.Add(c.Encode())
+	}
+	f.Add([]byte{})
+	f.Add([]byte{0xC0, 0x01, 0x0E, 0x01, 0x00, 0x00, 0x00})
+	bases := decodeApplyBases(f)
+	before := make([][]byte, len(bases))
+	for i, s := range bases {
+		before[i] = stateBytes(f, s)
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		cmd, err := fsm.DecodeCommand(data)
+		if err != nil {
+			if !errors.Is(err, fsm.ErrBadCommand) {
+				t.Fatalf("error %v does not match ErrBadCommand", err)
+			}
+			return
+		}
+		for i, base := range bases {
+			const index, term = 100, 3
+			apply := func() (next *fsm.State, res *fsm.Result, p any) {
+				defer func() { p = recover() }()
+				next, res = fsm.ApplyCommand(base, index, term, cmd)
+				return next, res, nil
+			}
+			next, res, p := apply()
+			if p != nil {
+				if !documentedPanic(p) {
+					t.Fatalf("base %d: ApplyCommand(%+v) panicked: %v", i, cmd, p)
+				}
+				continue
+			}
+			if !bytes.Equal(stateBytes(t, base), before[i]) {
+				t.Fatalf("base %d: ApplyCommand(%+v) changed the state it was given", i, cmd)
+			}
+			// A retry (same idempotency key and type) answers the first
+			// entry's result.
+			if res == nil || res.Type != cmd.Type || (res.Index != index) != res.Duplicate {
+				t.Fatalf("base %d: result %+v for %+v at index %d", i, res, cmd, index)
+			}
+			if next.Index() != index || next.Term() != term {
+				t.Fatalf("base %d: state at %d/%d, want %d/%d", i, next.Index(), next.Term(), index, term)
+			}
+			b1 := stateBytes(t, next)
+			again, res2, p2 := apply()
+			if p2 != nil || !bytes.Equal(stateBytes(t, again), b1) || fmt.Sprint(res2.Err) != fmt.Sprint(res.Err) {
+				t.Fatalf("base %d: ApplyCommand(%+v) is not deterministic", i, cmd)
+			}
+			read, err := fsm.ReadState(bytes.NewReader(b1))
+			if err != nil {
+				t.Fatalf("base %d: state after %+v does not read back: %v", i, cmd, err)
+			}
+			if !bytes.Equal(stateBytes(t, read), b1) || read.Digest() != next.Digest() {
+				t.Fatalf("base %d: state after %+v changes in a snapshot round trip", i, cmd)
+			}
+			after, _ := fsm.ApplyCommand(next, index+1, term, put("fuzz", "x"))
+			if e, ok := after.Get("fuzz"); !ok || string(e.Value) != "x" {
+				t.Fatalf("base %d: a put after %+v was lost", i, cmd)
+			}
+		}
+	})
+}

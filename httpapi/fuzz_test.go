@@ -1,6 +1,7 @@
 package httpapi_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"net/http"
@@ -9,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/coordd/coordd/fsm"
 	"github.com/coordd/coordd/httpapi"
 )
 
@@ -19,6 +21,12 @@ import (
 //   - every non-2xx answer is a JSON error of the documented shape;
 //   - every JSON 2xx answer is valid JSON;
 //   - input refused as bad (400, 405, 413) proposes nothing to the node.
+//
+// header holds request headers, one "Name: value" a line (Idempotency-Key,
+// Accept: text/event-stream, X-Coordd-Forwarded-By, ...); lines a real
+// server would not deliver (control characters, no colon) are skipped.
+// Uploads to POST /v1/snapshot are read as snapshot files, so the body
+// also reaches the snapshot reader through the API.
 func FuzzKVRequest(f *testing.F) {
 	for _, s := range [][4]string{
 		{"GET", "/v1/kv/k", "", ""},
@@ -103,9 +111,40 @@ func FuzzKVRequest(f *testing.F) {
 		{"GET", "/v1/kv/%2e%2e", "", ""},
 		{"GET", "/v1/kv/\u00e9t\u00e9", "", ""},
 	} {
-		f.Add(s[0], s[1], s[2], s[3])
+		f.Add(s[0], s[1], s[2], s[3], "")
 	}
-	f.Fuzz(func(t *testing.T, method, path, query, body string) {
+	snap := fuzzSnapshot(f)
+	for _, s := range [][5]string{
+		{"PUT", "/v1/kv/k", "", "v", "Idempotency-Key: abc"},
+		{"PUT", "/v1/kv/k", "cas=1", "v", "Idempotency-Key: abc\nIdempotency-Key: def"},
+		{"DELETE", "/v1/kv/k", "", "", "Idempotency-Key: " + strings.Repeat("i", 257)},
+		{"POST", "/v1/leases", "", `{"ttl":"10s"}`, "Idempotency-Key: caf\u00e9"},
+		{"POST", "/v1/locks/l", "", `{"ttl":"2s"}`, "Idempotency-Key: lock-1"},
+		{"POST", "/v1/leases", "", `{"ttl":"10s"}`, "Content-Type: text/plain"},
+		{"GET", "/v1/elections/e", "", "", "Accept: text/event-stream"},
+		{"GET", "/v1/locks/l", "index=1&changes=2", "", "Accept: text/event-stream"},
+		{"PUT", "/v1/kv/k", "", "v", "X-Coordd-Forwarded-By: n2"},
+		{"GET", "/v1/kv/k", "stale", "", "X-Coordd-Forwarded-By: n2\nAccept: */*"},
+		{"GET", "/v1/snapshot", "", "", ""},
+		{"GET", "/v1/snapshot", "bump=1", "", ""},
+		{"POST", "/v1/snapshot", "", snap, ""},
+		{"POST", "/v1/snapshot", "bump=5", snap, "Idempotency-Key: r"},
+		{"POST", "/v1/snapshot", "bump=281474976710657", snap, ""},
+		{"POST", "/v1/snapshot", "bump=x", snap, ""},
+		{"POST", "/v1/snapshot", "", snap[:len(snap)-1], ""},
+		{"POST", "/v1/snapshot", "", snap + "x", ""},
+		{"POST", "/v1/snapshot", "", "COORDSNP\x00\x02", ""},
+		{"POST", "/v1/snapshot", "", "", ""},
+		{"GET", "/v1/debug/lease-clock", "", "", ""},
+		{"POST", "/v1/debug/lease-clock", "", `{"jump":"1s"}`, ""},
+		{"PUT", "/v1/kv", "", "v", ""},
+		{"GET", "/v1/leases", "", "", ""},
+		{"GET", "/v1/elections", "", "", ""},
+		{"GET", "/v1/locks", "", "", ""},
+	} {
+		f.Add(s[0], s[1], s[2], s[3], s[4])
+	}
+	f.Fuzz(func(t *testing.T, method, path, query, body, header string) {
 		if !strings.HasPrefix(path, "/") {
 			path = "/" + path
 		}
@@ -117,10 +156,12 @@ func FuzzKVRequest(f *testing.F) {
 		if err != nil {
 			return
 		}
-		if req.URL.Path == "/v1/kv" {
-			// Known: the mux answers "/v1/kv" with a plain-text 307
-			// redirect to "/v1/kv/" (reported; not asserted here).
-			return
+		for _, line := range strings.Split(header, "\n") {
+			name, value, ok := strings.Cut(line, ":")
+			if !ok || name == "" || strings.ContainsAny(name, " \t") || !printableHeader(name) || !printableHeader(value) {
+				continue
+			}
+			req.Header.Add(name, strings.TrimSpace(value))
 		}
 		node := newFakeNode("n1")
 		node.put(t, "k", "v")
@@ -128,7 +169,7 @@ func FuzzKVRequest(f *testing.F) {
 		node.put(t, "dir/b", "2")
 		node.put(t, "bin", "\xff\xfe")
 		applied := node.index
-		api := httpapi.New(node, httpapi.Options{MaxRequestBytes: 4096, MaxValueBytes: 1024})
+		api := httpapi.New(node, httpapi.Options{MaxRequestBytes: 4096, MaxValueBytes: 1024, MaxSnapshotBytes: 1 << 16})
 
 		// Blocking queries return when the client leaves: bound them.
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Millisecond)
@@ -162,4 +203,27 @@ func FuzzKVRequest(f *testing.F) {
 			}
 		}
 	})
+}
+
+// printableHeader reports whether s could arrive as a header name or value:
+// no control characters but tab, no DEL.
+func printableHeader(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if (s[i] < 0x20 && s[i] != '\t') || s[i] == 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
+// fuzzSnapshot is a small snapshot file, as GET /v1/snapshot writes it.
+func fuzzSnapshot(t testing.TB) string {
+	n := newFakeNode("n0")
+	n.put(t, "k", "v")
+	n.put(t, "dir/a", "1")
+	var buf bytes.Buffer
+	if err := fsm.WriteState(&buf, n.State()); err != nil {
+		t.Fatal(err)
+	}
+	return buf.String()
 }

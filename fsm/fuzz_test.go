@@ -4,8 +4,11 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"strings"
 	"testing"
+
+	"github.com/hashicorp/raft"
 
 	"github.com/coordd/coordd/fsm"
 )
@@ -15,6 +18,46 @@ import (
 // with a holder and a waiter, and idempotency records of several types; and
 // the same state just restored from a backup, with CmdRestored pending.
 func decodeApplyBases(t testing.TB) []*fsm.State {
+	s := fsm.New().State()
+	for i, c := range decodeApplyBaseEntries() {
+		s, _ = fsm.ApplyCommand(s, uint64(i+1), 1, c)
+	}
+	pending := fsm.PrepareRestore(s, []fsm.Member{{ID: "n9"}}, 20)
+	return []*fsm.State{s, pending}
+}
+
+// liveFSMs are FSMs holding decodeApplyBases' states, built the way a node
+// gets them: the first by applying log entries (so some of its watch
+// channels are closed already), the second by restoring a snapshot. Every
+// key, lease and election of theirs is watched.
+func liveFSMs(t testing.TB, bases []*fsm.State) []*fsm.FSM {
+	live := fsm.New()
+	for i, c := range decodeApplyBaseEntries() {
+		live.Apply(&raft.Log{Index: uint64(i + 1), Term: 1, Data: c.Encode()})
+	}
+	restored := fsm.New()
+	if err := restored.Restore(io.NopCloser(bytes.NewReader(stateBytes(t, bases[1])))); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []*fsm.FSM{live, restored} {
+		st := f.State()
+		st.WatchPrefix("", 0)
+		for _, k := range []string{"a", "ab", "leased", "new", "fuzz"} {
+			st.WatchKey(k)
+		}
+		for _, l := range st.Leases() {
+			st.WatchLease(l.ID)
+		}
+		for _, e := range []string{"e", "l", "l2"} {
+			st.WatchElection(e)
+		}
+	}
+	return []*fsm.FSM{live, restored}
+}
+
+// decodeApplyBaseEntries are the entries (indexes 1, 2, ...) of the first
+// base state.
+func decodeApplyBaseEntries() []fsm.Command {
 	cmds := []fsm.Command{
 		put("a", "1"),  // 1
 		put("ab", "2"), // 2
@@ -26,16 +69,13 @@ func decodeApplyBases(t testing.TB) []*fsm.State {
 		fsm.NewCampaign(fsm.Campaign{Kind: fsm.KindLock, Name: "l", Lease: 5}),                           // 8: waits
 		fsm.NewKVPut(fsm.KVPut{Key: "leased", Value: []byte("x"), Lease: 5}),                             // 9
 	}
-	s := fsm.New().State()
-	for i, c := range cmds {
-		c.Stamp = int64(i+1) * 1e6
+	for i := range cmds {
+		cmds[i].Stamp = int64(i+1) * 1e6
 		if i%2 == 0 {
-			c.IdempotencyKey = fmt.Sprint("idem-", i)
+			cmds[i].IdempotencyKey = fmt.Sprint("idem-", i)
 		}
-		s, _ = fsm.ApplyCommand(s, uint64(i+1), 1, c)
 	}
-	pending := fsm.PrepareRestore(s, []fsm.Member{{ID: "n9"}}, 20)
-	return []*fsm.State{s, pending}
+	return cmds
 }
 
 // decodeApplySeeds are well-formed commands of every type, aimed at the
@@ -149,6 +189,39 @@ func FuzzDecodeApply(f *testing.F) {
 			after, _ := fsm.ApplyCommand(next, index+1, term, put("fuzz", "x"))
 			if e, ok := after.Get("fuzz"); !ok || string(e.Value) != "x" {
 				t.Fatalf("base %d: a put after %+v was lost", i, cmd)
+			}
+		}
+		// FSM.Apply also closes the watch channels of what changes: the
+		// same entry, then the same command again (a retry, or a repeat
+		// that changes the same parts), then a put, must not close one
+		// twice, and must reach the states ApplyCommand computes.
+		for i, f := range liveFSMs(t, bases) {
+			want := bases[i]
+			for k, data := range [][]byte{data, data, put("fuzz", "y").Encode()} {
+				index := uint64(100 + k)
+				c, _ := fsm.DecodeCommand(data)
+				p := func() (p any) {
+					defer func() { p = recover() }()
+					f.Apply(&raft.Log{Index: index, Term: 3, Data: data})
+					return nil
+				}()
+				pw := func() (p any) {
+					defer func() { p = recover() }()
+					want, _ = fsm.ApplyCommand(want, index, 3, c)
+					return nil
+				}()
+				if p != nil && !documentedPanic(p) {
+					t.Fatalf("FSM %d: Apply of %+v at %d panicked: %v", i, c, index, p)
+				}
+				if (p != nil) != (pw != nil) {
+					t.Fatalf("FSM %d: Apply of %+v at %d panicked with %v, ApplyCommand with %v", i, c, index, p, pw)
+				}
+				if p != nil {
+					break
+				}
+				if !bytes.Equal(stateBytes(t, f.State()), stateBytes(t, want)) {
+					t.Fatalf("FSM %d: Apply of %+v at %d differs from ApplyCommand", i, c, index)
+				}
 			}
 		}
 	})

@@ -198,7 +198,9 @@ func TestJepsen_Election_PartitionsKills(t *testing.T) {
 // their lease's TTL (and lease clocks that jump) let two holders write at
 // once. The checker must say so in every run.
 func TestJepsen_UnfencedLock_IsCaught(t *testing.T) {
-	run(t, scenario{workload: workload.FencedLock(false), rounds: 4, mustFail: true,
+	// 8 rounds (about 25 s): with 4, a run once drew only one pause longer
+	// than the TTL among 12 and nothing overlapped.
+	run(t, scenario{workload: workload.FencedLock(false), rounds: 8, mustFail: true,
 		faults: []harness.Fault{harness.PauseLeader, harness.ClockJump}})
 }
 

@@ -84,6 +84,8 @@ func decodePayload(c Command) error {
 		_, err = decodeProclaim(c)
 	case CmdPromote:
 		_, err = decodePromote(c)
+	case CmdRestored:
+		err = decodeRestored(c)
 	default:
 		err = ErrBadCommand
 	}
@@ -155,6 +157,8 @@ func FuzzPayloadDecoders(f *testing.F) {
 	f.Add(uint8(CmdResign), uint8(1), NewResign(Resign{Name: "e", Lease: 4, Token: 5}).Payload)
 	f.Add(uint8(CmdProclaim), uint8(1), NewProclaim(Proclaim{Name: "e", Lease: 4, Token: 5, Value: []byte("v")}).Payload)
 	f.Add(uint8(CmdPromote), uint8(1), NewPromote("l").Payload)
+	f.Add(uint8(CmdRestored), uint8(1), NewRestored().Payload)
+	f.Add(uint8(CmdRestored), uint8(1), []byte{0})
 	// A fresh base for every transition, so that each ApplyCommand starts
 	// from a State that nothing else has been applied to.
 	newBase := func() *State {
@@ -227,6 +231,8 @@ func FuzzPayloadDecoders(f *testing.F) {
 		case CmdPromote:
 			name, _ := decodePromote(c)
 			canon = NewPromote(name)
+		case CmdRestored:
+			canon = NewRestored()
 		}
 		if len(canon.Payload) > len(payload) {
 			t.Fatalf("canonical payload %x longer than accepted %x", canon.Payload, payload)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -118,6 +119,11 @@ func (s *Server) Keepalive(ctx context.Context, id uint64) (time.Duration, error
 	}
 	rem, needsCommit, err := s.lessor.Keepalive(id)
 	if err != nil {
+		if gone(err) {
+			if verr := s.confirmLeading(ctx); verr != nil {
+				return 0, verr
+			}
+		}
 		return 0, translateLease(id, err)
 	}
 	s.metrics.keepalives.Inc()
@@ -150,7 +156,7 @@ func (s *Server) KeepaliveMany(ctx context.Context, ids []uint64) (remaining []t
 	for i, id := range ids {
 		rem, needsCommit, err := s.lessor.Keepalive(id)
 		switch {
-		case errors.Is(err, lease.ErrNotFound), errors.Is(err, lease.ErrExpired):
+		case gone(err):
 			remaining[i] = -1
 			continue
 		case err != nil:
@@ -159,6 +165,11 @@ func (s *Server) KeepaliveMany(ctx context.Context, ids []uint64) (remaining []t
 		remaining[i] = rem
 		if needsCommit {
 			commit = append(commit, i)
+		}
+	}
+	if slices.Contains(remaining, -1) {
+		if err := s.confirmLeading(ctx); err != nil {
+			return nil, err
 		}
 	}
 	s.metrics.keepalives.Add(float64(len(ids)))
@@ -187,6 +198,30 @@ func (s *Server) KeepaliveMany(ctx context.Context, ids []uint64) (remaining []t
 		return nil, err
 	}
 	return remaining, nil
+}
+
+// gone reports whether the lessor says a lease does not exist or has
+// expired.
+func gone(err error) bool { return errors.Is(err, lease.ErrNotFound) || errors.Is(err, lease.ErrExpired) }
+
+// confirmLeading checks with a quorum that this node still leads, before
+// it tells a holder that its lease is gone. A deposed leader that has not
+// noticed yet (it was paused, or cut off) keeps a lessor frozen at its last
+// view, in which a lease kept alive through the new leader since then looks
+// expired: answering lease_not_found would make the holder give up a lease
+// the cluster still keeps. Found by the fault-injection suite
+// (FullDisk_Election: a leader SIGSTOPped past a lease's TTL answered a
+// keepalive with lease_not_found when it was continued). A node that still
+// leads after the check has the authoritative view: no other node can have
+// renewed the lease meanwhile.
+func (s *Server) confirmLeading(ctx context.Context) error {
+	if err := waitFuture(ctx, s.raft.VerifyLeader()); err != nil {
+		if ctx.Err() != nil {
+			return fmt.Errorf("%w: verify leader: %v", ErrLeaderNotReady, ctx.Err())
+		}
+		return fmt.Errorf("%w: %v", ErrNotLeader, err)
+	}
+	return nil
 }
 
 // LeaseRemaining is this leader's view of a lease's remaining TTL.

@@ -99,6 +99,14 @@ func (c *Cluster) config(node *Node) server.Config {
 		Logger: hclog.New(&hclog.LoggerOptions{
 			Name: node.ID, Level: hclog.Debug, Output: node.logs,
 		}),
+		// Twice the production Raft timing: these clusters share the
+		// test process (and the machine) with many others, and a test of
+		// what the API does must not be disturbed by elections that CPU
+		// starvation causes. The defaults are exercised by the end-to-end
+		// and fault-injection tests, which start real processes.
+		HeartbeatTimeout:   2 * server.DefaultHeartbeatTimeout,
+		ElectionTimeout:    2 * server.DefaultElectionTimeout,
+		LeaderLeaseTimeout: server.DefaultLeaderLeaseTimeout,
 	}
 	c.tune(&cfg)
 	return cfg

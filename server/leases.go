@@ -202,7 +202,9 @@ func (s *Server) KeepaliveMany(ctx context.Context, ids []uint64) (remaining []t
 
 // gone reports whether the lessor says a lease does not exist or has
 // expired.
-func gone(err error) bool { return errors.Is(err, lease.ErrNotFound) || errors.Is(err, lease.ErrExpired) }
+func gone(err error) bool {
+	return errors.Is(err, lease.ErrNotFound) || errors.Is(err, lease.ErrExpired)
+}
 
 // confirmLeading checks with a quorum that this node still leads, before
 // it tells a holder that its lease is gone. A deposed leader that has not

@@ -23,13 +23,27 @@ func newStreamLayer(ln net.Listener, advertise string) (*tcpStreamLayer, error) 
 		if err != nil {
 			return nil, fmt.Errorf("server: raft advertise address %q: %w", advertise, err)
 		}
-		addr = a
+		if a.IP.IsUnspecified() {
+			return nil, fmt.Errorf("%w: raft advertise address %s is not routable: set -raft-advertise", ErrConfig, advertise)
+		}
+		// Advertise the name as given, not the IP it resolves to now:
+		// peers dial it (and resolve it) each time, so a node whose IP
+		// changes across a restart (a container) stays reachable under
+		// its name.
+		addr = advertiseAddr(advertise)
 	}
 	if ta, ok := addr.(*net.TCPAddr); ok && ta.IP.IsUnspecified() {
 		return nil, fmt.Errorf("%w: raft advertise address %s is not routable: set -raft-advertise", ErrConfig, addr)
 	}
 	return &tcpStreamLayer{Listener: ln, advertise: addr}, nil
 }
+
+// advertiseAddr is a TCP address as the operator wrote it (host name or IP,
+// and port).
+type advertiseAddr string
+
+func (a advertiseAddr) Network() string { return "tcp" }
+func (a advertiseAddr) String() string  { return string(a) }
 
 // Dial implements raft.StreamLayer.
 func (t *tcpStreamLayer) Dial(address raft.ServerAddress, timeout time.Duration) (net.Conn, error) {

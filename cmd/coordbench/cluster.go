@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -15,6 +14,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/coordd/coordd/internal/loopport"
 )
 
 // cluster is a 3-node coordd cluster coordbench started on loopback, with
@@ -97,7 +98,7 @@ func startCluster(ctx context.Context, o clusterOptions) (*cluster, error) {
 	if err != nil {
 		return nil, err
 	}
-	ports, err := freePorts(6)
+	ports, err := loopport.Free(6, rand.IntN)
 	if err != nil {
 		theReaper.removeDir(dir)
 		return nil, err
@@ -243,56 +244,6 @@ func (c *cluster) leaderNode(ctx context.Context, timeout time.Duration) (*node,
 		case <-time.After(10 * time.Millisecond):
 		}
 	}
-}
-
-// handedOut remembers the ports freePorts gave, so that no two clusters of
-// this process get the same one.
-var handedOut sync.Map
-
-// freePorts returns n distinct loopback TCP ports that were free a moment
-// ago, chosen at random below the kernel's ephemeral range: a port of that
-// range can be taken by an outgoing connection while its node is down, and
-// the node then could not restart on it.
-func freePorts(n int) ([]int, error) {
-	lo, hi := 20000, ephemeralLow()
-	if hi-lo < 1000 {
-		lo, hi = 10000, 20000
-	}
-	var ports []int
-	for tries := 0; len(ports) < n && tries < 5000; tries++ {
-		p := lo + rand.IntN(hi-lo)
-		if _, dup := handedOut.LoadOrStore(p, true); dup {
-			continue
-		}
-		ln, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(p))
-		if err != nil {
-			continue
-		}
-		ln.Close()
-		ports = append(ports, p)
-	}
-	if len(ports) < n {
-		return nil, fmt.Errorf("found only %d free loopback ports of %d", len(ports), n)
-	}
-	return ports, nil
-}
-
-// ephemeralLow is the first port of the kernel's ephemeral range (32768 if
-// it cannot be read).
-func ephemeralLow() int {
-	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
-	if err != nil {
-		return 32768
-	}
-	f := strings.Fields(string(b))
-	if len(f) == 0 {
-		return 32768
-	}
-	v, err := strconv.Atoi(f[0])
-	if err != nil {
-		return 32768
-	}
-	return v
 }
 
 // tailFile returns the last n lines of a file, for error messages.

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -19,6 +18,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/coordd/coordd/internal/loopport"
 )
 
 var coorddBin string
@@ -117,52 +118,15 @@ func (p *proc) term(t testing.TB, timeout time.Duration) {
 	}
 }
 
-// handedOut remembers the ports freePort gave, so that no two tests of this
-// process get the same one.
-var handedOut sync.Map
-
 // freePort returns a loopback address whose port was free a moment ago,
-// chosen at random below the kernel's ephemeral range: a port of the
-// ephemeral range (what port 0 gives) can be taken by any outgoing
-// connection while its node is down, and the node then cannot restart on it.
+// below the kernel's ephemeral range (see package loopport).
 func freePort(t testing.TB) string {
 	t.Helper()
-	lo, hi := 20000, ephemeralLow()
-	if hi-lo < 1000 {
-		lo, hi = 10000, 20000
-	}
-	for range 1000 {
-		p := lo + rand.IntN(hi-lo)
-		if _, dup := handedOut.LoadOrStore(p, true); dup {
-			continue
-		}
-		ln, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(p))
-		if err != nil {
-			continue
-		}
-		ln.Close()
-		return ln.Addr().String()
-	}
-	t.Fatal("no free port below the ephemeral range")
-	return ""
-}
-
-// ephemeralLow is the first port of the kernel's ephemeral range (32768 if
-// it cannot be read).
-func ephemeralLow() int {
-	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	ports, err := loopport.Free(1, rand.IntN)
 	if err != nil {
-		return 32768
+		t.Fatal(err)
 	}
-	f := strings.Fields(string(b))
-	if len(f) == 0 {
-		return 32768
-	}
-	v, err := strconv.Atoi(f[0])
-	if err != nil {
-		return 32768
-	}
-	return v
+	return "127.0.0.1:" + strconv.Itoa(ports[0])
 }
 
 // startCluster starts n bootstrapped coordd processes and waits until each

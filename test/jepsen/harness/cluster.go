@@ -8,7 +8,6 @@ import (
 	"io"
 	"maps"
 	"math/rand/v2"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -20,6 +19,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/coordd/coordd/internal/loopport"
 	"github.com/coordd/coordd/test/jepsen/netproxy"
 )
 
@@ -265,7 +265,7 @@ func NewCluster(cfg ClusterConfig) (*Cluster, error) {
 	if cfg.Nodes < 1 {
 		return nil, errors.New("harness: no nodes")
 	}
-	ports, err := freePorts(cfg.Rand, 2*cfg.Nodes)
+	ports, err := loopport.Free(2*cfg.Nodes, cfg.Rand.IntN)
 	if err != nil {
 		return nil, err
 	}
@@ -313,50 +313,6 @@ func NewCluster(cfg ClusterConfig) (*Cluster, error) {
 		}
 	}
 	return c, nil
-}
-
-// freePorts returns n distinct loopback TCP ports that were free a moment
-// ago, chosen at random below the ephemeral port range.
-func freePorts(rng *rand.Rand, n int) ([]int, error) {
-	lo, hi := 20000, ephemeralLow()
-	if hi-lo < 1000 {
-		lo, hi = 10000, 20000
-	}
-	var ports []int
-	for tries := 0; len(ports) < n && tries < 1000; tries++ {
-		p := lo + rng.IntN(hi-lo)
-		if slices.Contains(ports, p) {
-			continue
-		}
-		ln, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(p))
-		if err != nil {
-			continue
-		}
-		ln.Close()
-		ports = append(ports, p)
-	}
-	if len(ports) < n {
-		return nil, fmt.Errorf("harness: found only %d free ports of %d", len(ports), n)
-	}
-	return ports, nil
-}
-
-// ephemeralLow is the first port of the kernel's ephemeral range (32768 if
-// it cannot be read).
-func ephemeralLow() int {
-	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
-	if err != nil {
-		return 32768
-	}
-	f := strings.Fields(string(b))
-	if len(f) == 0 {
-		return 32768
-	}
-	v, err := strconv.Atoi(f[0])
-	if err != nil {
-		return 32768
-	}
-	return v
 }
 
 // Node returns the node with this id, or nil.

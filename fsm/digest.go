@@ -12,7 +12,8 @@ import (
 // queue order).
 //
 // It leaves out what a restore of the same data legitimately changes: the
-// index, term and stamp, the member table, the idempotency table, fencing
+// index, term and stamp, the member table, the access tokens (a restore
+// keeps the running cluster's), the idempotency table, fencing
 // tokens and lease countdowns (re-issued by a restore) and the restore
 // record. Two states with equal digests hold the same data; a backup and
 // the cluster it was restored into have equal digests until the next write.

@@ -44,6 +44,8 @@ type Result struct {
 	// Promoted counts the candidates this entry made holders (hand-offs
 	// included).
 	Promoted int
+	// Token is the access token a token command created or deleted.
+	Token *ACLToken
 	// Reset is true when the command replaced state wholesale (finishing a
 	// restore): watchers of the old state are woken through ResetCh.
 	Reset bool
@@ -88,11 +90,13 @@ func (f *FSM) ResetCh() <-chan struct{} {
 }
 
 // Apply applies one committed log entry. It panics on an entry that cannot
-// be decoded: carrying on would let this replica diverge from the others.
+// be decoded or fails its checksum: carrying on would let this replica
+// diverge from the others, and the panic stops the node (Raft does not
+// recover it) before it serves anything derived from the entry.
 func (f *FSM) Apply(l *raft.Log) any {
 	cmd, err := DecodeCommand(l.Data)
 	if err != nil {
-		panic(fmt.Sprintf("coordd: cannot apply log entry %d (term %d): %v", l.Index, l.Term, err))
+		panic(applyPanic(l.Index, l.Term, err))
 	}
 	// Only the live state's watchers are notified, exactly once per change:
 	// closing the channels of a state twice would panic.
@@ -111,6 +115,16 @@ func (f *FSM) Apply(l *raft.Log) any {
 // FSM.Apply).
 func ApplyCommand(s *State, index, term uint64, cmd Command) (*State, *Result) {
 	return applyCommand(s, index, term, cmd, false)
+}
+
+// applyPanic is the message a node stops with on an entry it cannot apply.
+// Its first words name the entry; the rest tells the operator what to do.
+func applyPanic(index, term uint64, err error) string {
+	return fmt.Sprintf("coordd: cannot apply log entry %d (term %d): %v. "+
+		"This node stops rather than serve a state that may differ from the other nodes'. "+
+		"If the entry is corrupt on this node: stop it, remove its data dir and rejoin it to the cluster "+
+		"(or restore the cluster from a snapshot backup if no healthy node is left); "+
+		"if it was written by a newer coordd, upgrade this node", index, term, err)
 }
 
 // applyCommand is ApplyCommand; with notify set it also closes the watch
@@ -203,6 +217,16 @@ func applyCommand(s *State, index, term uint64, cmd Command, notify bool) (*Stat
 		if name, err = decodePromote(cmd); err == nil {
 			applyPromote(&next, res, name, stamp, notify)
 		}
+	case CmdACLBootstrap, CmdACLTokenCreate:
+		var t *ACLToken
+		if t, err = decodeACLTokenDef(cmd); err == nil {
+			applyACLTokenCreate(&next, res, t, cmd.Type == CmdACLBootstrap, stamp, notify)
+		}
+	case CmdACLTokenDelete:
+		var accessor string
+		if accessor, err = decodeACLTokenDelete(cmd); err == nil {
+			applyACLTokenDelete(&next, res, accessor, notify)
+		}
 	case CmdRestored:
 		if err = decodeRestored(cmd); err == nil {
 			applyRestored(&next, res, index)
@@ -211,7 +235,7 @@ func applyCommand(s *State, index, term uint64, cmd Command, notify bool) (*Stat
 		err = fmt.Errorf("fsm: command type %s not known to this build: %w", cmd.Type, ErrBadCommand)
 	}
 	if err != nil {
-		panic(fmt.Sprintf("coordd: cannot apply log entry %d (term %d): %v", index, term, err))
+		panic(applyPanic(index, term, err))
 	}
 	if cmd.IdempotencyKey != "" {
 		recordDedup(&next, cmd.IdempotencyKey, cmd.Type, res)

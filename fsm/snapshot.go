@@ -24,6 +24,7 @@ const (
 	recAttach   = 5 // one attach index key
 	recElection = 6 // one Election
 	recDedup    = 7 // one idempotency record
+	recACLToken = 8 // one access token (secret hash, never the secret)
 )
 
 // walkRecords writes one record per value of t.
@@ -46,6 +47,11 @@ func WriteState(w io.Writer, s *State) error {
 		recLease: uint64(s.leases.Len()), recAttach: uint64(s.attach.Len()),
 		recElection: uint64(s.elections.Len()), recDedup: uint64(s.dedup.Len()),
 	}
+	if n := s.aclTokens.Len(); n > 0 {
+		// Only when there are tokens: snapshots without ACLs stay
+		// readable by builds that know no token records.
+		counts[recACLToken] = uint64(n)
+	}
 	sw, err := snapshot.NewWriter(w, snapshot.Header{Index: s.index, Term: s.term, Counts: counts})
 	if err != nil {
 		return err
@@ -57,6 +63,9 @@ func WriteState(w io.Writer, s *State) error {
 	e.bool(s.restore.Pending)
 	e.uvarint(s.restore.SourceIndex)
 	e.uvarint(s.restore.Index)
+	if s.aclBootstrap != 0 {
+		e.uvarint(s.aclBootstrap) // optional trailing field
+	}
 	if err := sw.Record(recMeta, e.b); err != nil {
 		return err
 	}
@@ -89,6 +98,9 @@ func WriteState(w io.Writer, s *State) error {
 				encodeResult(e, d.Result)
 			})
 		},
+		func() error {
+			return walkRecords(sw, recACLToken, s.aclTokens, func(e *enc, _ []byte, t *ACLToken) { encodeToken(e, t) })
+		},
 	}
 	for _, step := range steps {
 		if err := step(); err != nil {
@@ -110,6 +122,7 @@ func ReadState(r io.Reader) (*State, error) {
 	kv, members, leases, attach := s.kv.Txn(), s.members.Txn(), s.leases.Txn(), s.attach.Txn()
 	elections, dedup, byStamp := s.elections.Txn(), s.dedup.Txn(), s.dedupByStamp.Txn()
 	empties, delayed := s.emptyElections.Txn(), s.delayed.Txn()
+	tokens := s.aclTokens.Txn()
 	for {
 		typ, data, err := sr.Next()
 		if errors.Is(err, io.EOF) {
@@ -125,6 +138,11 @@ func ReadState(r io.Reader) (*State, error) {
 			if h.Version >= 2 {
 				s.stamp, s.electionDeleteIndex = d.varint(), d.uvarint()
 				s.restore = RestoreInfo{Pending: d.bool(), SourceIndex: d.uvarint(), Index: d.uvarint()}
+				if d.err == nil && len(d.b) > 0 {
+					if s.aclBootstrap = d.uvarint(); d.err == nil && s.aclBootstrap == 0 {
+						d.fail(errors.New("explicit zero acl bootstrap index"))
+					}
+				}
 			} else if d.err == nil && len(d.b) > 0 {
 				s.stamp, s.electionDeleteIndex = d.varint(), d.uvarint()
 				if d.err == nil && s.stamp == 0 && s.electionDeleteIndex == 0 {
@@ -161,6 +179,14 @@ func ReadState(r io.Reader) (*State, error) {
 			de.Result.Type = de.Type
 			dedup.Insert([]byte(de.Key), de)
 			byStamp.Insert(dedupStampKey(de.Stamp, de.Index), de.Key)
+		case recACLToken:
+			t := decodeToken(&d)
+			if d.err == nil {
+				if _, dup := tokens.Get([]byte(t.AccessorID)); dup {
+					d.fail(fmt.Errorf("token %s twice", t.AccessorID))
+				}
+			}
+			tokens.Insert([]byte(t.AccessorID), t)
 		default:
 			// Unknown record types come from a newer build; skipping them
 			// would silently lose state, so refuse.
@@ -173,6 +199,10 @@ func ReadState(r io.Reader) (*State, error) {
 	s.kv, s.members, s.leases, s.attach = kv.CommitOnly(), members.CommitOnly(), leases.CommitOnly(), attach.CommitOnly()
 	s.elections, s.dedup, s.dedupByStamp = elections.CommitOnly(), dedup.CommitOnly(), byStamp.CommitOnly()
 	s.emptyElections, s.delayed = empties.CommitOnly(), delayed.CommitOnly()
+	s.aclTokens = tokens.CommitOnly()
+	if s.aclBySecret, err = secretIndex(s.aclTokens); err != nil {
+		return nil, err
+	}
 	return s, nil
 }
 

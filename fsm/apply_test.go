@@ -20,7 +20,9 @@ func TestApplyPanicsOnAnEntryItCannotDecode(t *testing.T) {
 		{"nil data", nil},
 		{"empty data", []byte{}},
 		{"a wrong magic byte", append([]byte{0x00}, valid[1:]...)},
-		{"a newer envelope version", append([]byte{0xC0, 0x02}, valid[2:]...)},
+		{"a newer envelope version", append([]byte{0xC0, 0x03}, valid[2:]...)},
+		{"a flipped payload byte", flipByte(valid, len(valid)-6)},
+		{"a flipped checksum byte", flipByte(valid, len(valid)-1)},
 		{"a truncated envelope", valid[:len(valid)-1]},
 		{"trailing bytes", append(append([]byte(nil), valid...), 0)},
 		{"JSON", []byte(`{"Type":1}`)},
@@ -40,6 +42,38 @@ func TestApplyPanicsOnAnEntryItCannotDecode(t *testing.T) {
 				t.Fatal("a panicking Apply replaced the state")
 			}
 		})
+	}
+}
+
+func flipByte(b []byte, i int) []byte {
+	b = bytes.Clone(b)
+	b[i] ^= 0x04
+	return b
+}
+
+// TestApplyPanicTellsTheOperatorWhatToDo: the panic is the first line an
+// operator sees when a node stops on a corrupt entry.
+func TestApplyPanicTellsTheOperatorWhatToDo(t *testing.T) {
+	t.Parallel()
+	valid := put("k", "v").Encode()
+	v := mustPanic(t, func() { fsm.New().Apply(&raft.Log{Index: 42, Term: 7, Data: flipByte(valid, 5)}) })
+	msg := v.(string)
+	for _, want := range []string{"log entry 42 (term 7)", "checksum mismatch", "data dir", "rejoin"} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("panic %q does not say %q", msg, want)
+		}
+	}
+}
+
+// TestApplyAcceptsVersion1Entries: logs written before the checksum keep
+// applying.
+func TestApplyAcceptsVersion1Entries(t *testing.T) {
+	t.Parallel()
+	f := fsm.New()
+	f.Apply(&raft.Log{Index: 1, Term: 1, Data: put("k", "v1").EncodeV1()})
+	f.Apply(&raft.Log{Index: 2, Term: 1, Data: put("k", "v2").Encode()})
+	if e, ok := f.State().Get("k"); !ok || string(e.Value) != "v2" || e.CreateIndex != 1 {
+		t.Fatalf("after a v1 and a v2 put: %+v, %v", e, ok)
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"hash/crc32"
 	"math"
 	"math/rand/v2"
 	"testing"
@@ -26,30 +27,87 @@ func TestEncodeFollowsTheDocumentedEnvelopeLayout(t *testing.T) {
 		{
 			"small fields",
 			fsm.Command{Type: fsm.CmdKVPut, Version: 1, IdempotencyKey: "k", Stamp: -1, Payload: []byte("pq")},
-			[]byte{0xC0, 0x01, 0x01, 0x01, 0x01, 0x01, 'k', 0x02, 'p', 'q'},
+			[]byte{0xC0, 0x02, 0x01, 0x01, 0x01, 0x01, 'k', 0x02, 'p', 'q'},
 		},
 		{
 			"zero command",
 			fsm.Command{},
-			[]byte{0xC0, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00},
+			[]byte{0xC0, 0x02, 0x00, 0x00, 0x00, 0x00, 0x00},
 		},
 		{
 			"multi-byte varints",
 			fsm.Command{Type: 200, Version: 255, Stamp: 300},
-			[]byte{0xC0, 0x01, 0xC8, 0x01, 0xFF, 0x01, 0xD8, 0x04, 0x00, 0x00},
+			[]byte{0xC0, 0x02, 0xC8, 0x01, 0xFF, 0x01, 0xD8, 0x04, 0x00, 0x00},
 		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			if got := tt.cmd.Encode(); !bytes.Equal(got, tt.want) {
-				t.Fatalf("Encode = % x, want % x", got, tt.want)
+			want := withCRC(tt.want)
+			if got := tt.cmd.Encode(); !bytes.Equal(got, want) {
+				t.Fatalf("Encode = % x, want % x", got, want)
 			}
-			got, err := fsm.DecodeCommand(tt.want)
+			got, err := fsm.DecodeCommand(want)
 			if err != nil || !equalCommands(got, tt.cmd) {
 				t.Fatalf("DecodeCommand = %+v, %v; want %+v", got, err, tt.cmd)
 			}
+			// The same command as a version 1 entry (no checksum), as
+			// logs written before version 2 hold it, still decodes.
+			v1 := cat([]byte{0xC0, 0x01}, tt.want[2:])
+			if got := tt.cmd.EncodeV1(); !bytes.Equal(got, v1) {
+				t.Fatalf("EncodeV1 = % x, want % x", got, v1)
+			}
+			got, err = fsm.DecodeCommand(v1)
+			if err != nil || !equalCommands(got, tt.cmd) {
+				t.Fatalf("DecodeCommand(v1) = %+v, %v; want %+v", got, err, tt.cmd)
+			}
 		})
+	}
+}
+
+// withCRC appends the CRC-32C trailer of envelope version 2.
+func withCRC(b []byte) []byte {
+	return binary.LittleEndian.AppendUint32(bytes.Clone(b), crc32.Checksum(b, crc32.MakeTable(crc32.Castagnoli)))
+}
+
+// TestDecodeCommandDetectsEveryFlippedBit: a bit flipped anywhere in a
+// version 2 entry (envelope, payload or checksum) is refused as corrupt, even
+// where the entry would still parse, and every burst of up to 32 bits too
+// (CRC-32C detects all of them).
+func TestDecodeCommandDetectsEveryFlippedBit(t *testing.T) {
+	t.Parallel()
+	cmds := []fsm.Command{
+		fsm.NewKVPut(fsm.KVPut{Key: "config/color", Value: []byte("blue"), Mode: fsm.PutCAS, CASIndex: 7}),
+		fsm.NewMemberSet(fsm.Member{ID: "n1", RaftAddr: "10.0.0.1:7201", HTTPAddr: "10.0.0.1:7101"}),
+		{Type: fsm.CmdKVPut, Version: 1, IdempotencyKey: "idem", Stamp: 1 << 60, Payload: bytes.Repeat([]byte{0xAA}, 300)},
+	}
+	for _, c := range cmds {
+		b := c.Encode()
+		for i := range b {
+			for bit := range 8 {
+				bad := bytes.Clone(b)
+				bad[i] ^= 1 << bit
+				got, err := fsm.DecodeCommand(bad)
+				if !errors.Is(err, fsm.ErrBadCommand) {
+					t.Fatalf("%s: bit %d of byte %d flipped: decoded %+v, %v; want ErrBadCommand", c.Type, bit, i, got, err)
+				}
+			}
+			// A 32-bit burst starting at byte i.
+			bad := bytes.Clone(b)
+			for j := i; j < min(i+4, len(b)); j++ {
+				bad[j] ^= 0xFF
+			}
+			if _, err := fsm.DecodeCommand(bad); !errors.Is(err, fsm.ErrBadCommand) {
+				t.Fatalf("%s: burst at byte %d: %v, want ErrBadCommand", c.Type, i, err)
+			}
+		}
+		// Flipped inside the payload, where only the checksum can tell, the
+		// error says so.
+		bad := bytes.Clone(b)
+		bad[len(b)-8] ^= 0x01
+		if _, err := fsm.DecodeCommand(bad); err == nil || !bytes.Contains([]byte(err.Error()), []byte("checksum mismatch")) {
+			t.Fatalf("%s: payload flip: %v, want a checksum mismatch", c.Type, err)
+		}
 	}
 }
 
@@ -174,6 +232,7 @@ func cat(parts ...[]byte) []byte { return bytes.Join(parts, nil) }
 func TestDecodeCommandRejectsMalformedInput(t *testing.T) {
 	t.Parallel()
 	valid := fsm.Command{Type: fsm.CmdKVPut, Version: 1, IdempotencyKey: "id", Stamp: 5, Payload: []byte("xyz")}.Encode()
+	v1 := fsm.Command{Type: fsm.CmdKVPut, Version: 1, IdempotencyKey: "id", Stamp: 5, Payload: []byte("xyz")}.EncodeV1()
 	overflow := bytes.Repeat([]byte{0xFF}, 10)
 	// tail is everything after the type and payload version.
 	tail := []byte{0x0A, 0x00, 0x00}
@@ -188,7 +247,12 @@ func TestDecodeCommandRejectsMalformedInput(t *testing.T) {
 		{"the neighbouring magic byte", cat([]byte{0xC1}, valid[1:])},
 		{"a JSON document", []byte(`{"type":"kv-put"}`)},
 		{"envelope version 0", cat([]byte{0xC0}, uvarint(0), valid[2:])},
-		{"envelope version 2", cat([]byte{0xC0}, uvarint(fsm.EnvelopeVersion+1), valid[2:])},
+		{"envelope version 3", cat([]byte{0xC0}, uvarint(fsm.EnvelopeVersion+1), valid[2:])},
+		{"version 2 without its checksum", valid[:len(valid)-4]},
+		{"version 2 with a wrong checksum", cat(valid[:len(valid)-1], []byte{valid[len(valid)-1] ^ 0x80})},
+		{"version 2 too short for a checksum", []byte{0xC0, 0x02, 0x00}},
+		{"version 2 with a long varint version and no room for a checksum", []byte{0xC0, 0x82, 0x80, 0x80, 0x00, 0x00}},
+		{"version 1 with a checksum appended", withCRC(v1)},
 		{"a huge envelope version", cat([]byte{0xC0}, uvarint(1<<40), valid[2:])},
 		{"an overflowing envelope version", cat([]byte{0xC0}, overflow, valid[2:])},
 		{"type 256", cat([]byte{0xC0, 0x01}, uvarint(256), []byte{0x01}, tail)},
@@ -225,10 +289,11 @@ func TestDecodeCommandRejectsEveryTruncation(t *testing.T) {
 		fsm.NewMemberSet(fsm.Member{ID: "n1", RaftAddr: "10.0.0.1:7000", HTTPAddr: "10.0.0.1:8000"}),
 	}
 	for _, c := range cmds {
-		b := c.Encode()
-		for n := range len(b) {
-			if _, err := fsm.DecodeCommand(b[:n]); !errors.Is(err, fsm.ErrBadCommand) {
-				t.Fatalf("%s cut to %d of %d bytes: %v, want ErrBadCommand", c.Type, n, len(b), err)
+		for _, b := range [][]byte{c.Encode(), c.EncodeV1()} {
+			for n := range len(b) {
+				if _, err := fsm.DecodeCommand(b[:n]); !errors.Is(err, fsm.ErrBadCommand) {
+					t.Fatalf("%s cut to %d of %d bytes: %v, want ErrBadCommand", c.Type, n, len(b), err)
+				}
 			}
 		}
 	}
@@ -240,7 +305,11 @@ func TestDecodeCommandRejectsEveryTruncation(t *testing.T) {
 func FuzzDecodeCommand(f *testing.F) {
 	rng := rand.New(rand.NewPCG(1, 1))
 	for range 20 {
-		f.Add(randomCommand(rng).Encode())
+		c := randomCommand(rng)
+		f.Add(c.Encode())
+		// Version 1 seeds let the fuzzer mutate fields without having to
+		// fix up a checksum.
+		f.Add(c.EncodeV1())
 	}
 	f.Add([]byte{})
 	f.Add([]byte{0xC0})
@@ -255,7 +324,8 @@ func FuzzDecodeCommand(f *testing.F) {
 			return
 		}
 		enc := c.Encode()
-		if len(enc) > len(data) {
+		// A version 1 input gains the 4-byte checksum.
+		if v, _ := binary.Uvarint(data[1:]); len(enc) > len(data)+4 || (v != 1 && len(enc) > len(data)) {
 			t.Fatalf("canonical encoding %x is longer than the accepted input %x", enc, data)
 		}
 		c2, err := fsm.DecodeCommand(enc)

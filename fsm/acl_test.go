@@ -118,3 +118,78 @@ func TestACL_BadTokenDefinitionsAreRefusedBeforeProposal(t *testing.T) {
 	}()
 	fsm.ApplyCommand(fsm.New().State(), 1, 1, c)
 }
+
+func TestLimits_LeasesPerOwnerAndCandidatesPerName(t *testing.T) {
+	f := fsm.New()
+	grant := func(i uint64, owner string) *fsm.Result {
+		return applyTo(t, f, i, fsm.NewLeaseGrantFor(fsm.LeaseGrant{TTL: 1000, Owner: owner, MaxLeases: 2}))
+	}
+	if r := grant(1, "alice"); r.Err != nil || r.Lease.Owner != "alice" {
+		t.Fatalf("grant: %+v", r)
+	}
+	grant(2, "alice")
+	if r := grant(3, "alice"); !errors.Is(r.Err, fsm.ErrTooManyLeases) {
+		t.Fatalf("third lease of alice: %v", r.Err)
+	}
+	if r := grant(4, "bob"); r.Err != nil {
+		t.Fatalf("bob is limited by alice's leases: %v", r.Err)
+	}
+	// A one-call lock with a new lease counts too, and is refused whole.
+	lockNew := func(i uint64, owner, name string, maxCand int) *fsm.Result {
+		return applyTo(t, f, i, fsm.NewCampaign(fsm.Campaign{Kind: fsm.KindLock, Name: name, NewLeaseTTL: 1000, Owner: owner, MaxLeases: 2, MaxCandidates: maxCand}))
+	}
+	if r := lockNew(5, "alice", "l", 0); !errors.Is(r.Err, fsm.ErrTooManyLeases) {
+		t.Fatalf("lock with a new lease over alice's limit: %v", r.Err)
+	}
+	if _, ok := f.State().Election("l"); ok || f.State().LeaseCountOf("alice") != 2 {
+		t.Fatal("a refused campaign changed the state")
+	}
+	applyTo(t, f, 6, fsm.NewLeaseRevoke(1))
+	if n := f.State().LeaseCountOf("alice"); n != 1 {
+		t.Fatalf("alice holds %d leases after a revoke", n)
+	}
+	if r := lockNew(7, "alice", "l", 2); r.Err != nil || !r.Campaign.Holder {
+		t.Fatalf("lock: %+v", r)
+	}
+	if r := lockNew(8, "carol", "l", 2); r.Err != nil || r.Campaign.Position != 1 {
+		t.Fatalf("waiter: %+v", r)
+	}
+	if r := lockNew(9, "dave", "l", 2); !errors.Is(r.Err, fsm.ErrTooManyCandidates) {
+		t.Fatalf("third candidate with limit 2: %v", r.Err)
+	}
+	// Campaigning again with a lease already queued is not refused.
+	if r := applyTo(t, f, 10, fsm.NewCampaign(fsm.Campaign{Kind: fsm.KindLock, Name: "l", Lease: 7, MaxCandidates: 2})); r.Err != nil {
+		t.Fatalf("campaign again: %v", r.Err)
+	}
+
+	// Owners and counts survive a snapshot.
+	b := stateBytes(t, f.State())
+	g := fsm.New()
+	if err := g.Restore(newRC(b)); err != nil {
+		t.Fatal(err)
+	}
+	for _, o := range []string{"alice", "bob", "carol"} {
+		if g.State().LeaseCountOf(o) != f.State().LeaseCountOf(o) {
+			t.Fatalf("%s: %d leases after restore, %d before", o, g.State().LeaseCountOf(o), f.State().LeaseCountOf(o))
+		}
+	}
+	if l, _ := g.State().Lease(8); l.Owner != "carol" {
+		t.Fatalf("lease 8 owner %q", l.Owner)
+	}
+}
+
+func TestLimits_VersionOnePayloadsStillDecode(t *testing.T) {
+	for _, c := range []fsm.Command{
+		fsm.NewLeaseGrant(1000),
+		fsm.NewCampaign(fsm.Campaign{Kind: fsm.KindLock, Name: "x", NewLeaseTTL: 5}),
+		fsm.NewCampaign(fsm.Campaign{Kind: fsm.KindElection, Name: "x", Lease: 1}),
+	} {
+		if c.Version != 1 {
+			t.Fatalf("%s without owner or limits is version %d", c.Type, c.Version)
+		}
+	}
+	r := applyTo(t, fsm.New(), 1, fsm.NewLeaseGrant(1000))
+	if r.Err != nil || r.Lease.Owner != "" {
+		t.Fatalf("%+v", r)
+	}
+}

@@ -23,7 +23,16 @@ var commandNames = map[CommandType]string{
 }
 
 // LeaseGrant is the payload of CmdLeaseGrant. TTL is in milliseconds.
-type LeaseGrant struct{ TTL int64 }
+//
+// Owner (the accessor id of the token that asked; empty without ACLs) and
+// MaxLeases (the proposing leader's limit of leases per owner; 0: none)
+// are stamped by the leader, so that every replica refuses or grants
+// alike whatever its own configuration (payload version 2).
+type LeaseGrant struct {
+	TTL       int64
+	Owner     string
+	MaxLeases int
+}
 
 // LeaseExpiry names a lease and the epoch the proposer saw.
 type LeaseExpiry struct{ ID, Epoch uint64 }
@@ -57,6 +66,13 @@ type Campaign struct {
 	// trailing field: campaigns with an existing lease keep the original
 	// layout.
 	NewLeaseTTL int64
+	// Owner and MaxLeases apply to the lease NewLeaseTTL grants (see
+	// LeaseGrant). MaxCandidates is the leader's limit of holders plus
+	// waiting candidates of one name (0: none). Any of the three makes the
+	// payload version 2, which always carries NewLeaseTTL.
+	Owner         string
+	MaxLeases     int
+	MaxCandidates int
 }
 
 // Resign is the payload of CmdResign. Token 0 withdraws a waiting
@@ -75,11 +91,25 @@ type Proclaim struct {
 	Value []byte
 }
 
-// NewLeaseGrant builds a CmdLeaseGrant command.
+// NewLeaseGrant builds a CmdLeaseGrant command with no owner and no limit.
 func NewLeaseGrant(ttlMillis int64) Command {
+	return NewLeaseGrantFor(LeaseGrant{TTL: ttlMillis})
+}
+
+// payloadV2 is the second payload layout of the types that have one
+// (lease grants and campaigns with an owner or limits).
+const payloadV2 = 2
+
+// NewLeaseGrantFor builds a CmdLeaseGrant command from a whole payload.
+func NewLeaseGrantFor(p LeaseGrant) Command {
 	e := enc{}
-	e.varint(ttlMillis)
-	return Command{Type: CmdLeaseGrant, Version: payloadV1, Payload: e.b}
+	e.varint(p.TTL)
+	if p.Owner == "" && p.MaxLeases == 0 {
+		return Command{Type: CmdLeaseGrant, Version: payloadV1, Payload: e.b}
+	}
+	e.str(p.Owner)
+	e.uvarint(uint64(max(p.MaxLeases, 0)))
+	return Command{Type: CmdLeaseGrant, Version: payloadV2, Payload: e.b}
 }
 
 func newIDCommand(t CommandType, id uint64) Command {
@@ -127,6 +157,13 @@ func NewCampaign(p Campaign) Command {
 	e.bytes(p.Value)
 	e.uvarint(uint64(p.Limit))
 	e.varint(p.LockDelay)
+	if p.Owner != "" || p.MaxLeases != 0 || p.MaxCandidates != 0 {
+		e.varint(p.NewLeaseTTL)
+		e.str(p.Owner)
+		e.uvarint(uint64(max(p.MaxLeases, 0)))
+		e.uvarint(uint64(max(p.MaxCandidates, 0)))
+		return Command{Type: CmdCampaign, Version: payloadV2, Payload: e.b}
+	}
 	if p.NewLeaseTTL != 0 {
 		e.varint(p.NewLeaseTTL)
 	}
@@ -167,6 +204,18 @@ func decodeWith(c Command, f func(d *dec)) error {
 	if err := checkVersion(c); err != nil {
 		return err
 	}
+	return decodeAny(c, f)
+}
+
+// decodeWith2 is decodeWith for types with a version 2 layout.
+func decodeWith2(c Command, f func(d *dec)) error {
+	if c.Version != payloadV1 && c.Version != payloadV2 {
+		return fmt.Errorf("fsm: %s payload version %d not supported: %w", c.Type, c.Version, ErrBadCommand)
+	}
+	return decodeAny(c, f)
+}
+
+func decodeAny(c Command, f func(d *dec)) error {
 	d := dec{b: c.Payload}
 	f(&d)
 	if err := d.done(); err != nil {
@@ -184,9 +233,27 @@ func batchLen(d *dec, itemMin int) int {
 	return int(n)
 }
 
+// maxLimit bounds the limits a payload may carry.
+const maxLimit = 1 << 40
+
 func decodeLeaseGrant(c Command) (p LeaseGrant, err error) {
-	err = decodeWith(c, func(d *dec) { p.TTL = d.varint() })
+	err = decodeWith2(c, func(d *dec) {
+		p.TTL = d.varint()
+		if c.Version == payloadV2 {
+			p.Owner = d.str()
+			p.MaxLeases = limitField(d)
+		}
+	})
 	return p, err
+}
+
+func limitField(d *dec) int {
+	v := d.uvarint()
+	if v > maxLimit {
+		d.fail(fmt.Errorf("limit %d", v))
+		return 0
+	}
+	return int(v)
 }
 
 func decodeID(c Command) (id uint64, err error) {
@@ -215,12 +282,18 @@ func decodeLeaseCheckpoint(c Command) (p LeaseCheckpoint, err error) {
 }
 
 func decodeCampaign(c Command) (p Campaign, err error) {
-	err = decodeWith(c, func(d *dec) {
+	err = decodeWith2(c, func(d *dec) {
 		k := d.uvarint()
 		p.Name, p.Lease, p.Value = d.str(), d.uvarint(), d.bytes()
 		limit := d.uvarint()
 		p.LockDelay = d.varint()
-		if d.err == nil && len(d.b) > 0 {
+		if c.Version == payloadV2 {
+			p.NewLeaseTTL = d.varint()
+			p.Owner, p.MaxLeases, p.MaxCandidates = d.str(), limitField(d), limitField(d)
+			if d.err == nil && (p.NewLeaseTTL < 0 || p.NewLeaseTTL > 0 && p.Lease != 0) {
+				d.fail(fmt.Errorf("new lease ttl %d with lease %d", p.NewLeaseTTL, p.Lease))
+			}
+		} else if d.err == nil && len(d.b) > 0 {
 			if p.NewLeaseTTL = d.varint(); d.err == nil && (p.NewLeaseTTL <= 0 || p.Lease != 0) {
 				d.fail(fmt.Errorf("new lease ttl %d with lease %d", p.NewLeaseTTL, p.Lease))
 			}

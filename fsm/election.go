@@ -246,6 +246,9 @@ func applyCampaign(s *State, res *Result, p Campaign, stamp int64, notify bool) 
 			res.Err = fmt.Errorf("%w: %d", ErrLeaseNotFound, p.Lease)
 			return
 		}
+	} else if err := leaseLimitErr(s, p.Owner, p.MaxLeases); err != nil {
+		res.Err = err
+		return
 	}
 	limit := max(p.Limit, 1)
 	e, ok := s.Election(p.Name)
@@ -260,6 +263,10 @@ func applyCampaign(s *State, res *Result, p Campaign, stamp int64, notify bool) 
 			res.Err = fmt.Errorf("%w: %q has limit %d, not %d", ErrLimitMismatch, p.Name, e.Limit, limit)
 			return
 		}
+		if n := len(e.Holders) + len(e.Waiting); p.MaxCandidates > 0 && n >= p.MaxCandidates && e.Position(p.Lease) < 0 {
+			res.Err = fmt.Errorf("%w: %q has %d holders and waiting candidates, the limit is %d", ErrTooManyCandidates, p.Name, n, p.MaxCandidates)
+			return
+		}
 		e = e.clone()
 		if p.LockDelay > 0 {
 			e.LockDelay = p.LockDelay
@@ -268,7 +275,7 @@ func applyCampaign(s *State, res *Result, p Campaign, stamp int64, notify bool) 
 	if p.NewLeaseTTL > 0 {
 		// Every check that can refuse the campaign is above: the lease
 		// is created only when the campaign will be applied with it.
-		applyLeaseGrant(s, res, LeaseGrant{TTL: p.NewLeaseTTL}, stamp, notify)
+		applyLeaseGrant(s, res, LeaseGrant{TTL: p.NewLeaseTTL, Owner: p.Owner}, stamp, notify)
 		p.Lease = res.Lease.ID
 	}
 	if pos := e.Position(p.Lease); pos >= 0 {

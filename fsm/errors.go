@@ -37,6 +37,12 @@ var (
 	// ErrIdempotencyKeyReused means a key was sent again with a different
 	// kind of request.
 	ErrIdempotencyKeyReused = errors.New("fsm: idempotency key reused for a different request")
+	// ErrTooManyLeases means the token (the lease's owner) holds as many
+	// leases as the leader's limit allows.
+	ErrTooManyLeases = errors.New("fsm: too many leases for this token")
+	// ErrTooManyCandidates means the election or lock has as many holders
+	// and waiting candidates as the leader's limit allows.
+	ErrTooManyCandidates = errors.New("fsm: too many candidates")
 )
 
 // domainErrors are the sentinels a recorded result can carry, in a fixed
@@ -44,7 +50,7 @@ var (
 var domainErrors = []error{
 	ErrKeyNotFound, ErrCASConflict, ErrMemberNotFound, ErrLeaseNotFound, ErrBadTTL,
 	ErrElectionNotFound, ErrNotHolder, ErrStaleToken, ErrKindMismatch, ErrLimitMismatch,
-	ErrIdempotencyKeyReused,
+	ErrIdempotencyKeyReused, ErrTooManyLeases, ErrTooManyCandidates,
 }
 
 // StaleTokenError reports the holder's current token. It matches

@@ -26,6 +26,35 @@ type Lease struct {
 	CheckpointStamp int64
 	// GrantStamp is the leader's wall clock at the grant.
 	GrantStamp int64
+	// Owner is the accessor id of the token that granted the lease (empty
+	// without ACLs): leases are counted per owner against a limit.
+	Owner string
+}
+
+// LeaseCountOf is the number of leases owner holds.
+func (s *State) LeaseCountOf(owner string) int {
+	n, _ := s.leaseOwners.Get([]byte(owner))
+	return n
+}
+
+// countLease adds d to owner's lease count.
+func countLease(s *State, owner string, d int, notify bool) {
+	n, _ := s.leaseOwners.Get([]byte(owner))
+	if n+d <= 0 {
+		s.leaseOwners, _ = del(s.leaseOwners, []byte(owner), notify)
+		return
+	}
+	s.leaseOwners = put(s.leaseOwners, []byte(owner), n+d, notify)
+}
+
+// leaseLimitErr says whether owner may not be granted another lease under
+// the proposer's limit max (0: none).
+func leaseLimitErr(s *State, owner string, max int) error {
+	if max > 0 && s.LeaseCountOf(owner) >= max {
+		return fmt.Errorf("%w: the token holds %d leases, the limit is %d (revoke some, or raise -max-leases-per-token)",
+			ErrTooManyLeases, s.LeaseCountOf(owner), max)
+	}
+	return nil
 }
 
 // Attachment kinds, part of the attach index key.
@@ -91,8 +120,13 @@ func applyLeaseGrant(s *State, res *Result, p LeaseGrant, stamp int64, notify bo
 		res.Err = fmt.Errorf("%w: ttl must be positive", ErrBadTTL)
 		return
 	}
-	l := &Lease{ID: s.index, TTL: p.TTL, Epoch: s.index, GrantStamp: stamp}
+	if err := leaseLimitErr(s, p.Owner, p.MaxLeases); err != nil {
+		res.Err = err
+		return
+	}
+	l := &Lease{ID: s.index, TTL: p.TTL, Epoch: s.index, GrantStamp: stamp, Owner: p.Owner}
 	s.leases = put(s.leases, u64key(l.ID), l, notify)
+	countLease(s, l.Owner, 1, notify)
 	res.Lease = l
 }
 
@@ -135,6 +169,7 @@ func removeLease(s *State, l *Lease, failed bool, stamp int64, notify bool) (pro
 		s.attach, _ = del(s.attach, k, notify)
 	}
 	s.leases, _ = del(s.leases, u64key(l.ID), notify)
+	countLease(s, l.Owner, -1, notify)
 	return promoted
 }
 

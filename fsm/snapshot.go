@@ -81,7 +81,12 @@ func WriteState(w io.Writer, s *State) error {
 			})
 		},
 		func() error {
-			return walkRecords(sw, recLease, s.leases, func(e *enc, _ []byte, l *Lease) { encodeLease(e, l) })
+			return walkRecords(sw, recLease, s.leases, func(e *enc, _ []byte, l *Lease) {
+				encodeLease(e, l)
+				if l.Owner != "" {
+					e.str(l.Owner) // optional trailing field of the lease record
+				}
+			})
 		},
 		func() error {
 			return walkRecords(sw, recAttach, s.attach, func(e *enc, k []byte, _ struct{}) { e.bytes(k) })
@@ -122,7 +127,7 @@ func ReadState(r io.Reader) (*State, error) {
 	kv, members, leases, attach := s.kv.Txn(), s.members.Txn(), s.leases.Txn(), s.attach.Txn()
 	elections, dedup, byStamp := s.elections.Txn(), s.dedup.Txn(), s.dedupByStamp.Txn()
 	empties, delayed := s.emptyElections.Txn(), s.delayed.Txn()
-	tokens := s.aclTokens.Txn()
+	tokens, owners := s.aclTokens.Txn(), map[string]int{}
 	for {
 		typ, data, err := sr.Next()
 		if errors.Is(err, io.EOF) {
@@ -157,7 +162,13 @@ func ReadState(r io.Reader) (*State, error) {
 			members.Insert([]byte(m.ID), m)
 		case recLease:
 			l := decodeLease(&d)
+			if d.err == nil && len(d.b) > 0 {
+				if l.Owner = d.str(); d.err == nil && l.Owner == "" {
+					d.fail(errors.New("explicit empty lease owner"))
+				}
+			}
 			leases.Insert(u64key(l.ID), l)
+			owners[l.Owner]++
 		case recAttach:
 			k := d.bytes()
 			if d.err == nil && len(k) < 9 {
@@ -200,6 +211,11 @@ func ReadState(r io.Reader) (*State, error) {
 	s.elections, s.dedup, s.dedupByStamp = elections.CommitOnly(), dedup.CommitOnly(), byStamp.CommitOnly()
 	s.emptyElections, s.delayed = empties.CommitOnly(), delayed.CommitOnly()
 	s.aclTokens = tokens.CommitOnly()
+	ot := s.leaseOwners.Txn()
+	for o, n := range owners {
+		ot.Insert([]byte(o), n)
+	}
+	s.leaseOwners = ot.CommitOnly()
 	if s.aclBySecret, err = secretIndex(s.aclTokens); err != nil {
 		return nil, err
 	}

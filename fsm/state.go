@@ -57,6 +57,9 @@ type State struct {
 	dedup        *iradix.Tree[*dedupEntry] // by idempotency key
 	dedupByStamp *iradix.Tree[string]      // u64key(stamp)+u64key(index) -> key, for collection
 
+	// leaseOwners counts leases per owner; derived, rebuilt on read.
+	leaseOwners *iradix.Tree[int]
+
 	aclTokens   *iradix.Tree[*ACLToken] // by accessor id
 	aclBySecret *iradix.Tree[string]    // secret hash -> accessor id; derived, rebuilt on read
 	// aclBootstrap is the index of the entry that bootstrapped ACLs (0: never).
@@ -69,7 +72,7 @@ func emptyState() *State {
 		leases: iradix.New[*Lease](), attach: iradix.New[struct{}](), elections: iradix.New[*Election](),
 		emptyElections: iradix.New[struct{}](), delayed: iradix.New[int64](),
 		dedup: iradix.New[*dedupEntry](), dedupByStamp: iradix.New[string](),
-		aclTokens: iradix.New[*ACLToken](), aclBySecret: iradix.New[string](),
+		aclTokens: iradix.New[*ACLToken](), aclBySecret: iradix.New[string](), leaseOwners: iradix.New[int](),
 	}
 }
 

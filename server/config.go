@@ -66,6 +66,19 @@ type Config struct {
 	RaftListener net.Listener
 	HTTPListener net.Listener
 
+	// TLSCertFile, TLSKeyFile and TLSCAFile (PEM; all three or none) turn
+	// on TLS: mutual TLS between nodes on Raft (both sides present a node
+	// certificate of the CA) and https on the HTTP API, whose calls to
+	// other nodes (forwarding, joining) also present the node certificate.
+	// ReloadTLS re-reads the files.
+	TLSCertFile string
+	TLSKeyFile  string
+	TLSCAFile   string
+	// TLSRequireClientCert makes the HTTP API require a client
+	// certificate of the CA (mutual TLS). Without it a client certificate
+	// is verified if one is presented.
+	TLSRequireClientCert bool
+
 	// Bootstrap, when non-empty and the data dir holds no Raft state, forms a
 	// new cluster of exactly these peers. Every peer must be given the same
 	// list. It must include this node.
@@ -197,6 +210,9 @@ func (c *Config) validate() error {
 		return bad("election timeout (%s) must be at least the heartbeat timeout (%s)", c.ElectionTimeout, c.HeartbeatTimeout)
 	case len(c.Bootstrap) > 0 && c.Join != "":
 		return bad("bootstrap and join are mutually exclusive")
+	}
+	if err := c.validateTLS(); err != nil {
+		return err
 	}
 	if len(c.Bootstrap) > 0 {
 		seen := map[string]bool{}

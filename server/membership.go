@@ -165,10 +165,10 @@ func (s *Server) joinCluster() {
 	})
 	target := s.cfg.Join
 	if !strings.Contains(target, "://") {
-		target = "http://" + target
+		target = s.httpScheme() + "://" + target
 	}
 	url := strings.TrimSuffix(target, "/") + "/v1/cluster/members"
-	client := &http.Client{Timeout: 15 * time.Second}
+	client := s.peerHTTPClient(15 * time.Second)
 	attempt := 0
 	op := func() (struct{}, error) {
 		attempt++

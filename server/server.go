@@ -23,6 +23,7 @@ import (
 
 	"github.com/coordd/coordd/fsm"
 	"github.com/coordd/coordd/httpapi"
+	"github.com/coordd/coordd/internal/tlsutil"
 	"github.com/coordd/coordd/lease"
 )
 
@@ -67,6 +68,11 @@ type Server struct {
 
 	httpSrv *http.Server
 	httpLn  net.Listener
+
+	// tls holds the node's certificates when TLS is on (nil otherwise);
+	// peerRT carries its HTTP calls to other nodes.
+	tls    *tlsutil.Reloader
+	peerRT http.RoundTripper
 
 	// leaderReady is true while this node leads and has applied its first
 	// entry of the term. A new leader serves nothing before that.
@@ -123,6 +129,12 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("server: create data dir: %w", err)
 	}
+	if cfg.tlsEnabled() {
+		if s.tls, err = tlsutil.NewReloader(tlsutil.Files{Cert: cfg.TLSCertFile, Key: cfg.TLSKeyFile, CA: cfg.TLSCAFile}); err != nil {
+			return nil, fmt.Errorf("server: %w", err)
+		}
+		s.peerRT = peerTransport(s.tls)
+	}
 
 	// Listeners first: a port that is taken should fail before Raft starts.
 	raftLn := cfg.RaftListener
@@ -148,12 +160,16 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	if err != nil {
 		return nil, err
 	}
+	var layer raft.StreamLayer = stream
+	if s.tls != nil {
+		layer = newTLSStreamLayer(stream, s.tls, s.log.Named("raft-tls"))
+	}
 	// MaxRPCsInFlight 1: no pipelined replication. hashicorp/raft's
 	// pipeline can deadlock when its decoder quits (a newer term, a refused
 	// append) while a send is in flight: replication to that follower stops
 	// for good and Raft's shutdown hangs. Its own doc finds the pipeline of
 	// little benefit, and it made no difference to throughput here.
-	tc := &raft.NetworkTransportConfig{Stream: stream, MaxPool: 3, MaxRPCsInFlight: 1, Timeout: raftTimeout, Logger: s.log.Named("raft-net")}
+	tc := &raft.NetworkTransportConfig{Stream: layer, MaxPool: 3, MaxRPCsInFlight: 1, Timeout: raftTimeout, Logger: s.log.Named("raft-net")}
 	if len(cfg.PeerRaftAddrs) > 0 {
 		tc.ServerAddressProvider = &peerAddrs{self: raft.ServerID(cfg.NodeID), own: raft.ServerAddress(stream.Addr().String()), addrs: cfg.PeerRaftAddrs}
 	}
@@ -249,6 +265,7 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 		Registry:         cfg.Registry,
 		Stopping:         s.stop,
 		LeaseClock:       skew,
+		Forwarder:        s.peerHTTPClient(0),
 	})
 	var handler http.Handler = api
 	if cfg.Pprof {
@@ -267,7 +284,7 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	}()
 	go func() {
 		defer s.wg.Done()
-		if err := s.httpSrv.Serve(s.httpLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		if err := s.httpSrv.Serve(s.httpListener()); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			s.log.Error("http server stopped", "error", err)
 		}
 	}()
@@ -282,7 +299,7 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 			s.joinCluster()
 		}()
 	}
-	s.log.Info("coordd node started", "id", cfg.NodeID, "raft", s.transport.LocalAddr(), "http", s.cfg.HTTPAdvertise)
+	s.log.Info("coordd node started", "id", cfg.NodeID, "raft", s.transport.LocalAddr(), "http", s.cfg.HTTPAdvertise, "tls", s.tls != nil)
 	return s, nil
 }
 

@@ -1,5 +1,9 @@
 // Command coordd runs one node of a coordd cluster.
 //
+// `coordd certs -dir DIR -nodes n1,n2,n3` writes a cluster CA and node and
+// client certificates for TLS (-tls-cert, -tls-key, -tls-ca); SIGHUP makes
+// a TLS node re-read those files.
+//
 // `coordd snapshot inspect FILE` verifies a snapshot file (a backup from
 // GET /v1/snapshot, or state.bin in a node's snapshots directory) and prints
 // what is in it.
@@ -84,6 +88,10 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.Int64Var(&c.MaxRequestBytes, "max-request-bytes", server.DefaultMaxRequestBytes, "largest HTTP request body")
 	fs.IntVar(&c.MaxValueBytes, "max-value-bytes", server.DefaultMaxValueBytes, "largest KV value")
 	fs.Int64Var(&c.MaxSnapshotBytes, "max-snapshot-bytes", server.DefaultMaxSnapshotBytes, "largest backup accepted for restore (POST /v1/snapshot)")
+	fs.StringVar(&c.TLSCertFile, "tls-cert", "", "TLS: this node's certificate (PEM); with -tls-key and -tls-ca turns on mutual TLS for Raft and https for the HTTP API (coordd certs writes them)")
+	fs.StringVar(&c.TLSKeyFile, "tls-key", "", "TLS: the private key of -tls-cert (PEM)")
+	fs.StringVar(&c.TLSCAFile, "tls-ca", "", "TLS: the cluster CA bundle (PEM) that peers' and clients' certificates must chain to")
+	fs.BoolVar(&c.TLSRequireClientCert, "tls-require-client-cert", false, "TLS: require a client certificate of the CA on the HTTP API too (default: verified if given)")
 	fs.StringVar(&o.logLevel, "log-level", "info", "log level: trace, debug, info, warn, error")
 	fs.BoolVar(&o.logJSON, "log-json", false, "log in JSON")
 	fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 10*time.Second, "longest graceful shutdown before giving up")
@@ -95,6 +103,9 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 		return nil, fmt.Errorf("unexpected arguments: %s", strings.Join(fs.Args(), " "))
 	}
 	if err := applyEnv(fs, os.LookupEnv); err != nil {
+		return nil, err
+	}
+	if err := checkTLSFlags(c); err != nil {
 		return nil, err
 	}
 	if o.bootstrap != "" {
@@ -141,6 +152,9 @@ func run(args []string, stderr io.Writer) int {
 	if len(args) > 0 && args[0] == "snapshot" {
 		return runSnapshot(args[1:], os.Stdout, stderr)
 	}
+	if len(args) > 0 && args[0] == "certs" {
+		return runCerts(args[1:], os.Stdout, stderr)
+	}
 	o, err := parseFlags(args, stderr)
 	if errors.Is(err, flag.ErrHelp) {
 		return 0
@@ -174,6 +188,8 @@ func run(args []string, stderr io.Writer) int {
 		logger.Error("cannot start", "error", err)
 		return 1
 	}
+	stopReload := reloadOnSIGHUP(srv, logger)
+	defer stopReload()
 	<-ctx.Done()
 	stop()
 	logger.Info("signal received; shutting down gracefully (send again to force)")

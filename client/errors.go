@@ -45,34 +45,53 @@ var (
 	ErrConflict = errors.New("coordd: conflicting use")
 	// ErrSessionClosed: the session was closed by its owner.
 	ErrSessionClosed = errors.New("coordd: session closed")
+	// ErrUnauthenticated: the cluster requires an access token and the
+	// call had none, or one it does not know (401).
+	ErrUnauthenticated = errors.New("coordd: unauthenticated")
+	// ErrPermissionDenied: the token's rules do not allow the call (403).
+	ErrPermissionDenied = errors.New("coordd: permission denied")
+	// ErrLimitExceeded: a limit refused the call (429): too many leases
+	// for the token, candidates for the name, requests per second (retried
+	// automatically), or watchers on the node.
+	ErrLimitExceeded = errors.New("coordd: limit exceeded")
 )
 
 var codeSentinels = map[string]error{
-	"not_leader":             ErrNotLeader,
-	"no_leader":              ErrNoLeader,
-	"leader_not_ready":       ErrNoLeader,
-	"catching_up":            ErrNoLeader,
-	"shutting_down":          ErrUnavailable,
-	"forward_failed":         ErrUnavailable,
-	"outcome_unknown":        ErrOutcomeUnknown,
-	"key_not_found":          ErrKeyNotFound,
-	"cas_conflict":           ErrCASConflict,
-	"lease_not_found":        ErrLeaseNotFound,
-	"lease_lost":             ErrLeaseLost,
-	"not_holder":             ErrNotHolder,
-	"election_not_found":     ErrNotHolder,
-	"stale_token":            ErrStaleToken,
-	"bad_request":            ErrBadRequest,
-	"bad_ttl":                ErrBadRequest,
-	"too_large":              ErrBadRequest,
-	"kind_mismatch":          ErrConflict,
-	"limit_mismatch":         ErrConflict,
-	"idempotency_key_reused": ErrConflict,
-	"restore_in_progress":    ErrConflict,
-	"invalid_snapshot":       ErrBadRequest,
-	"method_not_allowed":     ErrBadRequest,
-	"not_found":              ErrBadRequest,
-	"unknown_member":         ErrUnknownMember,
+	"not_leader":               ErrNotLeader,
+	"no_leader":                ErrNoLeader,
+	"leader_not_ready":         ErrNoLeader,
+	"catching_up":              ErrNoLeader,
+	"shutting_down":            ErrUnavailable,
+	"forward_failed":           ErrUnavailable,
+	"outcome_unknown":          ErrOutcomeUnknown,
+	"key_not_found":            ErrKeyNotFound,
+	"cas_conflict":             ErrCASConflict,
+	"lease_not_found":          ErrLeaseNotFound,
+	"lease_lost":               ErrLeaseLost,
+	"not_holder":               ErrNotHolder,
+	"election_not_found":       ErrNotHolder,
+	"stale_token":              ErrStaleToken,
+	"bad_request":              ErrBadRequest,
+	"bad_ttl":                  ErrBadRequest,
+	"too_large":                ErrBadRequest,
+	"kind_mismatch":            ErrConflict,
+	"limit_mismatch":           ErrConflict,
+	"idempotency_key_reused":   ErrConflict,
+	"restore_in_progress":      ErrConflict,
+	"invalid_snapshot":         ErrBadRequest,
+	"method_not_allowed":       ErrBadRequest,
+	"not_found":                ErrBadRequest,
+	"unknown_member":           ErrUnknownMember,
+	"unauthenticated":          ErrUnauthenticated,
+	"invalid_token":            ErrUnauthenticated,
+	"permission_denied":        ErrPermissionDenied,
+	"too_many_leases":          ErrLimitExceeded,
+	"too_many_candidates":      ErrLimitExceeded,
+	"rate_limited":             ErrLimitExceeded,
+	"too_many_watchers":        ErrLimitExceeded,
+	"token_not_found":          ErrBadRequest,
+	"token_exists":             ErrConflict,
+	"acl_already_bootstrapped": ErrConflict,
 }
 
 // Error is an error answer of a coordd node.
@@ -104,7 +123,7 @@ func (e *Error) Is(target error) bool {
 // call can be retried whatever it was.
 func (e *Error) retryable() bool {
 	switch e.Code {
-	case "not_leader", "no_leader", "leader_not_ready", "catching_up", "shutting_down":
+	case "not_leader", "no_leader", "leader_not_ready", "catching_up", "shutting_down", "rate_limited":
 		return true
 	}
 	return false

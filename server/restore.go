@@ -62,7 +62,9 @@ func (s *Server) Restore(ctx context.Context, backup *fsm.State, opts httpapi.Re
 		return httpapi.RestoreResult{}, fmt.Errorf("server: restore: wait for entries in flight: %w", translate(err))
 	}
 
-	prepared := fsm.PrepareRestore(backup, s.fsm.State().Members(), max(s.raft.LastIndex(), backup.Index())+opts.Bump)
+	// The running cluster's access tokens stay: a restore replaces data,
+	// not who may reach it.
+	prepared := fsm.PrepareRestore(backup, s.fsm.State().Members(), max(s.raft.LastIndex(), backup.Index())+opts.Bump).WithACLOf(s.fsm.State())
 	f, err := os.CreateTemp(s.cfg.DataDir, "restore-*.snap")
 	if err != nil {
 		return httpapi.RestoreResult{}, fmt.Errorf("server: restore: %w", err)

@@ -43,6 +43,8 @@ Global flags (before the command):
                       one per line for commands that stream events)
   -timeout 30s        deadline of a one-shot command (not of watch, keepalive,
                       elect, observe and lock, which run until interrupted)
+  -token SECRET       access token for a cluster with ACLs (default: $COORDD_TOKEN)
+  -token-file F       file holding the access token (default: $COORDD_TOKEN_FILE)
 
 Commands (flags may come before or after the arguments):
   status                                 each endpoint's view of the cluster (exit 1 if
@@ -71,6 +73,10 @@ Commands (flags may come before or after the arguments):
   snapshot save FILE                     a consistent backup of the whole state, from the leader
   snapshot restore [-bump N] FILE        replace the whole state with a backup (verified first);
                                          holders get fresh tokens above every earlier one
+  acl bootstrap [-secret-file F]         make the first management token (once per cluster)
+  acl token create [-description D] [-management] [-rule RESOURCE:ACCESS[:PREFIX]]...
+  acl token ls | get ACCESSOR | delete ACCESSOR
+  acl whoami                             the token this client sends
   help                                   this text
 
 Exit codes:
@@ -103,6 +109,7 @@ type env struct {
 	json      bool
 	timeout   time.Duration
 	cmd       string // the command path for messages, e.g. "kv get"
+	token     string // access token sent as a bearer token
 }
 
 // command runs with the arguments after its name and returns the exit code.
@@ -149,6 +156,13 @@ func commands() map[string]command {
 		"snapshot": group("snapshot", map[string]command{
 			"save": cmdSnapshotSave, "restore": cmdSnapshotRestore,
 		}, snapshotSynopsis),
+		"acl": group("acl", map[string]command{
+			"bootstrap": cmdACLBootstrap, "whoami": cmdACLWhoami,
+			"token": group("acl token", map[string]command{
+				"create": cmdACLTokenCreate, "ls": cmdACLTokenList, "list": cmdACLTokenList,
+				"get": cmdACLTokenGet, "delete": cmdACLTokenDelete, "rm": cmdACLTokenDelete,
+			}, aclSynopsis),
+		}, aclSynopsis),
 	}
 }
 
@@ -166,6 +180,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	endpoints := fs.String("endpoints", def, "comma-separated HTTP addresses of coordd nodes")
 	output := fs.String("o", "table", "output format: table or json")
 	fs.DurationVar(&e.timeout, "timeout", 30*time.Second, "deadline of a one-shot command")
+	fs.StringVar(&e.token, "token", os.Getenv("COORDD_TOKEN"), "access token (secret) for clusters with ACLs")
+	tokenFile := fs.String("token-file", os.Getenv("COORDD_TOKEN_FILE"), "file holding the access token")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return exitOK
@@ -181,6 +197,13 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	}
 	if e.timeout <= 0 {
 		return e.usagef("-timeout %s: must be positive", e.timeout)
+	}
+	if *tokenFile != "" && e.token == "" {
+		b, err := os.ReadFile(*tokenFile)
+		if err != nil {
+			return e.usagef("-token-file: %v", err)
+		}
+		e.token = strings.TrimSpace(string(b))
 	}
 	for _, ep := range strings.Split(*endpoints, ",") {
 		if ep = strings.TrimSpace(ep); ep != "" {
@@ -224,7 +247,7 @@ func (e *env) warnf(format string, a ...any) {
 
 // newClient connects to the endpoints. It fails only on a bad endpoint.
 func (e *env) newClient(ctx context.Context) (*client.Client, error) {
-	return client.New(ctx, client.Config{Endpoints: e.endpoints, RetryTimeout: e.timeout})
+	return client.New(ctx, client.Config{Endpoints: e.endpoints, RetryTimeout: e.timeout, Token: e.token})
 }
 
 // oneShot is the context of a command bounded by -timeout.

@@ -110,6 +110,9 @@ func (a *API) membersJoin(w http.ResponseWriter, r *http.Request) {
 		if err != nil {
 			return err
 		}
+		if c, ok := a.node.(interface{ ClusterID() string }); ok && c.ClusterID() != "" {
+			w.Header().Set(headerClusterID, c.ClusterID())
+		}
 		writeJSON(w, http.StatusOK, ms)
 		return nil
 	})

@@ -37,6 +37,7 @@ const (
 	CodeIdempotencyReused = "idempotency_key_reused"
 	CodeInvalidSnapshot   = "invalid_snapshot"
 	CodeRestoreInProgress = "restore_in_progress"
+	CodeClusterMismatch   = "cluster_mismatch"
 	headerRetryAfter      = "Retry-After"
 	retryAfterSeconds     = "1"
 	contentTypeJSON       = "application/json"
@@ -51,6 +52,7 @@ const (
 	headerServedBy        = "X-Coordd-Served-By"
 	headerIdempotencyID   = "Idempotency-Key"
 	headerReplayed        = "Idempotent-Replayed"
+	headerClusterID       = "X-Coordd-Cluster-Id"
 )
 
 // ErrorBody is the JSON body of every error response.
@@ -132,6 +134,8 @@ func classify(err error) (int, ErrorDetail) {
 	case errors.Is(err, ErrOutcomeUnknown):
 		return http.StatusServiceUnavailable, ErrorDetail{Code: CodeOutcomeUnknown,
 			Message: err.Error() + " (the write may or may not have been applied: retry with the same Idempotency-Key, or read before retrying)"}
+	case errors.Is(err, ErrClusterMismatch):
+		return http.StatusConflict, ErrorDetail{Code: CodeClusterMismatch, Message: err.Error()}
 	case errors.Is(err, ErrRestoreInProgress):
 		return http.StatusConflict, ErrorDetail{Code: CodeRestoreInProgress, Message: err.Error()}
 	case errors.Is(err, ErrShutdown):

@@ -33,6 +33,9 @@ var (
 	// ErrCatchingUp means this node has not yet applied what was committed
 	// when it started.
 	ErrCatchingUp = errors.New("coordd: catching up")
+	// ErrClusterMismatch means a node of another cluster asked to join
+	// (409 cluster_mismatch).
+	ErrClusterMismatch = errors.New("coordd: cluster id mismatch")
 	// ErrRestoreInProgress means a restore is already running.
 	ErrRestoreInProgress = errors.New("coordd: a restore is already in progress")
 	// ErrBadRequest wraps a Node-side validation failure of caller input.
@@ -136,6 +139,9 @@ type JoinRequest struct {
 	HTTPAddr string `json:"http_addr"`
 	// Voter defaults to true when absent.
 	Voter *bool `json:"voter,omitempty"`
+	// ClusterID is the joiner's cluster id, if it has one: the leader
+	// refuses a node of another cluster.
+	ClusterID string `json:"cluster_id,omitempty"`
 }
 
 // Staleness describes a local read.
@@ -168,6 +174,9 @@ type Status struct {
 	// PID is the node's process id (for benchmarks and operators that
 	// read its CPU use or signal it on the same host).
 	PID int `json:"pid"`
+	// ClusterID is the id of the cluster this node belongs to ("" before
+	// a new node learns it).
+	ClusterID string `json:"cluster_id,omitempty"`
 }
 
 // SnapshotStatus describes a node's latest snapshot.

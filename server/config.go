@@ -88,6 +88,10 @@ type Config struct {
 	Join string
 	// NonVoter joins as a non-voting member.
 	NonVoter bool
+	// ClusterName enters the cluster id derived from Bootstrap (like
+	// etcd's --initial-cluster-token): give clusters bootstrapped with
+	// identical peer lists different names. See clusterid.go.
+	ClusterName string
 
 	// Raft timing.
 	HeartbeatTimeout   time.Duration

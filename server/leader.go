@@ -109,6 +109,13 @@ func (s *Server) leaderDuties(ctx context.Context) {
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
+	// A cluster whose data dirs predate cluster ids gets one from its
+	// first leader (clusterid.go).
+	if s.clusterID.get() == "" {
+		if err := s.clusterID.generate(); err != nil {
+			s.log.Error("cannot set a cluster id", "error", err)
+		}
+	}
 	// A restore whose leader died before finishing it is finished first:
 	// nothing may be served from a restored state with its old tokens.
 	for s.fsm.State().Restore().Pending {

@@ -46,6 +46,9 @@ func (s *Server) Join(ctx context.Context, req httpapi.JoinRequest) error {
 		return err
 	}
 	voter := req.Voter == nil || *req.Voter
+	if err := s.checkJoiner(ctx, req); err != nil {
+		return err
+	}
 	f := s.raft.GetConfiguration()
 	if err := waitFuture(ctx, f); err != nil {
 		return translate(err)
@@ -162,6 +165,7 @@ func (s *Server) joinCluster() {
 	}()
 	body, _ := json.Marshal(httpapi.JoinRequest{
 		ID: s.cfg.NodeID, RaftAddr: s.RaftAddr(), HTTPAddr: s.cfg.HTTPAdvertise, Voter: ptr(!s.cfg.NonVoter),
+		ClusterID: s.clusterID.get(),
 	})
 	target := s.cfg.Join
 	if !strings.Contains(target, "://") {
@@ -185,6 +189,11 @@ func (s *Server) joinCluster() {
 		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
 		switch {
 		case resp.StatusCode/100 == 2:
+			if id := resp.Header.Get(ClusterIDHeader); id != "" {
+				if err := s.clusterID.adopt(id, "join answer"); err != nil {
+					return struct{}{}, backoff.Permanent(fmt.Errorf("joined via %s, but: %w", url, err))
+				}
+			}
 			return struct{}{}, nil
 		case resp.StatusCode >= 500 || resp.StatusCode == http.StatusTooManyRequests:
 			return struct{}{}, fmt.Errorf("join via %s: %s: %s", url, resp.Status, bytes.TrimSpace(msg))

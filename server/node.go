@@ -170,6 +170,7 @@ func (s *Server) Status() httpapi.Status {
 		AppliedIndex: s.raft.AppliedIndex(),
 		LastIndex:    s.raft.LastIndex(),
 		Ready:        s.Ready() == nil,
+		ClusterID:    s.clusterID.get(),
 	}
 	if l, ok := s.Leader(); ok {
 		st.Leader = &l

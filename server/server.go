@@ -19,7 +19,6 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
-	bolt "go.etcd.io/bbolt"
 
 	"github.com/coordd/coordd/fsm"
 	"github.com/coordd/coordd/httpapi"
@@ -49,6 +48,7 @@ type Server struct {
 
 	fsm       *fsm.FSM
 	applied   *indexWaiter
+	clusterID *clusterID
 	raft      *raft.Raft
 	store     *raftboltdb.BoltStore
 	transport *raft.NetworkTransport
@@ -129,6 +129,9 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("server: create data dir: %w", err)
 	}
+	if s.clusterID, err = loadClusterID(cfg.DataDir, s.log); err != nil {
+		return nil, err
+	}
 	if cfg.tlsEnabled() {
 		if s.tls, err = tlsutil.NewReloader(tlsutil.Files{Cert: cfg.TLSCertFile, Key: cfg.TLSKeyFile, CA: cfg.TLSCAFile}); err != nil {
 			return nil, fmt.Errorf("server: %w", err)
@@ -173,22 +176,21 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	if len(cfg.PeerRaftAddrs) > 0 {
 		tc.ServerAddressProvider = &peerAddrs{self: raft.ServerID(cfg.NodeID), own: raft.ServerAddress(stream.Addr().String()), addrs: cfg.PeerRaftAddrs}
 	}
+	tc.Stream = newClusterStreamLayer(tc.Stream, s.clusterID, s.log.Named("raft-net"))
 	s.transport = raft.NewNetworkTransportWithConfig(tc)
 	transport := s.transport
 	cleanups = append(cleanups, func() { transport.Close() })
 
-	// Log and stable store: bbolt with the options DESIGN.md names (the
-	// array freelist and its sync are a known source of write latency).
-	s.store, err = raftboltdb.New(raftboltdb.Options{
-		Path: filepath.Join(cfg.DataDir, "raft.db"),
-		BoltOptions: &bolt.Options{
-			Timeout:        time.Second,
-			NoFreelistSync: true,
-			FreelistType:   bolt.FreelistMapType,
-		},
-	})
+	// Log and stable store: bbolt (options in openBoltStore), checked
+	// page by page and entry by entry before Raft reads it (integrity.go).
+	dbPath := filepath.Join(cfg.DataDir, "raft.db")
+	checkStart := time.Now()
+	logIndexes, err := checkBoltFile(dbPath)
 	if err != nil {
-		return nil, fmt.Errorf("server: open raft store: %w", err)
+		return nil, err
+	}
+	if s.store, err = openBoltStore(dbPath); err != nil {
+		return nil, err
 	}
 	store := s.store
 	cleanups = append(cleanups, func() { store.Close() })
@@ -202,6 +204,9 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	}
 	s.snapStats = newSnapshotStats()
 	snaps := newStatsSnapshotStore(fileSnaps, cfg.DataDir, s.snapStats)
+	if err := s.checkData(snaps, dbPath, logIndexes, checkStart); err != nil {
+		return nil, err
+	}
 
 	rc := raft.DefaultConfig()
 	rc.LocalID = raft.ServerID(cfg.NodeID)
@@ -229,12 +234,15 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 
 	s.raft, err = raft.NewRaft(rc, &trackedFSM{FSM: s.fsm, applied: s.applied, mu: &s.leaseMu, observe: s.observeApplied}, logs, s.store, snaps, s.transport)
 	if err != nil {
-		return nil, fmt.Errorf("server: start raft: %w", err)
+		return nil, fmt.Errorf("server: start raft: %w", snaps.snapshotRestoreError(err))
 	}
 	r := s.raft
 	cleanups = append(cleanups, func() { r.Shutdown().Error() })
 
 	if !existing && len(cfg.Bootstrap) > 0 {
+		if err := s.clusterID.adopt(DeriveClusterID(cfg.ClusterName, cfg.Bootstrap), "bootstrap list"); err != nil {
+			return nil, fmt.Errorf("server: bootstrap: %w (the data dir holds a cluster id but no Raft state: remove %s)", err, s.clusterID.path)
+		}
 		var conf raft.Configuration
 		for _, p := range cfg.Bootstrap {
 			addr := p.RaftAddr

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -117,6 +118,10 @@ func (st *snapshotStats) collectors() []prometheus.Collector {
 type statsSnapshotStore struct {
 	raft.SnapshotStore
 	stats *snapshotStats
+	// guard makes List return the newest snapshot or fail (integrity.go).
+	guard snapshotGuard
+	// openErr is the last error of Open, for the startup error message.
+	openErr atomic.Pointer[error]
 }
 
 // newStatsSnapshotStore wraps store and seeds the stats with the latest
@@ -130,7 +135,7 @@ func newStatsSnapshotStore(store raft.SnapshotStore, dir string, stats *snapshot
 		}
 		stats.record(info)
 	}
-	return &statsSnapshotStore{SnapshotStore: store, stats: stats}
+	return &statsSnapshotStore{SnapshotStore: store, stats: stats, guard: snapshotGuard{dir: filepath.Join(dir, "snapshots")}}
 }
 
 func (s *statsSnapshotStore) Create(version raft.SnapshotVersion, index, term uint64, configuration raft.Configuration,

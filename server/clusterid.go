@@ -1,0 +1,384 @@
+package server
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/raft"
+
+	"github.com/coordd/coordd/httpapi"
+)
+
+// Cluster id.
+//
+// Every node of a cluster shares one cluster id, kept in the data dir
+// (file cluster-id, written atomically, read at every start). A node
+// refuses Raft traffic from a node with another id (clusterStreamLayer),
+// and a leader refuses to add a node that belongs to another cluster
+// (Server.Join), so that a node pointed at the wrong cluster, or a peer
+// address reused by another cluster, can neither join nor disturb it.
+//
+// Where the id comes from:
+//   - -bootstrap: derived from the bootstrap list and -cluster-name, as
+//     etcd derives its cluster id from --initial-cluster and
+//     --initial-cluster-token: every bootstrap peer, given the same list,
+//     computes the same id with no message exchanged. Two clusters
+//     bootstrapped with identical lists (same ids and addresses, e.g. the
+//     same compose file on two hosts) get the same id unless they are
+//     given different -cluster-name values.
+//   - -join (or added through the members API): the node starts without an
+//     id and adopts the id of the first cluster that talks to it: the join
+//     answer (header X-Coordd-Cluster-Id) or the first Raft connection it
+//     accepts, whichever comes first. A node with no id has no state to
+//     protect.
+//   - data dirs from before cluster ids (upgrade): no node has an id, and
+//     nodes without one talk to each other as before. The first leader
+//     (once it has applied its first entry of the term) generates a random
+//     id and its followers adopt it from its next connection. Should that
+//     leader die after storing its id and before any follower adopted it,
+//     the next leader generates another, and the first, when it comes
+//     back, is refused by the others: remove its cluster-id file and
+//     restart it, and it adopts the cluster's.
+const clusterIDFile = "cluster-id"
+
+// ClusterIDHeader carries the cluster id on the answer to a join.
+const ClusterIDHeader = "X-Coordd-Cluster-Id"
+
+// ErrClusterMismatch means a node of another cluster tried to join or talk
+// to this one.
+var ErrClusterMismatch = httpapi.ErrClusterMismatch
+
+// DeriveClusterID is the id of a cluster bootstrapped with peers and name:
+// the first 16 hex digits of a SHA-256 of the name and the sorted peer
+// list (id, Raft address, HTTP address).
+func DeriveClusterID(name string, peers []Peer) string {
+	lines := make([]string, 0, len(peers))
+	for _, p := range peers {
+		lines = append(lines, p.ID+"="+p.RaftAddr+","+p.HTTPAddr)
+	}
+	slices.Sort(lines)
+	sum := sha256.Sum256([]byte("coordd cluster\n" + name + "\n" + strings.Join(lines, "\n")))
+	return hex.EncodeToString(sum[:8])
+}
+
+// clusterID is this node's cluster id, persisted in its data dir.
+type clusterID struct {
+	path string
+	log  hclog.Logger
+
+	mu sync.Mutex
+	id string
+}
+
+func loadClusterID(dir string, log hclog.Logger) (*clusterID, error) {
+	c := &clusterID{path: filepath.Join(dir, clusterIDFile), log: log}
+	b, err := os.ReadFile(c.path)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		return c, nil
+	case err != nil:
+		return nil, fmt.Errorf("server: read cluster id: %w", err)
+	}
+	id := strings.TrimSpace(string(b))
+	if !validClusterID(id) {
+		return nil, corrupt("%s holds %q, not a cluster id", c.path, b)
+	}
+	c.id = id
+	return c, nil
+}
+
+func validClusterID(id string) bool {
+	if len(id) == 0 || len(id) > 64 {
+		return false
+	}
+	for _, r := range id {
+		if !(r >= '0' && r <= '9' || r >= 'a' && r <= 'f') {
+			return false
+		}
+	}
+	return true
+}
+
+// get returns the id, "" if this node has none yet.
+func (c *clusterID) get() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.id
+}
+
+// adopt sets the id if the node has none, and reports ErrClusterMismatch
+// if it has another one. how says where the id came from, for the log.
+func (c *clusterID) adopt(id, how string) error {
+	if !validClusterID(id) {
+		return fmt.Errorf("%w: %q is not a cluster id", ErrClusterMismatch, id)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	switch c.id {
+	case id:
+		return nil
+	case "":
+	default:
+		return fmt.Errorf("%w: this node belongs to cluster %s, not %s", ErrClusterMismatch, c.id, id)
+	}
+	if err := writeFileAtomic(c.path, []byte(id+"\n")); err != nil {
+		return fmt.Errorf("server: store cluster id: %w", err)
+	}
+	c.id = id
+	c.log.Info("cluster id set", "cluster_id", id, "from", how)
+	return nil
+}
+
+// generate gives a node without an id a random one.
+func (c *clusterID) generate() error {
+	var b [8]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return fmt.Errorf("server: generate cluster id: %w", err)
+	}
+	err := c.adopt(hex.EncodeToString(b[:]), "generated by this leader (data dir from before cluster ids)")
+	if errors.Is(err, ErrClusterMismatch) {
+		return nil // adopted one meanwhile
+	}
+	return err
+}
+
+// writeFileAtomic writes path through a synced temporary file and a rename,
+// then syncs the directory: a crash leaves the old file or the new one.
+func writeFileAtomic(path string, data []byte) error {
+	tmp := path + ".tmp"
+	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return err
+	}
+	d, err := os.Open(filepath.Dir(path))
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
+
+// The Raft preamble: magic, one length byte, the id (empty if the dialer
+// has none). It is written once per connection, right after the dial:
+// NetworkTransport dials through the stream layer for every new pooled
+// connection and never reuses a net.Conn across dials, so each connection
+// carries exactly one preamble.
+const preambleMagic = "coordd-cluster\x01"
+
+// preambleTimeout bounds how long an accepted connection may take to send
+// its preamble.
+const preambleTimeout = 10 * time.Second
+
+func encodePreamble(id string) []byte {
+	b := make([]byte, 0, len(preambleMagic)+1+len(id))
+	b = append(b, preambleMagic...)
+	b = append(b, byte(len(id)))
+	return append(b, id...)
+}
+
+// clusterStreamLayer wraps the Raft stream layer: Dial sends this node's
+// cluster id, and a connection it accepts must send a matching one before
+// its first byte reaches Raft.
+type clusterStreamLayer struct {
+	raft.StreamLayer
+	id  *clusterID
+	log hclog.Logger
+
+	mu      sync.Mutex
+	lastLog map[string]time.Time // refusals logged per remote, rate-limited
+}
+
+func newClusterStreamLayer(inner raft.StreamLayer, id *clusterID, log hclog.Logger) *clusterStreamLayer {
+	return &clusterStreamLayer{StreamLayer: inner, id: id, log: log, lastLog: map[string]time.Time{}}
+}
+
+// Dial implements raft.StreamLayer.
+func (l *clusterStreamLayer) Dial(address raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
+	conn, err := l.StreamLayer.Dial(address, timeout)
+	if err != nil {
+		return nil, err
+	}
+	if timeout > 0 {
+		_ = conn.SetWriteDeadline(time.Now().Add(timeout))
+	}
+	if _, err := conn.Write(encodePreamble(l.id.get())); err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("server: send cluster id to %s: %w", address, err)
+	}
+	_ = conn.SetWriteDeadline(time.Time{})
+	return conn, nil
+}
+
+// Accept implements raft.StreamLayer. It does not read: the preamble is
+// checked on the connection's first Read, on Raft's goroutine for that
+// connection, so a slow peer never blocks the accept loop.
+func (l *clusterStreamLayer) Accept() (net.Conn, error) {
+	conn, err := l.StreamLayer.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return &clusterConn{Conn: conn, layer: l}, nil
+}
+
+// clusterConn checks the peer's preamble before its first Read returns.
+type clusterConn struct {
+	net.Conn
+	layer   *clusterStreamLayer
+	once    sync.Once
+	checked error
+}
+
+func (c *clusterConn) Read(p []byte) (int, error) {
+	c.once.Do(func() { c.checked = c.check() })
+	if c.checked != nil {
+		return 0, c.checked
+	}
+	return c.Conn.Read(p)
+}
+
+func (c *clusterConn) check() error {
+	_ = c.Conn.SetReadDeadline(time.Now().Add(preambleTimeout))
+	defer c.Conn.SetReadDeadline(time.Time{})
+	head := make([]byte, len(preambleMagic)+1)
+	if _, err := io.ReadFull(c.Conn, head); err != nil {
+		c.Conn.Close()
+		return fmt.Errorf("server: raft connection from %s: no cluster id preamble: %w", c.RemoteAddr(), err)
+	}
+	if string(head[:len(preambleMagic)]) != preambleMagic {
+		c.Conn.Close()
+		err := fmt.Errorf("%w: raft connection from %s sent no cluster id (a coordd without cluster ids, or not coordd): refused",
+			ErrClusterMismatch, c.RemoteAddr())
+		c.layer.refused(c.RemoteAddr(), err)
+		return err
+	}
+	id := make([]byte, head[len(head)-1])
+	if _, err := io.ReadFull(c.Conn, id); err != nil {
+		c.Conn.Close()
+		return fmt.Errorf("server: raft connection from %s: short cluster id preamble: %w", c.RemoteAddr(), err)
+	}
+	if err := c.layer.admit(string(id)); err != nil {
+		c.Conn.Close()
+		err = fmt.Errorf("raft connection from %s refused: %w", c.RemoteAddr(), err)
+		c.layer.refused(c.RemoteAddr(), err)
+		return err
+	}
+	return nil
+}
+
+// admit decides on a peer's cluster id: equal ids pass; a node without an
+// id adopts the first one it is sent; a peer without an id is refused by a
+// node that has one, unless this node has none either (an upgrade in which
+// no node has an id yet).
+func (l *clusterStreamLayer) admit(remote string) error {
+	local := l.id.get()
+	switch {
+	case remote == local:
+		return nil
+	case remote == "":
+		return fmt.Errorf("%w: the peer has no cluster id and this node belongs to cluster %s", ErrClusterMismatch, local)
+	case local == "":
+		return l.id.adopt(remote, "first raft connection")
+	default:
+		return fmt.Errorf("%w: the peer belongs to cluster %s, this node to cluster %s", ErrClusterMismatch, remote, local)
+	}
+}
+
+// refused logs a refusal, at most every 10 s per remote host.
+func (l *clusterStreamLayer) refused(addr net.Addr, err error) {
+	host := addr.String()
+	if h, _, e := net.SplitHostPort(host); e == nil {
+		host = h
+	}
+	l.mu.Lock()
+	last, now := l.lastLog[host], time.Now()
+	log := now.Sub(last) > 10*time.Second
+	if log {
+		l.lastLog[host] = now
+	}
+	l.mu.Unlock()
+	if log {
+		l.log.Error("refused a raft connection from another cluster (is a node of another cluster configured with this node's address?)", "error", err)
+	}
+}
+
+// ClusterID is the id of the cluster this node belongs to, "" until a new
+// node learns it.
+func (s *Server) ClusterID() string { return s.clusterID.get() }
+
+// checkJoiner refuses a joiner of another cluster: by the id its request
+// carries, or else by the id its own status reports (a node added through
+// the members API by an operator sends nothing). A joiner whose status
+// cannot be read is let in: it may not be up yet, and its Raft
+// connections are checked anyway.
+func (s *Server) checkJoiner(ctx context.Context, req httpapi.JoinRequest) error {
+	local := s.clusterID.get()
+	if local == "" {
+		return nil
+	}
+	remote := req.ClusterID
+	if remote == "" && req.HTTPAddr != "" {
+		remote = s.probeClusterID(ctx, req.HTTPAddr)
+	}
+	if remote != "" && remote != local {
+		return fmt.Errorf("%w: node %q (%s) belongs to cluster %s, this cluster is %s: refusing to add it "+
+			"(to move it here, stop it, empty its data dir and start it with -join)", ErrClusterMismatch, req.ID, req.HTTPAddr, remote, local)
+	}
+	return nil
+}
+
+// probeClusterID asks a node's HTTP API for its cluster id ("" if it has
+// none or does not answer within 2 s).
+func (s *Server) probeClusterID(ctx context.Context, httpAddr string) string {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	url := httpAddr
+	if !strings.Contains(url, "://") {
+		url = "http://" + url
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimSuffix(url, "/")+"/v1/status?stale", nil)
+	if err != nil {
+		return ""
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		s.log.Warn("cannot read the cluster id of a joining node; adding it anyway (its raft connections are checked)", "http", httpAddr, "error", err)
+		return ""
+	}
+	defer resp.Body.Close()
+	var st struct {
+		ClusterID string `json:"cluster_id"`
+	}
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&st); err != nil {
+		return ""
+	}
+	return st.ClusterID
+}

@@ -8,6 +8,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -38,7 +39,11 @@ const usageText = `usage: coordctl [-endpoints H:P,...] [-o table|json] [-timeou
 
 Global flags (before the command):
   -endpoints H:P,...  HTTP addresses of coordd nodes (default: $COORDCTL_ENDPOINTS,
-                      else ` + defaultEndpoints + `)
+                      else ` + defaultEndpoints + `); https://H:P for TLS
+  -ca FILE            TLS: CA certificate(s) the nodes' certificates must chain to
+                      (default: $COORDD_CA); endpoints without a scheme become https
+  -cert F -key F      TLS: client certificate and key, for clusters that require one
+                      (default: $COORDD_CERT, $COORDD_KEY)
   -o table|json       output: aligned columns (default) or JSON (one document;
                       one per line for commands that stream events)
   -timeout 30s        deadline of a one-shot command (not of watch, keepalive,
@@ -106,6 +111,7 @@ type env struct {
 	stdout    io.Writer
 	stderr    io.Writer
 	endpoints []string
+	tls       *tls.Config // for https endpoints; nil without -ca, -cert, -key
 	json      bool
 	timeout   time.Duration
 	cmd       string // the command path for messages, e.g. "kv get"
@@ -179,6 +185,9 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	}
 	endpoints := fs.String("endpoints", def, "comma-separated HTTP addresses of coordd nodes")
 	output := fs.String("o", "table", "output format: table or json")
+	caFile := fs.String("ca", os.Getenv("COORDD_CA"), "TLS: CA certificate file for https endpoints")
+	certFile := fs.String("cert", os.Getenv("COORDD_CERT"), "TLS: client certificate file")
+	keyFile := fs.String("key", os.Getenv("COORDD_KEY"), "TLS: client key file")
 	fs.DurationVar(&e.timeout, "timeout", 30*time.Second, "deadline of a one-shot command")
 	fs.StringVar(&e.token, "token", os.Getenv("COORDD_TOKEN"), "access token (secret) for clusters with ACLs")
 	tokenFile := fs.String("token-file", os.Getenv("COORDD_TOKEN_FILE"), "file holding the access token")
@@ -212,6 +221,18 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	}
 	if len(e.endpoints) == 0 {
 		return e.usagef("-endpoints: no endpoint given")
+	}
+	if *caFile != "" || *certFile != "" || *keyFile != "" {
+		cfg, err := client.TLSConfig(*caFile, *certFile, *keyFile)
+		if err != nil {
+			return e.usagef("-ca, -cert, -key: %v", err)
+		}
+		e.tls = cfg
+		for i, ep := range e.endpoints {
+			if !strings.Contains(ep, "://") {
+				e.endpoints[i] = "https://" + ep
+			}
+		}
 	}
 	rest := fs.Args()
 	if len(rest) == 0 {
@@ -247,7 +268,7 @@ func (e *env) warnf(format string, a ...any) {
 
 // newClient connects to the endpoints. It fails only on a bad endpoint.
 func (e *env) newClient(ctx context.Context) (*client.Client, error) {
-	return client.New(ctx, client.Config{Endpoints: e.endpoints, RetryTimeout: e.timeout, Token: e.token})
+	return client.New(ctx, client.Config{Endpoints: e.endpoints, RetryTimeout: e.timeout, Token: e.token, TLS: e.tls})
 }
 
 // oneShot is the context of a command bounded by -timeout.

@@ -3,7 +3,7 @@ GO        ?= go
 BIN       := bin
 TEST_TIMEOUT ?= 14m
 
-.PHONY: all build run test test-e2e test-crash jepsen jepsen-long jepsen-disk bench-e2e bench-recovery bench bench-quick bench-micro fuzz vet fmt clean
+.PHONY: all build run run-tls test test-e2e test-crash jepsen jepsen-long jepsen-disk bench-e2e bench-recovery bench bench-quick bench-micro fuzz vet fmt clean
 
 all: build
 
@@ -14,6 +14,13 @@ build:
 ## run: build and start a local 3-node cluster (HTTP 7101-7103, Raft 7201-7203, data in ./data)
 run: build
 	COORDD=$(BIN)/coordd ./scripts/run-cluster.sh
+
+# RUN_TLS_FLAGS adds coordd flags to every node of make run-tls.
+RUN_TLS_FLAGS ?=
+
+## run-tls: like run, with TLS: certificates made once by `coordd certs` in ./data-tls/tls, mutual TLS on Raft, https on 7101-7103 (data in ./data-tls)
+run-tls: build
+	COORDD=$(BIN)/coordd TLS=1 DATA_DIR=./data-tls EXTRA_FLAGS="$(RUN_TLS_FLAGS)" ./scripts/run-cluster.sh
 
 ## test: vet, then every test with the race detector (end-to-end process tests included), then the fault-injection quick set (make jepsen)
 test: vet
@@ -67,7 +74,7 @@ fmt:
 	gofmt -w $$(git ls-files '*.go')
 
 clean:
-	rm -rf $(BIN) data
+	rm -rf $(BIN) data data-tls
 
 ## bench-e2e: lease and election benchmarks against three real coordd processes (not part of make test)
 bench-e2e:

@@ -1,14 +1,20 @@
 #!/usr/bin/env bash
 # Starts a local 3-node coordd cluster on loopback and stops every node on
-# Ctrl-C or SIGTERM. Used by `make run`.
+# Ctrl-C or SIGTERM. Used by `make run` and, with TLS=1, `make run-tls`.
 #
 #   HTTP_PORTS="7101 7102 7103" RAFT_PORTS="7201 7202 7203" DATA_DIR=./data
 #   COORDD=./bin/coordd  HOST=127.0.0.1
+#   TLS=1: mutual TLS between nodes and https, with certificates that
+#          `coordd certs` writes into TLS_DIR (default $DATA_DIR/tls) once
+#   EXTRA_FLAGS="...": more coordd flags for every node
 set -euo pipefail
 
 COORDD=${COORDD:-./bin/coordd}
 HOST=${HOST:-127.0.0.1}
 DATA_DIR=${DATA_DIR:-./data}
+TLS=${TLS:-0}
+TLS_DIR=${TLS_DIR:-$DATA_DIR/tls}
+read -r -a extra_flags <<<"${EXTRA_FLAGS:-}"
 read -r -a http_ports <<<"${HTTP_PORTS:-7101 7102 7103}"
 read -r -a raft_ports <<<"${RAFT_PORTS:-7201 7202 7203}"
 if [ "${#http_ports[@]}" -ne 3 ] || [ "${#raft_ports[@]}" -ne 3 ]; then
@@ -34,21 +40,38 @@ trap 'stop; exit 130' INT
 trap 'stop; exit 143' TERM
 trap stop EXIT
 
+scheme=http
+curl_tls=()
+if [ "$TLS" = 1 ]; then
+	scheme=https
+	curl_tls=(--cacert "$TLS_DIR/ca.pem")
+fi
+
 start_node() {
 	local i=$1 id="n$(($1 + 1))"
+	local tls_flags=()
+	if [ "$TLS" = 1 ]; then
+		tls_flags=(-tls-cert "$TLS_DIR/$id.pem" -tls-key "$TLS_DIR/$id-key.pem" -tls-ca "$TLS_DIR/ca.pem")
+	fi
 	"$COORDD" -id "$id" -data-dir "$DATA_DIR/$id" \
 		-raft-addr "${HOST}:${raft_ports[$i]}" -http-addr "${HOST}:${http_ports[$i]}" \
-		-bootstrap "$peers" >>"$DATA_DIR/$id.log" 2>&1 &
+		-bootstrap "$peers" ${tls_flags[@]+"${tls_flags[@]}"} ${extra_flags[@]+"${extra_flags[@]}"} \
+		>>"$DATA_DIR/$id.log" 2>&1 &
 	pids[$i]=$!
 }
 
 mkdir -p "$DATA_DIR"
+if [ "$TLS" = 1 ] && [ ! -f "$TLS_DIR/ca.pem" ]; then
+	# Once: a cluster CA, n1..n3 and a client certificate (no openssl).
+	"$COORDD" certs -dir "$TLS_DIR" -nodes n1,n2,n3 -hosts "${HOST},localhost,127.0.0.1,::1" >/dev/null
+	echo "wrote a cluster CA and certificates into $TLS_DIR (coordd certs)"
+fi
 for i in 0 1 2; do start_node "$i"; done
 
 # Wait until every node is ready (a leader is known and it has caught up).
 for i in 0 1 2; do
 	for _ in $(seq 1 100); do
-		if curl -fs "http://${HOST}:${http_ports[$i]}/readyz" >/dev/null 2>&1; then break; fi
+		if curl -fs ${curl_tls[@]+"${curl_tls[@]}"} "${scheme}://${HOST}:${http_ports[$i]}/readyz" >/dev/null 2>&1; then break; fi
 		if ! kill -0 "${pids[$i]}" 2>/dev/null; then
 			echo "node n$((i + 1)) exited; its log:" >&2
 			tail -n 20 "$DATA_DIR/n$((i + 1)).log" >&2
@@ -58,8 +81,27 @@ for i in 0 1 2; do
 	done
 done
 
-leader=$(curl -fs "http://${HOST}:${http_ports[0]}/v1/status" | sed -n 's/.*"leader":{"id":"\([^"]*\)".*/\1/p')
-cat <<MSG
+leader=$(curl -fs ${curl_tls[@]+"${curl_tls[@]}"} "${scheme}://${HOST}:${http_ports[0]}/v1/status" | sed -n 's/.*"leader":{"id":"\([^"]*\)".*/\1/p')
+if [ "$TLS" = 1 ]; then
+	cat <<MSG
+coordd cluster running with TLS (leader: ${leader:-electing}); logs in ${DATA_DIR}/n*.log
+  n1  https://${HOST}:${http_ports[0]}  raft ${HOST}:${raft_ports[0]} (mutual TLS)  pid ${pids[0]}
+  n2  https://${HOST}:${http_ports[1]}  raft ${HOST}:${raft_ports[1]} (mutual TLS)  pid ${pids[1]}
+  n3  https://${HOST}:${http_ports[2]}  raft ${HOST}:${raft_ports[2]} (mutual TLS)  pid ${pids[2]}
+Certificates in ${TLS_DIR} (CA ca.pem; node n1.pem...; client.pem for tools).
+
+Try:
+  curl -s --cacert ${TLS_DIR}/ca.pem https://${HOST}:${http_ports[1]}/v1/status
+  curl -s --cacert ${TLS_DIR}/ca.pem -X PUT --data-binary 'hello' https://${HOST}:${http_ports[1]}/v1/kv/greeting
+  curl -s --cacert ${TLS_DIR}/ca.pem --cert ${TLS_DIR}/client.pem --key ${TLS_DIR}/client-key.pem 'https://${HOST}:${http_ports[2]}/v1/kv/greeting?raw'
+  curl -s http://${HOST}:${http_ports[1]}/v1/status    # plaintext: refused (400)
+  bin/coordctl -endpoints https://${HOST}:${http_ports[0]},https://${HOST}:${http_ports[1]},https://${HOST}:${http_ports[2]} -ca ${TLS_DIR}/ca.pem status
+  kill -HUP ${pids[0]}    # n1 re-reads its certificate files (see ${DATA_DIR}/n1.log)
+A node that dies is restarted from its data dir after ${RESTART_DELAY:-3}s.
+Ctrl-C stops all three nodes.
+MSG
+else
+	cat <<MSG
 coordd cluster running (leader: ${leader:-electing}); logs in ${DATA_DIR}/n*.log
   n1  http://${HOST}:${http_ports[0]}  raft ${HOST}:${raft_ports[0]}  pid ${pids[0]}
   n2  http://${HOST}:${http_ports[1]}  raft ${HOST}:${raft_ports[1]}  pid ${pids[1]}
@@ -74,6 +116,7 @@ Try:
 A node that dies is restarted from its data dir after ${RESTART_DELAY:-3}s.
 Ctrl-C stops all three nodes.
 MSG
+fi
 
 # A node that exits (say, the leader you just killed with kill -9) is
 # restarted from its data dir after RESTART_DELAY seconds, at most

@@ -187,7 +187,12 @@ func decodeTokenDef(d *dec) *ACLToken {
 }
 
 func decodeACLTokenDef(c Command) (t *ACLToken, err error) {
-	err = decodeWith(c, func(d *dec) { t = decodeTokenDef(d) })
+	err = decodeWith(c, func(d *dec) {
+		t = decodeTokenDef(d)
+		if d.err == nil && c.Type == CmdACLBootstrap && !t.Management {
+			d.fail(errors.New("a bootstrap token that is not a management token"))
+		}
+	})
 	return t, err
 }
 

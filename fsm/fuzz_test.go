@@ -10,6 +10,7 @@ import (
 
 	"github.com/hashicorp/raft"
 
+	"github.com/coordd/coordd/acl"
 	"github.com/coordd/coordd/fsm"
 )
 
@@ -68,6 +69,8 @@ func decodeApplyBaseEntries() []fsm.Command {
 		fsm.NewCampaign(fsm.Campaign{Kind: fsm.KindLock, Name: "l", Lease: 4, Limit: 1, LockDelay: 100}), // 7
 		fsm.NewCampaign(fsm.Campaign{Kind: fsm.KindLock, Name: "l", Lease: 5}),                           // 8: waits
 		fsm.NewKVPut(fsm.KVPut{Key: "leased", Value: []byte("x"), Lease: 5}),                             // 9
+		fsm.NewACLBootstrap(fuzzAccessor1, acl.HashSecret("fuzz-management-1"), "boot"),                  // 10
+		fsm.NewLeaseGrantFor(fsm.LeaseGrant{TTL: 2000, Owner: fuzzAccessor1, MaxLeases: 5}),              // 11: lease 11
 	}
 	for i := range cmds {
 		cmds[i].Stamp = int64(i+1) * 1e6
@@ -111,8 +114,23 @@ func decodeApplySeeds() []fsm.Command {
 		{Type: fsm.CmdKVPut, Version: 1, IdempotencyKey: "idem-0", Payload: []byte{0xFF}},
 		{Type: fsm.CmdKVPut, Version: 2, Payload: put("a", "1").Payload},
 		{Type: 200, Version: 1},
+		fsm.NewACLBootstrap(fuzzAccessor2, acl.HashSecret("fuzz-management-2"), ""),
+		fsm.NewACLTokenCreate(fsm.ACLToken{AccessorID: fuzzAccessor2, SecretHash: acl.HashSecret("fuzz-app-secret-1"),
+			Rules: []acl.Rule{{Resource: acl.KV, Prefix: "a", Access: acl.Write}, {Resource: acl.Lease, Access: acl.Read}}}),
+		fsm.NewACLTokenCreate(fsm.ACLToken{AccessorID: fuzzAccessor2, SecretHash: acl.HashSecret("fuzz-management-1")}),
+		fsm.NewACLTokenDelete(fuzzAccessor1),
+		fsm.NewACLTokenDelete(fuzzAccessor2),
+		fsm.NewLeaseGrantFor(fsm.LeaseGrant{TTL: 1000, Owner: fuzzAccessor1, MaxLeases: 1}),
+		fsm.NewCampaign(fsm.Campaign{Kind: fsm.KindLock, Name: "l", NewLeaseTTL: 1000, Owner: fuzzAccessor2, MaxLeases: 3, MaxCandidates: 2}),
+		fsm.NewCampaign(fsm.Campaign{Kind: fsm.KindElection, Name: "e", Lease: 11, MaxCandidates: 1}),
 	}
 }
+
+// Accessor ids of the fuzz seeds' access tokens.
+const (
+	fuzzAccessor1 = "00112233445566778899aabbccddeeff"
+	fuzzAccessor2 = "ffeeddccbbaa99887766554433221100"
+)
 
 // documentedPanic reports whether v is the panic ApplyCommand documents for
 // a command it cannot decode.

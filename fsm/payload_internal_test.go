@@ -5,6 +5,8 @@ import (
 	"errors"
 	"math/rand/v2"
 	"testing"
+
+	"github.com/coordd/coordd/acl"
 )
 
 // These tests reach the unexported payload decoders, so that a payload that
@@ -86,6 +88,10 @@ func decodePayload(c Command) error {
 		_, err = decodePromote(c)
 	case CmdRestored:
 		err = decodeRestored(c)
+	case CmdACLBootstrap, CmdACLTokenCreate:
+		_, err = decodeACLTokenDef(c)
+	case CmdACLTokenDelete:
+		_, err = decodeACLTokenDelete(c)
 	default:
 		err = ErrBadCommand
 	}
@@ -159,6 +165,13 @@ func FuzzPayloadDecoders(f *testing.F) {
 	f.Add(uint8(CmdPromote), uint8(1), NewPromote("l").Payload)
 	f.Add(uint8(CmdRestored), uint8(1), NewRestored().Payload)
 	f.Add(uint8(CmdRestored), uint8(1), []byte{0})
+	tok := ACLToken{AccessorID: "00112233445566778899aabbccddeeff", Description: "d",
+		Rules: []acl.Rule{{Resource: acl.Lock, Prefix: "j/", Access: acl.Write}}}
+	f.Add(uint8(CmdACLBootstrap), uint8(1), NewACLBootstrap(tok.AccessorID, tok.SecretHash, "b").Payload)
+	f.Add(uint8(CmdACLTokenCreate), uint8(1), NewACLTokenCreate(tok).Payload)
+	f.Add(uint8(CmdACLTokenDelete), uint8(1), NewACLTokenDelete(tok.AccessorID).Payload)
+	f.Add(uint8(CmdLeaseGrant), uint8(2), NewLeaseGrantFor(LeaseGrant{TTL: 10, Owner: "o", MaxLeases: 2}).Payload)
+	f.Add(uint8(CmdCampaign), uint8(2), NewCampaign(Campaign{Kind: KindLock, Name: "l", NewLeaseTTL: 9, Owner: "o", MaxCandidates: 3}).Payload)
 	// A fresh base for every transition, so that each ApplyCommand starts
 	// from a State that nothing else has been applied to.
 	newBase := func() *State {
@@ -206,7 +219,7 @@ func FuzzPayloadDecoders(f *testing.F) {
 			canon = NewMemberRemove(m.ID)
 		case CmdLeaseGrant:
 			p, _ := decodeLeaseGrant(c)
-			canon = NewLeaseGrant(p.TTL)
+			canon = NewLeaseGrantFor(p)
 		case CmdLeaseRevoke:
 			id, _ := decodeID(c)
 			canon = NewLeaseRevoke(id)
@@ -233,6 +246,15 @@ func FuzzPayloadDecoders(f *testing.F) {
 			canon = NewPromote(name)
 		case CmdRestored:
 			canon = NewRestored()
+		case CmdACLBootstrap:
+			t, _ := decodeACLTokenDef(c)
+			canon = NewACLBootstrap(t.AccessorID, t.SecretHash, t.Description)
+		case CmdACLTokenCreate:
+			t, _ := decodeACLTokenDef(c)
+			canon = NewACLTokenCreate(*t)
+		case CmdACLTokenDelete:
+			id, _ := decodeACLTokenDelete(c)
+			canon = NewACLTokenDelete(id)
 		}
 		if len(canon.Payload) > len(payload) {
 			t.Fatalf("canonical payload %x longer than accepted %x", canon.Payload, payload)

@@ -338,3 +338,32 @@ func TestReloader_DialHandshakesWithinTimeout(t *testing.T) {
 		t.Fatalf("dial took %s", d)
 	}
 }
+
+func TestReloader_CABundleTrustsEitherCA(t *testing.T) {
+	oldDir, newDir := genDir(t), genDir(t)
+	oldCA, _ := os.ReadFile(filepath.Join(oldDir, CAFile))
+	newCA, _ := os.ReadFile(filepath.Join(newDir, CAFile))
+	bundle := filepath.Join(t.TempDir(), "bundle.pem")
+	if err := os.WriteFile(bundle, append(append([]byte(nil), oldCA...), newCA...), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	f := nodeFiles(oldDir, "n1")
+	f.CA = bundle
+	r, err := NewReloader(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := len(r.CAs()); n != 2 {
+		t.Fatalf("%d CAs loaded, want 2", n)
+	}
+	addr := serve(t, r.ServerConfig(ServerOptions{ClientAuth: tls.RequireAndVerifyClientCert}))
+	for _, dir := range []string{oldDir, newDir} {
+		c, _ := NewReloader(nodeFiles(dir, "client"))
+		cfg := c.ClientConfig("127.0.0.1")
+		cfg.RootCAs = x509.NewCertPool()
+		cfg.RootCAs.AppendCertsFromPEM(oldCA)
+		if err := talk(addr, cfg); err != nil {
+			t.Errorf("client of %s: %v", dir, err)
+		}
+	}
+}

@@ -63,6 +63,7 @@ fuzz:
 	$(FUZZ) '^FuzzReader$$' ./snapshot/
 	$(FUZZ) '^FuzzWriterRoundTrip$$' ./snapshot/
 	$(FUZZ) '^FuzzKVRequest$$' ./httpapi/
+	$(FUZZ) '^FuzzACLRequest$$' ./httpapi/
 	$(FUZZ) '^FuzzParseToken$$' ./fencing/
 
 vet:

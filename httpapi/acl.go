@@ -386,6 +386,10 @@ func (a *API) aclTokenDelete(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
+	if t := tokenOf(r); t != nil && t.AccessorID == id {
+		writeError(w, badRequest("a token cannot delete itself (it could be the last management token): use another token"))
+		return
+	}
 	a.onLeader(w, r, nil, func() error {
 		res, err := a.applyACL(r, fsm.NewACLTokenDelete(id))
 		if err != nil {

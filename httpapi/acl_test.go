@@ -124,6 +124,10 @@ func TestACL_BootstrapOnlyOnce(t *testing.T) {
 	if r.status != http.StatusOK || !strings.Contains(string(r.body), `"management":true`) {
 		t.Fatalf("self: %d %s", r.status, r.body)
 	}
+	// A token cannot delete itself (it may be the last management token).
+	var self httpapi.ACLTokenJSON
+	json.Unmarshal(r.body, &self)
+	wantError(t, ta.do(t, "DELETE", "/v1/acl/tokens/"+self.AccessorID, "", bearerHdr(mgmt)...), http.StatusBadRequest, httpapi.CodeBadRequest)
 	// A chosen secret works, and a bad one is refused.
 	ta2 := newTestAPI(t, "n1", &httpapi.Options{ACL: true})
 	wantError(t, ta2.do(t, "POST", "/v1/acl/bootstrap", `{"secret_id":"short"}`), http.StatusBadRequest, httpapi.CodeBadRequest)

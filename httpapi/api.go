@@ -62,6 +62,21 @@ type Options struct {
 	// Stopping, when closed, makes blocking queries answer at once with
 	// what they have, so that a graceful shutdown does not wait for them.
 	Stopping <-chan struct{}
+
+	// Request limits (limits.go). RateLimit is the sustained rate of
+	// requests allowed per client, per second, and RateBurst the burst
+	// above it: 0 takes DefaultRateLimit (and a burst of twice the rate),
+	// a negative RateLimit disables the limit. RateClients bounds the
+	// clients tracked (0: DefaultRateClients). MaxWatchers bounds the
+	// blocking queries and event streams served at once (0:
+	// DefaultMaxWatchers, negative: no bound). BodyReadTimeout bounds the
+	// receipt of a request body (0: DefaultBodyReadTimeout, negative: no
+	// bound).
+	RateLimit       float64
+	RateBurst       int
+	RateClients     int
+	MaxWatchers     int
+	BodyReadTimeout time.Duration
 }
 
 // API is the coordd HTTP handler.
@@ -72,6 +87,7 @@ type API struct {
 	mux     *http.ServeMux
 	fwd     *http.Client
 	metrics *httpMetrics
+	limits  *limits
 }
 
 // New returns the HTTP handler for node.
@@ -94,6 +110,7 @@ func New(node Node, opts Options) *API {
 	if opts.WriteTimeout <= 0 {
 		opts.WriteTimeout = DefaultWriteTimeout
 	}
+	setLimitDefaults(&opts)
 	a := &API{node: node, opts: opts, log: opts.Logger, mux: http.NewServeMux(), fwd: opts.Forwarder}
 	if a.fwd == nil {
 		a.fwd = &http.Client{Transport: &http.Transport{
@@ -103,6 +120,7 @@ func New(node Node, opts Options) *API {
 		}}
 	}
 	a.metrics = newHTTPMetrics(opts.Registry)
+	a.limits = newLimits(opts, opts.Registry)
 
 	a.mux.HandleFunc("GET /v1/kv/{key...}", a.kvGet)
 	a.mux.HandleFunc("PUT /v1/kv/{key...}", a.kvPut)
@@ -160,6 +178,7 @@ func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		a.metrics.requests.WithLabelValues(route, strconv.Itoa(rec.status)).Inc()
 		a.metrics.duration.WithLabelValues(route).Observe(time.Since(start).Seconds())
+		a.limits.observe(rec, rec.status)
 	}()
 	rec.Header().Set(headerServedBy, a.node.ID())
 	if !isCleanPath(r.URL.Path) {
@@ -172,6 +191,11 @@ func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if k := r.Header.Get(headerIdempotencyID); len(k) > maxIdempotencyKey || !printable(k) {
 		writeErrorDetail(rec, http.StatusBadRequest, ErrorDetail{Code: CodeBadRequest,
 			Message: fmt.Sprintf("Idempotency-Key must be at most %d printable ASCII characters", maxIdempotencyKey)})
+		return
+	}
+	release, ok := a.admit(rec, r) // rate limit, watcher cap
+	defer release()
+	if !ok {
 		return
 	}
 	h, pattern := a.mux.Handler(r)

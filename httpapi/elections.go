@@ -84,7 +84,7 @@ func validName(name string) error {
 	case name == "":
 		return badRequest("name must not be empty")
 	case len(name) > MaxNameBytes:
-		return badRequest(fmt.Sprintf("name is %d bytes; the maximum is %d", len(name), MaxNameBytes))
+		return tooLarge("name is %d bytes; the maximum is %d", len(name), MaxNameBytes)
 	case !utf8.ValidString(name) || strings.ContainsRune(name, 0):
 		return badRequest("name must be valid UTF-8 without NUL")
 	}
@@ -145,7 +145,7 @@ func (a *API) campaign(kind fsm.ElectionKind) http.HandlerFunc {
 		var req CampaignRequest
 		body, err := a.decodeBody(w, r, &req)
 		if err == nil {
-			err = checkCampaign(kind, &req)
+			err = checkCampaign(kind, &req, a.opts.MaxValueBytes)
 		}
 		if err != nil {
 			writeError(w, err)
@@ -194,7 +194,7 @@ func (a *API) campaign(kind fsm.ElectionKind) http.HandlerFunc {
 	}
 }
 
-func checkCampaign(kind fsm.ElectionKind, req *CampaignRequest) error {
+func checkCampaign(kind fsm.ElectionKind, req *CampaignRequest, maxValue int) error {
 	switch {
 	case req.Lease == 0 && req.TTL == "" && req.TTLMs == 0:
 		return badRequest("give a lease, or a ttl to grant a new lease with the campaign")
@@ -219,8 +219,8 @@ func checkCampaign(kind fsm.ElectionKind, req *CampaignRequest) error {
 	if kind == fsm.KindElection && req.Limit > 1 {
 		return badRequest("an election has one leader; use /v1/locks/{name} with limit for a semaphore")
 	}
-	if len(req.Value) > DefaultMaxValueBytes {
-		return badRequest("value too large")
+	if len(req.Value) > maxValue {
+		return tooLarge("value is %d bytes; the maximum is %d", len(req.Value), maxValue)
 	}
 	return nil
 }
@@ -307,6 +307,9 @@ func (a *API) proclaim() http.HandlerFunc {
 	return a.holderOp(func(req HolderRequest) error {
 		if req.Lease == 0 || req.Token == 0 {
 			return badRequest("lease and token are required")
+		}
+		if len(req.Value) > a.opts.MaxValueBytes {
+			return tooLarge("value is %d bytes; the maximum is %d", len(req.Value), a.opts.MaxValueBytes)
 		}
 		return nil
 	}, func(name string, req HolderRequest) fsm.Command {

@@ -160,7 +160,7 @@ func (a *API) leaseKeepaliveMany(w http.ResponseWriter, r *http.Request) {
 		case len(req.IDs) == 0:
 			err = badRequest("ids must list at least one lease id")
 		case len(req.IDs) > MaxKeepaliveBatch:
-			err = badRequest(fmt.Sprintf("ids lists %d leases; at most %d per request", len(req.IDs), MaxKeepaliveBatch))
+			err = tooLarge("ids lists %d leases; at most %d per request", len(req.IDs), MaxKeepaliveBatch)
 		case slices.Contains(req.IDs, 0):
 			err = badRequest("lease ids must be positive integers")
 		}

@@ -102,7 +102,7 @@ func validKey(key string, allowEmpty bool) error {
 	case key == "" && !allowEmpty:
 		return badRequest("key must not be empty (use ?prefix to list keys)")
 	case len(key) > MaxKeyBytes:
-		return badRequest(fmt.Sprintf("key is %d bytes; the maximum is %d", len(key), MaxKeyBytes))
+		return tooLarge("key is %d bytes; the maximum is %d", len(key), MaxKeyBytes)
 	case !utf8.ValidString(key):
 		return badRequest("key must be valid UTF-8")
 	case strings.ContainsRune(key, 0):
@@ -111,10 +111,23 @@ func validKey(key string, allowEmpty bool) error {
 	return nil
 }
 
-// readBody reads the whole request body within the configured limit.
+// readBody reads the whole request body within the configured size limit
+// (413) and time limit (408).
 func (a *API) readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
 	if r.Body == nil {
 		return nil, nil
 	}
-	return io.ReadAll(http.MaxBytesReader(w, r.Body, a.opts.MaxRequestBytes))
+	if r.ContentLength > a.opts.MaxRequestBytes {
+		// Refuse before reading: the declared length is over the limit.
+		return nil, &http.MaxBytesError{Limit: a.opts.MaxRequestBytes}
+	}
+	lift := bodyDeadline(w, a.opts.BodyReadTimeout)
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, a.opts.MaxRequestBytes))
+	if err != nil {
+		// The deadline stays: the server drains what is left of the body
+		// after the answer, and must not wait for it forever.
+		return nil, bodyReadError(err, a.opts.BodyReadTimeout)
+	}
+	lift()
+	return body, nil
 }

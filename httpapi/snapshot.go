@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"errors"
+	"net"
 	"net/http"
 	"strconv"
 
@@ -65,16 +66,31 @@ func (a *API) snapshotPost(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
+	if r.ContentLength > a.opts.MaxSnapshotBytes {
+		writeErrorDetail(w, http.StatusRequestEntityTooLarge, ErrorDetail{Code: CodeTooLarge,
+			Message: "snapshot too large: the limit is " + strconv.FormatInt(a.opts.MaxSnapshotBytes, 10) + " bytes (-max-snapshot-bytes)"})
+		return
+	}
+	// The upload may be large and slow, but not endless.
+	lift := bodyDeadline(w, RestoreTimeout)
 	if !a.node.IsLeader() {
 		a.forwardBody(w, r, r.Body, RestoreTimeout)
 		return
 	}
 	backup, err := fsm.ReadState(http.MaxBytesReader(w, r.Body, a.opts.MaxSnapshotBytes))
+	if err == nil {
+		lift()
+	}
 	if err != nil {
 		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
+		var ne net.Error
+		switch {
+		case errors.As(err, &mbe):
 			writeErrorDetail(w, http.StatusRequestEntityTooLarge, ErrorDetail{Code: CodeTooLarge,
 				Message: "snapshot too large: the limit is " + strconv.FormatInt(mbe.Limit, 10) + " bytes (-max-snapshot-bytes)"})
+			return
+		case errors.As(err, &ne) && ne.Timeout():
+			writeError(w, bodyReadError(err, RestoreTimeout))
 			return
 		}
 		writeErrorDetail(w, http.StatusBadRequest, ErrorDetail{Code: CodeInvalidSnapshot,

@@ -356,7 +356,7 @@ func Test_LeasesAndElections_BadInputGetsClear4xx(t *testing.T) {
 		{"POST", "/v1/elections/x/campaign", `{}`, 400, httpapi.CodeBadRequest},
 		{"POST", "/v1/elections/x/campaign", fmt.Sprintf(`{"lease":%d,"wait":"forever"}`, l.ID), 400, httpapi.CodeBadRequest},
 		{"POST", "/v1/elections/x/campaign", fmt.Sprintf(`{"lease":%d,"limit":2}`, l.ID), 400, httpapi.CodeBadRequest},
-		{"POST", "/v1/elections/" + strings.Repeat("n", 300) + "/campaign", fmt.Sprintf(`{"lease":%d}`, l.ID), 400, httpapi.CodeBadRequest},
+		{"POST", "/v1/elections/" + strings.Repeat("n", 300) + "/campaign", fmt.Sprintf(`{"lease":%d}`, l.ID), 413, httpapi.CodeTooLarge},
 		{"POST", "/v1/elections/x/resign", fmt.Sprintf(`{"lease":%d,"token":%d}`, l.ID, cl.Token-1), 409, httpapi.CodeStaleToken},
 		{"POST", "/v1/elections/x/resign", fmt.Sprintf(`{"lease":999999,"token":%d}`, cl.Token), 409, httpapi.CodeNotHolder},
 		{"POST", "/v1/elections/nope/resign", fmt.Sprintf(`{"lease":%d,"token":1}`, l.ID), 404, httpapi.CodeElectionNotFound},

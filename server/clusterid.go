@@ -364,7 +364,7 @@ func (s *Server) probeClusterID(ctx context.Context, httpAddr string) string {
 	if !strings.Contains(url, "://") {
 		url = "http://" + url
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimSuffix(url, "/")+"/v1/status?stale", nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimSuffix(url, "/")+"/v1/status", nil)
 	if err != nil {
 		return ""
 	}
@@ -376,6 +376,10 @@ func (s *Server) probeClusterID(ctx context.Context, httpAddr string) string {
 	defer resp.Body.Close()
 	var st struct {
 		ClusterID string `json:"cluster_id"`
+	}
+	if resp.StatusCode != http.StatusOK {
+		s.log.Warn("cannot read the cluster id of a joining node; adding it anyway (its raft connections are checked)", "http", httpAddr, "status", resp.Status)
+		return ""
 	}
 	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&st); err != nil {
 		return ""

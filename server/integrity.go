@@ -210,32 +210,23 @@ type snapshotGuard struct {
 	dir string // the snapshots directory
 }
 
-// newest returns the name of the newest complete snapshot directory (by
-// term, index and time, as Raft orders them), or "".
-func (g snapshotGuard) newest() (string, error) {
+// dirs lists the snapshot directories Raft's store looks at (all but
+// the temporary ones).
+func (g snapshotGuard) dirs() ([]string, error) {
 	entries, err := os.ReadDir(g.dir)
 	if errors.Is(err, os.ErrNotExist) {
-		return "", nil
+		return nil, nil
 	}
 	if err != nil {
-		return "", fmt.Errorf("server: read snapshot dir: %w", err)
+		return nil, fmt.Errorf("server: read snapshot dir: %w", err)
 	}
-	var best string
-	var bestKey [3]uint64
+	var out []string
 	for _, e := range entries {
-		if !e.IsDir() || strings.HasSuffix(e.Name(), ".tmp") {
-			continue
-		}
-		key, ok := parseSnapshotName(e.Name())
-		if !ok {
-			continue
-		}
-		if best == "" || key[0] > bestKey[0] || (key[0] == bestKey[0] && (key[1] > bestKey[1] ||
-			(key[1] == bestKey[1] && key[2] > bestKey[2]))) {
-			best, bestKey = e.Name(), key
+		if e.IsDir() && !strings.HasSuffix(e.Name(), ".tmp") {
+			out = append(out, e.Name())
 		}
 	}
-	return best, nil
+	return out, nil
 }
 
 // parseSnapshotName splits Raft's "term-index-milliseconds" directory name.
@@ -255,15 +246,41 @@ func parseSnapshotName(name string) ([3]uint64, bool) {
 	return key, true
 }
 
-// check compares the newest snapshot directory with the newest snapshot
-// the store could read.
+func olderKey(a, b [3]uint64) bool {
+	for i := range a {
+		if a[i] != b[i] {
+			return a[i] < b[i]
+		}
+	}
+	return false
+}
+
+// check refuses any snapshot directory that the store could not read
+// (or that is not named after its own id), unless its name shows it is
+// older than the newest snapshot the store did read: it might be the
+// newest.
 func (g snapshotGuard) check(metas []*raft.SnapshotMeta) error {
-	newest, err := g.newest()
-	if err != nil || newest == "" {
+	dirs, err := g.dirs()
+	if err != nil {
 		return err
 	}
-	if len(metas) == 0 || metas[0].ID != newest {
-		path := filepath.Join(g.dir, newest, "meta.json")
+	read := map[string]bool{}
+	var newestKey [3]uint64
+	haveNewest := false
+	if len(metas) > 0 {
+		newestKey, haveNewest = parseSnapshotName(metas[0].ID)
+	}
+	for _, m := range metas {
+		read[m.ID] = true
+	}
+	for _, d := range dirs {
+		if read[d] {
+			continue
+		}
+		if key, ok := parseSnapshotName(d); ok && haveNewest && olderKey(key, newestKey) {
+			continue
+		}
+		path := filepath.Join(g.dir, d, "meta.json")
 		var why string
 		b, err := os.ReadFile(path)
 		switch {
@@ -271,13 +288,16 @@ func (g snapshotGuard) check(metas []*raft.SnapshotMeta) error {
 			why = err.Error()
 		default:
 			var m raft.SnapshotMeta
-			if err := json.Unmarshal(b, &m); err != nil {
+			switch err := json.Unmarshal(b, &m); {
+			case err != nil:
 				why = "it does not parse: " + err.Error()
-			} else {
-				why = fmt.Sprintf("its version %d is not supported", m.Version)
+			case m.ID != d:
+				why = fmt.Sprintf("it names snapshot %q, not its directory", m.ID)
+			default:
+				why = fmt.Sprintf("snapshot version %d is not supported", m.Version)
 			}
 		}
-		return corrupt("the newest snapshot's %s is unreadable (%s); falling back on an older snapshot could skip entries the log no longer holds", path, why)
+		return corrupt("snapshot %s may be the newest but its meta.json is unreadable (%s); falling back on an older snapshot could skip entries the log no longer holds", filepath.Dir(path), why)
 	}
 	return nil
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 	"testing"
 
@@ -181,7 +182,9 @@ func TestSnapshotGuard_ListsOnlyTheNewest_RefusesAnUnreadableNewest(t *testing.T
 	if err != nil || len(metas) != 1 || metas[0].Index != 30 {
 		t.Fatalf("List = %v, %v; want only the snapshot at 30", metas, err)
 	}
-	newest, _ := store.guard.newest()
+	dirs, _ := store.guard.dirs()
+	sort.Strings(dirs)
+	newest := dirs[len(dirs)-1]
 	if err := os.WriteFile(filepath.Join(dir, "snapshots", newest, "meta.json"), []byte("{garbage"), 0o600); err != nil {
 		t.Fatal(err)
 	}

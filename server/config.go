@@ -10,6 +10,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/coordd/coordd/httpapi"
 	"github.com/coordd/coordd/lease"
 )
 
@@ -35,6 +36,20 @@ const (
 	DefaultMaxSnapshotBytes = 4 << 30
 	DefaultMaxRequestBytes  = 1 << 20
 	DefaultMaxValueBytes    = 512 << 10
+	// DefaultRateLimit and DefaultRateBurst: requests per second allowed
+	// per client, and the burst above that rate.
+	DefaultRateLimit = httpapi.DefaultRateLimit
+	DefaultRateBurst = httpapi.DefaultRateBurst
+	// DefaultMaxWatchers bounds the blocking queries and Server-Sent
+	// Events streams one node serves at once.
+	DefaultMaxWatchers = httpapi.DefaultMaxWatchers
+	// DefaultMaxHeaderBytes bounds the size of a request's headers (Go's
+	// default is 1 MiB).
+	DefaultMaxHeaderBytes = 64 << 10
+	// HTTP server timeouts: to receive a request's headers, and to keep
+	// an idle keep-alive connection open.
+	HTTPReadHeaderTimeout = 10 * time.Second
+	HTTPIdleTimeout       = 2 * time.Minute
 )
 
 // Peer is one member of a bootstrap list.
@@ -130,6 +145,17 @@ type Config struct {
 	// MaxRequestBytes bounds an HTTP request body; MaxValueBytes a KV value.
 	MaxRequestBytes int64
 	MaxValueBytes   int
+	// Request limits (see httpapi.Options and the README's "Limits"):
+	// RateLimit is the requests per second allowed per client (bearer
+	// token, else IP address) and RateBurst the burst above it (0: the
+	// defaults, twice the rate for the burst; a negative RateLimit: no
+	// limit). MaxWatchers bounds the blocking queries and event streams
+	// served at once (0: DefaultMaxWatchers, negative: no limit).
+	// MaxHeaderBytes bounds a request's headers (0: DefaultMaxHeaderBytes).
+	RateLimit      float64
+	RateBurst      int
+	MaxWatchers    int
+	MaxHeaderBytes int
 
 	// PeerRaftAddrs, when set, makes this node dial each named peer's Raft
 	// transport at the address given here instead of the one in the Raft
@@ -186,6 +212,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.MaxValueBytes == 0 {
 		c.MaxValueBytes = DefaultMaxValueBytes
+	}
+	if c.MaxHeaderBytes <= 0 {
+		c.MaxHeaderBytes = DefaultMaxHeaderBytes
 	}
 	if c.Logger == nil {
 		c.Logger = hclog.New(&hclog.LoggerOptions{Name: "coordd", Level: hclog.Info})

@@ -273,16 +273,23 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 		Registry:         cfg.Registry,
 		Stopping:         s.stop,
 		LeaseClock:       skew,
+		RateLimit:        cfg.RateLimit,
+		RateBurst:        cfg.RateBurst,
+		MaxWatchers:      cfg.MaxWatchers,
 		Forwarder:        s.peerHTTPClient(0),
 	})
 	var handler http.Handler = api
 	if cfg.Pprof {
 		handler = withPprof(api)
 	}
+	// No ReadTimeout or WriteTimeout: blocking queries, streams and lock
+	// waits are long answers. The API bounds the time to receive a body
+	// itself (httpapi.DefaultBodyReadTimeout).
 	s.httpSrv = &http.Server{
 		Handler:           handler,
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       2 * time.Minute,
+		ReadHeaderTimeout: HTTPReadHeaderTimeout,
+		IdleTimeout:       HTTPIdleTimeout,
+		MaxHeaderBytes:    cfg.MaxHeaderBytes,
 		ErrorLog:          s.log.Named("http").StandardLogger(&hclog.StandardLoggerOptions{InferLevels: true}),
 	}
 	s.wg.Add(3)

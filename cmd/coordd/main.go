@@ -19,6 +19,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"os/signal"
 	"runtime/debug"
@@ -89,6 +90,10 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.Int64Var(&c.MaxRequestBytes, "max-request-bytes", server.DefaultMaxRequestBytes, "largest HTTP request body")
 	fs.IntVar(&c.MaxValueBytes, "max-value-bytes", server.DefaultMaxValueBytes, "largest KV value")
 	fs.Int64Var(&c.MaxSnapshotBytes, "max-snapshot-bytes", server.DefaultMaxSnapshotBytes, "largest backup accepted for restore (POST /v1/snapshot)")
+	fs.Float64Var(&c.RateLimit, "rate-limit", server.DefaultRateLimit, "requests per second allowed per client (its bearer token, else its IP address); 0: no limit")
+	fs.IntVar(&c.RateBurst, "rate-burst", 0, "requests a client may send at once above -rate-limit (default: twice -rate-limit)")
+	fs.IntVar(&c.MaxWatchers, "max-watchers", server.DefaultMaxWatchers, "most blocking queries (?index=) and event streams one node serves at once; 0: no limit")
+	fs.IntVar(&c.MaxHeaderBytes, "max-header-bytes", server.DefaultMaxHeaderBytes, "largest HTTP request header")
 	fs.StringVar(&c.TLSCertFile, "tls-cert", "", "TLS: this node's certificate (PEM); with -tls-key and -tls-ca turns on mutual TLS for Raft and https for the HTTP API (coordd certs writes them)")
 	fs.StringVar(&c.TLSKeyFile, "tls-key", "", "TLS: the private key of -tls-cert (PEM)")
 	fs.StringVar(&c.TLSCAFile, "tls-ca", "", "TLS: the cluster CA bundle (PEM) that peers' and clients' certificates must chain to")
@@ -126,7 +131,31 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	if hclog.LevelFromString(o.logLevel) == hclog.NoLevel {
 		return nil, fmt.Errorf("unknown -log-level %q", o.logLevel)
 	}
+	if err := checkLimitFlags(c); err != nil {
+		return nil, err
+	}
 	return o, nil
+}
+
+// checkLimitFlags refuses nonsensical limits and turns the flags' "0: no
+// limit" into the Config's negative value (a zero Config field means the
+// default).
+func checkLimitFlags(c *server.Config) error {
+	switch {
+	case math.IsNaN(c.RateLimit) || math.IsInf(c.RateLimit, 0):
+		return fmt.Errorf("-rate-limit must be a number of requests per second, not %v", c.RateLimit)
+	case c.RateBurst < 0:
+		return fmt.Errorf("-rate-burst must not be negative (0: twice -rate-limit)")
+	case c.MaxHeaderBytes < 1024:
+		return fmt.Errorf("-max-header-bytes %d is too small (at least 1024)", c.MaxHeaderBytes)
+	}
+	if c.RateLimit <= 0 {
+		c.RateLimit = -1
+	}
+	if c.MaxWatchers <= 0 {
+		c.MaxWatchers = -1
+	}
+	return nil
 }
 
 // applyEnv sets every flag that was not given on the command line from

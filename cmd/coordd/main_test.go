@@ -37,6 +37,34 @@ func TestParseFlags_EnvironmentFillsFlagsNotGivenOnTheCommandLine(t *testing.T) 
 	}
 }
 
+func TestParseFlags_Limits(t *testing.T) {
+	o, err := parseFlags(nil, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := o.cfg; c.RateLimit != server.DefaultRateLimit || c.RateBurst != 0 || c.MaxWatchers != server.DefaultMaxWatchers || c.MaxHeaderBytes != server.DefaultMaxHeaderBytes {
+		t.Errorf("defaults: rate %g burst %d watchers %d header bytes %d", c.RateLimit, c.RateBurst, c.MaxWatchers, c.MaxHeaderBytes)
+	}
+	t.Setenv("COORDD_RATE_LIMIT", "250.5")
+	t.Setenv("COORDD_RATE_BURST", "40")
+	t.Setenv("COORDD_MAX_WATCHERS", "0")
+	o, err = parseFlags([]string{"-max-header-bytes", "8192"}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// 0 means no limit, which the Config spells negative (its 0 is the default).
+	if c := o.cfg; c.RateLimit != 250.5 || c.RateBurst != 40 || c.MaxWatchers >= 0 || c.MaxHeaderBytes != 8192 {
+		t.Errorf("from env and flags: rate %g burst %d watchers %d header bytes %d", c.RateLimit, c.RateBurst, c.MaxWatchers, c.MaxHeaderBytes)
+	}
+	o, err = parseFlags([]string{"-rate-limit", "0"}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.cfg.RateLimit >= 0 {
+		t.Errorf("-rate-limit 0: Config.RateLimit %g, want negative (no limit)", o.cfg.RateLimit)
+	}
+}
+
 func TestParseFlags_RejectsBadInputClearly(t *testing.T) {
 	cases := []struct {
 		name string
@@ -48,6 +76,9 @@ func TestParseFlags_RejectsBadInputClearly(t *testing.T) {
 		{"unknown log level", []string{"-log-level", "loud"}, nil},
 		{"stray argument", []string{"extra"}, nil},
 		{"unknown flag", []string{"-nope"}, nil},
+		{"rate limit not a number", []string{"-rate-limit", "NaN"}, nil},
+		{"negative burst", []string{"-rate-burst", "-1"}, nil},
+		{"tiny header limit", []string{"-max-header-bytes", "10"}, nil},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -18,9 +18,9 @@ run: build
 # RUN_TLS_FLAGS adds coordd flags to every node of make run-tls.
 RUN_TLS_FLAGS ?=
 
-## run-tls: like run, with TLS: certificates made once by `coordd certs` in ./data-tls/tls, mutual TLS on Raft, https on 7101-7103 (data in ./data-tls)
+## run-tls: like run, secured: TLS (certificates made once by `coordd certs` in ./data-tls/tls, mutual TLS on Raft, https on 7101-7103) and ACLs (management secret in ./data-tls/management.token); data in ./data-tls
 run-tls: build
-	COORDD=$(BIN)/coordd TLS=1 DATA_DIR=./data-tls EXTRA_FLAGS="$(RUN_TLS_FLAGS)" ./scripts/run-cluster.sh
+	COORDD=$(BIN)/coordd TLS=1 ACL=1 DATA_DIR=./data-tls EXTRA_FLAGS="$(RUN_TLS_FLAGS)" ./scripts/run-cluster.sh
 
 ## test: vet, then every test with the race detector (end-to-end process tests included), then the fault-injection quick set (make jepsen)
 test: vet

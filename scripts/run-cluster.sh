@@ -6,6 +6,9 @@
 #   COORDD=./bin/coordd  HOST=127.0.0.1
 #   TLS=1: mutual TLS between nodes and https, with certificates that
 #          `coordd certs` writes into TLS_DIR (default $DATA_DIR/tls) once
+#   ACL=1: access control (-acl) on every node; the first start bootstraps it
+#          with coordctl and keeps the management secret in
+#          $DATA_DIR/management.token (COORDCTL=./bin/coordctl)
 #   EXTRA_FLAGS="...": more coordd flags for every node
 set -euo pipefail
 
@@ -14,7 +17,11 @@ HOST=${HOST:-127.0.0.1}
 DATA_DIR=${DATA_DIR:-./data}
 TLS=${TLS:-0}
 TLS_DIR=${TLS_DIR:-$DATA_DIR/tls}
+ACL=${ACL:-0}
+COORDCTL=${COORDCTL:-$(dirname "$COORDD")/coordctl}
+TOKEN_FILE="$DATA_DIR/management.token"
 read -r -a extra_flags <<<"${EXTRA_FLAGS:-}"
+if [ "$ACL" = 1 ]; then extra_flags+=(-acl); fi
 read -r -a http_ports <<<"${HTTP_PORTS:-7101 7102 7103}"
 read -r -a raft_ports <<<"${RAFT_PORTS:-7201 7202 7203}"
 if [ "${#http_ports[@]}" -ne 3 ] || [ "${#raft_ports[@]}" -ne 3 ]; then
@@ -81,7 +88,26 @@ for i in 0 1 2; do
 	done
 done
 
-leader=$(curl -fs ${curl_tls[@]+"${curl_tls[@]}"} "${scheme}://${HOST}:${http_ports[0]}/v1/status" | sed -n 's/.*"leader":{"id":"\([^"]*\)".*/\1/p')
+auth=()
+if [ "$ACL" = 1 ]; then
+	if [ ! -s "$TOKEN_FILE" ]; then
+		# Once: the first management token, its secret kept in a 0600 file.
+		ctl_tls=()
+		if [ "$TLS" = 1 ]; then ctl_tls=(-ca "$TLS_DIR/ca.pem"); fi
+		"$COORDCTL" -endpoints "${scheme}://${HOST}:${http_ports[0]},${scheme}://${HOST}:${http_ports[1]},${scheme}://${HOST}:${http_ports[2]}" \
+			${ctl_tls[@]+"${ctl_tls[@]}"} acl bootstrap -secret-file "$TOKEN_FILE" >/dev/null
+		echo "ACLs bootstrapped: the management token's secret is in $TOKEN_FILE"
+	fi
+	auth=(-H "Authorization: Bearer $(cat "$TOKEN_FILE")")
+fi
+leader=$(curl -fs ${curl_tls[@]+"${curl_tls[@]}"} ${auth[@]+"${auth[@]}"} "${scheme}://${HOST}:${http_ports[0]}/v1/status" | sed -n 's/.*"leader":{"id":"\([^"]*\)".*/\1/p')
+h="" ctok="" acl_note=""
+if [ "$ACL" = 1 ]; then
+	h="-H \"Authorization: Bearer \$(cat ${TOKEN_FILE})\" "
+	ctok="-token-file ${TOKEN_FILE} "
+	acl_note="ACLs on: requests need a token (management secret in ${TOKEN_FILE}); without one: 401.
+"
+fi
 if [ "$TLS" = 1 ]; then
 	cat <<MSG
 coordd cluster running with TLS (leader: ${leader:-electing}); logs in ${DATA_DIR}/n*.log
@@ -89,13 +115,14 @@ coordd cluster running with TLS (leader: ${leader:-electing}); logs in ${DATA_DI
   n2  https://${HOST}:${http_ports[1]}  raft ${HOST}:${raft_ports[1]} (mutual TLS)  pid ${pids[1]}
   n3  https://${HOST}:${http_ports[2]}  raft ${HOST}:${raft_ports[2]} (mutual TLS)  pid ${pids[2]}
 Certificates in ${TLS_DIR} (CA ca.pem; node n1.pem...; client.pem for tools).
-
+${acl_note}
 Try:
-  curl -s --cacert ${TLS_DIR}/ca.pem https://${HOST}:${http_ports[1]}/v1/status
-  curl -s --cacert ${TLS_DIR}/ca.pem -X PUT --data-binary 'hello' https://${HOST}:${http_ports[1]}/v1/kv/greeting
-  curl -s --cacert ${TLS_DIR}/ca.pem --cert ${TLS_DIR}/client.pem --key ${TLS_DIR}/client-key.pem 'https://${HOST}:${http_ports[2]}/v1/kv/greeting?raw'
+  curl -s --cacert ${TLS_DIR}/ca.pem ${h}https://${HOST}:${http_ports[1]}/v1/status
+  curl -s --cacert ${TLS_DIR}/ca.pem ${h}-X PUT --data-binary 'hello' https://${HOST}:${http_ports[1]}/v1/kv/greeting
+  curl -s --cacert ${TLS_DIR}/ca.pem --cert ${TLS_DIR}/client.pem --key ${TLS_DIR}/client-key.pem ${h}'https://${HOST}:${http_ports[2]}/v1/kv/greeting?raw'
+  curl -s --cacert ${TLS_DIR}/ca.pem https://${HOST}:${http_ports[1]}/v1/kv/greeting    # no token: refused when ACLs are on
   curl -s http://${HOST}:${http_ports[1]}/v1/status    # plaintext: refused (400)
-  bin/coordctl -endpoints https://${HOST}:${http_ports[0]},https://${HOST}:${http_ports[1]},https://${HOST}:${http_ports[2]} -ca ${TLS_DIR}/ca.pem status
+  bin/coordctl -endpoints https://${HOST}:${http_ports[0]},https://${HOST}:${http_ports[1]},https://${HOST}:${http_ports[2]} -ca ${TLS_DIR}/ca.pem ${ctok}status
   kill -HUP ${pids[0]}    # n1 re-reads its certificate files (see ${DATA_DIR}/n1.log)
 A node that dies is restarted from its data dir after ${RESTART_DELAY:-3}s.
 Ctrl-C stops all three nodes.

@@ -38,6 +38,10 @@ const (
 	// DefaultWriteTimeout bounds the wait for a write's commit (or a read
 	// barrier).
 	DefaultWriteTimeout = 10 * time.Second
+	// DefaultMaxLeasesPerToken bounds the leases of one token.
+	DefaultMaxLeasesPerToken = 250_000
+	// DefaultMaxCandidates bounds the holders and waiters of one name.
+	DefaultMaxCandidates = 10_000
 )
 
 // Options configures the API.
@@ -62,6 +66,16 @@ type Options struct {
 	// Stopping, when closed, makes blocking queries answer at once with
 	// what they have, so that a graceful shutdown does not wait for them.
 	Stopping <-chan struct{}
+	// ACL turns access control on: every request but /healthz, /readyz
+	// and POST /v1/acl/bootstrap needs a token whose rules allow it.
+	ACL bool
+	// MaxLeasesPerToken bounds the leases one token (all anonymous
+	// requests together, without ACLs) may hold; 0 means
+	// DefaultMaxLeasesPerToken, negative means no limit.
+	MaxLeasesPerToken int
+	// MaxCandidates bounds the holders plus waiting candidates of one
+	// election or lock; 0 means DefaultMaxCandidates, negative no limit.
+	MaxCandidates int
 
 	// Request limits (limits.go). RateLimit is the sustained rate of
 	// requests allowed per client, per second, and RateBurst the burst
@@ -110,6 +124,8 @@ func New(node Node, opts Options) *API {
 	if opts.WriteTimeout <= 0 {
 		opts.WriteTimeout = DefaultWriteTimeout
 	}
+	opts.MaxLeasesPerToken = limitOption(opts.MaxLeasesPerToken, DefaultMaxLeasesPerToken)
+	opts.MaxCandidates = limitOption(opts.MaxCandidates, DefaultMaxCandidates)
 	setLimitDefaults(&opts)
 	a := &API{node: node, opts: opts, log: opts.Logger, mux: http.NewServeMux(), fwd: opts.Forwarder}
 	if a.fwd == nil {
@@ -151,6 +167,12 @@ func New(node Node, opts Options) *API {
 	a.mux.HandleFunc("POST /v1/cluster/members", a.membersJoin)
 	a.mux.HandleFunc("DELETE /v1/cluster/members/{id}", a.membersRemove)
 	a.mux.HandleFunc("POST /v1/cluster/transfer-leadership", a.transferLeadership)
+	a.mux.HandleFunc("POST /v1/acl/bootstrap", a.aclBootstrap)
+	a.mux.HandleFunc("GET /v1/acl/tokens", a.aclTokenList)
+	a.mux.HandleFunc("POST /v1/acl/tokens", a.aclTokenCreate)
+	a.mux.HandleFunc("GET /v1/acl/tokens/{accessor}", a.aclTokenGet)
+	a.mux.HandleFunc("DELETE /v1/acl/tokens/{accessor}", a.aclTokenDelete)
+	a.mux.HandleFunc("GET /v1/acl/token/self", a.aclTokenSelf)
 	a.mux.HandleFunc("GET /healthz", a.healthz)
 	a.mux.HandleFunc("GET /readyz", a.readyz)
 	a.mux.Handle("GET /metrics", promhttp.HandlerFor(opts.Registry, promhttp.HandlerOpts{Registry: opts.Registry}))
@@ -212,7 +234,24 @@ func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		return
 	}
-	a.mux.ServeHTTP(rec, r)
+	r.Pattern = pattern // for the metrics above: the mux sets it on ar, a copy
+	ar := a.authorize(rec, r, pattern)
+	if ar == nil {
+		return
+	}
+	a.mux.ServeHTTP(rec, ar)
+}
+
+// limitOption maps an option's 0 to its default and a negative value to 0
+// (no limit, as the FSM reads it).
+func limitOption(v, def int) int {
+	switch {
+	case v == 0:
+		return def
+	case v < 0:
+		return 0
+	}
+	return v
 }
 
 // maxIdempotencyKey bounds the Idempotency-Key header.

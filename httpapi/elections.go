@@ -163,8 +163,12 @@ func (a *API) campaign(kind fsm.ElectionKind) http.HandlerFunc {
 		wait, _ := time.ParseDuration(req.Wait)
 		delay, _ := time.ParseDuration(req.LockDelay)
 		cmd := fsm.NewCampaign(fsm.Campaign{Kind: kind, Name: name, Lease: req.Lease, Value: []byte(req.Value),
-			Limit: req.Limit, LockDelay: delay.Milliseconds(), NewLeaseTTL: ttl.Milliseconds()})
+			Limit: req.Limit, LockDelay: delay.Milliseconds(), NewLeaseTTL: ttl.Milliseconds(),
+			Owner: ownerOf(r), MaxLeases: a.opts.MaxLeasesPerToken, MaxCandidates: a.opts.MaxCandidates})
 		a.onLeader(w, r, body, func() error {
+			if err := a.ownLease(r, req.Lease); err != nil {
+				return err
+			}
 			res, err := a.apply(w, r, cmd)
 			if err != nil {
 				return err
@@ -280,6 +284,9 @@ func (a *API) holderOp(check func(HolderRequest) error, cmd func(name string, re
 		}
 		name := r.PathValue("name")
 		a.onLeader(w, r, body, func() error {
+			if err := a.ownLease(r, req.Lease); err != nil {
+				return err
+			}
 			res, err := a.apply(w, r, cmd(name, req))
 			if err != nil {
 				return err

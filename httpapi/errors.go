@@ -90,6 +90,9 @@ func classify(err error) (int, ErrorDetail) {
 	var mbe *http.MaxBytesError
 	var cas *fsm.CASConflictError
 	var stale *fsm.StaleTokenError
+	if status, detail, ok := classifyACL(err); ok {
+		return status, detail
+	}
 	switch {
 	case errors.As(err, &ae):
 		return ae.status, ae.detail

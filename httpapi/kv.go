@@ -241,6 +241,9 @@ func (a *API) kvPut(w http.ResponseWriter, r *http.Request) {
 		p.Mode, p.CASIndex = fsm.PutCAS, cas
 	}
 	a.onLeader(w, r, body, func() error {
+		if err := a.ownLease(r, p.Lease); err != nil {
+			return err
+		}
 		res, err := a.apply(w, r, fsm.NewKVPut(p))
 		if err != nil {
 			return err

@@ -89,7 +89,8 @@ func (a *API) leaseGrant(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	a.onLeader(w, r, body, func() error {
-		res, err := a.apply(w, r, fsm.NewLeaseGrant(ttl.Milliseconds()))
+		res, err := a.apply(w, r, fsm.NewLeaseGrantFor(fsm.LeaseGrant{TTL: ttl.Milliseconds(),
+			Owner: ownerOf(r), MaxLeases: a.opts.MaxLeasesPerToken}))
 		if err != nil {
 			return err
 		}
@@ -109,6 +110,9 @@ func (a *API) leaseKeepalive(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	a.onLeader(w, r, nil, func() error {
+		if err := a.ownLease(r, id); err != nil {
+			return err
+		}
 		rem, err := a.node.Keepalive(r.Context(), id)
 		if err != nil {
 			return err
@@ -170,6 +174,11 @@ func (a *API) leaseKeepaliveMany(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	a.onLeader(w, r, body, func() error {
+		for _, id := range req.IDs {
+			if err := a.ownLease(r, id); err != nil {
+				return err
+			}
+		}
 		rems, err := a.node.KeepaliveMany(r.Context(), req.IDs)
 		if err != nil {
 			return err
@@ -196,6 +205,9 @@ func (a *API) leaseRevoke(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	a.onLeader(w, r, nil, func() error {
+		if err := a.ownLease(r, id); err != nil {
+			return err
+		}
 		res, err := a.apply(w, r, fsm.NewLeaseRevoke(id))
 		if err != nil {
 			return err
@@ -214,6 +226,9 @@ func (a *API) leaseGet(w http.ResponseWriter, r *http.Request) {
 	// The remaining time lives in the leader's memory: always ask it.
 	a.onLeader(w, r, nil, func() error {
 		if err := a.readBarrier(r.Context(), false); err != nil {
+			return err
+		}
+		if err := a.ownLease(r, id); err != nil {
 			return err
 		}
 		l, ok := a.node.State().Lease(id)
@@ -236,7 +251,11 @@ func (a *API) leaseList(w http.ResponseWriter, r *http.Request) {
 		}
 		st := a.node.State()
 		out := make([]LeaseJSON, 0, st.LeaseCount())
+		t := tokenOf(r)
 		for _, l := range st.Leases() {
+			if t != nil && !t.Management && l.Owner != t.AccessorID {
+				continue // with ACLs, a token lists only its own leases
+			}
 			out = append(out, a.leaseJSON(l, false))
 		}
 		writeJSON(w, http.StatusOK, out)

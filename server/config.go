@@ -142,6 +142,18 @@ type Config struct {
 	// injection only. Never set it in production.
 	UnsafeLeaseClockControl bool
 
+	// ACL turns access control on (see package acl): every request but
+	// health checks and the one-time bootstrap needs a token. Every node
+	// of a cluster must have the same setting.
+	ACL bool
+	// ACLToken is the token this node sends on its own requests to other
+	// nodes (joining the cluster); it needs operator write.
+	ACLToken string
+	// MaxLeasesPerToken and MaxCandidates: see httpapi.Options (0: the
+	// defaults, negative: no limit). The leader's values apply.
+	MaxLeasesPerToken int
+	MaxCandidates     int
+
 	// MaxRequestBytes bounds an HTTP request body; MaxValueBytes a KV value.
 	MaxRequestBytes int64
 	MaxValueBytes   int

@@ -181,6 +181,9 @@ func (s *Server) joinCluster() {
 			return struct{}{}, backoff.Permanent(err)
 		}
 		req.Header.Set("Content-Type", "application/json")
+		if s.cfg.ACLToken != "" {
+			req.Header.Set("Authorization", "Bearer "+s.cfg.ACLToken)
+		}
 		resp, err := client.Do(req)
 		if err != nil {
 			return struct{}{}, err

@@ -277,10 +277,13 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 		RateBurst:        cfg.RateBurst,
 		MaxWatchers:      cfg.MaxWatchers,
 		Forwarder:        s.peerHTTPClient(0),
+		ACL:               cfg.ACL,
+		MaxLeasesPerToken: cfg.MaxLeasesPerToken,
+		MaxCandidates:     cfg.MaxCandidates,
 	})
 	var handler http.Handler = api
 	if cfg.Pprof {
-		handler = withPprof(api)
+		handler = withPprof(api, api.Guard)
 	}
 	// No ReadTimeout or WriteTimeout: blocking queries, streams and lock
 	// waits are long answers. The API bounds the time to receive a body

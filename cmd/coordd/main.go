@@ -49,6 +49,7 @@ type options struct {
 	logJSON         bool
 	shutdownTimeout time.Duration
 	gcPercent       int
+	aclTokenFile    string
 }
 
 // defaultGCPercent: the state is a set of immutable radix trees, and every
@@ -98,6 +99,10 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.StringVar(&c.TLSKeyFile, "tls-key", "", "TLS: the private key of -tls-cert (PEM)")
 	fs.StringVar(&c.TLSCAFile, "tls-ca", "", "TLS: the cluster CA bundle (PEM) that peers' and clients' certificates must chain to")
 	fs.BoolVar(&c.TLSRequireClientCert, "tls-require-client-cert", false, "TLS: require a client certificate of the CA on the HTTP API too (default: verified if given)")
+	fs.BoolVar(&c.ACL, "acl", false, "access control: every request needs a bearer token whose rules allow it (health checks and the one-time POST /v1/acl/bootstrap excepted); set it on every node")
+	fs.StringVar(&o.aclTokenFile, "acl-token-file", "", "file holding the token this node sends on its own requests to other nodes (-join; needs operator write)")
+	fs.IntVar(&c.MaxLeasesPerToken, "max-leases-per-token", 250_000, "most leases one token may hold (without -acl: all clients together); -1: no limit")
+	fs.IntVar(&c.MaxCandidates, "max-candidates", 10_000, "most holders plus waiting candidates of one election or lock; -1: no limit")
 	fs.StringVar(&o.logLevel, "log-level", "info", "log level: trace, debug, info, warn, error")
 	fs.BoolVar(&o.logJSON, "log-json", false, "log in JSON")
 	fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 10*time.Second, "longest graceful shutdown before giving up")
@@ -133,6 +138,15 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	}
 	if err := checkLimitFlags(c); err != nil {
 		return nil, err
+	}
+	if o.aclTokenFile != "" {
+		b, err := os.ReadFile(o.aclTokenFile)
+		if err != nil {
+			return nil, fmt.Errorf("-acl-token-file: %w", err)
+		}
+		if c.ACLToken = strings.TrimSpace(string(b)); c.ACLToken == "" {
+			return nil, fmt.Errorf("-acl-token-file %s is empty", o.aclTokenFile)
+		}
 	}
 	return o, nil
 }

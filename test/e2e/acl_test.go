@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -175,5 +176,70 @@ func Test_E2E_ACL_NoTokenWrongTokenAndMissingRuleAreRefusedOnEveryNode(t *testin
 				t.Errorf("%s's log holds a token secret", q.id)
 			}
 		}
+	}
+}
+
+// A node joins an ACL cluster with the token in -acl-token-file; without
+// one its join is refused (401) and it gives up, saying why.
+func Test_E2E_ACL_JoinNeedsAnOperatorToken(t *testing.T) {
+	procs := startClusterWith(t, 3, "info", 20*time.Second, "-acl")
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	boot, err := aclClient(t, procs, "").ACLBootstrap(ctx, "", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	mgmt := aclClient(t, procs, boot.SecretID)
+	op, err := mgmt.ACLCreateToken(ctx, client.ACLTokenSpec{Description: "node join", Rules: []client.ACLRule{{Resource: "operator", Access: "write"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	tokenFile := filepath.Join(dir, "join.token")
+	if err := os.WriteFile(tokenFile, []byte(op.SecretID+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	newJoiner := func(id string, extra ...string) *proc {
+		j := &proc{id: id, raftAddr: freePort(t), httpAddr: freePort(t), dataDir: filepath.Join(dir, id), logPath: filepath.Join(dir, id+".log")}
+		j.args = append([]string{"-id", j.id, "-data-dir", j.dataDir, "-raft-addr", j.raftAddr, "-http-addr", j.httpAddr,
+			"-join", procs[0].httpAddr, "-acl", "-log-level", "info"}, extra...)
+		j.start(t)
+		t.Cleanup(j.kill)
+		return j
+	}
+
+	bad := newJoiner("j-no-token")
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		b, _ := os.ReadFile(bad.logPath)
+		if strings.Contains(string(b), "giving up on joining") && strings.Contains(string(b), "401") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("a joiner without a token did not give up with a 401:\n%s", b)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	bad.kill()
+
+	j := newJoiner("j1", "-acl-token-file", tokenFile)
+	waitReady(t, j, 20*time.Second)
+	ms, err := mgmt.Members(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, m := range ms {
+		found = found || m.ID == "j1"
+	}
+	if !found {
+		t.Fatalf("j1 is not a member: %+v", ms)
+	}
+	// The new node enforces the same tokens.
+	if st, code := aclDo(t, "PUT", "http://"+j.httpAddr+"/v1/kv/x", "", "v"); st != http.StatusUnauthorized {
+		t.Fatalf("anonymous write through the new node: %d %s", st, code)
+	}
+	if st, code := aclDo(t, "PUT", "http://"+j.httpAddr+"/v1/kv/x", boot.SecretID, "v"); st != http.StatusOK {
+		t.Fatalf("management write through the new node: %d %s", st, code)
 	}
 }

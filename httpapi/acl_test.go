@@ -139,6 +139,26 @@ func TestACL_BootstrapOnlyOnce(t *testing.T) {
 	}
 }
 
+func TestACL_IdempotencyKeysAreScopedToTheToken(t *testing.T) {
+	ta, mgmt := aclAPI(t)
+	rules := `{"rules":[{"resource":"kv","prefix":"","access":"write"}]}`
+	a, b := createToken(t, ta, mgmt, rules), createToken(t, ta, mgmt, rules)
+	hdr := func(secret string) []string { return append(bearerHdr(secret), "Idempotency-Key", "k1") }
+	if r := ta.do(t, "PUT", "/v1/kv/x", "from-a", hdr(a.SecretID)...); r.status != http.StatusOK {
+		t.Fatalf("a: %d %s", r.status, r.body)
+	}
+	r := ta.do(t, "PUT", "/v1/kv/x", "from-b", hdr(b.SecretID)...)
+	if r.status != http.StatusOK || r.header.Get("Idempotent-Replayed") != "" {
+		t.Fatalf("b's request with a's key was replayed: %d %v %s", r.status, r.header, r.body)
+	}
+	if e, _ := ta.node.State().Get("x"); string(e.Value) != "from-b" {
+		t.Fatalf("x = %q: b's write was dropped as a duplicate of a's", e.Value)
+	}
+	if r := ta.do(t, "PUT", "/v1/kv/x", "from-a", hdr(a.SecretID)...); r.header.Get("Idempotent-Replayed") != "true" {
+		t.Fatalf("a's retry was not replayed: %v", r.header)
+	}
+}
+
 func TestACL_BadTokenDefinitionsAre400(t *testing.T) {
 	ta, mgmt := aclAPI(t)
 	for _, body := range []string{

@@ -296,6 +296,12 @@ func (a *API) apply(w http.ResponseWriter, r *http.Request, cmd fsm.Command) (*f
 	ctx, cancel := context.WithTimeout(r.Context(), a.opts.WriteTimeout)
 	defer cancel()
 	cmd.IdempotencyKey = r.Header.Get(headerIdempotencyID)
+	if t := tokenOf(r); t != nil && cmd.IdempotencyKey != "" {
+		// Keys are scoped to the token: another token sending the same
+		// key must neither see this answer nor have its request dropped
+		// as a duplicate.
+		cmd.IdempotencyKey = t.AccessorID + "/" + cmd.IdempotencyKey
+	}
 	res, err := a.node.Apply(ctx, cmd)
 	if err == nil && res.Duplicate {
 		w.Header().Set(headerReplayed, "true")

@@ -340,3 +340,33 @@ func FuzzDecodeCommand(f *testing.F) {
 		}
 	})
 }
+
+func TestVerifyChecksumAgreesWithDecodeCommand(t *testing.T) {
+	t.Parallel()
+	rng := rand.New(rand.NewPCG(3, 5))
+	for range 2000 {
+		c := randomCommand(rng)
+		for _, b := range [][]byte{c.Encode(), c.EncodeV1()} {
+			if err := fsm.VerifyChecksum(b); err != nil {
+				t.Fatalf("VerifyChecksum(% x) = %v", b, err)
+			}
+		}
+		b := c.Encode()
+		b[rng.IntN(len(b))] ^= byte(1 << rng.IntN(8))
+		_, derr := fsm.DecodeCommand(b)
+		verr := fsm.VerifyChecksum(b)
+		if derr == nil || verr == nil && b[0] == 0xC0 && b[1] == 0x02 {
+			t.Fatalf("flipped % x: DecodeCommand %v, VerifyChecksum %v", b, derr, verr)
+		}
+		if verr != nil && !errors.Is(verr, fsm.ErrBadCommand) {
+			t.Fatalf("VerifyChecksum error %v does not match ErrBadCommand", verr)
+		}
+	}
+}
+
+func TestVerifyChecksumDoesNotAllocate(t *testing.T) {
+	b := put("k", "v").Encode()
+	if allocs := testing.AllocsPerRun(100, func() { _ = fsm.VerifyChecksum(b) }); allocs != 0 {
+		t.Errorf("VerifyChecksum allocates %v times", allocs)
+	}
+}

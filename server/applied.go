@@ -4,6 +4,7 @@ import (
 	"context"
 	"sync"
 
+	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
 
 	"github.com/coordd/coordd/fsm"
@@ -68,10 +69,28 @@ type trackedFSM struct {
 	// every result right after it applied, under mu.
 	mu      *sync.Mutex
 	observe func(*fsm.Result)
+	// log records why the node stops when an entry cannot be applied.
+	log hclog.Logger
 }
+
+// trackedFSM must not become a raft.BatchingFSM without the same care:
+// FSM.Apply is where a corrupt entry stops the node.
+var _ raft.FSM = (*trackedFSM)(nil)
 
 func (t *trackedFSM) Apply(l *raft.Log) any {
 	t.mu.Lock()
+	// FSM.Apply panics on an entry it cannot decode or whose checksum
+	// fails. Raft does not recover it: the process exits (status 2) before
+	// anything derived from the entry is served. Log it first, so that
+	// structured logs carry it too; the panic's first line says the same.
+	defer func() {
+		if p := recover(); p != nil {
+			if t.log != nil {
+				t.log.Error("stopping: a committed log entry cannot be applied", "index", l.Index, "term", l.Term, "error", p)
+			}
+			panic(p)
+		}
+	}()
 	res := t.FSM.Apply(l)
 	if r, ok := res.(*fsm.Result); ok {
 		t.observe(r)

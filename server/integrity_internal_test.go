@@ -196,3 +196,27 @@ func TestSnapshotGuard_ListsOnlyTheNewest_RefusesAnUnreadableNewest(t *testing.T
 		t.Fatalf("List with a garbled newest meta.json: %v; want ErrDataCorrupt naming %s", err, newest)
 	}
 }
+
+func TestCheckedLogStore_RefusesACorruptEntry(t *testing.T) {
+	t.Parallel()
+	s, _ := logsOf(t, 1, 2)
+	var l raft.Log
+	if err := s.GetLog(2, &l); err != nil {
+		t.Fatal(err)
+	}
+	bad := l // InmemStore keeps the pointer it is given
+	bad.Data = append([]byte(nil), l.Data...)
+	bad.Data[3] ^= 0x08
+	if err := s.StoreLog(&bad); err != nil {
+		t.Fatal(err)
+	}
+	c := &checkedLogStore{LogStore: s, path: "raft.db", log: hclog.NewNullLogger()}
+	if err := c.GetLog(1, &l); err != nil {
+		t.Fatal(err)
+	}
+	err := c.GetLog(2, &l)
+	if err == nil || !strings.Contains(err.Error(), "log entry 2 (term 1) read from raft.db is corrupt") ||
+		!strings.Contains(err.Error(), "checksum mismatch") {
+		t.Fatalf("GetLog of a corrupt entry: %v", err)
+	}
+}

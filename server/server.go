@@ -194,7 +194,7 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	}
 	store := s.store
 	cleanups = append(cleanups, func() { store.Close() })
-	logs, err := raft.NewLogCache(8192, s.store)
+	logs, err := raft.NewLogCache(8192, &checkedLogStore{LogStore: s.store, path: dbPath, log: s.log})
 	if err != nil {
 		return nil, fmt.Errorf("server: log cache: %w", err)
 	}
@@ -232,7 +232,7 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 		return nil, fmt.Errorf("server: inspect raft state: %w", err)
 	}
 
-	s.raft, err = raft.NewRaft(rc, &trackedFSM{FSM: s.fsm, applied: s.applied, mu: &s.leaseMu, observe: s.observeApplied}, logs, s.store, snaps, s.transport)
+	s.raft, err = raft.NewRaft(rc, &trackedFSM{FSM: s.fsm, applied: s.applied, mu: &s.leaseMu, observe: s.observeApplied, log: s.log}, logs, s.store, snaps, s.transport)
 	if err != nil {
 		return nil, fmt.Errorf("server: start raft: %w", snaps.snapshotRestoreError(err))
 	}

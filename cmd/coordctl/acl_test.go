@@ -34,7 +34,9 @@ func TestACLCommands(t *testing.T) {
 	if r := f.ctl(t, "", "acl", "bootstrap"); r.code != exitFailed {
 		t.Fatalf("second bootstrap: %s", r)
 	}
-	mg := func(args ...string) result { return f.ctl(t, "", append([]string{"-token-file", secretFile}, args...)...) }
+	mg := func(args ...string) result {
+		return f.ctl(t, "", append([]string{"-token-file", secretFile}, args...)...)
+	}
 	r := mg("-o", "json", "acl", "token", "create", "-description", "app", "-rule", "kv:write:app/", "-rule", "lease:write")
 	if r.code != exitOK {
 		t.Fatalf("create: %s", r)
@@ -46,7 +48,9 @@ func TestACLCommands(t *testing.T) {
 	if created.SecretID == "" || created.AccessorID == "" {
 		t.Fatalf("create answered %s", r.stdout)
 	}
-	app := func(args ...string) result { return f.ctl(t, "", append([]string{"-token", created.SecretID}, args...)...) }
+	app := func(args ...string) result {
+		return f.ctl(t, "", append([]string{"-token", created.SecretID}, args...)...)
+	}
 	if r := app("kv", "put", "app/x", "1"); r.code != exitOK {
 		t.Fatalf("allowed put: %s", r)
 	}

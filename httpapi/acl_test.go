@@ -159,6 +159,18 @@ func TestACL_IdempotencyKeysAreScopedToTheToken(t *testing.T) {
 	}
 }
 
+func TestACL_MadeUpTokensShareTheirAddresssRateLimit(t *testing.T) {
+	ta := newTestAPI(t, "n1", &httpapi.Options{ACL: true, RateLimit: 1, RateBurst: 2})
+	codes := map[int]int{}
+	for i := range 6 {
+		r := ta.do(t, "GET", "/v1/kv/a", "", bearerHdr(fmt.Sprintf("made-up-token-%012d", i))...)
+		codes[r.status]++
+	}
+	if codes[http.StatusTooManyRequests] < 3 {
+		t.Fatalf("six made-up tokens from one address in a burst of 2: %v", codes)
+	}
+}
+
 func TestACL_BadTokenDefinitionsAre400(t *testing.T) {
 	ta, mgmt := aclAPI(t)
 	for _, body := range []string{

@@ -156,7 +156,7 @@ func (a *API) admit(w http.ResponseWriter, r *http.Request) (release func(), ok 
 		return noRelease, true
 	}
 	if l.rate != nil && r.Header.Get(headerForwardedBy) == "" {
-		if ok, retry := l.rate.allow(clientKey(r)); !ok {
+		if ok, retry := l.rate.allow(a.rateKey(r)); !ok {
 			l.refused.WithLabelValues(refusedRate).Inc()
 			secs := int64(math.Ceil(retry.Seconds()))
 			w.Header().Set(headerRetryAfter, strconv.FormatInt(max(secs, 1), 10))
@@ -235,6 +235,22 @@ func clientKey(r *http.Request) string {
 		}
 	}
 	return "ip:" + ip.String()
+}
+
+// rateKey is clientKey, but with ACLs on a token the cluster does not know
+// counts against the address it came from: made-up tokens cannot each get
+// a bucket of their own.
+func (a *API) rateKey(r *http.Request) string {
+	if a.opts.ACL {
+		if tok := bearerToken(r); tok != "" {
+			if _, known := a.node.State().ACLTokenBySecret(tok); !known {
+				r2 := *r
+				r2.Header = http.Header{}
+				return clientKey(&r2)
+			}
+		}
+	}
+	return clientKey(r)
 }
 
 // bearerToken returns the token of an "Authorization: Bearer <token>"

@@ -50,7 +50,7 @@ func cmdStatus(e *env, args []string) int {
 			defer wg.Done()
 			// One endpoint only, and not the whole -timeout for a dead one.
 			per := min(e.timeout, 3*time.Second)
-			c, err := client.New(ctx, client.Config{Endpoints: []string{ep}, DialTimeout: per, RetryTimeout: per, TLS: e.tls})
+			c, err := client.New(ctx, client.Config{Endpoints: []string{ep}, DialTimeout: per, RetryTimeout: per, TLS: e.tls, Token: e.token})
 			if err != nil {
 				out[i].Error = err.Error()
 				return

@@ -175,8 +175,9 @@ type Status struct {
 	// read its CPU use or signal it on the same host).
 	PID int `json:"pid"`
 	// ClusterID is the id of the cluster this node belongs to ("" before
-	// a new node learns it).
-	ClusterID string `json:"cluster_id,omitempty"`
+	// a new node learns it). Always present: its presence tells a build
+	// that knows cluster ids.
+	ClusterID string `json:"cluster_id"`
 }
 
 // SnapshotStatus describes a node's latest snapshot.

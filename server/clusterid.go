@@ -46,10 +46,12 @@ import (
 //     answer (header X-Coordd-Cluster-Id) or the first Raft connection it
 //     accepts, whichever comes first. A node with no id has no state to
 //     protect.
-//   - data dirs from before cluster ids (upgrade): no node has an id, and
-//     nodes without one talk to each other as before. The first leader
-//     (once it has applied its first entry of the term) generates a random
-//     id and its followers adopt it from its next connection. Should that
+//   - data dirs from before cluster ids (upgrade): no node has an id, and a
+//     node without one sends no preamble and accepts connections without
+//     one, exactly as older builds do, so a rolling upgrade works in both
+//     directions. Once every member's status shows the new build (a
+//     cluster_id field), the leader generates a random id (giveClusterID)
+//     and its followers adopt it from its next connection. Should that
 //     leader die after storing its id and before any follower adopted it,
 //     the next leader generates another, and the first, when it comes
 //     back, is refused by the others: remove its cluster-id file and
@@ -227,10 +229,17 @@ func (l *clusterStreamLayer) Dial(address raft.ServerAddress, timeout time.Durat
 	if err != nil {
 		return nil, err
 	}
+	id := l.id.get()
+	if id == "" {
+		// A node without an id (a data dir from before cluster ids) talks
+		// as builds without cluster ids do, so that a rolling upgrade keeps
+		// working in both directions.
+		return conn, nil
+	}
 	if timeout > 0 {
 		_ = conn.SetWriteDeadline(time.Now().Add(timeout))
 	}
-	if _, err := conn.Write(encodePreamble(l.id.get())); err != nil {
+	if _, err := conn.Write(encodePreamble(id)); err != nil {
 		conn.Close()
 		return nil, fmt.Errorf("server: send cluster id to %s: %w", address, err)
 	}
@@ -255,6 +264,9 @@ type clusterConn struct {
 	layer   *clusterStreamLayer
 	once    sync.Once
 	checked error
+	// replay holds bytes read while looking for the preamble that turned
+	// out to be the peer's first Raft bytes (a peer without an id).
+	replay []byte
 }
 
 func (c *clusterConn) Read(p []byte) (int, error) {
@@ -262,25 +274,52 @@ func (c *clusterConn) Read(p []byte) (int, error) {
 	if c.checked != nil {
 		return 0, c.checked
 	}
+	if len(c.replay) > 0 {
+		n := copy(p, c.replay)
+		c.replay = c.replay[n:]
+		return n, nil
+	}
 	return c.Conn.Read(p)
 }
 
 func (c *clusterConn) check() error {
 	_ = c.Conn.SetReadDeadline(time.Now().Add(preambleTimeout))
 	defer c.Conn.SetReadDeadline(time.Time{})
-	head := make([]byte, len(preambleMagic)+1)
-	if _, err := io.ReadFull(c.Conn, head); err != nil {
-		c.Conn.Close()
-		return fmt.Errorf("server: raft connection from %s: no cluster id preamble: %w", c.RemoteAddr(), err)
+	// Read the magic a byte at a time, and stop at the first byte that
+	// differs: a peer without an id sends a Raft RPC straight away, whose
+	// first byte (the RPC type) is never the magic's, and may then wait
+	// for the answer.
+	head := make([]byte, 0, len(preambleMagic)+1)
+	one := make([]byte, 1)
+	for len(head) < len(preambleMagic) {
+		if _, err := io.ReadFull(c.Conn, one); err != nil {
+			c.Conn.Close()
+			return fmt.Errorf("server: raft connection from %s: %w", c.RemoteAddr(), err)
+		}
+		head = append(head, one[0])
+		if one[0] != preambleMagic[len(head)-1] {
+			break
+		}
 	}
-	if string(head[:len(preambleMagic)]) != preambleMagic {
+	if string(head) != preambleMagic {
+		// No cluster id. Only a node that has none either (a cluster
+		// upgraded from a build without cluster ids, not yet given one)
+		// talks to such a peer.
+		if c.layer.id.get() == "" {
+			c.replay = head
+			return nil
+		}
 		c.Conn.Close()
-		err := fmt.Errorf("%w: raft connection from %s sent no cluster id (a coordd without cluster ids, or not coordd): refused",
-			ErrClusterMismatch, c.RemoteAddr())
+		err := fmt.Errorf("%w: raft connection from %s sent no cluster id (a coordd without one: an older build, or a node not yet "+
+			"given one, or not coordd), and this node belongs to cluster %s: refused", ErrClusterMismatch, c.RemoteAddr(), c.layer.id.get())
 		c.layer.refused(c.RemoteAddr(), err)
 		return err
 	}
-	id := make([]byte, head[len(head)-1])
+	if _, err := io.ReadFull(c.Conn, one); err != nil {
+		c.Conn.Close()
+		return fmt.Errorf("server: raft connection from %s: short cluster id preamble: %w", c.RemoteAddr(), err)
+	}
+	id := make([]byte, one[0])
 	if _, err := io.ReadFull(c.Conn, id); err != nil {
 		c.Conn.Close()
 		return fmt.Errorf("server: raft connection from %s: short cluster id preamble: %w", c.RemoteAddr(), err)
@@ -296,8 +335,7 @@ func (c *clusterConn) check() error {
 
 // admit decides on a peer's cluster id: equal ids pass; a node without an
 // id adopts the first one it is sent; a peer without an id is refused by a
-// node that has one, unless this node has none either (an upgrade in which
-// no node has an id yet).
+// node that has one.
 func (l *clusterStreamLayer) admit(remote string) error {
 	local := l.id.get()
 	switch {
@@ -346,7 +384,11 @@ func (s *Server) checkJoiner(ctx context.Context, req httpapi.JoinRequest) error
 	}
 	remote := req.ClusterID
 	if remote == "" && req.HTTPAddr != "" {
-		remote = s.probeClusterID(ctx, req.HTTPAddr)
+		var err error
+		if remote, _, err = s.peerClusterID(ctx, req.HTTPAddr); err != nil {
+			s.log.Warn("cannot read the cluster id of a joining node; adding it anyway (its raft connections are checked)",
+				"http", req.HTTPAddr, "error", err)
+		}
 	}
 	if remote != "" && remote != local {
 		return fmt.Errorf("%w: node %q (%s) belongs to cluster %s, this cluster is %s: refusing to add it "+
@@ -355,34 +397,84 @@ func (s *Server) checkJoiner(ctx context.Context, req httpapi.JoinRequest) error
 	return nil
 }
 
-// probeClusterID asks a node's HTTP API for its cluster id ("" if it has
-// none or does not answer within 2 s).
-func (s *Server) probeClusterID(ctx context.Context, httpAddr string) string {
+// peerClusterID asks a node's HTTP API (within 2 s) for its cluster id;
+// known is false if its status has no cluster_id field (a build without
+// cluster ids).
+func (s *Server) peerClusterID(ctx context.Context, httpAddr string) (id string, known bool, err error) {
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
 	url := httpAddr
 	if !strings.Contains(url, "://") {
-		url = "http://" + url
+		url = s.httpScheme() + "://" + url
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimSuffix(url, "/")+"/v1/status", nil)
 	if err != nil {
-		return ""
+		return "", false, err
 	}
-	resp, err := http.DefaultClient.Do(req)
+	client := s.peerHTTPClient(2 * time.Second)
+	resp, err := client.Do(req)
 	if err != nil {
-		s.log.Warn("cannot read the cluster id of a joining node; adding it anyway (its raft connections are checked)", "http", httpAddr, "error", err)
-		return ""
+		return "", false, err
 	}
 	defer resp.Body.Close()
-	var st struct {
-		ClusterID string `json:"cluster_id"`
-	}
 	if resp.StatusCode != http.StatusOK {
-		s.log.Warn("cannot read the cluster id of a joining node; adding it anyway (its raft connections are checked)", "http", httpAddr, "status", resp.Status)
-		return ""
+		return "", false, fmt.Errorf("GET %s: %s", req.URL, resp.Status)
 	}
+	var st map[string]json.RawMessage
 	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&st); err != nil {
-		return ""
+		return "", false, fmt.Errorf("GET %s: %w", req.URL, err)
 	}
-	return st.ClusterID
+	raw, known := st["cluster_id"]
+	if !known {
+		return "", false, nil
+	}
+	if err := json.Unmarshal(raw, &id); err != nil {
+		return "", false, fmt.Errorf("GET %s: cluster_id: %w", req.URL, err)
+	}
+	return id, true, nil
+}
+
+// giveClusterID runs on a leader that has no cluster id (a cluster whose
+// data dirs predate cluster ids). A node with an id sends it on every Raft
+// connection, which a build without cluster ids cannot read: so the id is
+// generated only once every member's status shows a build that knows
+// cluster ids. If a member has one already, the leader adopts it. It
+// retries every 5 s until done or ctx ends.
+func (s *Server) giveClusterID(ctx context.Context) {
+	for s.clusterID.get() == "" {
+		if err := s.tryGiveClusterID(ctx); err != nil {
+			s.log.Debug("no cluster id yet", "reason", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(5 * time.Second):
+		}
+	}
+}
+
+func (s *Server) tryGiveClusterID(ctx context.Context) error {
+	f := s.raft.GetConfiguration()
+	if err := waitFuture(ctx, f); err != nil {
+		return err
+	}
+	for _, srv := range f.Configuration().Servers {
+		if string(srv.ID) == s.cfg.NodeID {
+			continue
+		}
+		addr := s.httpAddrOf(string(srv.ID))
+		if addr == "" {
+			return fmt.Errorf("no HTTP address for member %s", srv.ID)
+		}
+		id, known, err := s.peerClusterID(ctx, addr)
+		switch {
+		case err != nil:
+			return fmt.Errorf("member %s: %w", srv.ID, err)
+		case !known:
+			return fmt.Errorf("member %s runs a build without cluster ids", srv.ID)
+		case id != "":
+			return s.clusterID.adopt(id, "member "+string(srv.ID))
+		}
+	}
+	return s.clusterID.generate()
 }

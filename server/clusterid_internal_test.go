@@ -216,3 +216,57 @@ func TestLoadClusterID_RefusesAGarbledFile(t *testing.T) {
 		t.Fatalf("%v, want ErrDataCorrupt", err)
 	}
 }
+
+// TestClusterStreamLayer_NodeWithoutIDTalksToOlderBuilds: in a rolling
+// upgrade from a build without cluster ids, a node that has no id yet
+// neither sends a preamble nor requires one, and passes the peer's bytes
+// through untouched, even when they start like the preamble.
+func TestClusterStreamLayer_NodeWithoutIDTalksToOlderBuilds(t *testing.T) {
+	t.Parallel()
+	upgraded := testLayer(t, "")
+	for _, msg := range []string{"\x00\x81\xa4Term\x05", "coordinate", "coordd-cluster\x02xyz"} {
+		conn, err := net.Dial("tcp", upgraded.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := conn.Write([]byte(msg)); err != nil {
+			t.Fatal(err)
+		}
+		in, err := upgraded.Accept()
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := make([]byte, len(msg))
+		if _, err := io.ReadFull(in, got); err != nil || string(got) != msg {
+			t.Fatalf("read %q, %v; want %q", got, err, msg)
+		}
+		in.Close()
+		conn.Close()
+	}
+	// And what it dials carries nothing but the caller's bytes.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	out, err := upgraded.Dial(raft.ServerAddress(ln.Addr().String()), time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer out.Close()
+	if _, err := out.Write([]byte{0x01}); err != nil {
+		t.Fatal(err)
+	}
+	peer, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer peer.Close()
+	first := make([]byte, 1)
+	if _, err := io.ReadFull(peer, first); err != nil || first[0] != 0x01 {
+		t.Fatalf("an older build would read %x first, %v", first, err)
+	}
+	if upgraded.id.get() != "" {
+		t.Fatalf("adopted %q from a peer without an id", upgraded.id.get())
+	}
+}

@@ -110,11 +110,9 @@ func (s *Server) leaderDuties(ctx context.Context) {
 		}
 	}
 	// A cluster whose data dirs predate cluster ids gets one from its
-	// first leader (clusterid.go).
+	// leader once every member runs a build that knows them (clusterid.go).
 	if s.clusterID.get() == "" {
-		if err := s.clusterID.generate(); err != nil {
-			s.log.Error("cannot set a cluster id", "error", err)
-		}
+		go s.giveClusterID(ctx)
 	}
 	// A restore whose leader died before finishing it is finished first:
 	// nothing may be served from a restored state with its old tokens.

@@ -317,11 +317,18 @@ func FuzzDecodeCommand(f *testing.F) {
 	f.Add(cat([]byte{0xC0, 0x01}, uvarint(256), []byte{1, 0, 0, 0}))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		c, err := fsm.DecodeCommand(data)
+		verr := fsm.VerifyChecksum(data)
+		if verr != nil && !errors.Is(verr, fsm.ErrBadCommand) {
+			t.Fatalf("VerifyChecksum error %v does not match ErrBadCommand", verr)
+		}
 		if err != nil {
 			if !errors.Is(err, fsm.ErrBadCommand) {
 				t.Fatalf("error %v does not match ErrBadCommand", err)
 			}
 			return
+		}
+		if verr != nil {
+			t.Fatalf("DecodeCommand accepts what VerifyChecksum refuses: %v", verr)
 		}
 		enc := c.Encode()
 		// A version 1 input gains the 4-byte checksum.

@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -49,8 +48,8 @@ import (
 //   - data dirs from before cluster ids (upgrade): no node has an id, and a
 //     node without one sends no preamble and accepts connections without
 //     one, exactly as older builds do, so a rolling upgrade works in both
-//     directions. Once every member's status shows the new build (a
-//     cluster_id field), the leader generates a random id (giveClusterID)
+//     directions. Once every member's HTTP answers show the new build (an
+//     X-Coordd-Cluster-Id header), the leader generates a random id (giveClusterID)
 //     and its followers adopt it from its next connection. Should that
 //     leader die after storing its id and before any follower adopted it,
 //     the next leader generates another, and the first, when it comes
@@ -373,7 +372,7 @@ func (l *clusterStreamLayer) refused(addr net.Addr, err error) {
 func (s *Server) ClusterID() string { return s.clusterID.get() }
 
 // checkJoiner refuses a joiner of another cluster: by the id its request
-// carries, or else by the id its own status reports (a node added through
+// carries, or else by the id its HTTP answers carry (a node added through
 // the members API by an operator sends nothing). A joiner whose status
 // cannot be read is let in: it may not be up yet, and its Raft
 // connections are checked anyway.
@@ -397,8 +396,18 @@ func (s *Server) checkJoiner(ctx context.Context, req httpapi.JoinRequest) error
 	return nil
 }
 
-// peerClusterID asks a node's HTTP API (within 2 s) for its cluster id;
-// known is false if its status has no cluster_id field (a build without
+// withClusterID names this node's cluster id on every HTTP answer (empty
+// before it has one), so that a peer can read it without credentials.
+func withClusterID(h http.Handler, id *clusterID) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header()[ClusterIDHeader] = []string{id.get()}
+		h.ServeHTTP(w, r)
+	})
+}
+
+// peerClusterID asks a node's HTTP API (within 2 s) for its cluster id, from
+// the header on its /healthz answer (any answer carries it, so ACLs do not
+// get in the way); known is false if the header is absent (a build without
 // cluster ids).
 func (s *Server) peerClusterID(ctx context.Context, httpAddr string) (id string, known bool, err error) {
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
@@ -407,38 +416,28 @@ func (s *Server) peerClusterID(ctx context.Context, httpAddr string) (id string,
 	if !strings.Contains(url, "://") {
 		url = s.httpScheme() + "://" + url
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimSuffix(url, "/")+"/v1/status", nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimSuffix(url, "/")+"/healthz", nil)
 	if err != nil {
 		return "", false, err
 	}
-	client := s.peerHTTPClient(2 * time.Second)
-	resp, err := client.Do(req)
+	resp, err := s.peerHTTPClient(2 * time.Second).Do(req)
 	if err != nil {
 		return "", false, err
 	}
 	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return "", false, fmt.Errorf("GET %s: %s", req.URL, resp.Status)
-	}
-	var st map[string]json.RawMessage
-	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&st); err != nil {
-		return "", false, fmt.Errorf("GET %s: %w", req.URL, err)
-	}
-	raw, known := st["cluster_id"]
-	if !known {
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+	vs, known := resp.Header[http.CanonicalHeaderKey(ClusterIDHeader)]
+	if !known || len(vs) == 0 {
 		return "", false, nil
 	}
-	if err := json.Unmarshal(raw, &id); err != nil {
-		return "", false, fmt.Errorf("GET %s: cluster_id: %w", req.URL, err)
-	}
-	return id, true, nil
+	return vs[0], true, nil
 }
 
 // giveClusterID runs on a leader that has no cluster id (a cluster whose
 // data dirs predate cluster ids). A node with an id sends it on every Raft
 // connection, which a build without cluster ids cannot read: so the id is
-// generated only once every member's status shows a build that knows
-// cluster ids. If a member has one already, the leader adopts it. It
+// generated only once every member's HTTP answers show a build that knows
+// cluster ids (the X-Coordd-Cluster-Id header). If a member has one already, the leader adopts it. It
 // retries every 5 s until done or ctx ends.
 func (s *Server) giveClusterID(ctx context.Context) {
 	for s.clusterID.get() == "" {

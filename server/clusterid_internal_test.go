@@ -1,9 +1,12 @@
 package server
 
 import (
+	"context"
 	"errors"
 	"io"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"testing"
@@ -268,5 +271,35 @@ func TestClusterStreamLayer_NodeWithoutIDTalksToOlderBuilds(t *testing.T) {
 	}
 	if upgraded.id.get() != "" {
 		t.Fatalf("adopted %q from a peer without an id", upgraded.id.get())
+	}
+}
+
+// TestPeerClusterID_ReadsTheHeaderOfAnyAnswer: a node's cluster id is read
+// from the header of any answer (an ACL's 401 included), empty before it
+// has one, and absent from a build without cluster ids.
+func TestPeerClusterID_ReadsTheHeaderOfAnyAnswer(t *testing.T) {
+	t.Parallel()
+	s := &Server{log: hclog.NewNullLogger()}
+	for _, tt := range []struct {
+		id, want string
+		status   int
+		wrap     bool
+		known    bool
+	}{
+		{"aaaa", "aaaa", http.StatusOK, true, true},
+		{"aaaa", "aaaa", http.StatusUnauthorized, true, true},
+		{"", "", http.StatusOK, true, true},
+		{"", "", http.StatusOK, false, false},
+	} {
+		var h http.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(tt.status) })
+		if tt.wrap {
+			h = withClusterID(h, &clusterID{id: tt.id})
+		}
+		srv := httptest.NewServer(h)
+		id, known, err := s.peerClusterID(context.Background(), srv.Listener.Addr().String())
+		srv.Close()
+		if err != nil || id != tt.want || known != tt.known {
+			t.Errorf("%+v: got %q, %v, %v", tt, id, known, err)
+		}
 	}
 }

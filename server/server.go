@@ -285,6 +285,7 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	if cfg.Pprof {
 		handler = withPprof(api, api.Guard)
 	}
+	handler = withClusterID(handler, s.clusterID)
 	// No ReadTimeout or WriteTimeout: blocking queries, streams and lock
 	// waits are long answers. The API bounds the time to receive a body
 	// itself (httpapi.DefaultBodyReadTimeout).

@@ -220,3 +220,14 @@ func TestCheckedLogStore_RefusesACorruptEntry(t *testing.T) {
 		t.Fatalf("GetLog of a corrupt entry: %v", err)
 	}
 }
+
+// TestTrackedFSMIsNotABatchingFSM: Raft would call ApplyBatch instead of
+// Apply, bypassing the log line trackedFSM.Apply writes before a corrupt
+// entry stops the node. Whoever adds ApplyBatch must keep that (and
+// FSM.Apply's checks) for every entry of the batch.
+func TestTrackedFSMIsNotABatchingFSM(t *testing.T) {
+	t.Parallel()
+	if _, ok := any(&trackedFSM{}).(raft.BatchingFSM); ok {
+		t.Fatal("trackedFSM implements raft.BatchingFSM: check its corrupt-entry handling")
+	}
+}

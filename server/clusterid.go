@@ -232,8 +232,9 @@ func (l *clusterStreamLayer) Dial(address raft.ServerAddress, timeout time.Durat
 	if id == "" {
 		// A node without an id (a data dir from before cluster ids) talks
 		// as builds without cluster ids do, so that a rolling upgrade keeps
-		// working in both directions.
-		return conn, nil
+		// working in both directions. Once it has an id, the connection
+		// is dropped, so that Raft redials with the id.
+		return &idlessConn{Conn: conn, id: l.id}, nil
 	}
 	if timeout > 0 {
 		_ = conn.SetWriteDeadline(time.Now().Add(timeout))
@@ -244,6 +245,24 @@ func (l *clusterStreamLayer) Dial(address raft.ServerAddress, timeout time.Durat
 	}
 	_ = conn.SetWriteDeadline(time.Time{})
 	return conn, nil
+}
+
+// idlessConn is a connection dialed before this node had a cluster id.
+// NetworkTransport pools connections and keeps them as long as they work,
+// so the peer would never see the id: once the node has one, the next
+// write fails and closes the connection, and Raft dials a new one, which
+// carries the id.
+type idlessConn struct {
+	net.Conn
+	id *clusterID
+}
+
+func (c *idlessConn) Write(p []byte) (int, error) {
+	if c.id.get() != "" {
+		c.Conn.Close()
+		return 0, errors.New("server: this node has a cluster id since this raft connection was made: reconnecting")
+	}
+	return c.Conn.Write(p)
 }
 
 // Accept implements raft.StreamLayer. It does not read: the preamble is

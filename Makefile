@@ -98,9 +98,10 @@ bench: build
 	$(GO) build -o $(BIN)/coordbench ./cmd/coordbench
 	$(BIN)/coordbench -mode standard -own-cluster -coordd $(BIN)/coordd -runs 3 -hold-runs 3 -idle 10s $(BENCH_FLAGS)
 
-## bench-micro: go test microbenchmarks: FSM apply and command encoding, snapshot persist (100k leases), the lease clock with 100k leases (about a minute)
+## bench-micro: go test microbenchmarks: FSM apply and command encoding, snapshot persist (100k leases), the lease clock with 100k leases, the cost of access control per request (about a minute)
 bench-micro:
 	$(GO) test -run '^$$' -bench . -benchmem -count 3 ./fsm/ ./lease/
+	$(GO) test -run '^$$' -bench BenchmarkAuthorize -benchmem -count 3 ./httpapi/
 
 ## bench-quick: a smoke run of every coordbench mode (about a minute)
 bench-quick: build

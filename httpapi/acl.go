@@ -109,6 +109,30 @@ var pprofPermission = permission{res: acl.Operator, access: acl.Write}
 
 type tokenKey struct{}
 
+// lookupKey carries the token a request's bearer secret names, looked up
+// once per request (nil: none sent, or unknown).
+type lookupKey struct{}
+
+type lookup struct{ tok *fsm.ACLToken }
+
+// withLookup looks up r's bearer token in s and keeps the result on r.
+func withLookup(r *http.Request, s *fsm.State) *http.Request {
+	var l lookup
+	if secret, ok := bearer(r); ok {
+		l.tok, _ = s.ACLTokenBySecret(secret)
+	}
+	return r.WithContext(context.WithValue(r.Context(), lookupKey{}, l))
+}
+
+// knownToken returns the token r's bearer secret names, using the lookup
+// withLookup made if there was one.
+func (a *API) knownToken(r *http.Request, secret string) (*fsm.ACLToken, bool) {
+	if l, ok := r.Context().Value(lookupKey{}).(lookup); ok {
+		return l.tok, l.tok != nil
+	}
+	return a.node.State().ACLTokenBySecret(secret)
+}
+
 // tokenOf returns the token that authenticated r (nil without ACLs).
 func tokenOf(r *http.Request) *fsm.ACLToken {
 	t, _ := r.Context().Value(tokenKey{}).(*fsm.ACLToken)
@@ -169,7 +193,7 @@ func (a *API) check(w http.ResponseWriter, r *http.Request, p permission) *http.
 		writeError(w, denied(http.StatusUnauthorized, CodeUnauthenticated, msg))
 		return nil
 	}
-	tok, ok := a.node.State().ACLTokenBySecret(secret)
+	tok, ok := a.knownToken(r, secret)
 	if !ok {
 		if !a.node.IsLeader() && r.Header.Get(headerForwardedBy) == "" {
 			// The token may be newer than this node's state: let the
@@ -402,7 +426,7 @@ func (a *API) aclTokenDelete(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *API) aclTokenList(w http.ResponseWriter, r *http.Request) {
-	a.aclRead(w, r, func(s *fsm.State) (any, error) {
+	a.readState(w, r, func(s *fsm.State) (any, error) {
 		out := []ACLTokenJSON{}
 		for _, t := range s.ACLTokens() {
 			out = append(out, tokenJSON(t, ""))
@@ -413,7 +437,7 @@ func (a *API) aclTokenList(w http.ResponseWriter, r *http.Request) {
 
 func (a *API) aclTokenGet(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("accessor")
-	a.aclRead(w, r, func(s *fsm.State) (any, error) {
+	a.readState(w, r, func(s *fsm.State) (any, error) {
 		t, ok := s.ACLToken(id)
 		if !ok {
 			return nil, fmt.Errorf("%w: %s", fsm.ErrTokenNotFound, id)
@@ -435,9 +459,9 @@ func (a *API) aclTokenSelf(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, tokenJSON(t, ""))
 }
 
-// aclRead answers a linearizable read of the token table (?stale reads
-// this node's copy).
-func (a *API) aclRead(w http.ResponseWriter, r *http.Request, f func(*fsm.State) (any, error)) {
+// readState answers a linearizable read of f's view of the state (?stale
+// reads this node's copy), with the read headers of the state's index.
+func (a *API) readState(w http.ResponseWriter, r *http.Request, f func(*fsm.State) (any, error)) {
 	q, err := query(r, "stale")
 	var stale bool
 	if err == nil {
@@ -447,7 +471,7 @@ func (a *API) aclRead(w http.ResponseWriter, r *http.Request, f func(*fsm.State)
 		writeError(w, err)
 		return
 	}
-	serve := func() error {
+	a.serveRead(w, r, stale, func() error {
 		if err := a.readBarrier(r.Context(), stale); err != nil {
 			return err
 		}
@@ -459,14 +483,7 @@ func (a *API) aclRead(w http.ResponseWriter, r *http.Request, f func(*fsm.State)
 		a.setReadHeaders(w, s.Index(), stale)
 		writeJSON(w, http.StatusOK, v)
 		return nil
-	}
-	if stale {
-		if err := serve(); err != nil {
-			writeError(w, err)
-		}
-		return
-	}
-	a.onLeader(w, r, nil, serve)
+	})
 }
 
 // classifyACL maps the errors of access control and of the limits the FSM

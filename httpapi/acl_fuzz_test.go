@@ -1,12 +1,9 @@
 package httpapi_test
 
 import (
-	"context"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/coordd/coordd/acl"
 	"github.com/coordd/coordd/fsm"
@@ -110,21 +107,7 @@ func FuzzACLRequest(f *testing.F) {
 		}()
 		applied := node.index
 		api := httpapi.New(node, httpapi.Options{ACL: true, MaxRequestBytes: 4096, MaxValueBytes: 1024, MaxSnapshotBytes: 1 << 16})
-
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Millisecond)
-		defer cancel()
-		rec := httptest.NewRecorder()
-		api.ServeHTTP(rec, req.WithContext(ctx))
-		res := rec.Result()
-		b := rec.Body.Bytes()
-		if res.StatusCode >= 500 {
-			t.Fatalf("%s %q: status %d: %s", method, u, res.StatusCode, b)
-		}
-		if res.StatusCode < 200 || res.StatusCode >= 300 {
-			if _, problem := checkErrorShape(res.StatusCode, res.Header, b); problem != "" {
-				t.Fatalf("%s %q: %d %q: %s", method, u, res.StatusCode, b, problem)
-			}
-		}
+		res, b := fuzzServe(t, api, req)
 		ok := res.StatusCode >= 200 && res.StatusCode < 300
 		open := path == "/healthz" || path == "/readyz"
 		if ok && !known && !open {

@@ -215,6 +215,9 @@ func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			Message: fmt.Sprintf("Idempotency-Key must be at most %d printable ASCII characters", maxIdempotencyKey)})
 		return
 	}
+	if a.opts.ACL {
+		r = withLookup(r, a.node.State()) // once, for the rate limit and the ACL check
+	}
 	release, ok := a.admit(rec, r) // rate limit, watcher cap
 	defer release()
 	if !ok {

@@ -374,31 +374,15 @@ func (a *API) electionGet(w http.ResponseWriter, r *http.Request) {
 
 func (a *API) electionList(kind fsm.ElectionKind) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		q, err := query(r, "stale")
-		var stale bool
-		if err == nil {
-			stale, err = flag(q, "stale")
-		}
-		if err != nil {
-			writeError(w, err)
-			return
-		}
-		serve := func() error {
-			if err := a.readBarrier(r.Context(), stale); err != nil {
-				return err
-			}
-			st := a.node.State()
+		a.readState(w, r, func(st *fsm.State) (any, error) {
 			out := []ElectionJSON{}
 			for _, e := range st.Elections() {
 				if e.Kind == kind {
 					out = append(out, electionJSON(e.Name, e, e.ModifyIndex))
 				}
 			}
-			a.setReadHeaders(w, st.Index(), stale)
-			writeJSON(w, http.StatusOK, out)
-			return nil
-		}
-		a.serveRead(w, r, stale, serve)
+			return out, nil
+		})
 	}
 }
 

@@ -170,25 +170,7 @@ func FuzzKVRequest(f *testing.F) {
 		node.put(t, "bin", "\xff\xfe")
 		applied := node.index
 		api := httpapi.New(node, httpapi.Options{MaxRequestBytes: 4096, MaxValueBytes: 1024, MaxSnapshotBytes: 1 << 16})
-
-		// Blocking queries return when the client leaves: bound them.
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Millisecond)
-		defer cancel()
-		rec := httptest.NewRecorder()
-		api.ServeHTTP(rec, req.WithContext(ctx))
-		res := rec.Result()
-		b := rec.Body.Bytes()
-
-		if res.StatusCode >= 500 {
-			t.Fatalf("%s %q: status %d: %s", method, u, res.StatusCode, b)
-		}
-		if res.StatusCode < 200 || res.StatusCode >= 300 {
-			if _, problem := checkErrorShape(res.StatusCode, res.Header, b); problem != "" {
-				t.Fatalf("%s %q: %d %q: %s", method, u, res.StatusCode, b, problem)
-			}
-		} else if res.Header.Get("Content-Type") == "application/json" && !json.Valid(b) {
-			t.Fatalf("%s %q: 2xx body is not JSON: %q", method, u, b)
-		}
+		res, b := fuzzServe(t, api, req)
 		switch res.StatusCode {
 		case http.StatusBadRequest, http.StatusMethodNotAllowed, http.StatusRequestEntityTooLarge, http.StatusNotFound:
 			if res.StatusCode == http.StatusNotFound && (method == http.MethodDelete ||
@@ -203,6 +185,30 @@ func FuzzKVRequest(f *testing.F) {
 			}
 		}
 	})
+}
+
+// fuzzServe serves req through api (a blocking query is bounded: it returns
+// when the client leaves) and checks the answer: never 5xx, errors in the
+// documented JSON shape, JSON 2xx bodies valid.
+func fuzzServe(t *testing.T, api http.Handler, req *http.Request) (*http.Response, []byte) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Millisecond)
+	defer cancel()
+	rec := httptest.NewRecorder()
+	api.ServeHTTP(rec, req.WithContext(ctx))
+	res := rec.Result()
+	b := rec.Body.Bytes()
+	if res.StatusCode >= 500 {
+		t.Fatalf("%s %q: status %d: %s", req.Method, req.URL, res.StatusCode, b)
+	}
+	if res.StatusCode < 200 || res.StatusCode >= 300 {
+		if _, problem := checkErrorShape(res.StatusCode, res.Header, b); problem != "" {
+			t.Fatalf("%s %q: %d %q: %s", req.Method, req.URL, res.StatusCode, b, problem)
+		}
+	} else if res.Header.Get("Content-Type") == "application/json" && !json.Valid(b) {
+		t.Fatalf("%s %q: 2xx body is not JSON: %q", req.Method, req.URL, b)
+	}
+	return res, b
 }
 
 // printableHeader reports whether s could arrive as a header name or value:

@@ -216,7 +216,7 @@ func isWatch(r *http.Request) bool {
 // when it sends one (hashed: the raw token is never kept), else its IP
 // address (an IPv6 address by its /64, which one host usually owns whole).
 func clientKey(r *http.Request) string {
-	if tok := bearerToken(r); tok != "" {
+	if tok, ok := bearer(r); ok {
 		sum := sha256.Sum256([]byte(tok))
 		return "token:" + hex.EncodeToString(sum[:16])
 	}
@@ -242,8 +242,8 @@ func clientKey(r *http.Request) string {
 // a bucket of their own.
 func (a *API) rateKey(r *http.Request) string {
 	if a.opts.ACL {
-		if tok := bearerToken(r); tok != "" {
-			if _, known := a.node.State().ACLTokenBySecret(tok); !known {
+		if tok, ok := bearer(r); ok {
+			if _, known := a.knownToken(r, tok); !known {
 				r2 := *r
 				r2.Header = http.Header{}
 				return clientKey(&r2)
@@ -251,17 +251,6 @@ func (a *API) rateKey(r *http.Request) string {
 		}
 	}
 	return clientKey(r)
-}
-
-// bearerToken returns the token of an "Authorization: Bearer <token>"
-// header, or "".
-func bearerToken(r *http.Request) string {
-	h := r.Header.Get("Authorization")
-	const scheme = "bearer "
-	if len(h) <= len(scheme) || !strings.EqualFold(h[:len(scheme)], scheme) {
-		return ""
-	}
-	return strings.TrimSpace(h[len(scheme):])
 }
 
 // clientLimiter is a token bucket (golang.org/x/time/rate) per client, in

@@ -86,10 +86,17 @@ func followerOf(t *testing.T, procs []*proc) *proc {
 
 func putKey(t *testing.T, p *proc, key, value string) {
 	t.Helper()
+	putAt(t, httpc, p.url(), p, key, value)
+}
+
+// putAt writes key=value through p at base (its http or https URL),
+// retrying for up to 15 s while the cluster has no leader.
+func putAt(t *testing.T, hc *http.Client, base string, p *proc, key, value string) {
+	t.Helper()
 	deadline := time.Now().Add(15 * time.Second)
 	for {
-		req, _ := http.NewRequest(http.MethodPut, p.url()+"/v1/kv/"+key, strings.NewReader(value))
-		resp, err := httpc.Do(req)
+		req, _ := http.NewRequest(http.MethodPut, base+"/v1/kv/"+key, strings.NewReader(value))
+		resp, err := hc.Do(req)
 		if err == nil {
 			b, _ := io.ReadAll(resp.Body)
 			resp.Body.Close()

@@ -141,6 +141,19 @@ func startCluster(t testing.TB, n int) []*proc {
 // printed.
 func startClusterWith(t testing.TB, n int, logLevel string, readyWithin time.Duration, extra ...string) []*proc {
 	t.Helper()
+	procs := launchCluster(t, n, logLevel, nil, extra...)
+	for _, p := range procs {
+		waitReady(t, p, readyWithin)
+	}
+	return procs
+}
+
+// launchCluster starts n bootstrapped coordd processes with extra flags
+// for every node and perNode's for each (perNode may be nil), without
+// waiting for them. Every process is killed in t.Cleanup; on failure the
+// tail of each node's log is printed.
+func launchCluster(t testing.TB, n int, logLevel string, perNode func(p *proc) []string, extra ...string) []*proc {
+	t.Helper()
 	dir := t.TempDir()
 	var procs []*proc
 	var peers []string
@@ -154,6 +167,9 @@ func startClusterWith(t testing.TB, n int, logLevel string, readyWithin time.Dur
 	for _, p := range procs {
 		p.args = append([]string{"-id", p.id, "-data-dir", p.dataDir, "-raft-addr", p.raftAddr,
 			"-http-addr", p.httpAddr, "-bootstrap", strings.Join(peers, ";"), "-log-level", logLevel}, extra...)
+		if perNode != nil {
+			p.args = append(p.args, perNode(p)...)
+		}
 		p.start(t)
 	}
 	t.Cleanup(func() {
@@ -170,9 +186,6 @@ func startClusterWith(t testing.TB, n int, logLevel string, readyWithin time.Dur
 			}
 		}
 	})
-	for _, p := range procs {
-		waitReady(t, p, readyWithin)
-	}
 	return procs
 }
 
@@ -180,9 +193,16 @@ var httpc = &http.Client{Timeout: 3 * time.Second}
 
 func waitReady(t testing.TB, p *proc, timeout time.Duration) {
 	t.Helper()
+	waitReadyAt(t, httpc, p.url(), p, timeout)
+}
+
+// waitReadyAt polls p's /readyz at base (its http or https URL) until it
+// answers 200, p exits, or timeout passes.
+func waitReadyAt(t testing.TB, hc *http.Client, base string, p *proc, timeout time.Duration) {
+	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for {
-		resp, err := httpc.Get(p.url() + "/readyz")
+		resp, err := hc.Get(base + "/readyz")
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
@@ -193,7 +213,7 @@ func waitReady(t testing.TB, p *proc, timeout time.Duration) {
 			t.Fatalf("%s exited while waiting for it to be ready", p.id)
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("%s not ready after %s (last error %v)", p.id, timeout, err)
+			t.Fatalf("%s not ready at %s after %s (last error %v)", p.id, base, timeout, err)
 		}
 		time.Sleep(25 * time.Millisecond)
 	}

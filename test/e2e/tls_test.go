@@ -62,35 +62,8 @@ func (f tlsFiles) clientConfig(t *testing.T) *tls.Config {
 // with certificates from f and waits until each is ready over https.
 func startTLSProcs(t *testing.T, f tlsFiles) []*proc {
 	t.Helper()
-	dir := t.TempDir()
-	var procs []*proc
-	var peers []string
-	for i := range 3 {
-		p := &proc{id: fmt.Sprintf("n%d", i+1), raftAddr: freePort(t), httpAddr: freePort(t)}
-		p.dataDir = filepath.Join(dir, p.id)
-		p.logPath = filepath.Join(dir, p.id+".log")
-		peers = append(peers, fmt.Sprintf("%s=%s,%s", p.id, p.raftAddr, p.httpAddr))
-		procs = append(procs, p)
-	}
-	for _, p := range procs {
-		p.args = []string{"-id", p.id, "-data-dir", p.dataDir, "-raft-addr", p.raftAddr,
-			"-http-addr", p.httpAddr, "-bootstrap", strings.Join(peers, ";"), "-log-level", "debug",
-			"-tls-cert", f.path(p.id + ".pem"), "-tls-key", f.path(p.id + "-key.pem"), "-tls-ca", f.path("ca.pem")}
-		p.start(t)
-	}
-	t.Cleanup(func() {
-		for _, p := range procs {
-			p.kill()
-		}
-		if t.Failed() {
-			for _, p := range procs {
-				b, _ := os.ReadFile(p.logPath)
-				if len(b) > 32<<10 {
-					b = b[len(b)-32<<10:]
-				}
-				t.Logf("---- %s log ----\n%s", p.id, b)
-			}
-		}
+	procs := launchCluster(t, 3, "debug", func(p *proc) []string {
+		return []string{"-tls-cert", f.path(p.id + ".pem"), "-tls-key", f.path(p.id + "-key.pem"), "-tls-ca", f.path("ca.pem")}
 	})
 	hc := f.httpsClient(t)
 	for _, p := range procs {
@@ -101,23 +74,7 @@ func startTLSProcs(t *testing.T, f tlsFiles) []*proc {
 
 func waitReadyTLS(t *testing.T, hc *http.Client, p *proc, timeout time.Duration) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		resp, err := hc.Get("https://" + p.httpAddr + "/readyz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return
-			}
-		}
-		if !p.running() {
-			t.Fatalf("%s exited while waiting for it to be ready", p.id)
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s not ready over https after %s (last error %v)", p.id, timeout, err)
-		}
-		time.Sleep(25 * time.Millisecond)
-	}
+	waitReadyAt(t, hc, "https://"+p.httpAddr, p, timeout)
 }
 
 func tlsLeaderOf(t *testing.T, hc *http.Client, procs []*proc) (leader *proc, followers []*proc) {
@@ -151,24 +108,7 @@ func tlsLeaderOf(t *testing.T, hc *http.Client, procs []*proc) (leader *proc, fo
 // leader.
 func putTLS(t *testing.T, hc *http.Client, p *proc, key, value string) {
 	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		req, _ := http.NewRequest(http.MethodPut, "https://"+p.httpAddr+"/v1/kv/"+key, strings.NewReader(value))
-		resp, err := hc.Do(req)
-		var body []byte
-		if err == nil {
-			body, _ = io.ReadAll(resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return
-			}
-			err = fmt.Errorf("%s: %s", resp.Status, body)
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("PUT %s via %s: %v", key, p.id, err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	putAt(t, hc, "https://"+p.httpAddr, p, key, value)
 }
 
 func getRawTLS(hc *http.Client, p *proc, key, query string) (string, error) {

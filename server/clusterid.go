@@ -312,6 +312,11 @@ func (c *clusterConn) check() error {
 	for len(head) < len(preambleMagic) {
 		if _, err := io.ReadFull(c.Conn, one); err != nil {
 			c.Conn.Close()
+			if len(head) == 0 && err == io.EOF {
+				// Closed without a word (a port probe, a peer that hung
+				// up): io.EOF itself, which Raft does not log as an error.
+				return io.EOF
+			}
 			return fmt.Errorf("server: raft connection from %s: %w", c.RemoteAddr(), err)
 		}
 		head = append(head, one[0])

@@ -126,6 +126,28 @@ func TestClusterStreamLayer_RawConnectionWithoutPreambleIsRefused(t *testing.T) 
 	}
 }
 
+// TestClusterStreamLayer_ConnectionClosedWithoutAWordIsPlainEOF: a port
+// probe (make run's check for a busy port, a monitoring system) or a peer
+// that dials and hangs up says nothing; hashicorp/raft logs every error of
+// a connection's first read at ERROR unless it is io.EOF itself.
+func TestClusterStreamLayer_ConnectionClosedWithoutAWordIsPlainEOF(t *testing.T) {
+	t.Parallel()
+	a := testLayer(t, "aaaa")
+	conn, err := net.Dial("tcp", a.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn.Close()
+	in, err := a.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer in.Close()
+	if _, err := in.Read(make([]byte, 1)); err != io.EOF {
+		t.Fatalf("read: %v, want io.EOF itself", err)
+	}
+}
+
 // TestClusterStreamLayer_SlowPeerDoesNotBlockAccept: the preamble is read
 // on the connection's first Read, not in Accept.
 func TestClusterStreamLayer_SlowPeerDoesNotBlockAccept(t *testing.T) {

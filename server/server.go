@@ -259,6 +259,12 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 		s.log.Info("bootstrapped new cluster", "peers", len(conf.Servers))
 	} else if existing {
 		s.log.Info("restarting from existing raft state", "dir", cfg.DataDir)
+	} else if cfg.Join == "" {
+		// Otherwise Raft only says "no known peers, aborting election".
+		self := fmt.Sprintf("%s=%s,%s", cfg.NodeID, s.transport.LocalAddr(), s.cfg.HTTPAdvertise)
+		s.log.Warn("this node has no Raft state and neither -bootstrap nor -join: it waits for a running cluster to add it; " +
+			"to start a new cluster give every node -bootstrap with all of them (alone: -bootstrap '" + self + "', or coordd -dev), " +
+			"to join one give -join HOST:PORT of a member")
 	}
 
 	if s.metrics, err = registerMetrics(cfg.Registry, s); err != nil {
@@ -333,7 +339,7 @@ func (s *Server) RaftAddr() string { return string(s.transport.LocalAddr()) }
 // the HTTP server stops accepting and drains, Raft shuts down and the stores
 // close. It is safe to call more than once.
 func (s *Server) Shutdown(ctx context.Context) error {
-	return s.shutdown(ctx, true)
+	return s.shutdown(ctx, true, true)
 }
 
 // Abort stops the node at once without handing leadership over, as a crash
@@ -342,14 +348,53 @@ func (s *Server) Shutdown(ctx context.Context) error {
 func (s *Server) Abort() error {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
-	return s.shutdown(ctx, false)
+	return s.shutdown(ctx, false, false)
 }
 
-func (s *Server) shutdown(ctx context.Context, transfer bool) error {
+// clusterStopWait bounds how long a follower stopping with its cluster
+// waits for its leader to go first.
+const clusterStopWait = time.Second
+
+// ShutdownWithCluster stops the node as one of a whole cluster that is
+// being stopped at the same time (coordd's SIGUSR2, which make run sends to
+// every node). Shutdown's leadership handover would pick a peer that is
+// itself stopping: the handover fails after a timeout, and the peers log
+// errors about each other meanwhile. Instead a leader stops at once, without
+// a handover; a follower first stops campaigning (its Raft timeouts are
+// raised far beyond the stop), then waits until its leader has gone quiet
+// (at most clusterStopWait), so that the leader never sees a follower's
+// connection fail while it still runs. Then it stops as Shutdown does.
+func (s *Server) ShutdownWithCluster(ctx context.Context) error {
+	if s.closed.Load() {
+		return nil
+	}
+	if s.raft.State() != raft.Leader {
+		rc := s.raft.ReloadableConfig()
+		rc.HeartbeatTimeout, rc.ElectionTimeout = time.Hour, time.Hour
+		if err := s.raft.ReloadConfig(rc); err != nil {
+			s.log.Warn("cannot stop campaigning before the cluster stops", "error", err)
+		}
+		// The leader heartbeats every tenth of the heartbeat timeout:
+		// half of it without contact means it has stopped.
+		quiet := max(s.cfg.HeartbeatTimeout/2, 20*time.Millisecond)
+		deadline := time.Now().Add(clusterStopWait)
+		for s.raft.State() == raft.Follower && time.Since(s.raft.LastContact()) < quiet &&
+			time.Now().Before(deadline) && ctx.Err() == nil {
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	s.log.Info("stopping with the whole cluster: no leadership handover")
+	return s.shutdown(ctx, false, true)
+}
+
+// shutdown stops the node; handover: a leader hands leadership to another
+// voter first; drain: the HTTP server finishes the requests it serves
+// (else it closes every connection at once).
+func (s *Server) shutdown(ctx context.Context, handover, drain bool) error {
 	if !s.closed.CompareAndSwap(false, true) {
 		return nil
 	}
-	if transfer && s.raft.State() == raft.Leader && s.voterCount() > 1 {
+	if handover && s.raft.State() == raft.Leader && s.voterCount() > 1 {
 		s.log.Info("transferring leadership before shutdown")
 		if err := waitFuture(ctx, s.raft.LeadershipTransfer()); err != nil {
 			s.log.Warn("leadership transfer failed; shutting down anyway", "error", err)
@@ -357,7 +402,7 @@ func (s *Server) shutdown(ctx context.Context, transfer bool) error {
 	}
 	s.stopOnce.Do(func() { close(s.stop) })
 	var errs []error
-	if !transfer {
+	if !drain {
 		s.httpSrv.Close()
 	} else if err := s.httpSrv.Shutdown(ctx); err != nil {
 		errs = append(errs, fmt.Errorf("server: http shutdown: %w", err))

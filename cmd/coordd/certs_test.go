@@ -14,7 +14,7 @@ import (
 func TestCerts_WritesACAAndCertificatesAndNeverReplacesTheCAUnlessAsked(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "tls")
 	var errb bytes.Buffer
-	if code := run([]string{"certs", "-dir", dir, "-nodes", "n1,n2,n3", "-hosts", "127.0.0.1,localhost,db.internal"}, &errb); code != 0 {
+	if code := run([]string{"certs", "-dir", dir, "-nodes", "n1,n2,n3", "-hosts", "127.0.0.1,localhost,db.internal"}, io.Discard, &errb); code != 0 {
 		t.Fatalf("exit %d: %s", code, errb.String())
 	}
 	for _, name := range []string{"ca", "n1", "n2", "n3", "client"} {
@@ -72,7 +72,7 @@ func TestParseFlags_TLSFlagsComeTogetherAndFromTheEnvironment(t *testing.T) {
 	t.Setenv("COORDD_TLS_KEY", "/k.pem")
 	t.Setenv("COORDD_TLS_CA", "/ca.pem")
 	t.Setenv("COORDD_TLS_REQUIRE_CLIENT_CERT", "true")
-	o, err := parseFlags([]string{"-id", "n1", "-data-dir", "d"}, io.Discard)
+	o, err := parseFlags([]string{"-id", "n1", "-data-dir", "d"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -82,12 +82,12 @@ func TestParseFlags_TLSFlagsComeTogetherAndFromTheEnvironment(t *testing.T) {
 	}
 	t.Setenv("COORDD_TLS_CA", "")
 	os.Unsetenv("COORDD_TLS_CA")
-	if _, err := parseFlags([]string{"-id", "n1", "-data-dir", "d"}, io.Discard); err == nil || !strings.Contains(err.Error(), "together") {
+	if _, err := parseFlags([]string{"-id", "n1", "-data-dir", "d"}); err == nil || !strings.Contains(err.Error(), "together") {
 		t.Fatalf("cert and key without CA: err = %v", err)
 	}
 	os.Unsetenv("COORDD_TLS_CERT")
 	os.Unsetenv("COORDD_TLS_KEY")
-	if _, err := parseFlags([]string{"-id", "n1", "-data-dir", "d"}, io.Discard); err == nil || !strings.Contains(err.Error(), "-tls-require-client-cert") {
+	if _, err := parseFlags([]string{"-id", "n1", "-data-dir", "d"}); err == nil || !strings.Contains(err.Error(), "-tls-require-client-cert") {
 		t.Fatalf("require without TLS: err = %v", err)
 	}
 }

@@ -1,5 +1,12 @@
 // Command coordd runs one node of a coordd cluster.
 //
+//	coordd -id ID -data-dir DIR [-raft-addr H:P] [-http-addr H:P] (-bootstrap LIST | -join H:P) [flags]
+//	coordd -dev [flags]
+//
+// `coordd -dev` runs a single node for development: it bootstraps itself on
+// loopback, keeps its data in a temporary directory (unless -data-dir is
+// given) and prints its URL once it is ready.
+//
 // `coordd certs -dir DIR -nodes n1,n2,n3` writes a cluster CA and node and
 // client certificates for TLS (-tls-cert, -tls-key, -tls-ca); SIGHUP makes
 // a TLS node re-read those files.
@@ -8,9 +15,16 @@
 // GET /v1/snapshot, or state.bin in a node's snapshots directory) and prints
 // what is in it.
 //
+// `coordd version` prints the module version and the VCS revision the
+// binary was built from; `coordd help` the usage.
+//
 // Every flag can also be set through an environment variable: COORDD_ and
 // the flag name in upper case with dashes as underscores (-data-dir is
 // COORDD_DATA_DIR). A flag on the command line wins over the environment.
+//
+// SIGTERM and SIGINT stop a node gracefully (a leader hands leadership to
+// another voter first); SIGUSR2 stops it as part of a stop of the whole
+// cluster (no handover: see server.Server.ShutdownWithCluster).
 package main
 
 import (
@@ -33,12 +47,51 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/coordd/coordd/internal/buildinfo"
+	"github.com/coordd/coordd/internal/portowner"
 	"github.com/coordd/coordd/server"
 )
 
 func main() {
-	os.Exit(run(os.Args[1:], os.Stderr))
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
+
+// usageText is the head of `coordd help`; the flags follow it.
+const usageText = `usage: coordd -id ID -data-dir DIR [-raft-addr H:P] [-http-addr H:P] (-bootstrap LIST | -join H:P) [flags]
+       coordd -dev [flags]
+       coordd certs -dir DIR -nodes n1,n2,n3 [-hosts H,...]
+       coordd snapshot inspect [-v] [-o json] FILE
+       coordd version | help
+
+coordd runs one node of a coordd cluster.
+
+Commands:
+  (none)             run a node with the flags below
+  certs              write a cluster CA, node and client certificates for TLS (coordd certs -h)
+  snapshot inspect   verify a snapshot file or backup and print what is in it
+  version            print the module version and the VCS revision of this build
+  help               this text
+
+Starting a node:
+  -dev               one node for development: it bootstraps itself on 127.0.0.1 (HTTP 7101,
+                     Raft 7201 unless -http-addr, -raft-addr), keeps its data in a temporary
+                     directory removed on exit (unless -data-dir) and prints its URL when ready
+  -bootstrap LIST    form a new cluster: give every node the same list id=raftaddr,httpaddr;...
+  -join H:P          join a running cluster through any member's HTTP address
+  (neither)          wait for a running cluster to add this node (coordctl members add)
+
+Environment: every flag can be set as COORDD_<FLAG>, the flag name in upper case with
+dashes as underscores (-data-dir is COORDD_DATA_DIR); a flag on the command line wins.
+
+Signals: SIGTERM or SIGINT stop the node gracefully (a leader hands leadership to another
+voter first; a second signal cuts the stop short). SIGUSR2 stops it as one of a whole
+cluster being stopped: send it to every node (no handover; followers let the leader go
+first). SIGHUP makes a TLS node re-read its certificate files.
+
+Manual: docs/operations.md in the repository.
+
+Flags:
+`
 
 // options are the parsed command line.
 type options struct {
@@ -50,6 +103,11 @@ type options struct {
 	shutdownTimeout time.Duration
 	gcPercent       int
 	aclTokenFile    string
+	// dev: a one-node cluster for development (-dev); devDataDir is the
+	// temporary data dir made for it, removed on exit ("" if -data-dir).
+	dev        bool
+	devDataDir string
+	version    bool
 }
 
 // defaultGCPercent: the state is a set of immutable radix trees, and every
@@ -60,11 +118,15 @@ type options struct {
 // of two.
 const defaultGCPercent = 400
 
-func parseFlags(args []string, stderr io.Writer) (*options, error) {
-	o := &options{}
+// newFlagSet defines coordd's flags into o. It prints nothing: run
+// reports a parse error in one line and `coordd help` prints the flags.
+func newFlagSet(o *options) *flag.FlagSet {
 	fs := flag.NewFlagSet("coordd", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
 	c := &o.cfg
+	fs.BoolVar(&o.dev, "dev", false, "run one node for development: bootstrap itself on loopback, data in a temporary dir removed on exit unless -data-dir")
+	fs.BoolVar(&o.version, "version", false, "print the version and the VCS revision of this build, and exit")
 	fs.StringVar(&c.NodeID, "id", "", "unique, stable node id (required)")
 	fs.StringVar(&c.DataDir, "data-dir", "", "directory for the Raft log, stable store and snapshots (required)")
 	fs.StringVar(&c.RaftAddr, "raft-addr", "127.0.0.1:7201", "address the Raft transport listens on")
@@ -107,8 +169,18 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.BoolVar(&o.logJSON, "log-json", false, "log in JSON")
 	fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 10*time.Second, "longest graceful shutdown before giving up")
 	fs.IntVar(&o.gcPercent, "gc-percent", defaultGCPercent, "Go GC target percentage (GOGC), unless GOGC is set: higher trades memory for CPU")
+	return fs
+}
+
+func parseFlags(args []string) (*options, error) {
+	o := &options{}
+	fs := newFlagSet(o)
+	c := &o.cfg
 	if err := fs.Parse(args); err != nil {
 		return nil, err
+	}
+	if o.version {
+		return o, nil
 	}
 	if fs.NArg() > 0 {
 		return nil, fmt.Errorf("unexpected arguments: %s", strings.Join(fs.Args(), " "))
@@ -192,19 +264,41 @@ func applyEnv(fs *flag.FlagSet, lookup func(string) (string, bool)) error {
 	return err
 }
 
-func run(args []string, stderr io.Writer) int {
-	if len(args) > 0 && args[0] == "snapshot" {
-		return runSnapshot(args[1:], os.Stdout, stderr)
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 {
+		switch args[0] {
+		case "snapshot":
+			return runSnapshot(args[1:], stdout, stderr)
+		case "certs":
+			return runCerts(args[1:], stdout, stderr)
+		case "version":
+			fmt.Fprintln(stdout, buildinfo.Read().String("coordd"))
+			return 0
+		case "help":
+			printUsage(stdout)
+			return 0
+		}
 	}
-	if len(args) > 0 && args[0] == "certs" {
-		return runCerts(args[1:], os.Stdout, stderr)
-	}
-	o, err := parseFlags(args, stderr)
-	if errors.Is(err, flag.ErrHelp) {
+	o, err := parseFlags(args)
+	switch {
+	case errors.Is(err, flag.ErrHelp):
+		printUsage(stdout)
+		return 0
+	case err != nil:
+		fmt.Fprintf(stderr, "coordd: %v\nsee coordd help\n", err)
+		return 2
+	case o.version:
+		fmt.Fprintln(stdout, buildinfo.Read().String("coordd"))
 		return 0
 	}
-	if err != nil {
-		fmt.Fprintln(stderr, "coordd:", err)
+	if o.dev {
+		if err := setupDev(o); err != nil {
+			fmt.Fprintf(stderr, "coordd: %v\n", err)
+			return 1
+		}
+		defer cleanupDev(o, stderr)
+	} else if o.cfg.NodeID == "" || o.cfg.DataDir == "" {
+		fmt.Fprintln(stderr, "coordd: -id and -data-dir are required to run a node (coordd -dev runs one for development)\nsee coordd help")
 		return 2
 	}
 	if _, set := os.LookupEnv("GOGC"); !set {
@@ -225,28 +319,77 @@ func run(args []string, stderr io.Writer) int {
 	}
 	o.cfg.Registry = reg
 
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
-	defer stop()
-	srv, err := server.Start(ctx, o.cfg)
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGUSR2)
+	defer signal.Stop(sigs)
+	logger.Info("starting", "version", buildinfo.Read().Short(), "pid", os.Getpid())
+	srv, err := server.Start(context.Background(), o.cfg)
 	if err != nil {
-		logger.Error("cannot start", "error", err)
+		logger.Error("cannot start", "error", explainStartError(err, o.cfg))
 		return 1
 	}
 	stopReload := reloadOnSIGHUP(srv, logger)
 	defer stopReload()
-	<-ctx.Done()
-	stop()
-	logger.Info("signal received; shutting down gracefully (send again to force)")
+	if o.dev {
+		done := make(chan struct{})
+		defer close(done)
+		go announceDev(srv, o, stdout, logger, done)
+	}
+	sig := <-sigs
 	sctx, cancel := context.WithTimeout(context.Background(), o.shutdownTimeout)
 	defer cancel()
-	// A second signal aborts the graceful path.
-	force, stopForce := signal.NotifyContext(sctx, syscall.SIGTERM, syscall.SIGINT)
+	// A second signal cuts the graceful path short.
+	force, stopForce := context.WithCancel(sctx)
 	defer stopForce()
-	if err := srv.Shutdown(force); err != nil {
+	go func() {
+		select {
+		case <-sigs:
+			logger.Warn("second signal: cutting the shutdown short")
+			stopForce()
+		case <-force.Done():
+		}
+	}()
+	if sig == syscall.SIGUSR2 {
+		logger.Info("SIGUSR2: the whole cluster is stopping; shutting down without a leadership handover (send again to force)")
+		err = srv.ShutdownWithCluster(force)
+	} else {
+		logger.Info("signal received; shutting down gracefully (send again to force)", "signal", sig)
+		err = srv.Shutdown(force)
+	}
+	if err != nil {
 		logger.Error("shutdown", "error", err)
 		return 1
 	}
 	return 0
+}
+
+// printUsage writes `coordd help`: the usage, commands, environment and
+// signals, then every flag.
+func printUsage(w io.Writer) {
+	fmt.Fprint(w, usageText)
+	fs := newFlagSet(&options{})
+	fs.SetOutput(w)
+	fs.PrintDefaults()
+}
+
+// explainStartError adds to a failure to listen on a port who holds that
+// port, when that can be found out.
+func explainStartError(err error, cfg server.Config) error {
+	if !errors.Is(err, syscall.EADDRINUSE) {
+		return err
+	}
+	var held []string
+	for _, addr := range []string{cfg.RaftAddr, cfg.HTTPAddr} {
+		if strings.Contains(err.Error(), " "+addr+":") {
+			if who := portowner.Describe(addr); who != "" {
+				held = append(held, addr+" is "+who)
+			}
+		}
+	}
+	if len(held) == 0 {
+		return err
+	}
+	return fmt.Errorf("%w (%s)", err, strings.Join(held, "; "))
 }
 
 // exportRaftMetrics sends hashicorp/raft's go-metrics into the Prometheus

@@ -11,16 +11,17 @@ build:
 	$(GO) build -o $(BIN)/coordd ./cmd/coordd
 	$(GO) build -o $(BIN)/coordctl ./cmd/coordctl
 
-## run: build and start a local 3-node cluster (HTTP 7101-7103, Raft 7201-7203, data in ./data)
+## run: build and start a local 3-node cluster (HTTP 7101-7103, Raft 7201-7203, data in ./data; NODES=1 for one node); Ctrl-C or SIGTERM stops every node
+# exec: make passes its SIGTERM to its child, which must be the script.
 run: build
-	COORDD=$(BIN)/coordd ./scripts/run-cluster.sh
+	exec env COORDD=$(BIN)/coordd ./scripts/run-cluster.sh
 
 # RUN_TLS_FLAGS adds coordd flags to every node of make run-tls.
 RUN_TLS_FLAGS ?=
 
 ## run-tls: like run, secured: TLS (certificates made once by `coordd certs` in ./data-tls/tls, mutual TLS on Raft, https on 7101-7103) and ACLs (management secret in ./data-tls/management.token); data in ./data-tls
 run-tls: build
-	COORDD=$(BIN)/coordd TLS=1 ACL=1 DATA_DIR=./data-tls EXTRA_FLAGS="$(RUN_TLS_FLAGS)" ./scripts/run-cluster.sh
+	exec env COORDD=$(BIN)/coordd TLS=1 ACL=1 DATA_DIR=./data-tls EXTRA_FLAGS="$(RUN_TLS_FLAGS)" ./scripts/run-cluster.sh
 
 ## test: vet, then every test with the race detector (end-to-end process tests included), then the fault-injection quick set (make jepsen)
 test: vet

@@ -67,7 +67,7 @@ func Test_E2E_RunTLS_SecureClusterFromTheREADME(t *testing.T) {
 		sc := bufio.NewScanner(out)
 		for sc.Scan() {
 			all.WriteString(sc.Text() + "\n")
-			if strings.HasPrefix(sc.Text(), "Ctrl-C stops") {
+			if strings.HasPrefix(sc.Text(), "Ctrl-C (or SIGTERM") {
 				ready <- all.String()
 			}
 		}

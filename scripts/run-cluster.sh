@@ -98,11 +98,14 @@ port_taken() {
 	(exec 3<>"/dev/tcp/$HOST/$1") 2>/dev/null
 }
 
-# port_holder prints "pid N (command line)" for each process listening on $1.
+# port_holder prints "pid N (command line)" for each process listening on
+# port $1, from $listeners (ss -Hltnp's output, read once) or lsof.
+listeners=""
 port_holder() {
-	local pids="" pid
-	if command -v ss >/dev/null 2>&1; then
-		pids=$(ss -Hltnp "sport = :$1" 2>/dev/null | grep -o 'pid=[0-9]*' | cut -d= -f2 | sort -u || true)
+	local pids="" pid out=()
+	if [ -n "$listeners" ]; then
+		pids=$(awk -v p=":$1" '{ n = split($4, a, ":"); if (":" a[n] == p) print }' <<<"$listeners" |
+			grep -o 'pid=[0-9]*' | cut -d= -f2 | sort -u || true)
 	elif command -v lsof >/dev/null 2>&1; then
 		pids=$(lsof -nP -t -iTCP:"$1" -sTCP:LISTEN 2>/dev/null | sort -u || true)
 	fi
@@ -110,7 +113,6 @@ port_holder() {
 		echo "a process this script cannot name (try: ss -ltnp, or lsof -iTCP:$1)"
 		return
 	fi
-	local out=()
 	for pid in $pids; do
 		out+=("pid $pid ($(ps -o args= -p "$pid" 2>/dev/null | cut -c1-100))")
 	done
@@ -124,6 +126,7 @@ check_ports() {
 		if port_taken "${raft_ports[$i]}"; then taken+=("${raft_ports[$i]}:Raft of n$((i + 1))"); fi
 	done
 	[ ${#taken[@]} -eq 0 ] && return 0
+	if command -v ss >/dev/null 2>&1; then listeners=$(ss -Hltnp 2>/dev/null || true); fi
 	{
 		echo "run-cluster: cannot start: ports already in use on $HOST:"
 		for t in "${taken[@]}"; do

@@ -139,8 +139,8 @@ func noRelease() {}
 // A request that another coordd node forwarded (X-Coordd-Forwarded-By) was
 // rate-limited where it entered the cluster and is not limited again here:
 // otherwise every client of a follower would share one bucket on the
-// leader, keyed by the follower's address. The header is trusted; see the
-// README's "Limits" section. It still takes a watcher slot here, because
+// leader, keyed by the follower's address. The header is trusted; see
+// docs/api.md, "Limits". It still takes a watcher slot here, because
 // its wait costs this node as much as any other.
 func (a *API) admit(w http.ResponseWriter, r *http.Request) (release func(), ok bool) {
 	l := a.limits

@@ -47,7 +47,7 @@ const (
 	observerProcessBase = 2100
 )
 
-// Lease bounds from README "Lease and failover bounds".
+// Lease bounds from docs/api.md, "Lease and failover bounds".
 const (
 	// LeaseCheckpointInterval is the server's LeaseCheckpointInterval.
 	LeaseCheckpointInterval = 5 * time.Second
@@ -59,7 +59,7 @@ const (
 	FailoverTime = time.Second
 )
 
-// LeaseBound is README's bound on when a lease of ttl that its holder
+// LeaseBound is docs/api.md's bound on when a lease of ttl that its holder
 // stopped keeping alive expires, however many leader changes happen:
 // TTL + LeaseCheckpointInterval + failover time + extension.
 func LeaseBound(ttl time.Duration) time.Duration {

@@ -129,7 +129,7 @@ func isTimeout(err error) bool {
 	return errors.As(err, &t) && t.Timeout()
 }
 
-// notDone are the 503 codes that mean nothing was done (README: "retry
+// notDone are the 503 codes that mean nothing was done (docs/api.md: "retry
 // after Retry-After"). outcome_unknown, forward_failed and shutting_down are
 // not among them: a forwarded or proposed write may still be applied.
 var notDone = map[string]bool{

@@ -116,7 +116,8 @@ func (s *Server) Remove(ctx context.Context, id string) error {
 }
 
 // TransferLeadership hands leadership to id, or to the most up-to-date
-// voter if id is empty, and waits for the transfer to finish.
+// voter if id is empty, and waits for the transfer to finish and, within
+// ctx, for this node to hear from the new leader (so that Leader names it).
 func (s *Server) TransferLeadership(ctx context.Context, id string) error {
 	if s.raft.State() != raft.Leader {
 		return ErrNotLeader
@@ -148,7 +149,19 @@ func (s *Server) TransferLeadership(ctx context.Context, id string) error {
 	if err := waitFuture(ctx, fut); err != nil {
 		return translate(err)
 	}
-	return nil
+	// The handover is done once this node has stepped down, usually before
+	// the new leader's first heartbeat has reached it: wait for that, so
+	// that the caller can be told who leads now.
+	for {
+		if _, id := s.raft.LeaderWithID(); id != "" && string(id) != s.cfg.NodeID {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil // handed over; who leads is not known yet
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
 }
 
 // joinCluster asks a running member, through its HTTP API, to add this

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -164,6 +165,7 @@ func newFixture(t *testing.T) *fixture {
 func TestCoordctl(t *testing.T) {
 	f := newFixture(t)
 	t.Run("Usage", f.testUsage)
+	t.Run("GlobalFlagsAnywhereHelpOnStdout", f.testGlobalFlagsAnywhere)
 	t.Run("KV", f.testKV)
 	t.Run("KVWatch", f.testKVWatch)
 	t.Run("Lease", f.testLease)
@@ -225,7 +227,7 @@ func (f *fixture) testUsage(t *testing.T) {
 			t.Errorf("usage does not document exit code %s", code)
 		}
 	}
-	expect(t, f.ctl(t, "", "kv", "get", "-h"), exitOK, "", "usage: coordctl kv get KEY")
+	expect(t, f.ctl(t, "", "kv", "get", "-h"), exitOK, "usage: coordctl kv get KEY", "")
 }
 
 func (f *fixture) testKV(t *testing.T) {
@@ -413,6 +415,82 @@ func (f *fixture) testLeaseKeepalive(t *testing.T) {
 	k2.cancel()
 	if code := k2.wait(t, 5*time.Second); code != exitInterrupted {
 		t.Fatalf("interrupted keepalive: exit %d", code)
+	}
+}
+
+func (f *fixture) testGlobalFlagsAnywhere(t *testing.T) {
+	t.Parallel()
+	expect(t, f.ctl(t, "", "kv", "put", "gf/k", "v"), exitOK, "", "")
+	// Global flags after the command, and after its arguments.
+	sts := decode[[]endpointStatus](t, f.ctl(t, "", "status", "-o", "json"))
+	if len(sts) != 3 {
+		t.Fatalf("status -o json: %+v", sts)
+	}
+	for _, args := range [][]string{
+		{"kv", "get", "gf/k", "-raw", "-endpoints", f.eps},
+		{"kv", "-endpoints=" + f.eps, "get", "-timeout", "10s", "gf/k", "-raw"},
+		{"-timeout", "10s", "kv", "get", "gf/k", "-endpoints", f.eps, "-raw"},
+	} {
+		var out, errb syncBuffer
+		if code := run(context.Background(), args, nil, &out, &errb); code != exitOK || out.String() != "v" {
+			t.Errorf("coordctl %q: exit %d, stdout %q, stderr %q", args, code, out.String(), errb.String())
+		}
+	}
+	kv := decode[client.KV](t, f.ctl(t, "", "kv", "get", "gf/k", "-o=json"))
+	if string(kv.Value) != "v" {
+		t.Fatalf("kv get -o=json: %+v", kv)
+	}
+	// After "--" every argument is the command's.
+	expect(t, f.ctl(t, "", "lock", "gf/lock", "--", "echo", "-o", "json", "-timeout"), exitOK, "-o json -timeout", "")
+
+	// Help goes to stdout, and is not an error.
+	for _, args := range [][]string{{"help"}, {"-h"}, {"--help"}, {"-help"}, {"kv", "get", "-h"}, {"kv", "--help"}, {"status", "-help"}} {
+		var out, errb syncBuffer
+		code := run(context.Background(), args, nil, &out, &errb)
+		if code != exitOK || !strings.Contains(out.String(), "usage:") || !strings.Contains(out.String(), "coordctl ") || errb.String() != "" {
+			t.Errorf("coordctl %q: exit %d, stdout %q, stderr %q", args, code, out.String(), errb.String())
+		}
+	}
+	// An unknown flag: one line, and where to look.
+	for _, args := range [][]string{{"-nope", "status"}, {"status", "-nope"}, {"kv", "get", "k", "-nope"}, {"lease", "grant", "-nope", "10s"}} {
+		r := f.ctl(t, "", args...)
+		lines := strings.Split(strings.TrimSuffix(r.stderr, "\n"), "\n")
+		if r.code != exitUsage || len(lines) != 2 || !strings.Contains(lines[0], "flag provided but not defined: -nope") || lines[1] != "see coordctl help" || r.stdout != "" {
+			t.Errorf("coordctl %q: want exit 2 and two lines on stderr, got %s", args, r)
+		}
+	}
+	// version, like coordd version.
+	for _, args := range [][]string{{"version"}, {"-version"}} {
+		var out, errb syncBuffer
+		if code := run(context.Background(), args, nil, &out, &errb); code != exitOK || !strings.HasPrefix(out.String(), "coordctl ") ||
+			!strings.Contains(out.String(), runtime.Version()) {
+			t.Errorf("coordctl %q: exit %d, stdout %q, stderr %q", args, code, out.String(), errb.String())
+		}
+	}
+}
+
+// TestMembersTransfer_NamesTheNewLeader: the old leader answers as soon as
+// it has handed over, often before it has heard from the new leader, and
+// the LEADER column was then empty.
+func TestMembersTransfer_NamesTheNewLeader(t *testing.T) {
+	cl := testcluster.New(t, 3)
+	var eps []string
+	for _, n := range cl.Nodes {
+		eps = append(eps, n.HTTPAddr)
+	}
+	ids := map[string]bool{"n1": true, "n2": true, "n3": true}
+	for i := range 5 {
+		before := cl.Leader().ID
+		var out, errb syncBuffer
+		code := run(context.Background(), []string{"-endpoints", strings.Join(eps, ","), "-o", "json", "members", "transfer"}, nil, &out, &errb)
+		var res struct{ Leader string }
+		if err := json.Unmarshal([]byte(out.String()), &res); code != exitOK || err != nil {
+			t.Fatalf("transfer %d: exit %d, %v, stdout %q, stderr %q", i, code, err, out.String(), errb.String())
+		}
+		if !ids[res.Leader] || res.Leader == before {
+			t.Fatalf("transfer %d away from %s: LEADER %q", i, before, res.Leader)
+		}
+		cl.WaitReady(cl.Nodes...)
 	}
 }
 

@@ -197,11 +197,14 @@ func (c *Client) do(ctx context.Context, rq request, out any) error {
 	defer cancel()
 	var last error
 	attempt := 0
+	tlsRefused := map[*endpoint]bool{}
 	op := func() (struct{}, error) {
 		ep := c.pick(rq.stale, attempt)
 		attempt++
 		if ep == nil {
-			last = ErrUnavailable
+			if last == nil || !tlsMismatch(last) { // keep the reason
+				last = ErrUnavailable
+			}
 			return struct{}{}, ErrUnavailable
 		}
 		err := c.attempt(ctx, ep, rq, out)
@@ -225,6 +228,14 @@ func (c *Client) do(ctx context.Context, rq request, out any) error {
 			return struct{}{}, backoff.Permanent(err) // a definite answer
 		case errors.Is(err, errNotSent):
 			c.leader.Store(-1)
+			if tlsMismatch(err) {
+				// Retrying cannot make a certificate trusted: give up
+				// once every endpoint has refused this client so.
+				tlsRefused[ep] = true
+				if len(tlsRefused) == len(c.endpoints) {
+					return struct{}{}, backoff.Permanent(err)
+				}
+			}
 			return struct{}{}, err
 		case ctx.Err() != nil:
 			return struct{}{}, backoff.Permanent(err)
@@ -365,7 +376,7 @@ func (c *Client) once(ctx context.Context, ep *endpoint, method, path string, bo
 	resp, err := c.http.Do(req)
 	if err != nil {
 		if isNotSent(err) {
-			return fmt.Errorf("%w: %s: %v", errNotSent, ep.url, err)
+			return fmt.Errorf("%w: %s: %w", errNotSent, ep.url, err)
 		}
 		return fmt.Errorf("coordd: %s %s: %w", method, ep.url+path, err)
 	}
@@ -423,7 +434,20 @@ func isNotSent(err error) bool {
 	if errors.As(err, &op) && op.Op == "dial" {
 		return true
 	}
-	return strings.Contains(err.Error(), "connection refused")
+	// A TLS handshake that failed: the request was never written.
+	return tlsMismatch(err) || strings.Contains(err.Error(), "connection refused")
+}
+
+// tlsMismatch reports a TLS handshake that failed because the two sides do
+// not fit: a node certificate this client does not trust (or not for this
+// address), a client certificate the node wants and did not get, or a node
+// that does not speak TLS at all.
+func tlsMismatch(err error) bool {
+	var (
+		verify *tls.CertificateVerificationError
+		record tls.RecordHeaderError
+	)
+	return errors.As(err, &verify) || errors.As(err, &record) || strings.Contains(err.Error(), "remote error: tls: ")
 }
 
 // newKey returns a random Idempotency-Key.

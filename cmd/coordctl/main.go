@@ -3,7 +3,9 @@
 //
 //	coordctl [-endpoints H:P,...] [-o table|json] [-timeout 30s] COMMAND [ARGS]
 //
-// Run `coordctl help` for the commands and the exit codes scripts rely on.
+// Global flags may come before or after the command and its arguments (up
+// to a "--"). Run `coordctl help` for the commands and the exit codes
+// scripts rely on; `coordctl version` prints the build's version.
 package main
 
 import (
@@ -20,6 +22,7 @@ import (
 	"time"
 
 	"github.com/coordd/coordd/client"
+	"github.com/coordd/coordd/internal/buildinfo"
 )
 
 // Exit codes. Scripts rely on them: keep them stable.
@@ -37,7 +40,7 @@ const defaultEndpoints = "127.0.0.1:7101,127.0.0.1:7102,127.0.0.1:7103"
 
 const usageText = `usage: coordctl [-endpoints H:P,...] [-o table|json] [-timeout 30s] COMMAND [ARGS]
 
-Global flags (before the command):
+Global flags (before or after the command and its arguments, up to a "--"):
   -endpoints H:P,...  HTTP addresses of coordd nodes (default: $COORDCTL_ENDPOINTS,
                       else ` + defaultEndpoints + `); https://H:P for TLS
   -ca FILE            TLS: CA certificate(s) the nodes' certificates must chain to
@@ -50,6 +53,7 @@ Global flags (before the command):
                       elect, observe and lock, which run until interrupted)
   -token SECRET       access token for a cluster with ACLs (default: $COORDD_TOKEN)
   -token-file F       file holding the access token (default: $COORDD_TOKEN_FILE)
+  -version            print the version and VCS revision of this build (or: coordctl version)
 
 Commands (flags may come before or after the arguments):
   status                                 each endpoint's view of the cluster (exit 1 if
@@ -82,6 +86,7 @@ Commands (flags may come before or after the arguments):
   acl token create [-description D] [-management] [-rule RESOURCE:ACCESS[:PREFIX]]...
   acl token ls | get ACCESSOR | delete ACCESSOR
   acl whoami                             the token this client sends
+  version                                the module version and VCS revision of this build
   help                                   this text
 
 Exit codes:
@@ -177,8 +182,8 @@ func commands() map[string]command {
 func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	e := &env{ctx: ctx, stdin: stdin, stdout: stdout, stderr: stderr}
 	fs := flag.NewFlagSet("coordctl", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() { fmt.Fprint(fs.Output(), usageText) }
+	fs.SetOutput(io.Discard) // errors are reported in one line below
+	fs.Usage = func() {}
 	def := os.Getenv("COORDCTL_ENDPOINTS")
 	if def == "" {
 		def = defaultEndpoints
@@ -191,11 +196,23 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	fs.DurationVar(&e.timeout, "timeout", 30*time.Second, "deadline of a one-shot command")
 	fs.StringVar(&e.token, "token", os.Getenv("COORDD_TOKEN"), "access token (secret) for clusters with ACLs")
 	tokenFile := fs.String("token-file", os.Getenv("COORDD_TOKEN_FILE"), "file holding the access token")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
+	version := fs.Bool("version", false, "print the version of this build")
+	globals, rest := splitGlobals(fs, args)
+	if err := fs.Parse(globals); err != nil {
+		return e.flagError(err)
+	}
+	if len(rest) > 0 {
+		switch rest[0] {
+		case "help", "-h", "-help", "--help":
+			fmt.Fprint(stdout, usageText)
 			return exitOK
+		case "version":
+			*version = true
 		}
-		return exitUsage // the flag package printed the problem and the usage
+	}
+	if *version {
+		fmt.Fprintln(stdout, buildinfo.Read().String("coordctl"))
+		return exitOK
 	}
 	switch *output {
 	case "table":
@@ -234,14 +251,12 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 			}
 		}
 	}
-	rest := fs.Args()
 	if len(rest) == 0 {
 		fmt.Fprint(stderr, usageText)
 		return exitUsage
 	}
-	if rest[0] == "help" {
-		fmt.Fprint(stdout, usageText)
-		return exitOK
+	if strings.HasPrefix(rest[0], "-") && rest[0] != "--" {
+		return e.flagError(fmt.Errorf("flag provided but not defined: %s", rest[0]))
 	}
 	cmd, ok := commands()[rest[0]]
 	if !ok {
@@ -249,6 +264,38 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	}
 	e.cmd = rest[0]
 	return cmd(e, rest[1:])
+}
+
+// splitGlobals takes the global flags (those fs defines) out of args,
+// wherever they are before a "--": `coordctl kv get k -o json` is `coordctl
+// -o json kv get k`. What follows "--" (lock's command) is left alone.
+func splitGlobals(fs *flag.FlagSet, args []string) (globals, rest []string) {
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		if a == "--" {
+			return globals, append(rest, args[i:]...)
+		}
+		name, _, hasValue := strings.Cut(strings.TrimPrefix(strings.TrimPrefix(a, "-"), "-"), "=")
+		f := fs.Lookup(name)
+		if !strings.HasPrefix(a, "-") || f == nil {
+			rest = append(rest, a)
+			continue
+		}
+		globals = append(globals, a)
+		if b, ok := f.Value.(interface{ IsBoolFlag() bool }); !hasValue && !(ok && b.IsBoolFlag()) && i+1 < len(args) {
+			i++
+			globals = append(globals, args[i])
+		}
+	}
+	return globals, rest
+}
+
+// flagError reports a bad flag in one line, says where help is, and
+// returns exitUsage.
+func (e *env) flagError(err error) int {
+	e.usagef("%v", err)
+	fmt.Fprintln(e.stderr, "see coordctl help")
+	return exitUsage
 }
 
 // usagef reports bad usage or input and returns exitUsage.
@@ -279,7 +326,7 @@ func (e *env) oneShot() (context.Context, context.CancelFunc) {
 // newFlags returns the flag set of a command; synopsis is its usage line.
 func (e *env) newFlags(synopsis string) *flag.FlagSet {
 	fs := flag.NewFlagSet("coordctl "+e.cmd, flag.ContinueOnError)
-	fs.SetOutput(e.stderr)
+	fs.SetOutput(io.Discard) // parseArgs reports problems; -h prints the usage on stdout
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "usage: coordctl %s\n", synopsis)
 		n := 0
@@ -305,9 +352,12 @@ func (e *env) parseArgs(fs *flag.FlagSet, args []string, minArgs, maxArgs int, n
 	for {
 		if err := fs.Parse(args); err != nil {
 			if errors.Is(err, flag.ErrHelp) {
+				fs.SetOutput(e.stdout)
+				fs.Usage()
 				return nil, err
 			}
-			return nil, errUsage // the flag package printed the problem
+			e.flagError(err)
+			return nil, errUsage
 		}
 		rest := fs.Args()
 		consumed := len(args) - len(rest)

@@ -29,6 +29,7 @@ type endpointStatus struct {
 	Endpoint string         `json:"endpoint"`
 	Status   *client.Status `json:"status,omitempty"`
 	Error    string         `json:"error,omitempty"`
+	hint     string         // what to change, for a TLS mismatch
 }
 
 // cmdStatus asks every endpoint for its own view, like etcdctl endpoint
@@ -61,6 +62,7 @@ func cmdStatus(e *env, args []string) int {
 			st, err := c.Status(sctx)
 			if err != nil {
 				_, out[i].Error = classify(err)
+				out[i].hint = tlsHint(err)
 				return
 			}
 			out[i].Status = st
@@ -93,6 +95,13 @@ func cmdStatus(e *env, args []string) int {
 		}
 		return rows
 	})
+	hints := map[string]bool{}
+	for _, s := range out {
+		if s.hint != "" && !hints[s.hint] {
+			hints[s.hint] = true
+			fmt.Fprintf(e.stderr, "coordctl: hint: %s\n", s.hint)
+		}
+	}
 	switch {
 	case failed == len(out):
 		e.warnf("cluster unavailable: no endpoint answered")

@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -77,7 +79,38 @@ func (e *env) fail(err error) int {
 		code, msg = exitInterrupted, "interrupted"
 	}
 	fmt.Fprintf(e.stderr, "coordctl: %s: %s\n", e.cmd, msg)
+	if hint := tlsHint(err); hint != "" && code != exitInterrupted {
+		fmt.Fprintf(e.stderr, "coordctl: hint: %s\n", hint)
+	}
 	return code
+}
+
+// tlsHint says what to change when err shows that this client and a node
+// do not agree about TLS, and "" otherwise.
+func tlsHint(err error) string {
+	var (
+		unknownCA x509.UnknownAuthorityError
+		hostname  x509.HostnameError
+		invalid   x509.CertificateInvalidError
+		record    tls.RecordHeaderError
+	)
+	msg := err.Error()
+	switch {
+	case strings.Contains(msg, "HTTP request to an HTTPS server"):
+		return "the node speaks https: give -ca FILE, the cluster's CA certificate (make run-tls: -ca data-tls/tls/ca.pem), or set COORDD_CA"
+	case errors.As(err, &unknownCA):
+		return "the node's certificate is not signed by a CA this client trusts: give -ca FILE, the cluster's CA certificate (make run-tls: -ca data-tls/tls/ca.pem), or set COORDD_CA"
+	case errors.As(err, &hostname):
+		return "the node's certificate is not valid for the address in -endpoints: use a host name or IP it was made for (coordd certs -hosts)"
+	case errors.As(err, &invalid):
+		return "the node's certificate is not valid (expired, or not a server certificate): make new ones with coordd certs"
+	case strings.Contains(msg, "remote error: tls: certificate required"), strings.Contains(msg, "remote error: tls: bad certificate"),
+		strings.Contains(msg, "remote error: tls: unknown certificate authority"):
+		return "the node wants a client certificate signed by its CA: give -cert FILE -key FILE (make run-tls: data-tls/tls/client.pem and client-key.pem), or set COORDD_CERT and COORDD_KEY"
+	case errors.As(err, &record):
+		return "the node speaks plain http: drop -ca, -cert and -key (and COORDD_CA, COORDD_CERT, COORDD_KEY), or write the endpoint as http://HOST:PORT"
+	}
+	return ""
 }
 
 // classify maps an error of package client to an exit code and a message.

@@ -70,13 +70,31 @@ func TestCoordctl_TLS(t *testing.T) {
 	if r := ctl("kv", "get", "k", "-raw"); r.code != exitOK || r.stdout != "v" {
 		t.Fatalf("get with env: %v", r)
 	}
-	// No client certificate: the node requires one.
-	if r := ctl("-cert", "", "-key", "", "kv", "get", "k"); r.code != exitFailed {
-		t.Fatalf("without a client certificate: %v", r)
+	// Each mismatch fails at once (not after -timeout) and says what to
+	// change: no client certificate where the node requires one,
+	// plaintext to a TLS node, https without the cluster's CA.
+	otherCA := filepath.Join(t.TempDir(), "other")
+	if _, err := tlsutil.GenerateCluster(tlsutil.ClusterOptions{Dir: otherCA, Clients: []string{"client"}}); err != nil {
+		t.Fatal(err)
 	}
-	// Plaintext to a TLS node fails.
-	if r := ctl("-ca", "", "-cert", "", "-key", "", "kv", "get", "k"); r.code != exitFailed {
-		t.Fatalf("plaintext: %v", r)
+	for _, tc := range []struct {
+		args []string
+		hint string
+	}{
+		{[]string{"-cert", "", "-key", "", "kv", "get", "k"}, "hint: the node wants a client certificate signed by its CA: give -cert FILE -key FILE"},
+		{[]string{"-ca", "", "-cert", "", "-key", "", "kv", "get", "k"}, "hint: the node speaks https: give -ca FILE"},
+		{[]string{"-ca", "", "-cert", "", "-key", "", "status"}, "hint: the node speaks https: give -ca FILE"},
+		{[]string{"-endpoints", "https://" + ep, "-ca", "", "-cert", "", "-key", "", "kv", "put", "k", "v"}, "hint: the node's certificate is not signed by a CA this client trusts: give -ca FILE"},
+		{[]string{"-ca", filepath.Join(otherCA, "ca.pem"), "kv", "get", "k"}, "hint: the node's certificate is not signed by a CA this client trusts"},
+	} {
+		start := time.Now()
+		r := ctl(append([]string{"-timeout", "30s"}, tc.args...)...)
+		if r.code != exitFailed || strings.Count(r.stderr, tc.hint) != 1 || strings.Contains(r.stderr, "outcome unknown") {
+			t.Errorf("coordctl %q: want exit 1 and %q once on stderr, got %v", tc.args, tc.hint, r)
+		}
+		if took := time.Since(start); took > 10*time.Second {
+			t.Errorf("coordctl %q took %s (the deadline was 30 s): a mismatch should fail at once", tc.args, took)
+		}
 	}
 	if r := ctl("-cert", cert, "-key", "", "kv", "get", "k"); r.code != exitUsage {
 		t.Fatalf("certificate without key: %v", r)

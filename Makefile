@@ -3,7 +3,7 @@ GO        ?= go
 BIN       := bin
 TEST_TIMEOUT ?= 14m
 
-.PHONY: all build run run-tls test test-e2e test-crash jepsen jepsen-long jepsen-disk bench-e2e bench-recovery bench bench-quick bench-micro fuzz vet fmt clean
+.PHONY: all build run run-tls test test-tools test-docs test-e2e test-crash jepsen jepsen-long jepsen-disk bench-e2e bench-recovery bench bench-quick bench-micro fuzz vet fmt clean
 
 all: build
 
@@ -24,9 +24,24 @@ run-tls: build
 	exec env COORDD=$(BIN)/coordd TLS=1 ACL=1 DATA_DIR=./data-tls EXTRA_FLAGS="$(RUN_TLS_FLAGS)" ./scripts/run-cluster.sh
 
 ## test: vet, then every test with the race detector (end-to-end process tests included), then the fault-injection quick set (make jepsen)
-test: vet
+test: vet test-tools
 	$(GO) test -race -timeout $(TEST_TIMEOUT) $$($(GO) list ./... | grep -v '/test/jepsen$$')
 	$(MAKE) jepsen
+
+# TEST_TOOLS are the commands some tests need, and the Debian package of
+# each: the metrics test runs promtool, the README's tour uses curl and jq.
+TEST_TOOLS = promtool:prometheus jq:jq curl:curl
+
+## test-tools: install what some tests need when it is missing (promtool from Debian's prometheus package, jq, curl) with apt-get, as root; else say which tests will skip
+test-tools:
+	@missing=""; for t in $(TEST_TOOLS); do command -v $${t%%:*} >/dev/null 2>&1 || missing="$$missing $${t#*:}"; done; \
+	if [ -z "$$missing" ]; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "installing$$missing (for the tests that need them)"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null || echo "could not install$$missing: the tests that need them will skip and say so"; \
+	else \
+		echo "not installed:$$missing (needs root and apt-get): the tests that need them will skip and say so"; \
+	fi
 
 # SEED=N reproduces a fault-injection run (every run prints its seed).
 JEPSEN_FLAGS = $(if $(SEED),-seed $(SEED))

@@ -8,7 +8,8 @@ import (
 )
 
 // nodeMetrics are the node's own Prometheus metrics. Raft's internal metrics
-// (go-metrics) are exported into the same registry by cmd/coordd.
+// (go-metrics) are exported into the same registry by cmd/coordd, through
+// internal/raftmetrics.
 type nodeMetrics struct {
 	leasesGranted  prometheus.Counter
 	leasesExpired  prometheus.Counter

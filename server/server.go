@@ -223,6 +223,9 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	rc.BatchApplyCh = true
 	rc.MaxAppendEntries = maxAppendEntries
 	rc.Logger = s.log.Named("raft")
+	// Peer ids go in labels only: no duplicate metric per peer with the id
+	// in its name.
+	rc.NoLegacyTelemetry = true
 	if err := raft.ValidateConfig(rc); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrConfig, err)
 	}

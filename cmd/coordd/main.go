@@ -42,13 +42,12 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
-	gometrics "github.com/hashicorp/go-metrics/compat"
-	gmprom "github.com/hashicorp/go-metrics/compat/prometheus"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/coordd/coordd/internal/buildinfo"
 	"github.com/coordd/coordd/internal/portowner"
+	"github.com/coordd/coordd/internal/raftmetrics"
 	"github.com/coordd/coordd/server"
 )
 
@@ -314,7 +313,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	if err := exportRaftMetrics(reg); err != nil {
+	if err := raftmetrics.Export(reg); err != nil {
 		logger.Warn("raft metrics not exported", "error", err)
 	}
 	o.cfg.Registry = reg
@@ -390,20 +389,4 @@ func explainStartError(err error, cfg server.Config) error {
 		return err
 	}
 	return fmt.Errorf("%w (%s)", err, strings.Join(held, "; "))
-}
-
-// exportRaftMetrics sends hashicorp/raft's go-metrics into the Prometheus
-// registry served at /metrics.
-func exportRaftMetrics(reg prometheus.Registerer) error {
-	sink, err := gmprom.NewPrometheusSinkFrom(gmprom.PrometheusOpts{Registerer: reg, Expiration: time.Minute})
-	if err != nil {
-		return fmt.Errorf("prometheus sink: %w", err)
-	}
-	conf := gometrics.DefaultConfig("coordd")
-	conf.EnableHostname = false
-	conf.EnableRuntimeMetrics = false
-	if _, err := gometrics.NewGlobal(conf, sink); err != nil {
-		return fmt.Errorf("go-metrics: %w", err)
-	}
-	return nil
 }

@@ -442,7 +442,7 @@ func Test_E2E_LeaderSIGKILLedUnderWrites_NothingAcknowledgedLost(t *testing.T) {
 	}
 	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	for _, m := range []string{"coordd_raft_commitTime", "coordd_raft_is_leader 1", "coordd_http_requests_total", "go_goroutines"} {
+	for _, m := range []string{"coordd_raft_commit_time_seconds", "coordd_raft_is_leader 1", "coordd_http_requests_total", "go_goroutines"} {
 		if !strings.Contains(string(body), m) {
 			t.Errorf("/metrics of the leader lacks %s", m)
 		}

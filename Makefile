@@ -58,6 +58,10 @@ jepsen-long:
 jepsen-disk:
 	$(GO) test -count=1 -timeout 10m -run 'TestJepsen_FullDisk' -v ./test/jepsen/ -jepsen.disk $(JEPSEN_FLAGS)
 
+## test-docs: only the docs tests: the README's tour against a dev node and make run's cluster, its Go example compiled, every relative link and anchor of README.md, docs/ and the examples resolved (part of make test)
+test-docs: test-tools
+	$(GO) test -count=1 -timeout 5m -run 'Test_Docs' -v ./test/e2e/
+
 ## test-e2e: only the end-to-end tests that start real coordd processes
 test-e2e:
 	$(GO) test -race -timeout $(TEST_TIMEOUT) -run 'Test_E2E' -v ./test/e2e/...

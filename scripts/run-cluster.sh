@@ -84,59 +84,69 @@ fi
 
 # --- ports ---
 
-# port_taken: something on this machine listens on port $1. Linux's
-# /proc/net/tcp says so without connecting (a connection would make the
-# node that owns the port log it); elsewhere, try to connect.
-port_taken() {
+# listening_ports prints those of the ports given that something on this
+# machine listens on. Linux's /proc/net/tcp says so without connecting (a
+# connection would make the node that owns the port log it) and in one
+# process (a busy machine makes each fork slow); elsewhere, try to connect.
+listening_ports() {
 	if [ -r /proc/net/tcp ]; then
 		local tables=(/proc/net/tcp)
 		if [ -r /proc/net/tcp6 ]; then tables+=(/proc/net/tcp6); fi
-		awk -v p=":$(printf '%04X' "$1")" 'FNR > 1 && $4 == "0A" && substr($2, length($2) - 4) == p { found = 1 }
-			END { exit !found }' "${tables[@]}"
+		awk -v want="$*" 'BEGIN { n = split(want, w, " "); for (i = 1; i <= n; i++) ask[sprintf("%04X", w[i])] = w[i] }
+			FNR > 1 && $4 == "0A" { split($2, a, ":"); if ((a[2] in ask) && !seen[a[2]]++) print ask[a[2]] }' "${tables[@]}"
 		return
 	fi
-	(exec 3<>"/dev/tcp/$HOST/$1") 2>/dev/null
+	local p
+	for p in "$@"; do
+		if (exec 3<>"/dev/tcp/$HOST/$p") 2>/dev/null; then echo "$p"; fi
+	done
 }
 
-# port_holder prints "pid N (command line)" for each process listening on
-# port $1, from $listeners (ss -Hltnp's output, read once) or lsof.
-listeners=""
-port_holder() {
-	local pids="" pid out=()
-	if [ -n "$listeners" ]; then
-		pids=$(awk -v p=":$1" '{ n = split($4, a, ":"); if (":" a[n] == p) print }' <<<"$listeners" |
-			grep -o 'pid=[0-9]*' | cut -d= -f2 | sort -u || true)
+# holders prints "PORT PID" for every listening socket, as ss or lsof
+# tell (nothing if neither is installed).
+holders() {
+	if command -v ss >/dev/null 2>&1; then
+		ss -Hltnp 2>/dev/null | awk '{ n = split($4, a, ":"); port = a[n]
+			while (match($0, /pid=[0-9]+/)) { print port, substr($0, RSTART + 4, RLENGTH - 4); $0 = substr($0, RSTART + RLENGTH) } }'
 	elif command -v lsof >/dev/null 2>&1; then
-		pids=$(lsof -nP -t -iTCP:"$1" -sTCP:LISTEN 2>/dev/null | sort -u || true)
+		lsof -nP -iTCP -sTCP:LISTEN -Fpn 2>/dev/null | awk '/^p/ { pid = substr($0, 2) } /^n/ { n = split($0, a, ":"); print a[n], pid }'
 	fi
-	if [ -z "$pids" ]; then
-		echo "a process this script cannot name (try: ss -ltnp, or lsof -iTCP:$1)"
-		return
-	fi
-	for pid in $pids; do
-		out+=("pid $pid ($(ps -o args= -p "$pid" 2>/dev/null | cut -c1-100))")
-	done
-	(IFS=,; echo "${out[*]}")
 }
 
 check_ports() {
-	local taken=() i
-	for i in "${nodes[@]}"; do
-		if port_taken "${http_ports[$i]}"; then taken+=("${http_ports[$i]}:HTTP of n$((i + 1))"); fi
-		if port_taken "${raft_ports[$i]}"; then taken+=("${raft_ports[$i]}:Raft of n$((i + 1))"); fi
-	done
-	[ ${#taken[@]} -eq 0 ] && return 0
-	if command -v ss >/dev/null 2>&1; then listeners=$(ss -Hltnp 2>/dev/null || true); fi
+	local want=() i
+	for i in "${nodes[@]}"; do want+=("${http_ports[$i]}" "${raft_ports[$i]}"); done
+	local taken
+	taken=$(listening_ports "${want[@]}")
+	[ -z "$taken" ] && return 0
+	# Who holds them: one ss (or lsof) and one ps for all.
+	local -A pids_of=() args_of=()
+	local port pid line all=""
+	while read -r port pid; do
+		[ -n "$pid" ] || continue
+		case " ${pids_of[$port]:-} " in *" $pid "*) ;; *) pids_of[$port]+="$pid " all+="$pid," ;; esac
+	done <<<"$(holders)"
+	if [ -n "$all" ]; then
+		while read -r pid line; do args_of[$pid]=${line:0:100}; done <<<"$(ps -o pid=,args= -p "${all%,}" 2>/dev/null || true)"
+	fi
 	{
 		echo "run-cluster: cannot start: ports already in use on $HOST:"
-		for t in "${taken[@]}"; do
-			echo "  ${HOST}:${t%%:*} (${t#*:}): held by $(port_holder "${t%%:*}")"
+		for i in "${nodes[@]}"; do
+			for port in "${http_ports[$i]}:HTTP" "${raft_ports[$i]}:Raft"; do
+				[[ $'\n'$taken$'\n' == *$'\n'${port%%:*}$'\n'* ]] || continue
+				line=""
+				for pid in ${pids_of[${port%%:*}]:-}; do line+="${line:+, }pid $pid (${args_of[$pid]:-?})"; done
+				echo "  ${HOST}:${port%%:*} (${port#*:} of n$((i + 1))): held by ${line:-a process this script cannot name (try: ss -ltnp)}"
+			done
 		done
+		local alt_http="" alt_raft=""
+		for ((i = 1; i <= n; i++)); do alt_http+="${alt_http:+ }$((8100 + i))" alt_raft+="${alt_raft:+ }$((8200 + i))"; done
 		echo "Is another 'make run' running? Stop it, or choose other ports, e.g."
-		echo "  make run HTTP_PORTS=\"$(seq -s ' ' 8101 $((8100 + n)))\" RAFT_PORTS=\"$(seq -s ' ' 8201 $((8200 + n)))\""
+		echo "  make run HTTP_PORTS=\"$alt_http\" RAFT_PORTS=\"$alt_raft\""
 	} >&2
 	exit 1
 }
+check_ports
 
 # --- nodes ---
 
@@ -259,7 +269,7 @@ trap stop EXIT
 parent=$PPID
 parent_is_make=0
 parent_caught=""
-case "$(cat "/proc/$parent/comm" 2>/dev/null || true)" in
+case "$(<"/proc/$parent/comm")" in
 make | gmake)
 	parent_is_make=1
 	parent_caught=$(awk '/^SigCgt:/{print $2}' "/proc/$parent/status" 2>/dev/null || true)
@@ -278,7 +288,6 @@ watch_parent() {
 
 # --- start ---
 
-check_ports
 mkdir -p "$DATA_DIR"
 if [ "$TLS" = 1 ] && [ ! -f "$TLS_DIR/ca.pem" ]; then
 	names=$(for i in "${nodes[@]}"; do printf 'n%d,' $((i + 1)); done)

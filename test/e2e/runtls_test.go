@@ -96,20 +96,29 @@ func Test_E2E_RunTLS_SecureClusterFromTheREADME(t *testing.T) {
 	pool := x509.NewCertPool()
 	pool.AppendCertsFromPEM(caPEM)
 	hc := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}}
+	// do sends a request and returns its status, retrying a 503 (no
+	// leader: documented as safe to retry) for up to 15 s: on a loaded
+	// machine the cluster may be electing a leader again.
 	do := func(method, url, tok, body string) int {
 		t.Helper()
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		req, _ := http.NewRequestWithContext(ctx, method, url, strings.NewReader(body))
-		if tok != "" {
-			req.Header.Set("Authorization", "Bearer "+tok)
+		deadline := time.Now().Add(15 * time.Second)
+		for {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			req, _ := http.NewRequestWithContext(ctx, method, url, strings.NewReader(body))
+			if tok != "" {
+				req.Header.Set("Authorization", "Bearer "+tok)
+			}
+			resp, err := hc.Do(req)
+			cancel()
+			if err != nil {
+				t.Fatalf("%s %s: %v", method, url, err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusServiceUnavailable || time.Now().After(deadline) {
+				return resp.StatusCode
+			}
+			time.Sleep(100 * time.Millisecond)
 		}
-		resp, err := hc.Do(req)
-		if err != nil {
-			t.Fatalf("%s %s: %v", method, url, err)
-		}
-		resp.Body.Close()
-		return resp.StatusCode
 	}
 	secret := strings.TrimSpace(string(token))
 	for _, p := range http3 {

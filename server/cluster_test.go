@@ -508,3 +508,38 @@ func Test_Cluster_ReplicationIsNotPipelined(t *testing.T) {
 		t.Fatalf("raft replicates through a pipeline:\n%s", s)
 	}
 }
+
+// Test_Cluster_StopWithCluster_AFollowerAloneIsBounded: ShutdownWithCluster
+// on a follower whose leader is not stopping still returns (after about a
+// second of waiting for the leader to go quiet), and the others go on; then
+// the rest stop with it at once. (That a whole cluster so stopped logs no
+// error and hands nothing over is checked with real processes in
+// test/e2e/runcluster_test.go.)
+func Test_Cluster_StopWithCluster_AFollowerAloneIsBounded(t *testing.T) {
+	c := testcluster.New(t, 3)
+	putRetry(t, c, c.Leader(), "before", "x")
+	f := c.Followers()[0]
+	start := time.Now()
+	if err := f.Server().ShutdownWithCluster(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if took := time.Since(start); took > 5*time.Second {
+		t.Fatalf("a follower whose leader runs on took %s to stop (the wait is bounded by 1 s)", took)
+	}
+	var rest []*testcluster.Node
+	for _, n := range c.Nodes {
+		if n != f {
+			rest = append(rest, n)
+		}
+	}
+	putRetry(t, c, rest[0], "after", "y")
+	var wg sync.WaitGroup
+	for _, n := range rest {
+		wg.Go(func() {
+			if err := n.Server().ShutdownWithCluster(context.Background()); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+}

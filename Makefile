@@ -1,6 +1,10 @@
 # coordd — see README.md.
 GO        ?= go
 BIN       := bin
+# GOBUILD stamps the binaries with the VCS revision when built from a git
+# checkout (coordd version prints it), whatever GOFLAGS=-buildvcs=... says;
+# from a tarball it stamps nothing and does not fail.
+GOBUILD   = $(GO) build -buildvcs=auto
 TEST_TIMEOUT ?= 14m
 
 .PHONY: all build run run-tls test test-tools test-docs test-e2e test-crash jepsen jepsen-long jepsen-disk bench-e2e bench-recovery bench bench-quick bench-micro fuzz vet fmt clean
@@ -8,8 +12,8 @@ TEST_TIMEOUT ?= 14m
 all: build
 
 build:
-	$(GO) build -o $(BIN)/coordd ./cmd/coordd
-	$(GO) build -o $(BIN)/coordctl ./cmd/coordctl
+	$(GOBUILD) -o $(BIN)/coordd ./cmd/coordd
+	$(GOBUILD) -o $(BIN)/coordctl ./cmd/coordctl
 
 ## run: build and start a local 3-node cluster (HTTP 7101-7103, Raft 7201-7203, data in ./data; NODES=1 for one node); Ctrl-C or SIGTERM stops every node
 # exec: make passes its SIGTERM to its child, which must be the script.
@@ -115,7 +119,7 @@ BENCH_FLAGS ?=
 
 ## bench: coordbench's standard set (acquire, keepalive, handoff, holder crash, leader kill, recovery) on fresh loopback clusters of ./bin/coordd: a table of median [min..max] over 3 runs with the goals (about 10 minutes on 2 cores)
 bench: build
-	$(GO) build -o $(BIN)/coordbench ./cmd/coordbench
+	$(GOBUILD) -o $(BIN)/coordbench ./cmd/coordbench
 	$(BIN)/coordbench -mode standard -own-cluster -coordd $(BIN)/coordd -runs 3 -hold-runs 3 -idle 10s $(BENCH_FLAGS)
 
 ## bench-micro: go test microbenchmarks: FSM apply and command encoding, snapshot persist (100k leases), the lease clock with 100k leases, the cost of access control per request (about a minute)
@@ -125,7 +129,7 @@ bench-micro:
 
 ## bench-quick: a smoke run of every coordbench mode (about a minute)
 bench-quick: build
-	$(GO) build -o $(BIN)/coordbench ./cmd/coordbench
+	$(GOBUILD) -o $(BIN)/coordbench ./cmd/coordbench
 	$(BIN)/coordbench -mode standard -own-cluster -coordd $(BIN)/coordd -quick $(BENCH_FLAGS)
 
 # --- Containers (see docs/operations.md, "Running in containers") ---
@@ -147,8 +151,8 @@ COMPOSE_PROJECT ?= coordd
 image:
 	rm -rf $(DOCKER_CTX)
 	mkdir -p $(DOCKER_CTX)/data
-	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '-s -w' -o $(DOCKER_CTX)/coordd ./cmd/coordd
-	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '-s -w' -o $(DOCKER_CTX)/coordctl ./cmd/coordctl
+	CGO_ENABLED=0 $(GOBUILD) -trimpath -ldflags '-s -w' -o $(DOCKER_CTX)/coordd ./cmd/coordd
+	CGO_ENABLED=0 $(GOBUILD) -trimpath -ldflags '-s -w' -o $(DOCKER_CTX)/coordctl ./cmd/coordctl
 	docker build -f deploy/Dockerfile -t $(IMAGE) $(DOCKER_CTX)
 
 ## compose-up: build the image and start a 3-node cluster (NODES=5 for five) in containers; HTTP on 127.0.0.1:7301-7303 (-7305)

@@ -288,7 +288,19 @@ watch_parent() {
 
 # --- start ---
 
+# The nodes keep their peers' Raft addresses in their data dirs: a data dir
+# made with other ports or another number of nodes cannot form a cluster.
 mkdir -p "$DATA_DIR"
+if [ -s "$DATA_DIR/peers" ] && [ "$(<"$DATA_DIR/peers")" != "$peers" ]; then
+	{
+		echo "run-cluster: $DATA_DIR holds a cluster of other nodes or ports:"
+		echo "  it was made for   $(<"$DATA_DIR/peers")"
+		echo "  this run wants    $peers"
+		echo "Remove it ('make clean', or rm -r $DATA_DIR), or give this run another DATA_DIR=..."
+	} >&2
+	exit 1
+fi
+echo "$peers" >"$DATA_DIR/peers"
 if [ "$TLS" = 1 ] && [ ! -f "$TLS_DIR/ca.pem" ]; then
 	names=$(for i in "${nodes[@]}"; do printf 'n%d,' $((i + 1)); done)
 	# Once: a cluster CA, a certificate per node and a client certificate (no openssl).

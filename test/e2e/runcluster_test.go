@@ -395,3 +395,23 @@ func Test_E2E_MakeRun_OneNode(t *testing.T) {
 	r.put(t, 0, "alone", "yes")
 	r.stopAndCheck(t, r.cmd.Process, syscall.SIGTERM)
 }
+
+// Test_E2E_RunCluster_RefusesADataDirOfAnotherCluster: the nodes keep
+// their peers' addresses in their data dirs, so `make run NODES=1` (or
+// other ports) after a `make run` could never form a cluster on ./data:
+// the script says so instead of waiting for a leader that cannot come.
+func Test_E2E_RunCluster_RefusesADataDirOfAnotherCluster(t *testing.T) {
+	first := startScript(t, newRun(t, 3), []string{"bash", "scripts/run-cluster.sh"}, "COORDD="+coorddBin, "COORDCTL="+ctlBin(t))
+	first.waitFor(t, "stops every node.", 60*time.Second)
+	first.stopAndCheck(t, first.cmd.Process, syscall.SIGTERM)
+	one := &scriptRun{http: freePorts(t, 1), raft: freePorts(t, 1), dataDir: first.dataDir}
+	startScript(t, one, []string{"bash", "scripts/run-cluster.sh"}, "COORDD="+coorddBin, "COORDCTL="+ctlBin(t), "NODES=1")
+	select {
+	case <-one.done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the run on another cluster's data dir did not fail within 10 s")
+	}
+	if out := one.out.String(); one.cmd.ProcessState.ExitCode() != 1 || !strings.Contains(out, "holds a cluster of other nodes or ports") || strings.Contains(out, "cluster running") {
+		t.Fatalf("exit %d:\n%s", one.cmd.ProcessState.ExitCode(), out)
+	}
+}

@@ -82,7 +82,7 @@ func TestWrap_LetsOnlyMembersAndLoopbackReadAcrossOrigins(t *testing.T) {
 		{false, "http://127.0.0.1:7301", http.MethodGet, true},
 		{false, "http://localhost:9999", http.MethodGet, true},
 		{false, "http://[::1]:7101", http.MethodGet, true},
-		{false, "http://10.1.0.9:7101", http.MethodGet, false}, // not a member
+		{false, "http://10.1.0.9:7101", http.MethodGet, false},  // not a member
 		{false, "https://10.1.0.2:7101", http.MethodGet, false}, // wrong scheme
 		{true, "https://10.1.0.2:7101", http.MethodGet, true},
 		{true, "http://127.0.0.1:7101", http.MethodGet, false},

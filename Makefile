@@ -3,7 +3,7 @@ GO        ?= go
 BIN       := bin
 TEST_TIMEOUT ?= 14m
 
-.PHONY: all build run run-tls test test-e2e test-crash jepsen jepsen-long jepsen-disk bench-e2e bench-recovery bench bench-quick bench-micro fuzz vet fmt clean
+.PHONY: all build run run-tls test test-e2e test-crash test-ui test-alerts jepsen jepsen-long jepsen-disk bench-e2e bench-recovery bench bench-quick bench-micro fuzz vet fmt clean
 
 all: build
 
@@ -45,6 +45,35 @@ jepsen-disk:
 ## test-e2e: only the end-to-end tests that start real coordd processes
 test-e2e:
 	$(GO) test -race -timeout $(TEST_TIMEOUT) -run 'Test_E2E' -v ./test/e2e/...
+
+# apt_install installs Debian's package $(2) when command $(1) is missing
+# (as root, after apt-get update), and says why when it cannot; the target
+# that needs it then skips with a printed reason.
+define apt_install
+	@command -v $(1) >/dev/null 2>&1 || { \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "$(1) is missing: installing Debian's $(2)"; \
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(2); } >/dev/null 2>&1 \
+			|| echo "could not install Debian's $(2) (no package mirror?)"; \
+	else echo "$(1) is missing and cannot be installed here (needs root and apt-get)"; fi; }
+endef
+
+# UI_OUT is where make test-ui leaves its screenshots (under _artifacts/).
+UI_OUT ?= test-output/ui
+
+## test-ui: the web console (/ui/) in headless Chromium (chromedp) against real 3-node clusters: leader, election token, lease countdown, SIGKILL of the leader (prints the time until the page names the new one), a hand-off in the feed, and a TLS+ACL cluster; screenshots under $(UI_OUT); installs Debian's chromium if missing, or skips with the reason (not part of make test)
+test-ui:
+	$(call apt_install,chromium,chromium)
+	@mkdir -p $(UI_OUT)
+	COORDD_UI_TEST=1 $(GO) test -count=1 -timeout 10m -run 'Test_UI_' -v ./test/e2e/ -artifacts -outputdir $(abspath $(UI_OUT))
+
+## test-alerts: promtool checks and unit tests of the alert rules (deploy/prometheus/), the dashboard's queries, and that every metric they read is on a real node's /metrics; installs Debian's prometheus (for promtool) if missing, or skips the promtool part with the reason
+test-alerts:
+	$(call apt_install,promtool,prometheus)
+	@if command -v promtool >/dev/null 2>&1; then \
+		promtool check rules deploy/prometheus/alerts.yml && promtool test rules deploy/prometheus/alerts_test.yml; \
+	else echo "skipping promtool: it is not installed (Debian's prometheus package has it)"; fi
+	$(GO) test -count=1 -timeout 5m -run 'TestMonitoring_|Test_E2E_Monitoring_' -v ./test/e2e/
 
 ## test-crash: the crash-safety end-to-end test with 50 rounds of SIGKILLs (one node or all three) under load (not part of make test)
 test-crash:

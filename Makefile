@@ -137,7 +137,7 @@ bench-quick: build
 	$(GO) build -o $(BIN)/coordbench ./cmd/coordbench
 	$(BIN)/coordbench -mode standard -own-cluster -coordd $(BIN)/coordd -quick $(BENCH_FLAGS)
 
-# --- Containers (see README, "Running in containers") ---
+# --- Containers (see docs/operations.md, "Running in containers") ---
 # IMAGE names the image; DOCKER_CTX is its whole build context (static
 # binaries and an empty data dir owned by the image's user), so nothing else
 # of the repository is sent to the Docker daemon. NODES=5 uses

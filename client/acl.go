@@ -5,41 +5,9 @@ import (
 	"errors"
 	"net/http"
 	"net/url"
-	"time"
 
 	"github.com/coordd/coordd/acl"
 )
-
-// ACLRule grants Access ("read", "write" or "deny") on Resource ("kv",
-// "lease", "election", "lock", "operator" or "acl") for every name that
-// starts with Prefix. The rule with the longest matching prefix decides.
-type ACLRule struct {
-	Resource string `json:"resource"`
-	Prefix   string `json:"prefix"`
-	Access   string `json:"access"`
-}
-
-// ACLToken is an access token. SecretID is set only in the answer that
-// created it; it is what clients send (Config.Token).
-type ACLToken struct {
-	AccessorID  string    `json:"accessor_id"`
-	SecretID    string    `json:"secret_id,omitempty"`
-	Description string    `json:"description,omitempty"`
-	Management  bool      `json:"management,omitempty"`
-	Rules       []ACLRule `json:"rules"`
-	CreateIndex uint64    `json:"create_index"`
-	CreateTime  time.Time `json:"create_time"`
-}
-
-// ACLTokenSpec describes a token to create. SecretID, when set, is the
-// secret to use (16 to 256 printable characters); by default the server
-// makes a random one.
-type ACLTokenSpec struct {
-	Description string    `json:"description,omitempty"`
-	Management  bool      `json:"management,omitempty"`
-	Rules       []ACLRule `json:"rules,omitempty"`
-	SecretID    string    `json:"secret_id,omitempty"`
-}
 
 // ACLBootstrap creates the first management token of a cluster with ACLs
 // on; it works once in the cluster's life. With an empty secret, a random

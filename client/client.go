@@ -21,6 +21,8 @@ import (
 
 	"github.com/cenkalti/backoff/v5"
 	"github.com/sony/gobreaker/v2"
+
+	"github.com/coordd/coordd/api"
 )
 
 // Config configures a Client. Zero fields take the defaults in their doc.
@@ -210,7 +212,7 @@ func (c *Client) do(ctx context.Context, rq request, out any) error {
 		var se *Error
 		switch {
 		case errors.As(err, &se) && se.retryable():
-			if se.Code == "not_leader" || se.Code == "no_leader" {
+			if se.Code == api.CodeNotLeader || se.Code == api.CodeNoLeader {
 				c.leader.Store(-1)
 			}
 			return struct{}{}, err
@@ -304,7 +306,7 @@ func (c *Client) attempt(ctx context.Context, ep *endpoint, rq request, out any)
 	var direct bool
 	err = c.once(actx, ep, rq.method, rq.path, rq.body, func(h http.Header) {
 		if rq.key != "" {
-			h.Set("Idempotency-Key", rq.key)
+			h.Set(api.HeaderIdempotencyKey, rq.key)
 		}
 	}, out, &direct)
 	var se *Error
@@ -368,7 +370,7 @@ func (c *Client) once(ctx context.Context, ep *endpoint, method, path string, bo
 		return fmt.Errorf("coordd: %s %s: %w", method, ep.url+path, err)
 	}
 	defer resp.Body.Close()
-	served, fwd := resp.Header.Get("X-Coordd-Served-By"), resp.Header.Get("X-Coordd-Forwarded-By")
+	served, fwd := resp.Header.Get(api.HeaderServedBy), resp.Header.Get(api.HeaderForwardedBy)
 	switch {
 	case fwd != "":
 		ep.id.Store(fwd) // ep forwarded to the leader, which served
@@ -383,15 +385,7 @@ func (c *Client) once(ctx context.Context, ep *endpoint, method, path string, bo
 		return fmt.Errorf("coordd: read answer of %s: %w", ep.url, err)
 	}
 	if resp.StatusCode/100 != 2 {
-		var eb struct {
-			Error Error `json:"error"`
-		}
-		if json.Unmarshal(b, &eb) != nil || eb.Error.Code == "" {
-			eb.Error = Error{Code: "http_" + fmt.Sprint(resp.StatusCode), Message: strings.TrimSpace(string(b))}
-		}
-		eb.Error.Status, eb.Error.Node = resp.StatusCode, served
-		eb.Error.Index, _ = strconv.ParseUint(resp.Header.Get("X-Coordd-Index"), 10, 64)
-		return &eb.Error
+		return errorOf(resp, b)
 	}
 	switch o := out.(type) {
 	case nil:
@@ -418,7 +412,7 @@ type answer struct {
 
 // index is the X-Coordd-Index of the answer.
 func (a *answer) index() uint64 {
-	i, _ := strconv.ParseUint(a.header.Get("X-Coordd-Index"), 10, 64)
+	i, _ := strconv.ParseUint(a.header.Get(api.HeaderIndex), 10, 64)
 	return i
 }
 

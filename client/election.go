@@ -6,6 +6,8 @@ import (
 	"net/http"
 	"net/url"
 	"time"
+
+	"github.com/coordd/coordd/api"
 )
 
 // LockOptions configure a lock acquisition.
@@ -55,23 +57,18 @@ func (c *Client) LockNew(ctx context.Context, name string, ttl, wait time.Durati
 }
 
 func (c *Client) acquire(ctx context.Context, kind, name string, lease uint64, ttl time.Duration, value string, wait time.Duration, o LockOptions) (*CampaignResult, error) {
-	body := map[string]any{}
+	body := api.CampaignRequest{Lease: lease, Value: value}
 	if ttl > 0 {
-		body["ttl_ms"] = ttl.Milliseconds()
-	} else {
-		body["lease"] = lease
-	}
-	if value != "" {
-		body["value"] = value
+		body.Lease, body.TTLMs = 0, ttl.Milliseconds()
 	}
 	if wait = serverWait(ctx, wait); wait > 0 {
-		body["wait"] = wait.String()
+		body.Wait = wait.String()
 	}
 	if o.Limit > 1 {
-		body["limit"] = o.Limit
+		body.Limit = o.Limit
 	}
 	if o.LockDelay > 0 {
-		body["lock_delay"] = o.LockDelay.String()
+		body.LockDelay = o.LockDelay.String()
 	}
 	path := namePath(kind, name)
 	if kind == "elections" {
@@ -93,20 +90,20 @@ func (c *Client) acquire(ctx context.Context, kind, name string, lease uint64, t
 // next candidate leads in the same Raft entry.
 func (c *Client) Resign(ctx context.Context, name string, lease, token uint64) (*ElectionState, error) {
 	var out ElectionState
-	err := c.write(ctx, http.MethodPost, namePath("elections", name)+"/resign", map[string]uint64{"lease": lease, "token": token}, &out)
+	err := c.write(ctx, http.MethodPost, namePath("elections", name)+"/resign", api.HolderRequest{Lease: lease, Token: token}, &out)
 	return &out, err
 }
 
 // Unlock releases a lock (token 0 withdraws a waiting acquisition).
 func (c *Client) Unlock(ctx context.Context, name string, lease, token uint64) error {
-	return c.write(ctx, http.MethodDelete, namePath("locks", name), map[string]uint64{"lease": lease, "token": token}, nil)
+	return c.write(ctx, http.MethodDelete, namePath("locks", name), api.HolderRequest{Lease: lease, Token: token}, nil)
 }
 
 // Proclaim sets the leader's value, keeping its token.
 func (c *Client) Proclaim(ctx context.Context, name string, lease, token uint64, value string) (*ElectionState, error) {
 	var out ElectionState
 	err := c.write(ctx, http.MethodPost, namePath("elections", name)+"/proclaim",
-		map[string]any{"lease": lease, "token": token, "value": value}, &out)
+		api.HolderRequest{Lease: lease, Token: token, Value: value}, &out)
 	return &out, err
 }
 

@@ -1,8 +1,14 @@
 package client
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/coordd/coordd/api"
 )
 
 // Sentinel errors. An *Error from the server matches the sentinel of its
@@ -57,56 +63,83 @@ var (
 )
 
 var codeSentinels = map[string]error{
-	"not_leader":               ErrNotLeader,
-	"no_leader":                ErrNoLeader,
-	"leader_not_ready":         ErrNoLeader,
-	"catching_up":              ErrNoLeader,
-	"shutting_down":            ErrUnavailable,
-	"forward_failed":           ErrUnavailable,
-	"outcome_unknown":          ErrOutcomeUnknown,
-	"key_not_found":            ErrKeyNotFound,
-	"cas_conflict":             ErrCASConflict,
-	"lease_not_found":          ErrLeaseNotFound,
-	"lease_lost":               ErrLeaseLost,
-	"not_holder":               ErrNotHolder,
-	"election_not_found":       ErrNotHolder,
-	"stale_token":              ErrStaleToken,
-	"bad_request":              ErrBadRequest,
-	"bad_ttl":                  ErrBadRequest,
-	"too_large":                ErrBadRequest,
-	"kind_mismatch":            ErrConflict,
-	"limit_mismatch":           ErrConflict,
-	"idempotency_key_reused":   ErrConflict,
-	"restore_in_progress":      ErrConflict,
-	"invalid_snapshot":         ErrBadRequest,
-	"method_not_allowed":       ErrBadRequest,
-	"not_found":                ErrBadRequest,
-	"unknown_member":           ErrUnknownMember,
-	"unauthenticated":          ErrUnauthenticated,
-	"invalid_token":            ErrUnauthenticated,
-	"permission_denied":        ErrPermissionDenied,
-	"too_many_leases":          ErrLimitExceeded,
-	"too_many_candidates":      ErrLimitExceeded,
-	"rate_limited":             ErrLimitExceeded,
-	"too_many_watchers":        ErrLimitExceeded,
-	"token_not_found":          ErrBadRequest,
-	"token_exists":             ErrConflict,
-	"acl_already_bootstrapped": ErrConflict,
+	api.CodeNotLeader:         ErrNotLeader,
+	api.CodeNoLeader:          ErrNoLeader,
+	api.CodeLeaderNotReady:    ErrNoLeader,
+	api.CodeCatchingUp:        ErrNoLeader,
+	api.CodeShuttingDown:      ErrUnavailable,
+	api.CodeForwardFailed:     ErrUnavailable,
+	api.CodeOutcomeUnknown:    ErrOutcomeUnknown,
+	api.CodeKeyNotFound:       ErrKeyNotFound,
+	api.CodeCASConflict:       ErrCASConflict,
+	api.CodeLeaseNotFound:     ErrLeaseNotFound,
+	api.CodeLeaseLost:         ErrLeaseLost,
+	api.CodeNotHolder:         ErrNotHolder,
+	api.CodeElectionNotFound:  ErrNotHolder,
+	api.CodeStaleToken:        ErrStaleToken,
+	api.CodeBadRequest:        ErrBadRequest,
+	api.CodeBadTTL:            ErrBadRequest,
+	api.CodeTooLarge:          ErrBadRequest,
+	api.CodeKindMismatch:      ErrConflict,
+	api.CodeLimitMismatch:     ErrConflict,
+	api.CodeIdempotencyReused: ErrConflict,
+	api.CodeRestoreInProgress: ErrConflict,
+	api.CodeInvalidSnapshot:   ErrBadRequest,
+	api.CodeMethod:            ErrBadRequest,
+	api.CodeNotFound:          ErrBadRequest,
+	api.CodeUnknownMember:     ErrUnknownMember,
+	api.CodeUnauthenticated:   ErrUnauthenticated,
+	api.CodeInvalidToken:      ErrUnauthenticated,
+	api.CodePermissionDenied:  ErrPermissionDenied,
+	api.CodeTooManyLeases:     ErrLimitExceeded,
+	api.CodeTooManyCandidates: ErrLimitExceeded,
+	api.CodeRateLimited:       ErrLimitExceeded,
+	api.CodeTooManyWatchers:   ErrLimitExceeded,
+	api.CodeTokenNotFound:     ErrBadRequest,
+	api.CodeTokenExists:       ErrConflict,
+	api.CodeACLBootstrapped:   ErrConflict,
 }
 
-// Error is an error answer of a coordd node.
+// Error is an error answer of a coordd node: its api.ErrorDetail, with
+// the HTTP status and the node that answered.
 type Error struct {
-	Status       int    `json:"-"`
-	Code         string `json:"code"`
-	Message      string `json:"message"`
-	CurrentIndex uint64 `json:"current_index,omitempty"`
-	CurrentToken uint64 `json:"current_token,omitempty"`
-	Leader       string `json:"leader,omitempty"`
+	Status  int
+	Code    string
+	Message string
+	// CurrentIndex is the key's modify index on a CAS conflict (0: the
+	// key does not exist); CurrentToken the holder's token on a stale
+	// token.
+	CurrentIndex uint64
+	CurrentToken uint64
+	// Leader is the leader's id, when the node knew it.
+	Leader string
 	// Node is the node that answered.
-	Node string `json:"-"`
+	Node string
 	// Index is the X-Coordd-Index of the answer (for a blocking read of a
 	// missing key, the index to block on next).
-	Index uint64 `json:"-"`
+	Index uint64
+}
+
+// errorOf makes the *Error of a non-2xx answer whose body is b: its JSON
+// api.ErrorBody, or for anything else (a proxy's page) the code
+// "http_<status>" and the body as the message.
+func errorOf(resp *http.Response, b []byte) *Error {
+	var eb api.ErrorBody
+	e := &Error{Status: resp.StatusCode, Node: resp.Header.Get(api.HeaderServedBy)}
+	e.Index, _ = strconv.ParseUint(resp.Header.Get(api.HeaderIndex), 10, 64)
+	if json.Unmarshal(b, &eb) != nil || eb.Error.Code == "" {
+		e.Code, e.Message = "http_"+strconv.Itoa(resp.StatusCode), strings.TrimSpace(string(b))
+		return e
+	}
+	d := eb.Error
+	e.Code, e.Message, e.Leader = d.Code, d.Message, d.Leader
+	if d.CurrentIndex != nil {
+		e.CurrentIndex = *d.CurrentIndex
+	}
+	if d.CurrentToken != nil {
+		e.CurrentToken = *d.CurrentToken
+	}
+	return e
 }
 
 func (e *Error) Error() string {
@@ -123,7 +156,7 @@ func (e *Error) Is(target error) bool {
 // call can be retried whatever it was.
 func (e *Error) retryable() bool {
 	switch e.Code {
-	case "not_leader", "no_leader", "leader_not_ready", "catching_up", "shutting_down", "rate_limited":
+	case api.CodeNotLeader, api.CodeNoLeader, api.CodeLeaderNotReady, api.CodeCatchingUp, api.CodeShuttingDown, api.CodeRateLimited:
 		return true
 	}
 	return false
@@ -131,5 +164,5 @@ func (e *Error) retryable() bool {
 
 // ambiguous reports whether the call may have been applied.
 func (e *Error) ambiguous() bool {
-	return e.Code == "outcome_unknown" || e.Code == "forward_failed"
+	return e.Code == api.CodeOutcomeUnknown || e.Code == api.CodeForwardFailed
 }

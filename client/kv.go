@@ -2,14 +2,14 @@ package client
 
 import (
 	"context"
-	"encoding/base64"
 	"errors"
-	"fmt"
 	"net/http"
 	"net/url"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/coordd/coordd/api"
 )
 
 func kvPath(key string) string {
@@ -18,19 +18,6 @@ func kvPath(key string) string {
 		parts[i] = url.PathEscape(p)
 	}
 	return "/v1/kv/" + strings.Join(parts, "/")
-}
-
-func (kv *KV) decode() error {
-	if kv.ValueEncoding == "base64" {
-		b, err := base64.StdEncoding.DecodeString(kv.RawValue)
-		if err != nil {
-			return fmt.Errorf("coordd: decode value of %q: %w", kv.Key, err)
-		}
-		kv.Value = b
-		return nil
-	}
-	kv.Value = []byte(kv.RawValue)
-	return nil
 }
 
 // ReadOption adjusts a read.
@@ -85,7 +72,7 @@ func (c *Client) Get(ctx context.Context, key string, opts ...ReadOption) (*KV, 
 	if err := c.do(ctx, rq, &kv); err != nil {
 		return nil, err
 	}
-	return &kv, kv.decode()
+	return &kv, nil
 }
 
 // List reads every key under prefix, in key order, and the index to block
@@ -102,11 +89,6 @@ func (c *Client) List(ctx context.Context, prefix string, opts ...ReadOption) ([
 	rq := request{method: http.MethodGet, path: kvPath(prefix) + encodeQuery(q), idempotent: true, stale: o.stale, blocking: o.index > 0}
 	if err := c.do(ctx, rq, ans); err != nil {
 		return nil, 0, err
-	}
-	for i := range out {
-		if err := out[i].decode(); err != nil {
-			return nil, 0, err
-		}
 	}
 	return out, ans.index(), nil
 }
@@ -206,10 +188,8 @@ func (c *Client) Watch(ctx context.Context, key string) <-chan WatchEvent {
 			var ev WatchEvent
 			switch {
 			case err == nil:
-				if err = kv.decode(); err == nil {
-					ev.KV, ev.Index = &kv, ans.index()
-				}
-			case isCode(err, "key_not_found"):
+				ev.KV, ev.Index = &kv, ans.index()
+			case isCode(err, api.CodeKeyNotFound):
 				var se *Error
 				errors.As(err, &se)
 				ev.Index, err = se.Index, nil

@@ -5,13 +5,15 @@ import (
 	"fmt"
 	"net/http"
 	"time"
+
+	"github.com/coordd/coordd/api"
 )
 
 // Grant creates a lease with the given TTL (whole milliseconds, within the
 // cluster's range).
 func (c *Client) Grant(ctx context.Context, ttl time.Duration) (*Lease, error) {
 	var l Lease
-	if err := c.write(ctx, http.MethodPost, "/v1/leases", map[string]int64{"ttl_ms": ttl.Milliseconds()}, &l); err != nil {
+	if err := c.write(ctx, http.MethodPost, "/v1/leases", api.LeaseGrantRequest{TTLMs: ttl.Milliseconds()}, &l); err != nil {
 		return nil, err
 	}
 	return &l, nil
@@ -28,27 +30,18 @@ func (c *Client) KeepAlive(ctx context.Context, id uint64) (*Lease, error) {
 	return &l, nil
 }
 
-// KeepAliveManyResult is what KeepAliveMany renewed.
-type KeepAliveManyResult struct {
-	// Leases are the leases renewed, in the order asked.
-	Leases []Lease `json:"leases"`
-	// NotFound lists the ids that are unknown, revoked or already past
-	// their deadline: their holders lost them.
-	NotFound []uint64 `json:"not_found"`
-}
-
 // MaxKeepAliveBatch is the most ids one KeepAliveMany request carries;
 // KeepAliveMany splits longer lists.
-const MaxKeepAliveBatch = 10000
+const MaxKeepAliveBatch = api.MaxKeepaliveBatch
 
 // KeepAliveMany renews many leases with one request per MaxKeepAliveBatch
 // ids, for clients that hold many leases: the leader renews them all in
 // memory, as it does single keepalives. Safe to retry.
 func (c *Client) KeepAliveMany(ctx context.Context, ids []uint64) (*KeepAliveManyResult, error) {
-	out := &KeepAliveManyResult{Leases: make([]Lease, 0, len(ids)), NotFound: []uint64{}}
+	out := &KeepAliveManyResult{Leases: make([]api.KeepaliveManyLease, 0, len(ids)), NotFound: []uint64{}}
 	for len(ids) > 0 {
 		n := min(len(ids), MaxKeepAliveBatch)
-		b, err := jsonBody(map[string][]uint64{"ids": ids[:n]})
+		b, err := jsonBody(api.KeepaliveManyRequest{IDs: ids[:n]})
 		if err != nil {
 			return nil, err
 		}
@@ -108,7 +101,8 @@ func (c *Client) Members(ctx context.Context) ([]Member, error) {
 // AddMember joins a server (as a voter unless nonVoter).
 func (c *Client) AddMember(ctx context.Context, id, raftAddr, httpAddr string, nonVoter bool) ([]Member, error) {
 	var out []Member
-	body := map[string]any{"id": id, "raft_addr": raftAddr, "http_addr": httpAddr, "voter": !nonVoter}
+	voter := !nonVoter
+	body := api.JoinRequest{ID: id, RaftAddr: raftAddr, HTTPAddr: httpAddr, Voter: &voter}
 	if err := c.write(ctx, http.MethodPost, "/v1/cluster/members", body, &out); err != nil {
 		return nil, err
 	}
@@ -123,14 +117,8 @@ func (c *Client) RemoveMember(ctx context.Context, id string) error {
 // TransferLeadership hands leadership to id, or to the most up-to-date voter
 // when id is empty, and returns the new leader's id.
 func (c *Client) TransferLeadership(ctx context.Context, id string) (string, error) {
-	var out struct {
-		Leader string `json:"leader"`
-	}
-	var body any
-	if id != "" {
-		body = map[string]string{"id": id}
-	}
-	if err := c.write(ctx, http.MethodPost, "/v1/cluster/transfer-leadership", body, &out); err != nil {
+	var out api.TransferResult
+	if err := c.write(ctx, http.MethodPost, "/v1/cluster/transfer-leadership", api.TransferRequest{ID: id}, &out); err != nil {
 		return "", err
 	}
 	return out.Leader, nil

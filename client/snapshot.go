@@ -2,13 +2,14 @@ package client
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"strconv"
 	"time"
+
+	"github.com/coordd/coordd/api"
 )
 
 // SaveSnapshot streams a consistent snapshot of the whole cluster state
@@ -67,17 +68,10 @@ func (c *Client) saveFrom(ctx context.Context, ep *endpoint, w io.Writer) (uint6
 	defer resp.Body.Close()
 	done(nil)
 	if resp.StatusCode != http.StatusOK {
-		var eb struct {
-			Error Error `json:"error"`
-		}
 		b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-		if json.Unmarshal(b, &eb) != nil || eb.Error.Code == "" {
-			eb.Error = Error{Code: "http_" + strconv.Itoa(resp.StatusCode), Message: string(b)}
-		}
-		eb.Error.Status = resp.StatusCode
-		return 0, 0, false, &eb.Error
+		return 0, 0, false, errorOf(resp, b)
 	}
-	index, _ := strconv.ParseUint(resp.Header.Get("X-Coordd-Index"), 10, 64)
+	index, _ := strconv.ParseUint(resp.Header.Get(api.HeaderIndex), 10, 64)
 	n, err := io.Copy(w, resp.Body)
 	if err != nil {
 		return index, n, n > 0, fmt.Errorf("coordd: snapshot from %s cut after %d bytes: %w", ep.url, n, err)
@@ -92,22 +86,6 @@ type RestoreOptions struct {
 	// Use it when restoring into a new or wiped cluster, whose log knows
 	// nothing of the tokens the old cluster issued after the backup.
 	Bump uint64
-}
-
-// RestoreResult is what the cluster reports after a restore.
-type RestoreResult struct {
-	// BackupIndex is the index the backup was taken at.
-	BackupIndex uint64 `json:"backup_index"`
-	// Index is the Raft index at which the restore finished: every token
-	// issued from now on, the restored holders' included, is at least this.
-	Index     uint64 `json:"index"`
-	Keys      int    `json:"keys"`
-	Leases    int    `json:"leases"`
-	Elections int    `json:"elections"`
-	// Digest identifies the restored data (keys, leases, elections); the
-	// same backup always gives the same digest.
-	Digest string `json:"digest"`
-	TookMS int64  `json:"took_ms"`
 }
 
 // RestoreSnapshot replaces the whole state of the running cluster with the

@@ -2,6 +2,8 @@ package fsm
 
 import (
 	"fmt"
+
+	"github.com/coordd/coordd/api"
 )
 
 // Lease is a time-to-live session that elections, locks and keys attach to.
@@ -69,12 +71,6 @@ func attachKeyOf(lease uint64, kind byte, name string) []byte {
 	return append(append(k, kind), name...)
 }
 
-// Attachment is something a lease holds.
-type Attachment struct {
-	Kind string `json:"kind"` // "election" or "key"
-	Name string `json:"name"`
-}
-
 // Lease returns the lease with the given id.
 func (s *State) Lease(id uint64) (*Lease, bool) { return s.leases.Get(u64key(id)) }
 
@@ -92,10 +88,10 @@ func (s *State) Leases() []*Lease {
 func (s *State) LeaseCount() int { return s.leases.Len() }
 
 // Attachments lists what lease id holds.
-func (s *State) Attachments(id uint64) []Attachment {
-	var out []Attachment
+func (s *State) Attachments(id uint64) []api.Attachment {
+	var out []api.Attachment
 	s.attach.Root().WalkPrefix(u64key(id), func(k []byte, _ struct{}) bool {
-		a := Attachment{Name: string(k[u64KeyLen+1:]), Kind: "key"}
+		a := api.Attachment{Name: string(k[u64KeyLen+1:]), Kind: "key"}
 		if k[u64KeyLen] == attachElection {
 			a.Kind = "election"
 		}

@@ -9,27 +9,8 @@ import (
 	"time"
 
 	"github.com/coordd/coordd/acl"
+	"github.com/coordd/coordd/api"
 	"github.com/coordd/coordd/fsm"
-)
-
-// Error codes of access control.
-const (
-	// CodeUnauthenticated: ACLs are on and the request carries no token.
-	CodeUnauthenticated = "unauthenticated"
-	// CodeInvalidToken: the token is not known to the cluster.
-	CodeInvalidToken = "invalid_token"
-	// CodePermissionDenied: the token has no rule that allows the request.
-	CodePermissionDenied = "permission_denied"
-	// CodeACLBootstrapped: POST /v1/acl/bootstrap after the first one.
-	CodeACLBootstrapped = "acl_already_bootstrapped"
-	// CodeTokenNotFound: no token has that accessor id.
-	CodeTokenNotFound = "token_not_found"
-	// CodeTokenExists: a token with that accessor id or secret exists.
-	CodeTokenExists = "token_exists"
-	// CodeTooManyLeases: the token holds as many leases as allowed.
-	CodeTooManyLeases = "too_many_leases"
-	// CodeTooManyCandidates: the name has as many candidates as allowed.
-	CodeTooManyCandidates = "too_many_candidates"
 )
 
 // permission says what a route needs.
@@ -160,7 +141,7 @@ func bearer(r *http.Request) (string, bool) {
 }
 
 func denied(status int, code, msg string) *apiError {
-	return &apiError{status: status, detail: ErrorDetail{Code: code, Message: msg}}
+	return &apiError{status: status, detail: api.ErrorDetail{Code: code, Message: msg}}
 }
 
 // authorize checks r against the ACL rules of its route when ACLs are on.
@@ -173,7 +154,7 @@ func (a *API) authorize(w http.ResponseWriter, r *http.Request, pattern string) 
 	p, ok := permissions[pattern]
 	if !ok {
 		a.log.Error("no access rule for route: refused", "route", pattern)
-		writeError(w, denied(http.StatusForbidden, CodePermissionDenied, "no access rule is defined for "+pattern))
+		writeError(w, denied(http.StatusForbidden, api.CodePermissionDenied, "no access rule is defined for "+pattern))
 		return nil
 	}
 	return a.check(w, r, p)
@@ -190,12 +171,12 @@ func (a *API) check(w http.ResponseWriter, r *http.Request, p permission) *http.
 		if a.node.State().ACLBootstrapIndex() == 0 {
 			msg += " (ACLs are on but not bootstrapped yet: run coordctl acl bootstrap)"
 		}
-		writeError(w, denied(http.StatusUnauthorized, CodeUnauthenticated, msg))
+		writeError(w, denied(http.StatusUnauthorized, api.CodeUnauthenticated, msg))
 		return nil
 	}
 	tok, ok := a.knownToken(r, secret)
 	if !ok {
-		if !a.node.IsLeader() && r.Header.Get(headerForwardedBy) == "" {
+		if !a.node.IsLeader() && r.Header.Get(api.HeaderForwardedBy) == "" {
 			// The token may be newer than this node's state: let the
 			// leader decide. Its answer (a 401 too, if unknown there)
 			// goes back to the client.
@@ -203,7 +184,7 @@ func (a *API) check(w http.ResponseWriter, r *http.Request, p permission) *http.
 			return nil
 		}
 		w.Header().Set("WWW-Authenticate", `Bearer realm="coordd", error="invalid_token"`)
-		writeError(w, denied(http.StatusUnauthorized, CodeInvalidToken, "the access token is not known to this cluster (wrong, or deleted)"))
+		writeError(w, denied(http.StatusUnauthorized, api.CodeInvalidToken, "the access token is not known to this cluster (wrong, or deleted)"))
 		return nil
 	}
 	if !p.anyToken {
@@ -224,7 +205,7 @@ func (a *API) check(w http.ResponseWriter, r *http.Request, p permission) *http.
 					on = fmt.Sprintf(" on %q", name)
 				}
 			}
-			writeError(w, denied(http.StatusForbidden, CodePermissionDenied,
+			writeError(w, denied(http.StatusForbidden, api.CodePermissionDenied,
 				fmt.Sprintf("token %s has no rule that grants %s %s%s", tok.AccessorID, what, p.access, on)))
 			return nil
 		}
@@ -274,46 +255,22 @@ func (a *API) ownLease(r *http.Request, id uint64) error {
 	if !ok || l.Owner == t.AccessorID {
 		return nil
 	}
-	return denied(http.StatusForbidden, CodePermissionDenied,
+	return denied(http.StatusForbidden, api.CodePermissionDenied,
 		fmt.Sprintf("lease %d belongs to another token: token %s may use only the leases it granted", id, t.AccessorID))
 }
 
-// ACLTokenJSON is an access token as the API shows it. SecretID is set
-// only in the answer that created the token.
-type ACLTokenJSON struct {
-	AccessorID  string     `json:"accessor_id"`
-	SecretID    string     `json:"secret_id,omitempty"`
-	Description string     `json:"description,omitempty"`
-	Management  bool       `json:"management,omitempty"`
-	Rules       []acl.Rule `json:"rules"`
-	CreateIndex uint64     `json:"create_index"`
-	CreateTime  time.Time  `json:"create_time"`
-}
-
-// ACLTokenRequest is the body of POST /v1/acl/tokens (and, optionally, of
-// POST /v1/acl/bootstrap, where only SecretID and Description count).
-type ACLTokenRequest struct {
-	Description string     `json:"description"`
-	Management  bool       `json:"management"`
-	Rules       []acl.Rule `json:"rules"`
-	// SecretID, when set, is the secret to use (at least 16 printable
-	// characters), for tokens provisioned from elsewhere; by default a
-	// random one is made.
-	SecretID string `json:"secret_id"`
-}
-
-func tokenJSON(t *fsm.ACLToken, secret string) ACLTokenJSON {
+func tokenJSON(t *fsm.ACLToken, secret string) api.ACLToken {
 	rules := t.Rules
 	if rules == nil {
 		rules = []acl.Rule{}
 	}
-	return ACLTokenJSON{AccessorID: t.AccessorID, SecretID: secret, Description: t.Description,
+	return api.ACLToken{AccessorID: t.AccessorID, SecretID: secret, Description: t.Description,
 		Management: t.Management, Rules: rules, CreateIndex: t.CreateIndex, CreateTime: time.Unix(0, t.CreateStamp).UTC()}
 }
 
 // newTokenDef checks req and makes a token with a fresh accessor id and the
 // given or a new secret.
-func newTokenDef(req ACLTokenRequest) (fsm.ACLToken, string, error) {
+func newTokenDef(req api.ACLTokenRequest) (fsm.ACLToken, string, error) {
 	secret := req.SecretID
 	if secret == "" {
 		s, err := acl.NewSecret()
@@ -349,7 +306,7 @@ func (a *API) applyACL(r *http.Request, cmd fsm.Command) (*fsm.Result, error) {
 }
 
 func (a *API) aclBootstrap(w http.ResponseWriter, r *http.Request) {
-	var req ACLTokenRequest
+	var req api.ACLTokenRequest
 	body, err := a.readBody(w, r)
 	if err == nil && len(body) > 0 {
 		err = decodeJSON(body, &req)
@@ -383,7 +340,7 @@ func (a *API) aclBootstrap(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *API) aclTokenCreate(w http.ResponseWriter, r *http.Request) {
-	var req ACLTokenRequest
+	var req api.ACLTokenRequest
 	body, err := a.readJSON(w, r, &req)
 	if err != nil {
 		writeError(w, err)
@@ -427,7 +384,7 @@ func (a *API) aclTokenDelete(w http.ResponseWriter, r *http.Request) {
 
 func (a *API) aclTokenList(w http.ResponseWriter, r *http.Request) {
 	a.readState(w, r, func(s *fsm.State) (any, error) {
-		out := []ACLTokenJSON{}
+		out := []api.ACLToken{}
 		for _, t := range s.ACLTokens() {
 			out = append(out, tokenJSON(t, ""))
 		}
@@ -488,18 +445,18 @@ func (a *API) readState(w http.ResponseWriter, r *http.Request, f func(*fsm.Stat
 
 // classifyACL maps the errors of access control and of the limits the FSM
 // enforces; ok is false for other errors.
-func classifyACL(err error) (int, ErrorDetail, bool) {
+func classifyACL(err error) (int, api.ErrorDetail, bool) {
 	switch {
 	case errors.Is(err, fsm.ErrACLBootstrapped):
-		return http.StatusConflict, ErrorDetail{Code: CodeACLBootstrapped, Message: err.Error() + " (the bootstrap token can be made once; ask its holder for a token)"}, true
+		return http.StatusConflict, api.ErrorDetail{Code: api.CodeACLBootstrapped, Message: err.Error() + " (the bootstrap token can be made once; ask its holder for a token)"}, true
 	case errors.Is(err, fsm.ErrTokenNotFound):
-		return http.StatusNotFound, ErrorDetail{Code: CodeTokenNotFound, Message: err.Error()}, true
+		return http.StatusNotFound, api.ErrorDetail{Code: api.CodeTokenNotFound, Message: err.Error()}, true
 	case errors.Is(err, fsm.ErrTokenExists):
-		return http.StatusConflict, ErrorDetail{Code: CodeTokenExists, Message: err.Error()}, true
+		return http.StatusConflict, api.ErrorDetail{Code: api.CodeTokenExists, Message: err.Error()}, true
 	case errors.Is(err, fsm.ErrTooManyLeases):
-		return http.StatusTooManyRequests, ErrorDetail{Code: CodeTooManyLeases, Message: err.Error()}, true
+		return http.StatusTooManyRequests, api.ErrorDetail{Code: api.CodeTooManyLeases, Message: err.Error()}, true
 	case errors.Is(err, fsm.ErrTooManyCandidates):
-		return http.StatusTooManyRequests, ErrorDetail{Code: CodeTooManyCandidates, Message: err.Error()}, true
+		return http.StatusTooManyRequests, api.ErrorDetail{Code: api.CodeTooManyCandidates, Message: err.Error()}, true
 	}
-	return 0, ErrorDetail{}, false
+	return 0, api.ErrorDetail{}, false
 }

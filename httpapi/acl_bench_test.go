@@ -41,14 +41,14 @@ func BenchmarkAuthorize(b *testing.B) {
 				}
 				node.applyLocal(fsm.NewACLTokenCreate(fsm.ACLToken{AccessorID: id, SecretHash: acl.HashSecret(s), Rules: rules}))
 			}
-			api := httpapi.New(node, httpapi.Options{ACL: c.acl, Registry: prometheus.NewRegistry(), RateLimit: -1})
+			h := httpapi.New(node, httpapi.Options{ACL: c.acl, Registry: prometheus.NewRegistry(), RateLimit: -1})
 			req := httptest.NewRequest(http.MethodGet, "/v1/kv/app/k?stale", nil)
 			req.Header.Set("Authorization", "Bearer "+secret)
 			b.ReportAllocs()
 			b.ResetTimer()
 			for b.Loop() {
 				rec := httptest.NewRecorder()
-				api.ServeHTTP(rec, req)
+				h.ServeHTTP(rec, req)
 				if rec.Code != http.StatusOK {
 					b.Fatalf("status %d: %s", rec.Code, rec.Body)
 				}

@@ -106,8 +106,8 @@ func FuzzACLRequest(f *testing.F) {
 			return k
 		}()
 		applied := node.index
-		api := httpapi.New(node, httpapi.Options{ACL: true, MaxRequestBytes: 4096, MaxValueBytes: 1024, MaxSnapshotBytes: 1 << 16})
-		res, b := fuzzServe(t, api, req)
+		h := httpapi.New(node, httpapi.Options{ACL: true, MaxRequestBytes: 4096, MaxValueBytes: 1024, MaxSnapshotBytes: 1 << 16})
+		res, b := fuzzServe(t, h, req)
 		ok := res.StatusCode >= 200 && res.StatusCode < 300
 		open := path == "/healthz" || path == "/readyz"
 		if ok && !known && !open {

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/coordd/coordd/api"
 	"github.com/coordd/coordd/httpapi"
 )
 
@@ -19,7 +20,7 @@ func aclAPI(t *testing.T) (*testAPI, string) {
 	if r.status != http.StatusOK {
 		t.Fatalf("bootstrap: %d %s", r.status, r.body)
 	}
-	var tok httpapi.ACLTokenJSON
+	var tok api.ACLToken
 	if err := json.Unmarshal(r.body, &tok); err != nil || !tok.Management || tok.SecretID == "" {
 		t.Fatalf("bootstrap answer %s: %v", r.body, err)
 	}
@@ -28,13 +29,13 @@ func aclAPI(t *testing.T) (*testAPI, string) {
 
 func bearerHdr(secret string) []string { return []string{"Authorization", "Bearer " + secret} }
 
-func createToken(t *testing.T, ta *testAPI, mgmt string, body string) httpapi.ACLTokenJSON {
+func createToken(t *testing.T, ta *testAPI, mgmt string, body string) api.ACLToken {
 	t.Helper()
 	r := ta.do(t, "POST", "/v1/acl/tokens", body, bearerHdr(mgmt)...)
 	if r.status != http.StatusOK {
 		t.Fatalf("create token %s: %d %s", body, r.status, r.body)
 	}
-	var tok httpapi.ACLTokenJSON
+	var tok api.ACLToken
 	if err := json.Unmarshal(r.body, &tok); err != nil {
 		t.Fatal(err)
 	}
@@ -46,17 +47,17 @@ func TestACL_NoTokenWrongTokenAndMissingRuleAreRefused(t *testing.T) {
 	app := createToken(t, ta, mgmt, `{"description":"app","rules":[{"resource":"kv","prefix":"app/","access":"write"},{"resource":"kv","prefix":"app/secret/","access":"deny"}]}`)
 
 	r := ta.do(t, "PUT", "/v1/kv/app/x", "v")
-	wantError(t, r, http.StatusUnauthorized, httpapi.CodeUnauthenticated)
+	wantError(t, r, http.StatusUnauthorized, api.CodeUnauthenticated)
 	if !strings.HasPrefix(r.header.Get("WWW-Authenticate"), "Bearer") {
 		t.Fatalf("401 without WWW-Authenticate: %v", r.header)
 	}
-	wantError(t, ta.do(t, "PUT", "/v1/kv/app/x", "v", bearerHdr("cdt_wrong-secret-0000000000")...), http.StatusUnauthorized, httpapi.CodeInvalidToken)
-	wantError(t, ta.do(t, "PUT", "/v1/kv/other", "v", bearerHdr(app.SecretID)...), http.StatusForbidden, httpapi.CodePermissionDenied)
-	wantError(t, ta.do(t, "GET", "/v1/kv/app/secret/k", "", bearerHdr(app.SecretID)...), http.StatusForbidden, httpapi.CodePermissionDenied)
-	wantError(t, ta.do(t, "GET", "/v1/kv/app/?prefix", "", bearerHdr(app.SecretID)...), http.StatusForbidden, httpapi.CodePermissionDenied)
-	wantError(t, ta.do(t, "GET", "/v1/status", "", bearerHdr(app.SecretID)...), http.StatusForbidden, httpapi.CodePermissionDenied)
-	wantError(t, ta.do(t, "GET", "/v1/acl/tokens", "", bearerHdr(app.SecretID)...), http.StatusForbidden, httpapi.CodePermissionDenied)
-	wantError(t, ta.do(t, "POST", "/v1/acl/tokens", `{"management":true}`, bearerHdr(app.SecretID)...), http.StatusForbidden, httpapi.CodePermissionDenied)
+	wantError(t, ta.do(t, "PUT", "/v1/kv/app/x", "v", bearerHdr("cdt_wrong-secret-0000000000")...), http.StatusUnauthorized, api.CodeInvalidToken)
+	wantError(t, ta.do(t, "PUT", "/v1/kv/other", "v", bearerHdr(app.SecretID)...), http.StatusForbidden, api.CodePermissionDenied)
+	wantError(t, ta.do(t, "GET", "/v1/kv/app/secret/k", "", bearerHdr(app.SecretID)...), http.StatusForbidden, api.CodePermissionDenied)
+	wantError(t, ta.do(t, "GET", "/v1/kv/app/?prefix", "", bearerHdr(app.SecretID)...), http.StatusForbidden, api.CodePermissionDenied)
+	wantError(t, ta.do(t, "GET", "/v1/status", "", bearerHdr(app.SecretID)...), http.StatusForbidden, api.CodePermissionDenied)
+	wantError(t, ta.do(t, "GET", "/v1/acl/tokens", "", bearerHdr(app.SecretID)...), http.StatusForbidden, api.CodePermissionDenied)
+	wantError(t, ta.do(t, "POST", "/v1/acl/tokens", `{"management":true}`, bearerHdr(app.SecretID)...), http.StatusForbidden, api.CodePermissionDenied)
 	if r := ta.do(t, "PUT", "/v1/kv/app/x", "v", bearerHdr(app.SecretID)...); r.status != http.StatusOK {
 		t.Fatalf("allowed write: %d %s", r.status, r.body)
 	}
@@ -79,8 +80,8 @@ func TestACL_NoTokenWrongTokenAndMissingRuleAreRefused(t *testing.T) {
 	if r := ta.do(t, "DELETE", "/v1/acl/tokens/"+app.AccessorID, "", bearerHdr(mgmt)...); r.status != http.StatusOK {
 		t.Fatalf("delete: %d %s", r.status, r.body)
 	}
-	wantError(t, ta.do(t, "PUT", "/v1/kv/app/x", "v", bearerHdr(app.SecretID)...), http.StatusUnauthorized, httpapi.CodeInvalidToken)
-	wantError(t, ta.do(t, "DELETE", "/v1/acl/tokens/"+app.AccessorID, "", bearerHdr(mgmt)...), http.StatusNotFound, httpapi.CodeTokenNotFound)
+	wantError(t, ta.do(t, "PUT", "/v1/kv/app/x", "v", bearerHdr(app.SecretID)...), http.StatusUnauthorized, api.CodeInvalidToken)
+	wantError(t, ta.do(t, "DELETE", "/v1/acl/tokens/"+app.AccessorID, "", bearerHdr(mgmt)...), http.StatusNotFound, api.CodeTokenNotFound)
 }
 
 func TestACL_EveryRouteNeedsATokenButHealthChecksAndBootstrap(t *testing.T) {
@@ -119,18 +120,18 @@ func TestACL_EveryRouteNeedsATokenButHealthChecksAndBootstrap(t *testing.T) {
 
 func TestACL_BootstrapOnlyOnce(t *testing.T) {
 	ta, mgmt := aclAPI(t)
-	wantError(t, ta.do(t, "POST", "/v1/acl/bootstrap", ""), http.StatusConflict, httpapi.CodeACLBootstrapped)
+	wantError(t, ta.do(t, "POST", "/v1/acl/bootstrap", ""), http.StatusConflict, api.CodeACLBootstrapped)
 	r := ta.do(t, "GET", "/v1/acl/token/self", "", bearerHdr(mgmt)...)
 	if r.status != http.StatusOK || !strings.Contains(string(r.body), `"management":true`) {
 		t.Fatalf("self: %d %s", r.status, r.body)
 	}
 	// A token cannot delete itself (it may be the last management token).
-	var self httpapi.ACLTokenJSON
+	var self api.ACLToken
 	json.Unmarshal(r.body, &self)
-	wantError(t, ta.do(t, "DELETE", "/v1/acl/tokens/"+self.AccessorID, "", bearerHdr(mgmt)...), http.StatusBadRequest, httpapi.CodeBadRequest)
+	wantError(t, ta.do(t, "DELETE", "/v1/acl/tokens/"+self.AccessorID, "", bearerHdr(mgmt)...), http.StatusBadRequest, api.CodeBadRequest)
 	// A chosen secret works, and a bad one is refused.
 	ta2 := newTestAPI(t, "n1", &httpapi.Options{ACL: true})
-	wantError(t, ta2.do(t, "POST", "/v1/acl/bootstrap", `{"secret_id":"short"}`), http.StatusBadRequest, httpapi.CodeBadRequest)
+	wantError(t, ta2.do(t, "POST", "/v1/acl/bootstrap", `{"secret_id":"short"}`), http.StatusBadRequest, api.CodeBadRequest)
 	if r := ta2.do(t, "POST", "/v1/acl/bootstrap", `{"secret_id":"my-chosen-management-secret"}`); r.status != http.StatusOK {
 		t.Fatalf("bootstrap with a secret: %d %s", r.status, r.body)
 	}
@@ -182,7 +183,7 @@ func TestACL_BadTokenDefinitionsAre400(t *testing.T) {
 		`{"unknown":1}`,
 	} {
 		r := ta.do(t, "POST", "/v1/acl/tokens", body, bearerHdr(mgmt)...)
-		wantError(t, r, http.StatusBadRequest, httpapi.CodeBadRequest)
+		wantError(t, r, http.StatusBadRequest, api.CodeBadRequest)
 	}
 }
 
@@ -207,7 +208,7 @@ func TestACL_ALeaseCanBeUsedOnlyByTheTokenThatGrantedIt(t *testing.T) {
 		{"DELETE", "/v1/locks/jobs", fmt.Sprintf(`{"lease":%d,"token":%d}`, l.ID, l.ID+1)},
 		{"POST", "/v1/locks/other", fmt.Sprintf(`{"lease":%d}`, l.ID)},
 	} {
-		wantError(t, ta.do(t, c[0], c[1], c[2], bearerHdr(bob.SecretID)...), http.StatusForbidden, httpapi.CodePermissionDenied)
+		wantError(t, ta.do(t, c[0], c[1], c[2], bearerHdr(bob.SecretID)...), http.StatusForbidden, api.CodePermissionDenied)
 	}
 	if r := ta.do(t, "GET", "/v1/leases", "", bearerHdr(bob.SecretID)...); r.status != http.StatusOK || strings.TrimSpace(string(r.body)) != "[]" {
 		t.Fatalf("bob lists: %d %s", r.status, r.body)
@@ -229,8 +230,8 @@ func TestLimits_LeasesPerTokenAndCandidatesPerNameAre429(t *testing.T) {
 			t.Fatalf("grant %d: %d %s", i, r.status, r.body)
 		}
 	}
-	wantError(t, ta.do(t, "POST", "/v1/leases", `{"ttl":"10s"}`), http.StatusTooManyRequests, httpapi.CodeTooManyLeases)
-	wantError(t, ta.do(t, "POST", "/v1/locks/x", `{"ttl":"10s"}`), http.StatusTooManyRequests, httpapi.CodeTooManyLeases)
+	wantError(t, ta.do(t, "POST", "/v1/leases", `{"ttl":"10s"}`), http.StatusTooManyRequests, api.CodeTooManyLeases)
+	wantError(t, ta.do(t, "POST", "/v1/locks/x", `{"ttl":"10s"}`), http.StatusTooManyRequests, api.CodeTooManyLeases)
 	ta.do(t, "DELETE", "/v1/leases/1", "")
 	ta.do(t, "DELETE", "/v1/leases/2", "")
 	for i := range 2 {
@@ -244,7 +245,7 @@ func TestLimits_LeasesPerTokenAndCandidatesPerNameAre429(t *testing.T) {
 		ta3.do(t, "POST", "/v1/locks/x", `{"ttl":"10s"}`)
 		_ = i
 	}
-	wantError(t, ta3.do(t, "POST", "/v1/locks/x", `{"ttl":"10s"}`), http.StatusTooManyRequests, httpapi.CodeTooManyCandidates)
+	wantError(t, ta3.do(t, "POST", "/v1/locks/x", `{"ttl":"10s"}`), http.StatusTooManyRequests, api.CodeTooManyCandidates)
 	if n := ta3.node.State().LeaseCount(); n != 2 {
 		t.Fatalf("%d leases after a refused campaign, want 2", n)
 	}

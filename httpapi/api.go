@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/coordd/coordd/api"
 	"github.com/coordd/coordd/fsm"
 	"github.com/coordd/coordd/lease"
 )
@@ -191,7 +192,7 @@ func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			}
 			a.log.Error("panic in handler", "method", r.Method, "path", r.URL.Path, "panic", p, "stack", string(debug.Stack()))
 			if !rec.wrote {
-				writeErrorDetail(rec, http.StatusInternalServerError, ErrorDetail{Code: CodeInternal, Message: fmt.Sprint("internal error: ", p)})
+				writeErrorDetail(rec, http.StatusInternalServerError, api.ErrorDetail{Code: api.CodeInternal, Message: fmt.Sprint("internal error: ", p)})
 			}
 		}
 		route := r.Pattern
@@ -202,16 +203,16 @@ func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		a.metrics.duration.WithLabelValues(route).Observe(time.Since(start).Seconds())
 		a.limits.observe(rec, rec.status)
 	}()
-	rec.Header().Set(headerServedBy, a.node.ID())
+	rec.Header().Set(api.HeaderServedBy, a.node.ID())
 	if !isCleanPath(r.URL.Path) {
 		// The mux would redirect; a key such as "a//b" or "a/../b" must
 		// not silently become another key.
-		writeErrorDetail(rec, http.StatusBadRequest, ErrorDetail{Code: CodeBadRequest,
+		writeErrorDetail(rec, http.StatusBadRequest, api.ErrorDetail{Code: api.CodeBadRequest,
 			Message: "path " + strconv.Quote(r.URL.Path) + " has empty, '.' or '..' segments; keys cannot contain them"})
 		return
 	}
-	if k := r.Header.Get(headerIdempotencyID); len(k) > maxIdempotencyKey || !printable(k) {
-		writeErrorDetail(rec, http.StatusBadRequest, ErrorDetail{Code: CodeBadRequest,
+	if k := r.Header.Get(api.HeaderIdempotencyKey); len(k) > maxIdempotencyKey || !printable(k) {
+		writeErrorDetail(rec, http.StatusBadRequest, api.ErrorDetail{Code: api.CodeBadRequest,
 			Message: fmt.Sprintf("Idempotency-Key must be at most %d printable ASCII characters", maxIdempotencyKey)})
 		return
 	}
@@ -231,9 +232,9 @@ func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		switch probe.status {
 		case http.StatusMethodNotAllowed:
 			rec.Header().Set("Allow", probe.Header().Get("Allow"))
-			writeErrorDetail(rec, http.StatusMethodNotAllowed, ErrorDetail{Code: CodeMethod, Message: "method " + r.Method + " not allowed on " + r.URL.Path})
+			writeErrorDetail(rec, http.StatusMethodNotAllowed, api.ErrorDetail{Code: api.CodeMethod, Message: "method " + r.Method + " not allowed on " + r.URL.Path})
 		default:
-			writeErrorDetail(rec, http.StatusNotFound, ErrorDetail{Code: CodeNotFound, Message: "no such endpoint: " + r.Method + " " + r.URL.Path})
+			writeErrorDetail(rec, http.StatusNotFound, api.ErrorDetail{Code: api.CodeNotFound, Message: "no such endpoint: " + r.Method + " " + r.URL.Path})
 		}
 		return
 	}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/hashicorp/raft"
 
+	"github.com/coordd/coordd/api"
 	"github.com/coordd/coordd/fsm"
 	"github.com/coordd/coordd/httpapi"
 )
@@ -76,9 +77,9 @@ func mustNotReturn(t *testing.T, ch <-chan response) {
 	}
 }
 
-func decodeKV(t *testing.T, r response) httpapi.KV {
+func decodeKV(t *testing.T, r response) api.KV {
 	t.Helper()
-	var kv httpapi.KV
+	var kv api.KV
 	wantJSON(t, r, &kv)
 	return kv
 }
@@ -90,7 +91,7 @@ func TestBlockingReturnsAtOnceWhenNewer(t *testing.T) {
 	w := ta.putKV(t, "k", "v2")
 	start := time.Now()
 	kv, r := ta.getKV(t, fmt.Sprintf("k?index=%d&wait=2s", w.ModifyIndex-1))
-	if kv.Value != "v2" || indexHeader(t, r) != w.ModifyIndex {
+	if string(kv.Value) != "v2" || indexHeader(t, r) != w.ModifyIndex {
 		t.Fatalf("got %+v index %d", kv, indexHeader(t, r))
 	}
 	// Loose bound: well below the 2s wait.
@@ -98,11 +99,11 @@ func TestBlockingReturnsAtOnceWhenNewer(t *testing.T) {
 		t.Errorf("took %s", d)
 	}
 	// index=0 never blocks.
-	if kv, _ := ta.getKV(t, "k?index=0&wait=2s"); kv.Value != "v2" {
+	if kv, _ := ta.getKV(t, "k?index=0&wait=2s"); string(kv.Value) != "v2" {
 		t.Errorf("index=0: %+v", kv)
 	}
 	// ?wait alone does not block.
-	if kv, _ := ta.getKV(t, "k?wait=10m"); kv.Value != "v2" {
+	if kv, _ := ta.getKV(t, "k?wait=10m"); string(kv.Value) != "v2" {
 		t.Errorf("wait alone: %+v", kv)
 	}
 }
@@ -130,7 +131,7 @@ func TestBlockingWakesOnWrite(t *testing.T) {
 				}
 				return
 			}
-			if kv := decodeKV(t, r); kv.Value != "v2" || kv.ModifyIndex != res.Index || kv.Version != 2 {
+			if kv := decodeKV(t, r); string(kv.Value) != "v2" || kv.ModifyIndex != res.Index || kv.Version != 2 {
 				t.Fatalf("woke with %+v", kv)
 			}
 		})
@@ -148,7 +149,7 @@ func TestBlockingWakesOnDelete(t *testing.T) {
 	waitBlocked(t, ta.node, before)
 	res := ta.node.del(t, "k")
 	r := recv(t, ch, 10*time.Second)
-	wantError(t, r, http.StatusNotFound, httpapi.CodeKeyNotFound)
+	wantError(t, r, http.StatusNotFound, api.CodeKeyNotFound)
 	if indexHeader(t, r) != res.Index {
 		t.Fatalf("index %d after delete at %d", indexHeader(t, r), res.Index)
 	}
@@ -161,7 +162,7 @@ func TestBlockingTimesOut(t *testing.T) {
 	start := time.Now()
 	kv, r := ta.getKV(t, fmt.Sprintf("k?index=%d&wait=200ms", w.ModifyIndex))
 	d := time.Since(start)
-	if kv.Value != "v1" || indexHeader(t, r) != w.ModifyIndex {
+	if string(kv.Value) != "v1" || indexHeader(t, r) != w.ModifyIndex {
 		t.Fatalf("timed out with %+v index %d", kv, indexHeader(t, r))
 	}
 	if d < 200*time.Millisecond || d > 5*time.Second {
@@ -169,7 +170,7 @@ func TestBlockingTimesOut(t *testing.T) {
 	}
 	// Waiting on an index beyond the current one also times out normally.
 	kv, r = ta.getKV(t, fmt.Sprintf("k?index=%d&wait=100ms", w.ModifyIndex+100))
-	if kv.Value != "v1" || indexHeader(t, r) != w.ModifyIndex {
+	if string(kv.Value) != "v1" || indexHeader(t, r) != w.ModifyIndex {
 		t.Fatalf("future index: %+v index %d", kv, indexHeader(t, r))
 	}
 }
@@ -179,7 +180,7 @@ func TestBlockingMissingKeyWakesOnCreate(t *testing.T) {
 	ta := newTestAPI(t, "n1", nil)
 	ta.putKV(t, "other", "x")
 	r := ta.do(t, "GET", "/v1/kv/new", "")
-	wantError(t, r, http.StatusNotFound, httpapi.CodeKeyNotFound)
+	wantError(t, r, http.StatusNotFound, api.CodeKeyNotFound)
 	idx := indexHeader(t, r)
 	if idx < 1 {
 		t.Fatalf("index %d on a missing key", idx)
@@ -190,7 +191,7 @@ func TestBlockingMissingKeyWakesOnCreate(t *testing.T) {
 	mustNotReturn(t, ch)
 	res := ta.node.put(t, "new", "created")
 	r = recv(t, ch, 10*time.Second)
-	if kv := decodeKV(t, r); kv.Value != "created" || kv.CreateIndex != res.Index || indexHeader(t, r) != res.Index {
+	if kv := decodeKV(t, r); string(kv.Value) != "created" || kv.CreateIndex != res.Index || indexHeader(t, r) != res.Index {
 		t.Fatalf("woke with %+v", kv)
 	}
 }
@@ -200,7 +201,7 @@ func TestBlockingMissingKeyTimesOut(t *testing.T) {
 	t.Parallel()
 	ta := newTestAPI(t, "n1", nil)
 	r := ta.do(t, "GET", "/v1/kv/none?index=1&wait=50ms", "")
-	wantError(t, r, http.StatusNotFound, httpapi.CodeKeyNotFound)
+	wantError(t, r, http.StatusNotFound, api.CodeKeyNotFound)
 	if indexHeader(t, r) != 1 {
 		t.Errorf("index %d", indexHeader(t, r))
 	}
@@ -225,7 +226,7 @@ func TestBlockingPrefix(t *testing.T) {
 		mustNotReturn(t, ch)
 		res := ta.node.put(t, "cfg/c", "3")
 		r := recv(t, ch, 10*time.Second)
-		var list []httpapi.KV
+		var list []api.KV
 		wantJSON(t, r, &list)
 		if fmt.Sprint(keysOf(list)) != "[cfg/a cfg/b cfg/c]" || indexHeader(t, r) != res.Index {
 			t.Fatalf("woke with %v index %d", keysOf(list), indexHeader(t, r))
@@ -239,7 +240,7 @@ func TestBlockingPrefix(t *testing.T) {
 		waitBlocked(t, ta.node, before)
 		res := ta.node.del(t, "cfg/a")
 		r := recv(t, ch, 10*time.Second)
-		var list []httpapi.KV
+		var list []api.KV
 		wantJSON(t, r, &list)
 		if fmt.Sprint(keysOf(list)) != "[cfg/b]" || indexHeader(t, r) != res.Index {
 			t.Fatalf("woke with %v index %d", keysOf(list), indexHeader(t, r))
@@ -255,7 +256,7 @@ func TestBlockingPrefix(t *testing.T) {
 		ta.node.put(t, "cfgx", "sibling, not under cfg/")
 		ta.node.put(t, "cf", "parent, not under cfg/")
 		r := recv(t, ch, 10*time.Second)
-		var list []httpapi.KV
+		var list []api.KV
 		wantJSON(t, r, &list)
 		if fmt.Sprint(keysOf(list)) != "[cfg/a cfg/b]" || indexHeader(t, r) != idx {
 			t.Fatalf("returned %v index %d, want unchanged index %d", keysOf(list), indexHeader(t, r), idx)
@@ -360,18 +361,18 @@ func TestBlockingWakesOnRestore(t *testing.T) {
 			r := recv(t, ch, 10*time.Second)
 			switch path {
 			case "gone":
-				wantError(t, r, http.StatusNotFound, httpapi.CodeKeyNotFound)
+				wantError(t, r, http.StatusNotFound, api.CodeKeyNotFound)
 				if indexHeader(t, r) != 3 {
 					t.Fatalf("after restore: index %d, want the delete's 3", indexHeader(t, r))
 				}
 			case "?prefix":
-				var list []httpapi.KV
+				var list []api.KV
 				wantJSON(t, r, &list)
-				if len(list) != 1 || list[0].Value != "restored" || list[0].ModifyIndex != 50 {
+				if len(list) != 1 || string(list[0].Value) != "restored" || list[0].ModifyIndex != 50 {
 					t.Fatalf("after restore: %+v", list)
 				}
 			default:
-				if kv := decodeKV(t, r); kv.Value != "restored" || kv.ModifyIndex != 50 || kv.Version != 48 {
+				if kv := decodeKV(t, r); string(kv.Value) != "restored" || kv.ModifyIndex != 50 || kv.Version != 48 {
 					t.Fatalf("after restore: %+v", kv)
 				}
 			}
@@ -393,7 +394,7 @@ func TestBlockingManyWatchers(t *testing.T) {
 	eventually(t, 5*time.Second, "all watchers to block", func() bool { return ta.node.resets() >= before+n })
 	ta.node.put(t, "k", "v2")
 	for _, ch := range chans {
-		if kv := decodeKV(t, recv(t, ch, 10*time.Second)); kv.Value != "v2" {
+		if kv := decodeKV(t, recv(t, ch, 10*time.Second)); string(kv.Value) != "v2" {
 			t.Fatalf("watcher woke with %+v", kv)
 		}
 	}
@@ -413,16 +414,16 @@ func TestBlockingStopping(t *testing.T) {
 	mustNotReturn(t, ch)
 	close(stopping)
 	r := recv(t, ch, 5*time.Second)
-	if kv := decodeKV(t, r); kv.Value != "v1" || indexHeader(t, r) != w.ModifyIndex {
+	if kv := decodeKV(t, r); string(kv.Value) != "v1" || indexHeader(t, r) != w.ModifyIndex {
 		t.Fatalf("stopping: %+v", kv)
 	}
-	var list []httpapi.KV
+	var list []api.KV
 	wantJSON(t, recv(t, chp, 5*time.Second), &list)
 	if len(list) != 1 {
 		t.Fatalf("stopping prefix: %+v", list)
 	}
 	start := time.Now()
-	if kv, _ := ta.getKV(t, fmt.Sprintf("k?index=%d&wait=10m", w.ModifyIndex)); kv.Value != "v1" {
+	if kv, _ := ta.getKV(t, fmt.Sprintf("k?index=%d&wait=10m", w.ModifyIndex)); string(kv.Value) != "v1" {
 		t.Fatalf("after stopping: %+v", kv)
 	}
 	if d := time.Since(start); d > 5*time.Second {

@@ -8,6 +8,8 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+
+	"github.com/coordd/coordd/api"
 )
 
 func (a *API) status(w http.ResponseWriter, r *http.Request) {
@@ -84,7 +86,7 @@ func validAddr(field, addr string) error {
 }
 
 func (a *API) membersJoin(w http.ResponseWriter, r *http.Request) {
-	var req JoinRequest
+	var req api.JoinRequest
 	body, err := a.readJSON(w, r, &req)
 	if err != nil {
 		writeError(w, err)
@@ -111,7 +113,7 @@ func (a *API) membersJoin(w http.ResponseWriter, r *http.Request) {
 			return err
 		}
 		if c, ok := a.node.(interface{ ClusterID() string }); ok && c.ClusterID() != "" {
-			w.Header().Set(headerClusterID, c.ClusterID())
+			w.Header().Set(api.HeaderClusterID, c.ClusterID())
 		}
 		writeJSON(w, http.StatusOK, ms)
 		return nil
@@ -130,16 +132,9 @@ func (a *API) membersRemove(w http.ResponseWriter, r *http.Request) {
 		if err := a.node.Remove(ctx, id); err != nil {
 			return err
 		}
-		writeJSON(w, http.StatusOK, map[string]string{"removed": id})
+		writeJSON(w, http.StatusOK, api.RemoveResult{Removed: id})
 		return nil
 	})
-}
-
-// TransferRequest is the optional body of POST /v1/cluster/transfer-leadership.
-type TransferRequest struct {
-	// ID is the voter to hand leadership to; empty picks the most
-	// up-to-date voter.
-	ID string `json:"id"`
 }
 
 func (a *API) transferLeadership(w http.ResponseWriter, r *http.Request) {
@@ -152,7 +147,7 @@ func (a *API) transferLeadership(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
-	var req TransferRequest
+	var req api.TransferRequest
 	if len(strings.TrimSpace(string(body))) > 0 {
 		if err := decodeJSON(body, &req); err != nil {
 			writeError(w, err)
@@ -166,9 +161,9 @@ func (a *API) transferLeadership(w http.ResponseWriter, r *http.Request) {
 		if err := a.node.TransferLeadership(ctx, req.ID); err != nil {
 			return err
 		}
-		resp := map[string]string{"previous": from}
+		resp := api.TransferResult{Previous: from}
 		if l, ok := a.node.Leader(); ok {
-			resp["leader"] = l.ID
+			resp.Leader = l.ID
 		}
 		writeJSON(w, http.StatusOK, resp)
 		return nil
@@ -176,7 +171,7 @@ func (a *API) transferLeadership(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *API) healthz(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, http.StatusOK, map[string]string{"status": "ok", "id": a.node.ID()})
+	writeJSON(w, http.StatusOK, api.Health{Status: "ok", ID: a.node.ID()})
 }
 
 func (a *API) readyz(w http.ResponseWriter, r *http.Request) {
@@ -187,5 +182,5 @@ func (a *API) readyz(w http.ResponseWriter, r *http.Request) {
 		writeErrorDetail(w, http.StatusServiceUnavailable, detail)
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]string{"status": "ready", "id": a.node.ID()})
+	writeJSON(w, http.StatusOK, api.Health{Status: "ready", ID: a.node.ID()})
 }

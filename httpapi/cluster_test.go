@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/coordd/coordd/api"
 	"github.com/coordd/coordd/httpapi"
 )
 
@@ -33,13 +34,13 @@ func TestReadyz(t *testing.T) {
 		err  error
 		code string
 	}{
-		{httpapi.ErrCatchingUp, httpapi.CodeCatchingUp},
-		{httpapi.ErrNoLeader, httpapi.CodeNoLeader},
-		{httpapi.ErrLeaderNotReady, httpapi.CodeLeaderNotReady},
-		{httpapi.ErrShutdown, httpapi.CodeShuttingDown},
-		{fmt.Errorf("applied 3 of 10: %w", httpapi.ErrCatchingUp), httpapi.CodeCatchingUp},
+		{httpapi.ErrCatchingUp, api.CodeCatchingUp},
+		{httpapi.ErrNoLeader, api.CodeNoLeader},
+		{httpapi.ErrLeaderNotReady, api.CodeLeaderNotReady},
+		{httpapi.ErrShutdown, api.CodeShuttingDown},
+		{fmt.Errorf("applied 3 of 10: %w", httpapi.ErrCatchingUp), api.CodeCatchingUp},
 		// A 4xx classification still makes the node unready: 503.
-		{fmt.Errorf("%w: odd", httpapi.ErrBadRequest), httpapi.CodeBadRequest},
+		{fmt.Errorf("%w: odd", httpapi.ErrBadRequest), api.CodeBadRequest},
 	} {
 		ta.node.set(func(n *fakeNode) { n.readyErr = c.err })
 		wantError(t, ta.do(t, "GET", "/readyz", ""), http.StatusServiceUnavailable, c.code)
@@ -54,9 +55,9 @@ func TestStatus(t *testing.T) {
 	ta.putKV(t, "k", "v")
 	ta.putKV(t, "k", "v")
 	ta.node.set(func(n *fakeNode) {
-		n.members = []httpapi.MemberInfo{{ID: "n1", RaftAddr: "n1:7000", HTTPAddr: "n1:8080", Voter: true, Leader: true}}
+		n.members = []api.Member{{ID: "n1", RaftAddr: "n1:7000", HTTPAddr: "n1:8080", Voter: true, Leader: true}}
 	})
-	var st httpapi.Status
+	var st api.Status
 	wantJSON(t, ta.do(t, "GET", "/v1/status", ""), &st)
 	if st.ID != "n1" || st.State != "Leader" || st.Leader == nil || st.Leader.ID != "n1" || !st.Ready ||
 		st.AppliedIndex != 2 || st.CommitIndex != 2 || len(st.Members) != 1 || st.Members[0].HTTPAddr != "n1:8080" {
@@ -65,7 +66,7 @@ func TestStatus(t *testing.T) {
 	// A follower with no leader: "leader" is null.
 	ta.node.set(func(n *fakeNode) { n.isLeader, n.hasLeader = false, false })
 	r := ta.do(t, "GET", "/v1/status", "")
-	st = httpapi.Status{}
+	st = api.Status{}
 	wantJSON(t, r, &st)
 	if st.State != "Follower" || st.Leader != nil || !strings.Contains(string(r.body), `"leader":null`) {
 		t.Fatalf("follower status: %s", r.body)
@@ -75,12 +76,12 @@ func TestStatus(t *testing.T) {
 func TestMembersList(t *testing.T) {
 	t.Parallel()
 	ta := newTestAPI(t, "n1", nil)
-	var ms []httpapi.MemberInfo
+	var ms []api.Member
 	wantJSON(t, ta.do(t, "GET", "/v1/cluster/members", ""), &ms)
 	if ms == nil || len(ms) != 0 {
 		t.Fatalf("empty members: %v", ms)
 	}
-	want := []httpapi.MemberInfo{
+	want := []api.Member{
 		{ID: "n1", RaftAddr: "n1:7000", HTTPAddr: "n1:8080", Voter: true, Leader: true},
 		{ID: "n2", RaftAddr: "n2:7000", Voter: false},
 	}
@@ -93,7 +94,7 @@ func TestMembersList(t *testing.T) {
 		t.Fatalf("members %+v, want %+v", ms, want)
 	}
 	ta.node.set(func(n *fakeNode) { n.membersErr = httpapi.ErrShutdown })
-	wantError(t, ta.do(t, "GET", "/v1/cluster/members", ""), http.StatusServiceUnavailable, httpapi.CodeShuttingDown)
+	wantError(t, ta.do(t, "GET", "/v1/cluster/members", ""), http.StatusServiceUnavailable, api.CodeShuttingDown)
 }
 
 func TestMembersJoin(t *testing.T) {
@@ -107,7 +108,7 @@ func TestMembersJoin(t *testing.T) {
 		{`{"id":"n3","raft_addr":"n3.example:7000","http_addr":"n3.example:8080","voter":true}`, true},
 		{` {"voter":false,"http_addr":"[fe80::1]:8080","raft_addr":"[fe80::1]:7000","id":"n4"} ` + "\n", false},
 	} {
-		var ms []httpapi.MemberInfo
+		var ms []api.Member
 		wantJSON(t, ta.do(t, "POST", "/v1/cluster/members", c.body), &ms)
 		last := ms[len(ms)-1]
 		if last.Voter != c.voter {
@@ -179,7 +180,7 @@ func TestTransferLeadership(t *testing.T) {
 		t.Errorf("after transfer without leader: %v", resp)
 	}
 	ta.node.set(func(n *fakeNode) { n.xferErr = httpapi.ErrUnknownMember })
-	wantError(t, ta.do(t, "POST", "/v1/cluster/transfer-leadership", `{"id":"zz"}`), http.StatusNotFound, httpapi.CodeUnknownMember)
+	wantError(t, ta.do(t, "POST", "/v1/cluster/transfer-leadership", `{"id":"zz"}`), http.StatusNotFound, api.CodeUnknownMember)
 }
 
 func TestMetrics(t *testing.T) {

@@ -4,6 +4,8 @@ import (
 	"net/http"
 	"strconv"
 	"time"
+
+	"github.com/coordd/coordd/api"
 )
 
 // LeaseClockRequest is the body of POST /v1/debug/lease-clock.
@@ -30,7 +32,7 @@ const maxLeaseClockRate = 100
 func (a *API) leaseClock(w http.ResponseWriter, r *http.Request) {
 	c := a.opts.LeaseClock
 	if c == nil {
-		writeErrorDetail(w, http.StatusNotFound, ErrorDetail{Code: CodeNotFound,
+		writeErrorDetail(w, http.StatusNotFound, api.ErrorDetail{Code: api.CodeNotFound,
 			Message: "lease clock control is disabled: it exists only for fault injection (coordd -unsafe-lease-clock-control)"})
 		return
 	}

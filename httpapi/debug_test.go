@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/coordd/coordd/api"
 	"github.com/coordd/coordd/httpapi"
 	"github.com/coordd/coordd/lease"
 )
@@ -12,7 +13,7 @@ import (
 func TestLeaseClockControl_OnlyWhenEnabled(t *testing.T) {
 	t.Parallel()
 	off := newTestAPI(t, "L", nil)
-	wantError(t, off.do(t, "POST", "/v1/debug/lease-clock", `{"jump":"1s"}`), http.StatusNotFound, httpapi.CodeNotFound)
+	wantError(t, off.do(t, "POST", "/v1/debug/lease-clock", `{"jump":"1s"}`), http.StatusNotFound, api.CodeNotFound)
 
 	clock := lease.NewSkewClock(lease.NewFakeClock(time.Unix(0, 0)))
 	on := newTestAPI(t, "L", &httpapi.Options{LeaseClock: clock})
@@ -26,6 +27,6 @@ func TestLeaseClockControl_OnlyWhenEnabled(t *testing.T) {
 		t.Fatalf("GET: %+v", got)
 	}
 	for _, body := range []string{`{"jump":"-1s"}`, `{"jump":"soon"}`, `{"rate":-1}`, `{"rate":1000}`, `{"speed":2}`, ``} {
-		wantError(t, on.do(t, "POST", "/v1/debug/lease-clock", body), http.StatusBadRequest, httpapi.CodeBadRequest)
+		wantError(t, on.do(t, "POST", "/v1/debug/lease-clock", body), http.StatusBadRequest, api.CodeBadRequest)
 	}
 }

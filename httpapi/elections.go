@@ -8,42 +8,9 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/coordd/coordd/api"
 	"github.com/coordd/coordd/fsm"
 )
-
-// MaxNameBytes bounds an election or lock name.
-const MaxNameBytes = 256
-
-// CandidateJSON is one holder or waiting candidate.
-type CandidateJSON struct {
-	Lease    uint64 `json:"lease"`
-	Value    string `json:"value,omitempty"`
-	Token    uint64 `json:"token,omitempty"`
-	Since    string `json:"since,omitempty"`
-	Position int    `json:"position"`
-}
-
-// ElectionJSON describes an election or lock. Leader is null when nobody
-// holds it: "no leader" is always explicit. Changes counts holder changes
-// since the name was created; a jump of more than one between two answers
-// means intermediate changes were coalesced.
-type ElectionJSON struct {
-	Name        string          `json:"name"`
-	Kind        string          `json:"kind"`
-	Leader      *CandidateJSON  `json:"leader"`
-	Holders     []CandidateJSON `json:"holders,omitempty"`
-	Candidates  []CandidateJSON `json:"candidates"`
-	Limit       int             `json:"limit"`
-	LockDelayMs int64           `json:"lock_delay_ms,omitempty"`
-	DelayUntil  string          `json:"delay_until,omitempty"`
-	Token       uint64          `json:"token"`
-	Changes     uint64          `json:"changes"`
-	Index       uint64          `json:"index"`
-	// Coalesced, on a stream event or when ?changes=N was given, counts the
-	// holder changes that happened between the previous answer and this one
-	// but were not reported one by one.
-	Coalesced uint64 `json:"coalesced,omitempty"`
-}
 
 func stampString(ns int64) string {
 	if ns == 0 {
@@ -52,13 +19,13 @@ func stampString(ns int64) string {
 	return time.Unix(0, ns).UTC().Format(time.RFC3339Nano)
 }
 
-func candidateJSON(c fsm.Candidate, pos int) CandidateJSON {
-	return CandidateJSON{Lease: c.Lease, Value: string(c.Value), Token: c.Token, Since: stampString(c.Since), Position: pos}
+func candidateJSON(c fsm.Candidate, pos int) api.Candidate {
+	return api.Candidate{Lease: c.Lease, Value: string(c.Value), Token: c.Token, Since: stampString(c.Since), Position: pos}
 }
 
 // electionJSON renders e, or an empty "no leader" answer for a missing name.
-func electionJSON(name string, e *fsm.Election, idx uint64) ElectionJSON {
-	out := ElectionJSON{Name: name, Kind: fsm.KindElection.String(), Limit: 1, Candidates: []CandidateJSON{}, Index: idx}
+func electionJSON(name string, e *fsm.Election, idx uint64) api.Election {
+	out := api.Election{Name: name, Kind: fsm.KindElection.String(), Limit: 1, Candidates: []api.Candidate{}, Index: idx}
 	if e == nil {
 		return out
 	}
@@ -83,53 +50,12 @@ func validName(name string) error {
 	switch {
 	case name == "":
 		return badRequest("name must not be empty")
-	case len(name) > MaxNameBytes:
-		return tooLarge("name is %d bytes; the maximum is %d", len(name), MaxNameBytes)
+	case len(name) > api.MaxNameBytes:
+		return tooLarge("name is %d bytes; the maximum is %d", len(name), api.MaxNameBytes)
 	case !utf8.ValidString(name) || strings.ContainsRune(name, 0):
 		return badRequest("name must be valid UTF-8 without NUL")
 	}
 	return nil
-}
-
-// CampaignRequest is the body of POST /v1/elections/{name}/campaign and of
-// POST /v1/locks/{name}.
-type CampaignRequest struct {
-	// Lease is the candidate's lease. Leave it out and give TTL (or TTLMs)
-	// instead to grant a new lease and campaign with it in one Raft entry:
-	// the answer's lease is the new lease's ID.
-	Lease uint64 `json:"lease,omitempty"`
-	TTL   string `json:"ttl,omitempty"`
-	TTLMs int64  `json:"ttl_ms,omitempty"`
-	Value string `json:"value,omitempty"`
-	// Wait is how long to wait to become leader ("30s"); empty or "0s"
-	// returns at once with the queue position.
-	Wait string `json:"wait,omitempty"`
-	// Limit (locks only) makes a counting semaphore of that many holders.
-	Limit int `json:"limit,omitempty"`
-	// LockDelay (locks and elections): after a holder fails, no new holder
-	// for this long ("5s").
-	LockDelay string `json:"lock_delay,omitempty"`
-}
-
-// CampaignResponse says whether the lease leads, with its fencing token, or
-// where it waits.
-type CampaignResponse struct {
-	Name  string `json:"name"`
-	Lease uint64 `json:"lease"`
-	// LeaseTTLMs is the TTL of a lease granted by this campaign (ttl in the
-	// request); 0 when the request named an existing lease.
-	LeaseTTLMs int64        `json:"lease_ttl_ms,omitempty"`
-	Leader     bool         `json:"leader"`
-	Token      uint64       `json:"token,omitempty"`
-	Position   int          `json:"position"`
-	Election   ElectionJSON `json:"election"`
-}
-
-// HolderRequest is the body of resign, proclaim and lock release.
-type HolderRequest struct {
-	Lease uint64 `json:"lease"`
-	Token uint64 `json:"token"`
-	Value string `json:"value,omitempty"`
 }
 
 // decodeBody is readJSON for a request on /{name}, which it validates.
@@ -142,7 +68,7 @@ func (a *API) decodeBody(w http.ResponseWriter, r *http.Request, v any) ([]byte,
 
 func (a *API) campaign(kind fsm.ElectionKind) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		var req CampaignRequest
+		var req api.CampaignRequest
 		body, err := a.decodeBody(w, r, &req)
 		if err == nil {
 			err = checkCampaign(kind, &req, a.opts.MaxValueBytes)
@@ -184,7 +110,7 @@ func (a *API) campaign(kind fsm.ElectionKind) http.HandlerFunc {
 				}
 			}
 			e, idx, _ := a.node.State().WatchElection(name)
-			resp := CampaignResponse{Name: name, Lease: lease, LeaseTTLMs: ttlMs, Position: pos, Election: electionJSON(name, e, idx)}
+			resp := api.CampaignResponse{Name: name, Lease: lease, LeaseTTLMs: ttlMs, Position: pos, Election: electionJSON(name, e, idx)}
 			if e != nil {
 				for _, h := range e.Holders {
 					if h.Lease == lease {
@@ -198,7 +124,7 @@ func (a *API) campaign(kind fsm.ElectionKind) http.HandlerFunc {
 	}
 }
 
-func checkCampaign(kind fsm.ElectionKind, req *CampaignRequest, maxValue int) error {
+func checkCampaign(kind fsm.ElectionKind, req *api.CampaignRequest, maxValue int) error {
 	switch {
 	case req.Lease == 0 && req.TTL == "" && req.TTLMs == 0:
 		return badRequest("give a lease, or a ttl to grant a new lease with the campaign")
@@ -246,12 +172,12 @@ func (a *API) waitForLeadership(ctx context.Context, name string, lease uint64, 
 		}
 		switch {
 		case l == nil:
-			return 0, &apiError{status: http.StatusGone, detail: ErrorDetail{Code: CodeLeaseLost,
+			return 0, &apiError{status: http.StatusGone, detail: api.ErrorDetail{Code: api.CodeLeaseLost,
 				Message: fmt.Sprintf("lease %d expired or was revoked while campaigning for %q", lease, name)}}
 		case pos == 0:
 			return 0, nil
 		case pos < 0:
-			return 0, &apiError{status: http.StatusConflict, detail: ErrorDetail{Code: CodeNotHolder,
+			return 0, &apiError{status: http.StatusConflict, detail: api.ErrorDetail{Code: api.CodeNotHolder,
 				Message: fmt.Sprintf("lease %d is no longer a candidate for %q", lease, name)}}
 		}
 		select {
@@ -271,9 +197,9 @@ func (a *API) waitForLeadership(ctx context.Context, name string, lease uint64, 
 // holderOp serves resign, proclaim and lock release: a JSON HolderRequest,
 // checked by check, turned into a command for name, answered with the
 // election after it.
-func (a *API) holderOp(check func(HolderRequest) error, cmd func(name string, req HolderRequest) fsm.Command) http.HandlerFunc {
+func (a *API) holderOp(check func(api.HolderRequest) error, cmd func(name string, req api.HolderRequest) fsm.Command) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		var req HolderRequest
+		var req api.HolderRequest
 		body, err := a.decodeBody(w, r, &req)
 		if err == nil {
 			err = check(req)
@@ -300,18 +226,18 @@ func (a *API) holderOp(check func(HolderRequest) error, cmd func(name string, re
 // resign answers POST .../resign and DELETE /v1/locks/{name}. Token 0
 // withdraws a waiting candidacy.
 func (a *API) resign() http.HandlerFunc {
-	return a.holderOp(func(req HolderRequest) error {
+	return a.holderOp(func(req api.HolderRequest) error {
 		if req.Lease == 0 {
 			return badRequest("lease is required")
 		}
 		return nil
-	}, func(name string, req HolderRequest) fsm.Command {
+	}, func(name string, req api.HolderRequest) fsm.Command {
 		return fsm.NewResign(fsm.Resign{Name: name, Lease: req.Lease, Token: req.Token})
 	})
 }
 
 func (a *API) proclaim() http.HandlerFunc {
-	return a.holderOp(func(req HolderRequest) error {
+	return a.holderOp(func(req api.HolderRequest) error {
 		if req.Lease == 0 || req.Token == 0 {
 			return badRequest("lease and token are required")
 		}
@@ -319,7 +245,7 @@ func (a *API) proclaim() http.HandlerFunc {
 			return tooLarge("value is %d bytes; the maximum is %d", len(req.Value), a.opts.MaxValueBytes)
 		}
 		return nil
-	}, func(name string, req HolderRequest) fsm.Command {
+	}, func(name string, req api.HolderRequest) fsm.Command {
 		return fsm.NewProclaim(fsm.Proclaim{Name: name, Lease: req.Lease, Token: req.Token, Value: []byte(req.Value)})
 	})
 }
@@ -375,7 +301,7 @@ func (a *API) electionGet(w http.ResponseWriter, r *http.Request) {
 func (a *API) electionList(kind fsm.ElectionKind) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		a.readState(w, r, func(st *fsm.State) (any, error) {
-			out := []ElectionJSON{}
+			out := []api.Election{}
 			for _, e := range st.Elections() {
 				if e.Kind == kind {
 					out = append(out, electionJSON(e.Name, e, e.ModifyIndex))
@@ -384,16 +310,6 @@ func (a *API) electionList(kind fsm.ElectionKind) http.HandlerFunc {
 			return out, nil
 		})
 	}
-}
-
-// FencingCheck is the answer of GET /v1/fencing/{name}?token=T (Chubby's
-// CheckSequencer): whether T is a current holder's token, and the name's
-// current token (0 when nobody holds it).
-type FencingCheck struct {
-	Name    string `json:"name"`
-	Token   uint64 `json:"token"`
-	Current bool   `json:"current"`
-	Asked   uint64 `json:"asked"`
 }
 
 func (a *API) fencingCheck(w http.ResponseWriter, r *http.Request) {
@@ -422,7 +338,7 @@ func (a *API) fencingCheck(w http.ResponseWriter, r *http.Request) {
 			return err
 		}
 		e, idx, _ := a.node.State().WatchElection(name)
-		out := FencingCheck{Name: name, Asked: tok}
+		out := api.FencingCheck{Name: name, Asked: tok}
 		if e != nil {
 			if l, ok := e.Leader(); ok {
 				out.Token = l.Token

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/coordd/coordd/api"
 	"github.com/coordd/coordd/fsm"
 	"github.com/coordd/coordd/httpapi"
 )
@@ -112,7 +113,7 @@ func TestBadRequest(t *testing.T) {
 	for _, c := range cases {
 		r := ta.do(t, c.method, c.path, c.body)
 		t.Run(c.method+" "+c.path, func(t *testing.T) {
-			wantError(t, r, http.StatusBadRequest, httpapi.CodeBadRequest)
+			wantError(t, r, http.StatusBadRequest, api.CodeBadRequest)
 		})
 	}
 	if _, applies := ta.node.counts(); applies != 1 {
@@ -134,7 +135,7 @@ func TestKeyLengthLimit(t *testing.T) {
 		t.Fatalf("put returned key of %d bytes", len(res.Key))
 	}
 	kv, _ := ta.getKV(t, key)
-	if kv.Key != key || kv.Value != "v" {
+	if kv.Key != key || string(kv.Value) != "v" {
 		t.Fatalf("got %d-byte key, value %q", len(kv.Key), kv.Value)
 	}
 }
@@ -143,21 +144,21 @@ func TestNotFound(t *testing.T) {
 	t.Parallel()
 	ta := newTestAPI(t, "n1", nil)
 	r := ta.do(t, "GET", "/v1/kv/missing", "")
-	d := wantError(t, r, http.StatusNotFound, httpapi.CodeKeyNotFound)
+	d := wantError(t, r, http.StatusNotFound, api.CodeKeyNotFound)
 	if !strings.Contains(d.Message, "missing") {
 		t.Errorf("message %q does not name the key", d.Message)
 	}
 	if r.header.Get("X-Coordd-Index") == "" {
 		t.Errorf("404 on a key has no X-Coordd-Index to block on")
 	}
-	wantError(t, ta.do(t, "GET", "/v1/kv/missing?stale", ""), http.StatusNotFound, httpapi.CodeKeyNotFound)
-	wantError(t, ta.do(t, "GET", "/v1/kv/missing?raw", ""), http.StatusNotFound, httpapi.CodeKeyNotFound)
-	wantError(t, ta.do(t, "DELETE", "/v1/kv/missing", ""), http.StatusNotFound, httpapi.CodeKeyNotFound)
+	wantError(t, ta.do(t, "GET", "/v1/kv/missing?stale", ""), http.StatusNotFound, api.CodeKeyNotFound)
+	wantError(t, ta.do(t, "GET", "/v1/kv/missing?raw", ""), http.StatusNotFound, api.CodeKeyNotFound)
+	wantError(t, ta.do(t, "DELETE", "/v1/kv/missing", ""), http.StatusNotFound, api.CodeKeyNotFound)
 
 	for _, p := range []string{"/", "/v2/kv/k", "/v1", "/v1/", "/v1/kvx/k", "/v1/status/x", "/v1/cluster",
 		"/v1/cluster/members/", "/healthz/x", "/metrics/x", "/v1/cluster/members/n1/x"} {
 		for _, m := range []string{"GET", "PUT", "DELETE", "POST"} {
-			wantError(t, ta.do(t, m, p, ""), http.StatusNotFound, httpapi.CodeNotFound)
+			wantError(t, ta.do(t, m, p, ""), http.StatusNotFound, api.CodeNotFound)
 		}
 	}
 }
@@ -184,7 +185,7 @@ func TestMethodNotAllowed(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.method+" "+c.path, func(t *testing.T) {
 			r := ta.do(t, c.method, c.path, "")
-			wantError(t, r, http.StatusMethodNotAllowed, httpapi.CodeMethod)
+			wantError(t, r, http.StatusMethodNotAllowed, api.CodeMethod)
 			allow := r.header.Get("Allow")
 			for _, m := range c.allow {
 				if !strings.Contains(allow, m) {
@@ -202,7 +203,7 @@ func TestMethodNotAllowed(t *testing.T) {
 // is absent (a conflict on a missing key must say 0, not leave it out).
 func casIndex(t *testing.T, r response) uint64 {
 	t.Helper()
-	d := wantError(t, r, http.StatusConflict, httpapi.CodeCASConflict)
+	d := wantError(t, r, http.StatusConflict, api.CodeCASConflict)
 	var raw struct {
 		Error map[string]json.RawMessage `json:"error"`
 	}
@@ -238,10 +239,10 @@ func TestCASConflict(t *testing.T) {
 	}
 	// The key is untouched by the failed writes.
 	kv, _ := ta.getKV(t, "k")
-	if kv.Value != "v1" || kv.ModifyIndex != w.ModifyIndex || kv.Version != 1 {
+	if string(kv.Value) != "v1" || kv.ModifyIndex != w.ModifyIndex || kv.Version != 1 {
 		t.Errorf("after conflicts: %+v", kv)
 	}
-	wantError(t, ta.do(t, "GET", "/v1/kv/missing", ""), http.StatusNotFound, httpapi.CodeKeyNotFound)
+	wantError(t, ta.do(t, "GET", "/v1/kv/missing", ""), http.StatusNotFound, api.CodeKeyNotFound)
 }
 
 func TestTooLarge(t *testing.T) {
@@ -250,17 +251,17 @@ func TestTooLarge(t *testing.T) {
 	// At the value limit: accepted.
 	ta.putKV(t, "ok", strings.Repeat("v", 500))
 
-	wantError(t, ta.do(t, "PUT", "/v1/kv/k", strings.Repeat("v", 501)), http.StatusRequestEntityTooLarge, httpapi.CodeTooLarge)
-	wantError(t, ta.do(t, "PUT", "/v1/kv/k", strings.Repeat("v", 1001)), http.StatusRequestEntityTooLarge, httpapi.CodeTooLarge)
-	wantError(t, ta.do(t, "PUT", "/v1/kv/k", strings.Repeat("v", 100_000)), http.StatusRequestEntityTooLarge, httpapi.CodeTooLarge)
+	wantError(t, ta.do(t, "PUT", "/v1/kv/k", strings.Repeat("v", 501)), http.StatusRequestEntityTooLarge, api.CodeTooLarge)
+	wantError(t, ta.do(t, "PUT", "/v1/kv/k", strings.Repeat("v", 1001)), http.StatusRequestEntityTooLarge, api.CodeTooLarge)
+	wantError(t, ta.do(t, "PUT", "/v1/kv/k", strings.Repeat("v", 100_000)), http.StatusRequestEntityTooLarge, api.CodeTooLarge)
 	big := `{"id":"n2","raft_addr":"h:1","http_addr":"h:2","x":"` + strings.Repeat("x", 2000) + `"}`
-	wantError(t, ta.do(t, "POST", "/v1/cluster/members", big), http.StatusRequestEntityTooLarge, httpapi.CodeTooLarge)
-	wantError(t, ta.do(t, "POST", "/v1/cluster/transfer-leadership", big), http.StatusRequestEntityTooLarge, httpapi.CodeTooLarge)
-	wantError(t, ta.do(t, "GET", "/v1/kv/k", ""), http.StatusNotFound, httpapi.CodeKeyNotFound)
+	wantError(t, ta.do(t, "POST", "/v1/cluster/members", big), http.StatusRequestEntityTooLarge, api.CodeTooLarge)
+	wantError(t, ta.do(t, "POST", "/v1/cluster/transfer-leadership", big), http.StatusRequestEntityTooLarge, api.CodeTooLarge)
+	wantError(t, ta.do(t, "GET", "/v1/kv/k", ""), http.StatusNotFound, api.CodeKeyNotFound)
 
 	// Defaults: a value over DefaultMaxValueBytes is refused.
 	td := newTestAPI(t, "n2", nil)
-	wantError(t, td.do(t, "PUT", "/v1/kv/k", strings.Repeat("v", httpapi.DefaultMaxValueBytes+1)), http.StatusRequestEntityTooLarge, httpapi.CodeTooLarge)
+	wantError(t, td.do(t, "PUT", "/v1/kv/k", strings.Repeat("v", httpapi.DefaultMaxValueBytes+1)), http.StatusRequestEntityTooLarge, api.CodeTooLarge)
 	td.putKV(t, "k", strings.Repeat("v", httpapi.DefaultMaxValueBytes))
 }
 
@@ -272,13 +273,13 @@ func TestUnavailable(t *testing.T) {
 		err  error
 		code string
 	}{
-		{httpapi.ErrNoLeader, httpapi.CodeNoLeader},
-		{httpapi.ErrLeaderNotReady, httpapi.CodeLeaderNotReady},
-		{httpapi.ErrOutcomeUnknown, httpapi.CodeOutcomeUnknown},
-		{httpapi.ErrShutdown, httpapi.CodeShuttingDown},
-		{httpapi.ErrCatchingUp, httpapi.CodeCatchingUp},
-		{fmt.Errorf("apply: %w: deadline", httpapi.ErrOutcomeUnknown), httpapi.CodeOutcomeUnknown},
-		{fmt.Errorf("wrapped: %w", httpapi.ErrShutdown), httpapi.CodeShuttingDown},
+		{httpapi.ErrNoLeader, api.CodeNoLeader},
+		{httpapi.ErrLeaderNotReady, api.CodeLeaderNotReady},
+		{httpapi.ErrOutcomeUnknown, api.CodeOutcomeUnknown},
+		{httpapi.ErrShutdown, api.CodeShuttingDown},
+		{httpapi.ErrCatchingUp, api.CodeCatchingUp},
+		{fmt.Errorf("apply: %w: deadline", httpapi.ErrOutcomeUnknown), api.CodeOutcomeUnknown},
+		{fmt.Errorf("wrapped: %w", httpapi.ErrShutdown), api.CodeShuttingDown},
 	}
 	for _, c := range cases {
 		t.Run(c.err.Error(), func(t *testing.T) {
@@ -298,10 +299,10 @@ func TestUnavailable(t *testing.T) {
 				wantError(t, ta.do(t, req.m, req.p, req.b), http.StatusServiceUnavailable, c.code)
 			}
 			// A stale read needs no barrier.
-			if kv, _ := ta.getKV(t, "k?stale"); kv.Value != "v" {
+			if kv, _ := ta.getKV(t, "k?stale"); string(kv.Value) != "v" {
 				t.Errorf("stale read: %+v", kv)
 			}
-			if d := wantError(t, ta.do(t, "PUT", "/v1/kv/k", "v2"), http.StatusServiceUnavailable, c.code); c.code == httpapi.CodeOutcomeUnknown && !strings.Contains(d.Message, "read before retrying") {
+			if d := wantError(t, ta.do(t, "PUT", "/v1/kv/k", "v2"), http.StatusServiceUnavailable, c.code); c.code == api.CodeOutcomeUnknown && !strings.Contains(d.Message, "read before retrying") {
 				t.Errorf("outcome_unknown message does not say how to retry: %q", d.Message)
 			}
 		})
@@ -315,9 +316,9 @@ func TestNotLeaderFromNode(t *testing.T) {
 	t.Parallel()
 	ta := newTestAPI(t, "n1", nil)
 	ta.node.set(func(n *fakeNode) { n.applyErr, n.barrierErr = httpapi.ErrNotLeader, httpapi.ErrNotLeader })
-	wantError(t, ta.do(t, "PUT", "/v1/kv/k", "v"), http.StatusServiceUnavailable, httpapi.CodeNotLeader)
-	wantError(t, ta.do(t, "GET", "/v1/kv/k", ""), http.StatusServiceUnavailable, httpapi.CodeNotLeader)
-	wantError(t, ta.do(t, "DELETE", "/v1/kv/k", ""), http.StatusServiceUnavailable, httpapi.CodeNotLeader)
+	wantError(t, ta.do(t, "PUT", "/v1/kv/k", "v"), http.StatusServiceUnavailable, api.CodeNotLeader)
+	wantError(t, ta.do(t, "GET", "/v1/kv/k", ""), http.StatusServiceUnavailable, api.CodeNotLeader)
+	wantError(t, ta.do(t, "DELETE", "/v1/kv/k", ""), http.StatusServiceUnavailable, api.CodeNotLeader)
 	if _, applies := ta.node.counts(); applies != 4 {
 		t.Errorf("Apply called %d times, want 4 (twice per write: once, then once more after one forward)", applies)
 	}
@@ -326,7 +327,7 @@ func TestNotLeaderFromNode(t *testing.T) {
 	}
 	// With no leader known it is not forwarded at all.
 	ta.node.set(func(n *fakeNode) { n.hasLeader = false })
-	wantError(t, ta.do(t, "PUT", "/v1/kv/k", "v"), http.StatusServiceUnavailable, httpapi.CodeNoLeader)
+	wantError(t, ta.do(t, "PUT", "/v1/kv/k", "v"), http.StatusServiceUnavailable, api.CodeNoLeader)
 }
 
 func TestInternalError(t *testing.T) {
@@ -335,16 +336,16 @@ func TestInternalError(t *testing.T) {
 	ta.putKV(t, "k", "v")
 	boom := errors.New("disk on fire")
 	ta.node.set(func(n *fakeNode) { n.applyErr, n.barrierErr = boom, boom })
-	d := wantError(t, ta.do(t, "PUT", "/v1/kv/k", "v2"), http.StatusInternalServerError, httpapi.CodeInternal)
+	d := wantError(t, ta.do(t, "PUT", "/v1/kv/k", "v2"), http.StatusInternalServerError, api.CodeInternal)
 	if !strings.Contains(d.Message, "disk on fire") {
 		t.Errorf("message %q", d.Message)
 	}
-	wantError(t, ta.do(t, "GET", "/v1/kv/k", ""), http.StatusInternalServerError, httpapi.CodeInternal)
-	wantError(t, ta.do(t, "DELETE", "/v1/kv/k", ""), http.StatusInternalServerError, httpapi.CodeInternal)
+	wantError(t, ta.do(t, "GET", "/v1/kv/k", ""), http.StatusInternalServerError, api.CodeInternal)
+	wantError(t, ta.do(t, "DELETE", "/v1/kv/k", ""), http.StatusInternalServerError, api.CodeInternal)
 	ta.node.set(func(n *fakeNode) { n.membersErr, n.joinErr = boom, boom })
-	wantError(t, ta.do(t, "GET", "/v1/cluster/members", ""), http.StatusInternalServerError, httpapi.CodeInternal)
+	wantError(t, ta.do(t, "GET", "/v1/cluster/members", ""), http.StatusInternalServerError, api.CodeInternal)
 	wantError(t, ta.do(t, "POST", "/v1/cluster/members", `{"id":"n2","raft_addr":"h:1","http_addr":"h:2"}`),
-		http.StatusInternalServerError, httpapi.CodeInternal)
+		http.StatusInternalServerError, api.CodeInternal)
 }
 
 // TestPanicInNode: a panic inside the node is answered 500 internal and the
@@ -365,18 +366,18 @@ func TestPanicInNode(t *testing.T) {
 	} {
 		t.Run(c.in, func(t *testing.T) {
 			ta.node.set(func(n *fakeNode) { n.panicIn = c.in })
-			d := wantError(t, ta.do(t, c.method, c.path, c.body), http.StatusInternalServerError, httpapi.CodeInternal)
+			d := wantError(t, ta.do(t, c.method, c.path, c.body), http.StatusInternalServerError, api.CodeInternal)
 			if !strings.Contains(d.Message, "injected panic") {
 				t.Errorf("message %q", d.Message)
 			}
 			ta.node.set(func(n *fakeNode) { n.panicIn = "" })
-			if kv, _ := ta.getKV(t, "k"); kv.Value != "v" {
+			if kv, _ := ta.getKV(t, "k"); string(kv.Value) != "v" {
 				t.Fatalf("after panic: %+v", kv)
 			}
 		})
 	}
 	ta.putKV(t, "k", "v3")
-	if kv, _ := ta.getKV(t, "k"); kv.Value != "v3" {
+	if kv, _ := ta.getKV(t, "k"); string(kv.Value) != "v3" {
 		t.Fatalf("after panics: %+v", kv)
 	}
 }
@@ -386,12 +387,12 @@ func TestDomainErrorsFromNode(t *testing.T) {
 	t.Parallel()
 	ta := newTestAPI(t, "n1", nil)
 	ta.node.set(func(n *fakeNode) { n.removeErr = fmt.Errorf("remove n9: %w", httpapi.ErrUnknownMember) })
-	wantError(t, ta.do(t, "DELETE", "/v1/cluster/members/n9", ""), http.StatusNotFound, httpapi.CodeUnknownMember)
+	wantError(t, ta.do(t, "DELETE", "/v1/cluster/members/n9", ""), http.StatusNotFound, api.CodeUnknownMember)
 	ta.node.set(func(n *fakeNode) { n.removeErr = fmt.Errorf("x: %w", fsm.ErrMemberNotFound) })
-	wantError(t, ta.do(t, "DELETE", "/v1/cluster/members/n9", ""), http.StatusNotFound, httpapi.CodeUnknownMember)
+	wantError(t, ta.do(t, "DELETE", "/v1/cluster/members/n9", ""), http.StatusNotFound, api.CodeUnknownMember)
 	ta.node.set(func(n *fakeNode) { n.xferErr = fmt.Errorf("%w: n9 is not a voter", httpapi.ErrBadRequest) })
-	wantError(t, ta.do(t, "POST", "/v1/cluster/transfer-leadership", `{"id":"n9"}`), http.StatusBadRequest, httpapi.CodeBadRequest)
+	wantError(t, ta.do(t, "POST", "/v1/cluster/transfer-leadership", `{"id":"n9"}`), http.StatusBadRequest, api.CodeBadRequest)
 	ta.node.set(func(n *fakeNode) { n.joinErr = httpapi.ErrNoLeader })
 	wantError(t, ta.do(t, "POST", "/v1/cluster/members", `{"id":"n2","raft_addr":"h:1","http_addr":"h:2"}`),
-		http.StatusServiceUnavailable, httpapi.CodeNoLeader)
+		http.StatusServiceUnavailable, api.CodeNoLeader)
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/hashicorp/raft"
 
+	"github.com/coordd/coordd/api"
 	"github.com/coordd/coordd/fsm"
 	"github.com/coordd/coordd/httpapi"
 )
@@ -29,7 +30,7 @@ type fakeNode struct {
 
 	mu         sync.Mutex
 	isLeader   bool
-	leader     httpapi.MemberInfo
+	leader     api.Member
 	hasLeader  bool
 	barrierErr error
 	applyErr   error
@@ -45,13 +46,13 @@ type fakeNode struct {
 	// resetHook, when set, runs (once) at the start of the next ResetCh
 	// call: it lets a test interleave a Restore at that exact point.
 	resetHook func()
-	members   []httpapi.MemberInfo
+	members   []api.Member
 
 	barrierCalls int
 	resetCalls   int
 	applyCalls   int
 	applied      []fsm.Command
-	joins        []httpapi.JoinRequest
+	joins        []api.JoinRequest
 	removes      []string
 	transfers    []string
 }
@@ -61,7 +62,7 @@ var _ httpapi.Node = (*fakeNode)(nil)
 // newFakeNode returns a node that leads and knows itself as leader.
 func newFakeNode(id string) *fakeNode {
 	n := &fakeNode{id: id, fsm: fsm.New(), isLeader: true, hasLeader: true}
-	n.leader = httpapi.MemberInfo{ID: id, RaftAddr: id + ":7000", Voter: true, Leader: true}
+	n.leader = api.Member{ID: id, RaftAddr: id + ":7000", Voter: true, Leader: true}
 	return n
 }
 
@@ -152,7 +153,7 @@ func (n *fakeNode) IsLeader() bool {
 	return n.isLeader
 }
 
-func (n *fakeNode) Leader() (httpapi.MemberInfo, bool) {
+func (n *fakeNode) Leader() (api.Member, bool) {
 	n.maybePanic("Leader")
 	n.mu.Lock()
 	defer n.mu.Unlock()
@@ -208,11 +209,11 @@ func (n *fakeNode) Staleness() httpapi.Staleness {
 	return s
 }
 
-func (n *fakeNode) Status() httpapi.Status {
+func (n *fakeNode) Status() api.Status {
 	n.maybePanic("Status")
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	st := httpapi.Status{ID: n.id, State: "Follower", Term: 1, Ready: n.readyErr == nil, Members: n.members}
+	st := api.Status{ID: n.id, State: "Follower", Term: 1, Ready: n.readyErr == nil, Members: n.members}
 	if n.isLeader {
 		st.State = "Leader"
 	}
@@ -225,16 +226,16 @@ func (n *fakeNode) Status() httpapi.Status {
 	return st
 }
 
-func (n *fakeNode) Members(ctx context.Context) ([]httpapi.MemberInfo, error) {
+func (n *fakeNode) Members(ctx context.Context) ([]api.Member, error) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if n.membersErr != nil {
 		return nil, n.membersErr
 	}
-	return append([]httpapi.MemberInfo{}, n.members...), nil
+	return append([]api.Member{}, n.members...), nil
 }
 
-func (n *fakeNode) Join(ctx context.Context, req httpapi.JoinRequest) error {
+func (n *fakeNode) Join(ctx context.Context, req api.JoinRequest) error {
 	n.maybePanic("Join")
 	n.mu.Lock()
 	defer n.mu.Unlock()
@@ -242,7 +243,7 @@ func (n *fakeNode) Join(ctx context.Context, req httpapi.JoinRequest) error {
 		return n.joinErr
 	}
 	n.joins = append(n.joins, req)
-	n.members = append(n.members, httpapi.MemberInfo{ID: req.ID, RaftAddr: req.RaftAddr, HTTPAddr: req.HTTPAddr,
+	n.members = append(n.members, api.Member{ID: req.ID, RaftAddr: req.RaftAddr, HTTPAddr: req.HTTPAddr,
 		Voter: req.Voter == nil || *req.Voter})
 	return nil
 }
@@ -269,33 +270,33 @@ func (n *fakeNode) TransferLeadership(ctx context.Context, id string) error {
 
 // Restore installs backup as the server does: prepared, restored, then
 // finished with CmdRestored.
-func (n *fakeNode) Restore(ctx context.Context, backup *fsm.State, opts httpapi.RestoreOptions) (httpapi.RestoreResult, error) {
+func (n *fakeNode) Restore(ctx context.Context, backup *fsm.State, opts httpapi.RestoreOptions) (api.RestoreResult, error) {
 	n.mu.Lock()
 	isLeader, err := n.isLeader, n.restoreErr
 	n.restores++
 	n.mu.Unlock()
 	if !isLeader {
-		return httpapi.RestoreResult{}, httpapi.ErrNotLeader
+		return api.RestoreResult{}, httpapi.ErrNotLeader
 	}
 	if err != nil {
-		return httpapi.RestoreResult{}, err
+		return api.RestoreResult{}, err
 	}
 	n.applyMu.Lock()
 	prepared := fsm.PrepareRestore(backup, n.fsm.State().Members(), max(n.index, backup.Index())+opts.Bump)
 	var buf bytes.Buffer
 	if err := fsm.WriteState(&buf, prepared); err != nil {
 		n.applyMu.Unlock()
-		return httpapi.RestoreResult{}, err
+		return api.RestoreResult{}, err
 	}
 	if err := n.fsm.Restore(io.NopCloser(&buf)); err != nil {
 		n.applyMu.Unlock()
-		return httpapi.RestoreResult{}, err
+		return api.RestoreResult{}, err
 	}
 	n.index = prepared.Index() + 1
 	n.applyMu.Unlock()
 	res := n.applyLocal(fsm.NewRestored())
 	st := n.fsm.State()
-	return httpapi.RestoreResult{BackupIndex: backup.Index(), Index: res.Index, Keys: st.KVLen(),
+	return api.RestoreResult{BackupIndex: backup.Index(), Index: res.Index, Keys: st.KVLen(),
 		Leases: st.LeaseCount(), Elections: len(st.Elections()), Digest: st.Digest()}, nil
 }
 

@@ -9,6 +9,8 @@ import (
 	"net/http"
 	"strings"
 	"time"
+
+	"github.com/coordd/coordd/api"
 )
 
 // hopHeaders are not copied across a proxy hop (RFC 9110 §7.6.1).
@@ -31,7 +33,7 @@ func (a *API) onLeader(w http.ResponseWriter, r *http.Request, body []byte, op f
 		return
 	}
 	if errors.Is(err, ErrNotLeader) {
-		if r.Header.Get(headerForwardedBy) == "" {
+		if r.Header.Get(api.HeaderForwardedBy) == "" {
 			a.forward(w, r, body)
 			return
 		}
@@ -79,14 +81,14 @@ func (a *API) forwardBody(w http.ResponseWriter, r *http.Request, rb io.Reader, 
 	leader, ok := a.node.Leader()
 	switch {
 	case !ok:
-		writeErrorDetail(w, http.StatusServiceUnavailable, ErrorDetail{Code: CodeNoLeader, Message: "no leader: the cluster is electing one or has lost its quorum"})
+		writeErrorDetail(w, http.StatusServiceUnavailable, api.ErrorDetail{Code: api.CodeNoLeader, Message: "no leader: the cluster is electing one or has lost its quorum"})
 		return
-	case r.Header.Get(headerForwardedBy) != "":
-		writeErrorDetail(w, http.StatusServiceUnavailable, ErrorDetail{Code: CodeNotLeader, Leader: leader.ID,
+	case r.Header.Get(api.HeaderForwardedBy) != "":
+		writeErrorDetail(w, http.StatusServiceUnavailable, api.ErrorDetail{Code: api.CodeNotLeader, Leader: leader.ID,
 			Message: fmt.Sprintf("node %s received a forwarded request but is not the leader (leader is %s)", a.node.ID(), leader.ID)})
 		return
 	case leader.HTTPAddr == "":
-		writeErrorDetail(w, http.StatusServiceUnavailable, ErrorDetail{Code: CodeNotLeader, Leader: leader.ID,
+		writeErrorDetail(w, http.StatusServiceUnavailable, api.ErrorDetail{Code: api.CodeNotLeader, Leader: leader.ID,
 			Message: "the leader's HTTP address is not known yet"})
 		return
 	}
@@ -102,7 +104,7 @@ func (a *API) forwardBody(w http.ResponseWriter, r *http.Request, rb io.Reader, 
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, r.Method, url, rb)
 	if err != nil {
-		writeErrorDetail(w, http.StatusInternalServerError, ErrorDetail{Code: CodeInternal, Message: "forward: " + err.Error()})
+		writeErrorDetail(w, http.StatusInternalServerError, api.ErrorDetail{Code: api.CodeInternal, Message: "forward: " + err.Error()})
 		return
 	}
 	for k, vs := range r.Header {
@@ -111,20 +113,20 @@ func (a *API) forwardBody(w http.ResponseWriter, r *http.Request, rb io.Reader, 
 	for _, h := range hopHeaders {
 		req.Header.Del(h)
 	}
-	req.Header.Set(headerForwardedBy, a.node.ID())
+	req.Header.Set(api.HeaderForwardedBy, a.node.ID())
 	a.metrics.forwarded.Inc()
 	resp, err := a.fwd.Do(req)
 	if err != nil {
 		if r.Context().Err() != nil {
 			return // the client went away
 		}
-		code := CodeForwardFailed
+		code := api.CodeForwardFailed
 		msg := fmt.Sprintf("forwarding to leader %s at %s failed: %v", leader.ID, leader.HTTPAddr, err)
 		if r.Method != http.MethodGet && r.Method != http.MethodHead {
-			code = CodeOutcomeUnknown
+			code = api.CodeOutcomeUnknown
 			msg += " (the write may or may not have been applied: retry with the same Idempotency-Key, or read before retrying)"
 		}
-		writeErrorDetail(w, http.StatusServiceUnavailable, ErrorDetail{Code: code, Leader: leader.ID, Message: msg})
+		writeErrorDetail(w, http.StatusServiceUnavailable, api.ErrorDetail{Code: code, Leader: leader.ID, Message: msg})
 		return
 	}
 	defer resp.Body.Close()
@@ -136,7 +138,7 @@ func (a *API) forwardBody(w http.ResponseWriter, r *http.Request, rb io.Reader, 
 	}
 	// X-Coordd-Served-By names the leader that answered; this names the
 	// node that forwarded, so clients learn who leads and who does not.
-	w.Header().Set(headerForwardedBy, a.node.ID())
+	w.Header().Set(api.HeaderForwardedBy, a.node.ID())
 	w.WriteHeader(resp.StatusCode)
 	flusher, _ := w.(http.Flusher)
 	buf := make([]byte, 32<<10)

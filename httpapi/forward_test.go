@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/coordd/coordd/api"
 	"github.com/coordd/coordd/httpapi"
 )
 
@@ -56,7 +57,7 @@ func TestForwardPut(t *testing.T) {
 	p := newPair(t)
 	body := "\x00\xffbinary\r\nbody" + strings.Repeat("z", 100_000)
 	r := p.follower.do(t, "PUT", "/v1/kv/a%20b/c%2Fd?cas=0", body, "X-Custom", "kept", "X-Request-Id", "req-1")
-	var w httpapi.KVWriteResult
+	var w api.KVWriteResult
 	wantJSON(t, r, &w)
 	if w.Key != "a b/c/d" || w.Version != 1 {
 		t.Fatalf("forwarded put: %+v", w)
@@ -96,12 +97,12 @@ func TestForwardDelete(t *testing.T) {
 	w := p.leader.putKV(t, "k", "v")
 	p.leader.putKV(t, "dir/a", "v")
 	p.leader.putKV(t, "dir/b", "v")
-	var d httpapi.KVDeleteResult
+	var d api.KVDeleteResult
 	wantJSON(t, p.follower.do(t, "DELETE", fmt.Sprintf("/v1/kv/k?cas=%d", w.ModifyIndex), ""), &d)
-	if d.Deleted != 1 || d.Prev == nil || d.Prev.Value != "v" {
+	if d.Deleted != 1 || d.Prev == nil || string(d.Prev.Value) != "v" {
 		t.Fatalf("forwarded delete: %+v", d)
 	}
-	d = httpapi.KVDeleteResult{}
+	d = api.KVDeleteResult{}
 	wantJSON(t, p.follower.do(t, "DELETE", "/v1/kv/dir/?prefix", ""), &d)
 	if d.Deleted != 2 {
 		t.Fatalf("forwarded prefix delete: %+v", d)
@@ -123,7 +124,7 @@ func TestForwardLinearizableGet(t *testing.T) {
 	p.follower.node.put(t, "k", "stale-local") // the follower's own (old) view
 
 	kv, r := p.follower.getKV(t, "k")
-	if kv.Value != "from-leader" || r.header.Get("X-Coordd-Consistency") != "linearizable" || r.header.Get("X-Coordd-Served-By") != "L" {
+	if string(kv.Value) != "from-leader" || r.header.Get("X-Coordd-Consistency") != "linearizable" || r.header.Get("X-Coordd-Served-By") != "L" {
 		t.Fatalf("forwarded get: %+v %v", kv, r.header)
 	}
 	r = p.follower.do(t, "GET", "/v1/kv/bin?raw", "")
@@ -135,7 +136,7 @@ func TestForwardLinearizableGet(t *testing.T) {
 		t.Fatalf("forwarded listing: %v", keysOf(list))
 	}
 	// A 404 comes back as a 404 with its JSON.
-	wantError(t, p.follower.do(t, "GET", "/v1/kv/missing", ""), http.StatusNotFound, httpapi.CodeKeyNotFound)
+	wantError(t, p.follower.do(t, "GET", "/v1/kv/missing", ""), http.StatusNotFound, api.CodeKeyNotFound)
 
 	if b, _ := p.follower.node.counts(); b != 0 {
 		t.Errorf("follower called ReadBarrier %d times", b)
@@ -161,19 +162,19 @@ func TestForwardCopiesErrors(t *testing.T) {
 	}
 	// A 503 from the leader keeps its Retry-After.
 	p.leader.node.set(func(n *fakeNode) { n.applyErr = httpapi.ErrLeaderNotReady })
-	wantError(t, p.follower.do(t, "PUT", "/v1/kv/k", "x"), http.StatusServiceUnavailable, httpapi.CodeLeaderNotReady)
+	wantError(t, p.follower.do(t, "PUT", "/v1/kv/k", "x"), http.StatusServiceUnavailable, api.CodeLeaderNotReady)
 	// A 400 raised by the leader (not caught by the follower) is copied too.
 	p.leader.node.set(func(n *fakeNode) { n.applyErr = fmt.Errorf("%w: nope", httpapi.ErrBadRequest) })
-	wantError(t, p.follower.do(t, "PUT", "/v1/kv/k", "x"), http.StatusBadRequest, httpapi.CodeBadRequest)
+	wantError(t, p.follower.do(t, "PUT", "/v1/kv/k", "x"), http.StatusBadRequest, api.CodeBadRequest)
 }
 
 // TestForwardValidatesFirst: the follower rejects bad input itself.
 func TestForwardValidatesFirst(t *testing.T) {
 	t.Parallel()
 	p := newPair(t)
-	wantError(t, p.follower.do(t, "PUT", "/v1/kv/k?cass=1", "x"), http.StatusBadRequest, httpapi.CodeBadRequest)
-	wantError(t, p.follower.do(t, "GET", "/v1/kv/a//b", ""), http.StatusBadRequest, httpapi.CodeBadRequest)
-	wantError(t, p.follower.do(t, "POST", "/v1/kv/k", ""), http.StatusMethodNotAllowed, httpapi.CodeMethod)
+	wantError(t, p.follower.do(t, "PUT", "/v1/kv/k?cass=1", "x"), http.StatusBadRequest, api.CodeBadRequest)
+	wantError(t, p.follower.do(t, "GET", "/v1/kv/a//b", ""), http.StatusBadRequest, api.CodeBadRequest)
+	wantError(t, p.follower.do(t, "POST", "/v1/kv/k", ""), http.StatusMethodNotAllowed, api.CodeMethod)
 	if n := len(p.leader.requests()); n != 0 {
 		t.Errorf("leader got %d requests", n)
 	}
@@ -189,16 +190,16 @@ func TestStaleReadIsLocal(t *testing.T) {
 	})
 	before := len(p.leader.requests())
 	kv, r := p.follower.getKV(t, "k?stale")
-	if kv.Value != "follower" || r.header.Get("X-Coordd-Served-By") != "F" || r.header.Get("X-Coordd-Last-Contact") != "20" {
+	if string(kv.Value) != "follower" || r.header.Get("X-Coordd-Served-By") != "F" || r.header.Get("X-Coordd-Last-Contact") != "20" {
 		t.Fatalf("stale read: %+v %v", kv, r.header)
 	}
-	wantError(t, p.follower.do(t, "GET", "/v1/kv/only-on-leader?stale", ""), http.StatusNotFound, httpapi.CodeKeyNotFound)
+	wantError(t, p.follower.do(t, "GET", "/v1/kv/only-on-leader?stale", ""), http.StatusNotFound, api.CodeKeyNotFound)
 	if len(p.leader.requests()) != before {
 		t.Errorf("stale read reached the leader")
 	}
 	// Even with no leader at all.
 	p.follower.node.set(func(n *fakeNode) { n.hasLeader = false })
-	if kv, _ := p.follower.getKV(t, "k?stale"); kv.Value != "follower" {
+	if kv, _ := p.follower.getKV(t, "k?stale"); string(kv.Value) != "follower" {
 		t.Fatalf("stale read without leader: %+v", kv)
 	}
 }
@@ -215,7 +216,7 @@ func TestForwardNoLoop(t *testing.T) {
 		{"POST", "/v1/cluster/transfer-leadership", ""},
 	} {
 		r := p.follower.do(t, c.m, c.path, c.body, "X-Coordd-Forwarded-By", "X")
-		d := wantError(t, r, http.StatusServiceUnavailable, httpapi.CodeNotLeader)
+		d := wantError(t, r, http.StatusServiceUnavailable, api.CodeNotLeader)
 		if d.Leader != "L" {
 			t.Errorf("%s %s: not_leader names %q, want L", c.m, c.path, d.Leader)
 		}
@@ -230,10 +231,10 @@ func TestForwardNoLoop(t *testing.T) {
 	q.leader.node.isLeader = false
 	q.leader.node.mu.Unlock()
 	q.follower.node.mu.Lock()
-	finfo := httpapi.MemberInfo{ID: "F", HTTPAddr: q.follower.hostPort()}
+	finfo := api.Member{ID: "F", HTTPAddr: q.follower.hostPort()}
 	q.follower.node.mu.Unlock()
 	q.leader.node.set(func(n *fakeNode) { n.leader = finfo })
-	wantError(t, q.follower.do(t, "PUT", "/v1/kv/k", "v"), http.StatusServiceUnavailable, httpapi.CodeNotLeader)
+	wantError(t, q.follower.do(t, "PUT", "/v1/kv/k", "v"), http.StatusServiceUnavailable, api.CodeNotLeader)
 	if nf, nl := len(q.follower.requests()), len(q.leader.requests()); nf != 1 || nl != 1 {
 		t.Errorf("requests: follower %d leader %d, want 1 and 1", nf, nl)
 	}
@@ -253,14 +254,14 @@ func TestForwardNoLeader(t *testing.T) {
 		{"POST", "/v1/cluster/transfer-leadership", `{"id":"x"}`},
 	} {
 		r := p.follower.do(t, c.m, c.path, c.body)
-		wantError(t, r, http.StatusServiceUnavailable, httpapi.CodeNoLeader)
+		wantError(t, r, http.StatusServiceUnavailable, api.CodeNoLeader)
 		if r.header.Get("Retry-After") != "1" {
 			t.Errorf("Retry-After %q", r.header.Get("Retry-After"))
 		}
 	}
 	// A leader whose HTTP address is not known yet.
-	p.follower.node.set(func(n *fakeNode) { n.hasLeader, n.leader = true, httpapi.MemberInfo{ID: "L"} })
-	d := wantError(t, p.follower.do(t, "PUT", "/v1/kv/k", "v"), http.StatusServiceUnavailable, httpapi.CodeNotLeader)
+	p.follower.node.set(func(n *fakeNode) { n.hasLeader, n.leader = true, api.Member{ID: "L"} })
+	d := wantError(t, p.follower.do(t, "PUT", "/v1/kv/k", "v"), http.StatusServiceUnavailable, api.CodeNotLeader)
 	if d.Leader != "L" {
 		t.Errorf("leader %q", d.Leader)
 	}
@@ -291,15 +292,15 @@ func TestForwardLeaderUnreachable(t *testing.T) {
 	addr := ln.Addr().String()
 	f := newTestAPI(t, "F", nil)
 	f.node.set(func(n *fakeNode) {
-		n.isLeader, n.leader = false, httpapi.MemberInfo{ID: "L", HTTPAddr: addr}
+		n.isLeader, n.leader = false, api.Member{ID: "L", HTTPAddr: addr}
 	})
 	for _, c := range []struct{ m, path, body, code string }{
-		{"GET", "/v1/kv/k", "", httpapi.CodeForwardFailed},
-		{"GET", "/v1/kv/?prefix", "", httpapi.CodeForwardFailed},
+		{"GET", "/v1/kv/k", "", api.CodeForwardFailed},
+		{"GET", "/v1/kv/?prefix", "", api.CodeForwardFailed},
 		{"HEAD", "/v1/kv/k", "", ""},
-		{"PUT", "/v1/kv/k", "v", httpapi.CodeOutcomeUnknown},
-		{"DELETE", "/v1/kv/k", "", httpapi.CodeOutcomeUnknown},
-		{"POST", "/v1/cluster/members", `{"id":"n2","raft_addr":"h:1","http_addr":"h:2"}`, httpapi.CodeOutcomeUnknown},
+		{"PUT", "/v1/kv/k", "v", api.CodeOutcomeUnknown},
+		{"DELETE", "/v1/kv/k", "", api.CodeOutcomeUnknown},
+		{"POST", "/v1/cluster/members", `{"id":"n2","raft_addr":"h:1","http_addr":"h:2"}`, api.CodeOutcomeUnknown},
 	} {
 		r := f.do(t, c.m, c.path, c.body)
 		if c.m == "HEAD" {
@@ -325,15 +326,15 @@ func TestForwardOnNotLeaderFromApply(t *testing.T) {
 	p.follower.node.set(func(n *fakeNode) {
 		n.isLeader, n.applyErr, n.barrierErr = true, httpapi.ErrNotLeader, fmt.Errorf("barrier: %w", httpapi.ErrNotLeader)
 	})
-	w := httpapi.KVWriteResult{}
+	w := api.KVWriteResult{}
 	wantJSON(t, p.follower.do(t, "PUT", "/v1/kv/k", "v2"), &w)
 	if w.Version != 2 {
 		t.Fatalf("forwarded put: %+v", w)
 	}
-	if kv, r := p.follower.getKV(t, "k"); kv.Value != "v2" || r.header.Get("X-Coordd-Served-By") != "L" {
+	if kv, r := p.follower.getKV(t, "k"); string(kv.Value) != "v2" || r.header.Get("X-Coordd-Served-By") != "L" {
 		t.Fatalf("forwarded get: %+v", kv)
 	}
-	var d httpapi.KVDeleteResult
+	var d api.KVDeleteResult
 	wantJSON(t, p.follower.do(t, "DELETE", "/v1/kv/k", ""), &d)
 	if d.Deleted != 1 {
 		t.Fatalf("forwarded delete: %+v", d)
@@ -354,7 +355,7 @@ func TestForwardSchemeInAddress(t *testing.T) {
 	p := newPair(t)
 	p.follower.node.set(func(n *fakeNode) { n.leader.HTTPAddr = p.leader.srv.URL })
 	p.leader.putKV(t, "k", "v")
-	if kv, _ := p.follower.getKV(t, "k"); kv.Value != "v" {
+	if kv, _ := p.follower.getKV(t, "k"); string(kv.Value) != "v" {
 		t.Fatalf("%+v", kv)
 	}
 }
@@ -371,7 +372,7 @@ func TestForwardBlockingQuery(t *testing.T) {
 	mustNotReturn(t, ch)
 	res := p.leader.node.put(t, "k", "v2")
 	r := recv(t, ch, 10*time.Second)
-	if kv := decodeKV(t, r); kv.Value != "v2" || indexHeader(t, r) != res.Index {
+	if kv := decodeKV(t, r); string(kv.Value) != "v2" || indexHeader(t, r) != res.Index {
 		t.Fatalf("woke with %+v", kv)
 	}
 }
@@ -380,7 +381,7 @@ func TestForwardCluster(t *testing.T) {
 	t.Parallel()
 	p := newPair(t)
 	body := `{"id":"n2","raft_addr":"h:1","http_addr":"h:2","voter":false}`
-	var ms []httpapi.MemberInfo
+	var ms []api.Member
 	wantJSON(t, p.follower.do(t, "POST", "/v1/cluster/members", body), &ms)
 	wantJSON(t, p.follower.do(t, "DELETE", "/v1/cluster/members/n2", ""), nil)
 	wantJSON(t, p.follower.do(t, "POST", "/v1/cluster/transfer-leadership", `{"id":"F"}`), nil)

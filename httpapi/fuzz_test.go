@@ -169,8 +169,8 @@ func FuzzKVRequest(f *testing.F) {
 		node.put(t, "dir/b", "2")
 		node.put(t, "bin", "\xff\xfe")
 		applied := node.index
-		api := httpapi.New(node, httpapi.Options{MaxRequestBytes: 4096, MaxValueBytes: 1024, MaxSnapshotBytes: 1 << 16})
-		res, b := fuzzServe(t, api, req)
+		h := httpapi.New(node, httpapi.Options{MaxRequestBytes: 4096, MaxValueBytes: 1024, MaxSnapshotBytes: 1 << 16})
+		res, b := fuzzServe(t, h, req)
 		switch res.StatusCode {
 		case http.StatusBadRequest, http.StatusMethodNotAllowed, http.StatusRequestEntityTooLarge, http.StatusNotFound:
 			if res.StatusCode == http.StatusNotFound && (method == http.MethodDelete ||
@@ -187,15 +187,15 @@ func FuzzKVRequest(f *testing.F) {
 	})
 }
 
-// fuzzServe serves req through api (a blocking query is bounded: it returns
+// fuzzServe serves req through h (a blocking query is bounded: it returns
 // when the client leaves) and checks the answer: never 5xx, errors in the
 // documented JSON shape, JSON 2xx bodies valid.
-func fuzzServe(t *testing.T, api http.Handler, req *http.Request) (*http.Response, []byte) {
+func fuzzServe(t *testing.T, h http.Handler, req *http.Request) (*http.Response, []byte) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Millisecond)
 	defer cancel()
 	rec := httptest.NewRecorder()
-	api.ServeHTTP(rec, req.WithContext(ctx))
+	h.ServeHTTP(rec, req.WithContext(ctx))
 	res := rec.Result()
 	b := rec.Body.Bytes()
 	if res.StatusCode >= 500 {

@@ -14,6 +14,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/coordd/coordd/api"
 	"github.com/coordd/coordd/httpapi"
 )
 
@@ -137,8 +138,8 @@ func decodeStrict(body []byte, v any) error {
 // checkErrorShape reports whether a response is a well-formed error:
 // Content-Type application/json and a body {"error":{"code","message"}}
 // with both set; 503 also needs Retry-After.
-func checkErrorShape(status int, header http.Header, body []byte) (httpapi.ErrorBody, string) {
-	var eb httpapi.ErrorBody
+func checkErrorShape(status int, header http.Header, body []byte) (api.ErrorBody, string) {
+	var eb api.ErrorBody
 	if ct := header.Get("Content-Type"); ct != "application/json" {
 		return eb, "Content-Type is " + ct + ", want application/json"
 	}
@@ -150,7 +151,7 @@ func checkErrorShape(status int, header http.Header, body []byte) (httpapi.Error
 		return eb, "body is not of the form {\"error\":{...}}"
 	}
 	if err := decodeStrict(body, &eb); err != nil {
-		return eb, "body does not decode as ErrorBody: " + err.Error()
+		return eb, "body does not decode as api.ErrorBody: " + err.Error()
 	}
 	if eb.Error.Code == "" || eb.Error.Message == "" {
 		return eb, "error code or message empty"
@@ -162,7 +163,7 @@ func checkErrorShape(status int, header http.Header, body []byte) (httpapi.Error
 }
 
 // wantError checks that r is an error response with the given status and code.
-func wantError(t testing.TB, r response, status int, code string) httpapi.ErrorDetail {
+func wantError(t testing.TB, r response, status int, code string) api.ErrorDetail {
 	t.Helper()
 	if r.status != status {
 		t.Fatalf("status %d, want %d; body %s", r.status, status, r.body)
@@ -194,18 +195,18 @@ func wantJSON(t testing.TB, r response, v any) {
 }
 
 // putKV writes key through the API and returns the result.
-func (ta *testAPI) putKV(t testing.TB, key, value string) httpapi.KVWriteResult {
+func (ta *testAPI) putKV(t testing.TB, key, value string) api.KVWriteResult {
 	t.Helper()
-	var res httpapi.KVWriteResult
+	var res api.KVWriteResult
 	wantJSON(t, ta.do(t, "PUT", "/v1/kv/"+key, value), &res)
 	return res
 }
 
 // getKV reads key through the API.
-func (ta *testAPI) getKV(t testing.TB, pathAndQuery string) (httpapi.KV, response) {
+func (ta *testAPI) getKV(t testing.TB, pathAndQuery string) (api.KV, response) {
 	t.Helper()
 	r := ta.do(t, "GET", "/v1/kv/"+pathAndQuery, "")
-	var kv httpapi.KV
+	var kv api.KV
 	wantJSON(t, r, &kv)
 	return kv, r
 }

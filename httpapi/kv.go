@@ -2,55 +2,20 @@ package httpapi
 
 import (
 	"context"
-	"encoding/base64"
 	"fmt"
 	"net/http"
 	"strconv"
 	"time"
-	"unicode/utf8"
 
+	"github.com/coordd/coordd/api"
 	"github.com/coordd/coordd/fsm"
 )
 
-// KV is the JSON form of one key.
-type KV struct {
-	Key string `json:"key"`
-	// Value is the value as a string; when it is not valid UTF-8 it is
-	// base64 and ValueEncoding says so.
-	Value         string `json:"value"`
-	ValueEncoding string `json:"value_encoding,omitempty"`
-	CreateIndex   uint64 `json:"create_index"`
-	ModifyIndex   uint64 `json:"modify_index"`
-	Version       uint64 `json:"version"`
-}
-
-// KVWriteResult is the body of a successful PUT.
-type KVWriteResult struct {
-	Key         string `json:"key"`
-	CreateIndex uint64 `json:"create_index"`
-	ModifyIndex uint64 `json:"modify_index"`
-	Version     uint64 `json:"version"`
-	Index       uint64 `json:"index"`
-}
-
-// KVDeleteResult is the body of a successful DELETE.
-type KVDeleteResult struct {
-	Deleted int    `json:"deleted"`
-	Index   uint64 `json:"index"`
-	Prev    *KV    `json:"prev,omitempty"`
-}
-
-func toKV(e *fsm.KVEntry) *KV {
+func toKV(e *fsm.KVEntry) *api.KV {
 	if e == nil {
 		return nil
 	}
-	kv := &KV{Key: e.Key, CreateIndex: e.CreateIndex, ModifyIndex: e.ModifyIndex, Version: e.Version}
-	if utf8.Valid(e.Value) {
-		kv.Value = string(e.Value)
-	} else {
-		kv.Value, kv.ValueEncoding = base64.StdEncoding.EncodeToString(e.Value), "base64"
-	}
-	return kv
+	return &api.KV{Key: e.Key, Value: e.Value, CreateIndex: e.CreateIndex, ModifyIndex: e.ModifyIndex, Version: e.Version}
 }
 
 func (a *API) kvGet(w http.ResponseWriter, r *http.Request) {
@@ -86,7 +51,7 @@ func (a *API) kvGet(w http.ResponseWriter, r *http.Request) {
 			entries, idx := blockOn(r.Context(), a, bq, func(s *fsm.State) ([]*fsm.KVEntry, uint64, <-chan struct{}) {
 				return s.WatchPrefix(key, 0)
 			})
-			out := make([]*KV, 0, len(entries))
+			out := make([]*api.KV, 0, len(entries))
 			for _, e := range entries {
 				out = append(out, toKV(e))
 			}
@@ -100,7 +65,7 @@ func (a *API) kvGet(w http.ResponseWriter, r *http.Request) {
 		a.setReadHeaders(w, idx, stale)
 		switch {
 		case e == nil:
-			writeErrorDetail(w, http.StatusNotFound, ErrorDetail{Code: CodeKeyNotFound, Message: fmt.Sprintf("key %q not found", key)})
+			writeErrorDetail(w, http.StatusNotFound, api.ErrorDetail{Code: api.CodeKeyNotFound, Message: fmt.Sprintf("key %q not found", key)})
 		case raw:
 			w.Header().Set(headerContentType, contentTypeBytes)
 			w.WriteHeader(http.StatusOK)
@@ -141,19 +106,19 @@ func (a *API) readBarrier(ctx context.Context, stale bool) error {
 // how stale the answer may be (as Consul's X-Consul-LastContact does).
 func (a *API) setReadHeaders(w http.ResponseWriter, idx uint64, stale bool) {
 	h := w.Header()
-	h.Set(headerIndex, strconv.FormatUint(idx, 10))
+	h.Set(api.HeaderIndex, strconv.FormatUint(idx, 10))
 	if !stale {
-		h.Set(headerConsistency, "linearizable")
+		h.Set(api.HeaderConsistency, "linearizable")
 		return
 	}
-	h.Set(headerConsistency, "stale")
+	h.Set(api.HeaderConsistency, "stale")
 	s := a.node.Staleness()
-	h.Set(headerKnownLeader, strconv.FormatBool(s.KnownLeader))
-	h.Set(headerAppliedIndex, strconv.FormatUint(s.AppliedIndex, 10))
+	h.Set(api.HeaderKnownLeader, strconv.FormatBool(s.KnownLeader))
+	h.Set(api.HeaderAppliedIndex, strconv.FormatUint(s.AppliedIndex, 10))
 	if s.LastContact >= 0 {
-		h.Set(headerLastContact, strconv.FormatInt(s.LastContact.Milliseconds(), 10))
+		h.Set(api.HeaderLastContact, strconv.FormatInt(s.LastContact.Milliseconds(), 10))
 	} else {
-		h.Set(headerLastContact, "never")
+		h.Set(api.HeaderLastContact, "never")
 	}
 }
 
@@ -229,7 +194,7 @@ func (a *API) kvPut(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if len(body) > a.opts.MaxValueBytes {
-		writeErrorDetail(w, http.StatusRequestEntityTooLarge, ErrorDetail{Code: CodeTooLarge,
+		writeErrorDetail(w, http.StatusRequestEntityTooLarge, api.ErrorDetail{Code: api.CodeTooLarge,
 			Message: fmt.Sprintf("value is %d bytes; the maximum is %d", len(body), a.opts.MaxValueBytes)})
 		return
 	}
@@ -249,7 +214,7 @@ func (a *API) kvPut(w http.ResponseWriter, r *http.Request) {
 			return err
 		}
 		e := res.Entry
-		writeJSON(w, http.StatusOK, KVWriteResult{Key: e.Key, CreateIndex: e.CreateIndex, ModifyIndex: e.ModifyIndex, Version: e.Version, Index: res.Index})
+		writeJSON(w, http.StatusOK, api.KVWriteResult{Key: e.Key, CreateIndex: e.CreateIndex, ModifyIndex: e.ModifyIndex, Version: e.Version, Index: res.Index})
 		return nil
 	})
 }
@@ -283,7 +248,7 @@ func (a *API) kvDelete(w http.ResponseWriter, r *http.Request) {
 		if err != nil {
 			return err
 		}
-		writeJSON(w, http.StatusOK, KVDeleteResult{Deleted: res.Deleted, Index: res.Index, Prev: toKV(res.Prev)})
+		writeJSON(w, http.StatusOK, api.KVDeleteResult{Deleted: res.Deleted, Index: res.Index, Prev: toKV(res.Prev)})
 		return nil
 	})
 }
@@ -295,7 +260,7 @@ func (a *API) kvDelete(w http.ResponseWriter, r *http.Request) {
 func (a *API) apply(w http.ResponseWriter, r *http.Request, cmd fsm.Command) (*fsm.Result, error) {
 	ctx, cancel := context.WithTimeout(r.Context(), a.opts.WriteTimeout)
 	defer cancel()
-	cmd.IdempotencyKey = r.Header.Get(headerIdempotencyID)
+	cmd.IdempotencyKey = r.Header.Get(api.HeaderIdempotencyKey)
 	if t := tokenOf(r); t != nil && cmd.IdempotencyKey != "" {
 		// Keys are scoped to the token: another token sending the same
 		// key must neither see this answer nor have its request dropped
@@ -304,7 +269,7 @@ func (a *API) apply(w http.ResponseWriter, r *http.Request, cmd fsm.Command) (*f
 	}
 	res, err := a.node.Apply(ctx, cmd)
 	if err == nil && res.Duplicate {
-		w.Header().Set(headerReplayed, "true")
+		w.Header().Set(api.HeaderReplayed, "true")
 	}
 	if err != nil {
 		return nil, err

@@ -3,13 +3,16 @@ package httpapi_test
 import (
 	"bytes"
 	"encoding/base64"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/url"
+	"reflect"
 	"strconv"
 	"testing"
 	"time"
 
+	"github.com/coordd/coordd/api"
 	"github.com/coordd/coordd/fsm"
 	"github.com/coordd/coordd/httpapi"
 )
@@ -33,8 +36,9 @@ func TestPutGet(t *testing.T) {
 		t.Fatalf("first put: %+v", w1)
 	}
 	kv, r := ta.getKV(t, "app/config")
-	want := httpapi.KV{Key: "app/config", Value: "hello", CreateIndex: 2, ModifyIndex: 2, Version: 1}
-	if kv != want {
+	want := api.KV{Key: "app/config", Value: []byte("hello"), CreateIndex: 2, ModifyIndex: 2, Version: 1}
+	if kv.Key != want.Key || string(kv.Value) != string(want.Value) || kv.CreateIndex != want.CreateIndex ||
+		kv.ModifyIndex != want.ModifyIndex || kv.Version != want.Version {
 		t.Fatalf("get: %+v, want %+v", kv, want)
 	}
 	if got := indexHeader(t, r); got != 2 {
@@ -57,13 +61,13 @@ func TestPutGet(t *testing.T) {
 		t.Fatalf("second put: %+v", w2)
 	}
 	kv, r = ta.getKV(t, "app/config")
-	if kv.Value != "world" || kv.Version != 2 || kv.ModifyIndex != 3 || kv.CreateIndex != 2 || indexHeader(t, r) != 3 {
+	if string(kv.Value) != "world" || kv.Version != 2 || kv.ModifyIndex != 3 || kv.CreateIndex != 2 || indexHeader(t, r) != 3 {
 		t.Fatalf("after overwrite: %+v", kv)
 	}
 
 	// An empty value is a value.
 	ta.putKV(t, "empty", "")
-	if kv, _ := ta.getKV(t, "empty"); kv.Value != "" || kv.Version != 1 {
+	if kv, _ := ta.getKV(t, "empty"); string(kv.Value) != "" || kv.Version != 1 {
 		t.Fatalf("empty value: %+v", kv)
 	}
 
@@ -85,19 +89,19 @@ func TestKeysNeedingEscapes(t *testing.T) {
 	for _, key := range []string{"a b", "ü/ñ", "a/b/", "q?x=1", "h#frag", "pct%41", "a/b.c", "...x", "semi;colon", "+plus"} {
 		path := (&url.URL{Path: key}).EscapedPath()
 		r := ta.do(t, "PUT", "/v1/kv/"+path, "v:"+key)
-		var w httpapi.KVWriteResult
+		var w api.KVWriteResult
 		wantJSON(t, r, &w)
 		if w.Key != key {
 			t.Errorf("put %q stored key %q", key, w.Key)
 		}
 		kv, _ := ta.getKV(t, path)
-		if kv.Key != key || kv.Value != "v:"+key {
+		if kv.Key != key || string(kv.Value) != "v:"+key {
 			t.Errorf("get %q: %+v", key, kv)
 		}
 	}
 	// An escaped slash is a slash in the key.
 	ta.putKV(t, "x%2Fy", "slash")
-	if kv, _ := ta.getKV(t, "x/y"); kv.Key != "x/y" || kv.Value != "slash" {
+	if kv, _ := ta.getKV(t, "x/y"); kv.Key != "x/y" || string(kv.Value) != "slash" {
 		t.Errorf("escaped slash: %+v", kv)
 	}
 }
@@ -126,13 +130,19 @@ func TestRawAndBinaryValues(t *testing.T) {
 	}
 	// ?raw=false is the JSON form, base64 because the value is not UTF-8.
 	for _, q := range []string{"", "?raw=false", "?raw=0"} {
-		kv, _ := ta.getKV(t, "bin"+q)
-		if kv.ValueEncoding != "base64" {
-			t.Fatalf("%s: value_encoding %q", q, kv.ValueEncoding)
+		var wire struct {
+			Value         string `json:"value"`
+			ValueEncoding string `json:"value_encoding"`
 		}
-		got, err := base64.StdEncoding.DecodeString(kv.Value)
+		if err := json.Unmarshal(ta.do(t, "GET", "/v1/kv/bin"+q, "").body, &wire); err != nil || wire.ValueEncoding != "base64" {
+			t.Fatalf("%s: value_encoding %q, %v", q, wire.ValueEncoding, err)
+		}
+		got, err := base64.StdEncoding.DecodeString(wire.Value)
 		if err != nil || !bytes.Equal(got, bin) {
-			t.Fatalf("%s: base64 %q decodes to %q, %v", q, kv.Value, got, err)
+			t.Fatalf("%s: base64 %q decodes to %q, %v", q, wire.Value, got, err)
+		}
+		if kv, _ := ta.getKV(t, "bin"+q); !bytes.Equal(kv.Value, bin) {
+			t.Fatalf("%s: api.KV holds %q, want the bytes", q, kv.Value)
 		}
 	}
 	// A UTF-8 value is a plain string with no value_encoding field.
@@ -142,7 +152,7 @@ func TestRawAndBinaryValues(t *testing.T) {
 		t.Errorf("UTF-8 value has value_encoding: %s", r.body)
 	}
 	kv, _ := ta.getKV(t, "text")
-	if kv.Value != "héllo\x00\"<>&" || kv.ValueEncoding != "" {
+	if string(kv.Value) != "héllo\x00\"<>&" {
 		t.Errorf("text: %+v", kv)
 	}
 	if r := ta.do(t, "GET", "/v1/kv/text?raw", ""); string(r.body) != "héllo\x00\"<>&" {
@@ -155,10 +165,10 @@ func TestRawAndBinaryValues(t *testing.T) {
 	}
 }
 
-func listKV(t *testing.T, ta *testAPI, pathAndQuery string) ([]httpapi.KV, response) {
+func listKV(t *testing.T, ta *testAPI, pathAndQuery string) ([]api.KV, response) {
 	t.Helper()
 	r := ta.do(t, "GET", "/v1/kv/"+pathAndQuery, "")
-	var out []httpapi.KV
+	var out []api.KV
 	wantJSON(t, r, &out)
 	if out == nil {
 		t.Fatalf("listing is null, want an array: %s", r.body)
@@ -166,7 +176,7 @@ func listKV(t *testing.T, ta *testAPI, pathAndQuery string) ([]httpapi.KV, respo
 	return out, r
 }
 
-func keysOf(kvs []httpapi.KV) []string {
+func keysOf(kvs []api.KV) []string {
 	out := make([]string, 0, len(kvs))
 	for _, kv := range kvs {
 		out = append(out, kv.Key)
@@ -185,10 +195,10 @@ func TestPrefixList(t *testing.T) {
 	if got, want := fmt.Sprint(keysOf(list)), "[app/ app/a app/b app/bin app/c/d]"; got != want {
 		t.Fatalf("app/ prefix: %s, want %s", got, want)
 	}
-	if list[1].Value != "v-app/a" || list[1].CreateIndex != 3 || list[1].Version != 1 {
+	if string(list[1].Value) != "v-app/a" || list[1].CreateIndex != 3 || list[1].Version != 1 {
 		t.Errorf("entry: %+v", list[1])
 	}
-	if list[3].ValueEncoding != "base64" || list[3].Value != "/w==" {
+	if string(list[3].Value) != "\xff" {
 		t.Errorf("binary entry in listing: %+v", list[3])
 	}
 	if got := indexHeader(t, r); got != 8 {
@@ -223,22 +233,26 @@ func TestDelete(t *testing.T) {
 	w := ta.putKV(t, "k", "v1")
 	ta.putKV(t, "k2", "v2")
 
-	var d httpapi.KVDeleteResult
+	var d api.KVDeleteResult
 	wantJSON(t, ta.do(t, "DELETE", "/v1/kv/k", ""), &d)
-	want := httpapi.KV{Key: "k", Value: "v1", CreateIndex: w.CreateIndex, ModifyIndex: w.ModifyIndex, Version: 1}
-	if d.Deleted != 1 || d.Index != 3 || d.Prev == nil || *d.Prev != want {
+	want := api.KV{Key: "k", Value: []byte("v1"), CreateIndex: w.CreateIndex, ModifyIndex: w.ModifyIndex, Version: 1}
+	if d.Deleted != 1 || d.Index != 3 || d.Prev == nil || !reflect.DeepEqual(*d.Prev, want) {
 		t.Fatalf("delete: %+v prev %+v", d, d.Prev)
 	}
-	wantError(t, ta.do(t, "GET", "/v1/kv/k", ""), http.StatusNotFound, httpapi.CodeKeyNotFound)
-	wantError(t, ta.do(t, "DELETE", "/v1/kv/k", ""), http.StatusNotFound, httpapi.CodeKeyNotFound)
-	if kv, _ := ta.getKV(t, "k2"); kv.Value != "v2" {
+	wantError(t, ta.do(t, "GET", "/v1/kv/k", ""), http.StatusNotFound, api.CodeKeyNotFound)
+	wantError(t, ta.do(t, "DELETE", "/v1/kv/k", ""), http.StatusNotFound, api.CodeKeyNotFound)
+	if kv, _ := ta.getKV(t, "k2"); string(kv.Value) != "v2" {
 		t.Errorf("k2 gone: %+v", kv)
 	}
 	// Deleting a binary value returns it base64.
 	ta.do(t, "PUT", "/v1/kv/bin", "\x80")
-	d = httpapi.KVDeleteResult{}
-	wantJSON(t, ta.do(t, "DELETE", "/v1/kv/bin", ""), &d)
-	if d.Prev == nil || d.Prev.ValueEncoding != "base64" || d.Prev.Value != "gA==" {
+	r := ta.do(t, "DELETE", "/v1/kv/bin", "")
+	if !bytes.Contains(r.body, []byte(`"value":"gA==","value_encoding":"base64"`)) {
+		t.Errorf("binary prev: %s", r.body)
+	}
+	d = api.KVDeleteResult{}
+	wantJSON(t, r, &d)
+	if d.Prev == nil || string(d.Prev.Value) != "\x80" {
 		t.Errorf("binary prev: %+v", d.Prev)
 	}
 }
@@ -249,7 +263,7 @@ func TestDeletePrefix(t *testing.T) {
 	for _, k := range []string{"svc/a", "svc/b", "svc/c/d", "svcx", "other"} {
 		ta.putKV(t, k, "v")
 	}
-	var d httpapi.KVDeleteResult
+	var d api.KVDeleteResult
 	wantJSON(t, ta.do(t, "DELETE", "/v1/kv/svc/?prefix", ""), &d)
 	if d.Deleted != 3 || d.Index != 6 || d.Prev != nil {
 		t.Fatalf("delete prefix: %+v", d)
@@ -259,13 +273,13 @@ func TestDeletePrefix(t *testing.T) {
 		t.Fatalf("left: %s", got)
 	}
 	// Nothing under the prefix: deleted 0, still 200.
-	d = httpapi.KVDeleteResult{}
+	d = api.KVDeleteResult{}
 	wantJSON(t, ta.do(t, "DELETE", "/v1/kv/svc/?prefix", ""), &d)
 	if d.Deleted != 0 {
 		t.Errorf("second delete prefix: %+v", d)
 	}
 	// An empty prefix deletes everything.
-	d = httpapi.KVDeleteResult{}
+	d = api.KVDeleteResult{}
 	wantJSON(t, ta.do(t, "DELETE", "/v1/kv/?prefix", ""), &d)
 	if d.Deleted != 2 {
 		t.Errorf("delete all: %+v", d)
@@ -279,13 +293,13 @@ func TestCASWrites(t *testing.T) {
 	t.Parallel()
 	ta := newTestAPI(t, "n1", nil)
 	// Create-only on a missing key succeeds.
-	var w httpapi.KVWriteResult
+	var w api.KVWriteResult
 	wantJSON(t, ta.do(t, "PUT", "/v1/kv/lock?cas=0", "a"), &w)
 	if w.Version != 1 || w.ModifyIndex != 1 {
 		t.Fatalf("create: %+v", w)
 	}
 	// CAS at the current index succeeds and moves the index.
-	var w2 httpapi.KVWriteResult
+	var w2 api.KVWriteResult
 	wantJSON(t, ta.do(t, "PUT", fmt.Sprintf("/v1/kv/lock?cas=%d", w.ModifyIndex), "b"), &w2)
 	if w2.Version != 2 || w2.ModifyIndex != 2 || w2.CreateIndex != 1 {
 		t.Fatalf("cas put: %+v", w2)
@@ -298,12 +312,12 @@ func TestCASWrites(t *testing.T) {
 	if got := casIndex(t, ta.do(t, "DELETE", "/v1/kv/lock?cas=1", "")); got != 2 {
 		t.Fatalf("stale cas delete: current_index %d", got)
 	}
-	var d httpapi.KVDeleteResult
+	var d api.KVDeleteResult
 	wantJSON(t, ta.do(t, "DELETE", "/v1/kv/lock?cas=2", ""), &d)
-	if d.Deleted != 1 || d.Prev == nil || d.Prev.Value != "b" {
+	if d.Deleted != 1 || d.Prev == nil || string(d.Prev.Value) != "b" {
 		t.Fatalf("cas delete: %+v", d)
 	}
-	wantError(t, ta.do(t, "GET", "/v1/kv/lock", ""), http.StatusNotFound, httpapi.CodeKeyNotFound)
+	wantError(t, ta.do(t, "GET", "/v1/kv/lock", ""), http.StatusNotFound, api.CodeKeyNotFound)
 	// The node received the conditions as the FSM's modes.
 	ta.node.mu.Lock()
 	defer ta.node.mu.Unlock()
@@ -343,7 +357,7 @@ func TestConsistencyHeaders(t *testing.T) {
 		}
 	}
 	r = ta.do(t, "GET", "/v1/kv/missing?stale", "")
-	wantError(t, r, http.StatusNotFound, httpapi.CodeKeyNotFound)
+	wantError(t, r, http.StatusNotFound, api.CodeKeyNotFound)
 	if r.header.Get("X-Coordd-Consistency") != "stale" || r.header.Get("X-Coordd-Applied-Index") != "2" {
 		t.Errorf("stale 404 headers: %v", r.header)
 	}

@@ -7,29 +7,12 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/coordd/coordd/api"
 	"github.com/coordd/coordd/fsm"
 )
 
-// LeaseGrantRequest is the body of POST /v1/leases. Give ttl as a duration
-// ("10s", "750ms") or ttl_ms in milliseconds.
-type LeaseGrantRequest struct {
-	TTL   string `json:"ttl,omitempty"`
-	TTLMs int64  `json:"ttl_ms,omitempty"`
-}
-
-// LeaseJSON describes a lease. RemainingMs is the leader's view of the time
-// left: a client should count its own deadline from the send time of the
-// keepalive that returned it, minus a margin for clock drift.
-type LeaseJSON struct {
-	ID          uint64           `json:"id"`
-	TTL         string           `json:"ttl"`
-	TTLMs       int64            `json:"ttl_ms"`
-	RemainingMs int64            `json:"remaining_ms"`
-	Attached    []fsm.Attachment `json:"attached,omitempty"`
-}
-
-func (a *API) leaseJSON(l *fsm.Lease, withAttached bool) LeaseJSON {
-	out := LeaseJSON{ID: l.ID, TTLMs: l.TTL, TTL: (time.Duration(l.TTL) * time.Millisecond).String()}
+func (a *API) leaseJSON(l *fsm.Lease, withAttached bool) api.Lease {
+	out := api.Lease{ID: l.ID, TTLMs: l.TTL, TTLText: (time.Duration(l.TTL) * time.Millisecond).String()}
 	if rem, err := a.node.LeaseRemaining(l.ID); err == nil {
 		out.RemainingMs = rem.Milliseconds()
 	}
@@ -56,7 +39,7 @@ func (a *API) leaseTTL(d string, ms int64) (time.Duration, error) {
 	}
 	lo, hi := a.node.LeaseTTLRange()
 	if ttl < lo || ttl > hi || ttl%time.Millisecond != 0 {
-		return 0, &apiError{status: http.StatusBadRequest, detail: ErrorDetail{Code: CodeBadTTL,
+		return 0, &apiError{status: http.StatusBadRequest, detail: api.ErrorDetail{Code: api.CodeBadTTL,
 			Message: fmt.Sprintf("ttl %s out of range: whole milliseconds from %s (derived from the Raft timing) to %s", ttl, lo, hi)}}
 	}
 	return ttl, nil
@@ -77,7 +60,7 @@ func leaseID(r *http.Request) (uint64, error) {
 }
 
 func (a *API) leaseGrant(w http.ResponseWriter, r *http.Request) {
-	var req LeaseGrantRequest
+	var req api.LeaseGrantRequest
 	body, err := a.readJSON(w, r, &req)
 	if err != nil {
 		writeError(w, err)
@@ -128,43 +111,19 @@ func (a *API) leaseKeepalive(w http.ResponseWriter, r *http.Request) {
 	})
 }
 
-// MaxKeepaliveBatch is the most leases one POST /v1/leases/keepalive may
-// renew.
-const MaxKeepaliveBatch = 10000
-
-// KeepaliveManyRequest is the body of POST /v1/leases/keepalive.
-type KeepaliveManyRequest struct {
-	IDs []uint64 `json:"ids"`
-}
-
-// KeepaliveManyResponse answers POST /v1/leases/keepalive: the leases
-// renewed, in the order asked, and the ids that were not found (unknown,
-// revoked or already past their deadline: their holders lost them).
-type KeepaliveManyResponse struct {
-	Leases   []KeepaliveManyLease `json:"leases"`
-	NotFound []uint64             `json:"not_found"`
-}
-
-// KeepaliveManyLease is one renewed lease of a KeepaliveManyResponse.
-type KeepaliveManyLease struct {
-	ID          uint64 `json:"id"`
-	TTLMs       int64  `json:"ttl_ms"`
-	RemainingMs int64  `json:"remaining_ms"`
-}
-
 // leaseKeepaliveMany renews many leases with one request: a client that
 // holds thousands of leases sends one request per tick instead of one per
 // lease. Like a single keepalive it is served by the leader only (a
 // follower forwards it) and is safe to retry.
 func (a *API) leaseKeepaliveMany(w http.ResponseWriter, r *http.Request) {
-	var req KeepaliveManyRequest
+	var req api.KeepaliveManyRequest
 	body, err := a.readJSON(w, r, &req)
 	if err == nil {
 		switch {
 		case len(req.IDs) == 0:
 			err = badRequest("ids must list at least one lease id")
-		case len(req.IDs) > MaxKeepaliveBatch:
-			err = tooLarge("ids lists %d leases; at most %d per request", len(req.IDs), MaxKeepaliveBatch)
+		case len(req.IDs) > api.MaxKeepaliveBatch:
+			err = tooLarge("ids lists %d leases; at most %d per request", len(req.IDs), api.MaxKeepaliveBatch)
 		case slices.Contains(req.IDs, 0):
 			err = badRequest("lease ids must be positive integers")
 		}
@@ -183,7 +142,7 @@ func (a *API) leaseKeepaliveMany(w http.ResponseWriter, r *http.Request) {
 		if err != nil {
 			return err
 		}
-		out := KeepaliveManyResponse{Leases: make([]KeepaliveManyLease, 0, len(req.IDs)), NotFound: []uint64{}}
+		out := api.KeepaliveManyResponse{Leases: make([]api.KeepaliveManyLease, 0, len(req.IDs)), NotFound: []uint64{}}
 		st := a.node.State()
 		for i, id := range req.IDs {
 			l, ok := st.Lease(id)
@@ -191,7 +150,7 @@ func (a *API) leaseKeepaliveMany(w http.ResponseWriter, r *http.Request) {
 				out.NotFound = append(out.NotFound, id)
 				continue
 			}
-			out.Leases = append(out.Leases, KeepaliveManyLease{ID: id, TTLMs: l.TTL, RemainingMs: rems[i].Milliseconds()})
+			out.Leases = append(out.Leases, api.KeepaliveManyLease{ID: id, TTLMs: l.TTL, RemainingMs: rems[i].Milliseconds()})
 		}
 		writeJSON(w, http.StatusOK, out)
 		return nil
@@ -212,7 +171,7 @@ func (a *API) leaseRevoke(w http.ResponseWriter, r *http.Request) {
 		if err != nil {
 			return err
 		}
-		writeJSON(w, http.StatusOK, map[string]any{"id": id, "revoked": true, "remaining_ms": 0, "index": res.Index})
+		writeJSON(w, http.StatusOK, api.LeaseRevokeResult{ID: id, Revoked: true, Index: res.Index})
 		return nil
 	})
 }
@@ -250,7 +209,7 @@ func (a *API) leaseList(w http.ResponseWriter, r *http.Request) {
 			return err
 		}
 		st := a.node.State()
-		out := make([]LeaseJSON, 0, st.LeaseCount())
+		out := make([]api.Lease, 0, st.LeaseCount())
 		t := tokenOf(r)
 		for _, l := range st.Leases() {
 			if t != nil && !t.Management && l.Owner != t.AccessorID {

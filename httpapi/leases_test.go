@@ -7,13 +7,13 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/coordd/coordd/httpapi"
+	"github.com/coordd/coordd/api"
 )
 
 func grantLease(t *testing.T, ta *testAPI, ttl string) uint64 {
 	t.Helper()
 	r := ta.do(t, "POST", "/v1/leases", `{"ttl":"`+ttl+`"}`)
-	var l httpapi.LeaseJSON
+	var l api.Lease
 	if r.status != http.StatusOK || json.Unmarshal(r.body, &l) != nil || l.ID == 0 {
 		t.Fatalf("grant: %d %s", r.status, r.body)
 	}
@@ -24,7 +24,7 @@ func TestKeepaliveMany_RenewsKnownLeasesAndListsTheRest(t *testing.T) {
 	ta := newTestAPI(t, "n1", nil)
 	a, b := grantLease(t, ta, "5s"), grantLease(t, ta, "7s")
 	r := ta.do(t, "POST", "/v1/leases/keepalive", fmt.Sprintf(`{"ids":[%d,12345,%d]}`, a, b))
-	var out httpapi.KeepaliveManyResponse
+	var out api.KeepaliveManyResponse
 	if r.status != http.StatusOK || decodeStrict(r.body, &out) != nil {
 		t.Fatalf("keepalive many: %d %s", r.status, r.body)
 	}
@@ -57,7 +57,7 @@ func TestKeepaliveMany_BadBodiesAre400(t *testing.T) {
 func TestCampaignWithTTL_GrantsTheLeaseInTheSameEntry(t *testing.T) {
 	ta := newTestAPI(t, "n1", nil)
 	r := ta.do(t, "POST", "/v1/locks/job", `{"ttl":"3s"}`)
-	var out httpapi.CampaignResponse
+	var out api.CampaignResponse
 	if r.status != http.StatusOK || json.Unmarshal(r.body, &out) != nil {
 		t.Fatalf("lock with ttl: %d %s", r.status, r.body)
 	}

@@ -18,6 +18,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/time/rate"
+
+	"github.com/coordd/coordd/api"
 )
 
 // Request limits: defaults for Options and the error codes of a refusal.
@@ -41,15 +43,6 @@ const (
 	// DefaultBodyReadTimeout bounds the time to receive a request body
 	// (not a snapshot upload, which RestoreTimeout bounds).
 	DefaultBodyReadTimeout = 30 * time.Second
-
-	// CodeRateLimited: the client sent more requests than its rate allows
-	// (429, with Retry-After).
-	CodeRateLimited = "rate_limited"
-	// CodeTooManyWatchers: the node already serves as many blocking
-	// queries and streams as it allows (429, with Retry-After).
-	CodeTooManyWatchers = "too_many_watchers"
-	// CodeRequestTimeout: the request body did not arrive in time (408).
-	CodeRequestTimeout = "request_timeout"
 )
 
 // Reasons of coordd_http_refused_total.
@@ -146,8 +139,8 @@ func noRelease() {}
 // A request that another coordd node forwarded (X-Coordd-Forwarded-By) was
 // rate-limited where it entered the cluster and is not limited again here:
 // otherwise every client of a follower would share one bucket on the
-// leader, keyed by the follower's address. The header is trusted; see the
-// README's "Limits" section. It still takes a watcher slot here, because
+// leader, keyed by the follower's address. The header is trusted; see
+// docs/api.md, "Limits". It still takes a watcher slot here, because
 // its wait costs this node as much as any other.
 func (a *API) admit(w http.ResponseWriter, r *http.Request) (release func(), ok bool) {
 	l := a.limits
@@ -155,12 +148,12 @@ func (a *API) admit(w http.ResponseWriter, r *http.Request) (release func(), ok 
 	case "/healthz", "/readyz", "/metrics":
 		return noRelease, true
 	}
-	if l.rate != nil && r.Header.Get(headerForwardedBy) == "" {
+	if l.rate != nil && r.Header.Get(api.HeaderForwardedBy) == "" {
 		if ok, retry := l.rate.allow(a.rateKey(r)); !ok {
 			l.refused.WithLabelValues(refusedRate).Inc()
 			secs := int64(math.Ceil(retry.Seconds()))
-			w.Header().Set(headerRetryAfter, strconv.FormatInt(max(secs, 1), 10))
-			writeJSON(w, http.StatusTooManyRequests, ErrorBody{Error: ErrorDetail{Code: CodeRateLimited,
+			w.Header().Set(api.HeaderRetryAfter, strconv.FormatInt(max(secs, 1), 10))
+			writeJSON(w, http.StatusTooManyRequests, api.ErrorBody{Error: api.ErrorDetail{Code: api.CodeRateLimited,
 				Message: fmt.Sprintf("too many requests from this client: the limit is %g per second with bursts of %d; retry in %s",
 					float64(l.rate.limit), l.rate.burst, retry.Round(time.Millisecond))}})
 			return noRelease, false
@@ -172,7 +165,7 @@ func (a *API) admit(w http.ResponseWriter, r *http.Request) (release func(), ok 
 	if n := l.watchers.Add(1); l.maxWatchers > 0 && n > l.maxWatchers {
 		l.watchers.Add(-1)
 		l.refused.WithLabelValues(refusedWatchers).Inc()
-		writeErrorDetail(w, http.StatusTooManyRequests, ErrorDetail{Code: CodeTooManyWatchers,
+		writeErrorDetail(w, http.StatusTooManyRequests, api.ErrorDetail{Code: api.CodeTooManyWatchers,
 			Message: fmt.Sprintf("node %s already serves %d blocking queries and event streams, its limit", a.node.ID(), l.maxWatchers)})
 		return noRelease, false
 	}
@@ -184,7 +177,7 @@ func (a *API) admit(w http.ResponseWriter, r *http.Request) (release func(), ok 
 // the handlers (413 and 408). Answers relayed from the leader were counted
 // there.
 func (l *limits) observe(w http.ResponseWriter, status int) {
-	if w.Header().Get(headerForwardedBy) != "" {
+	if w.Header().Get(api.HeaderForwardedBy) != "" {
 		return
 	}
 	switch status {
@@ -341,7 +334,7 @@ func (c *clientLimiter) len() int {
 
 // tooLarge is a 413 too_large error.
 func tooLarge(format string, args ...any) error {
-	return &apiError{status: http.StatusRequestEntityTooLarge, detail: ErrorDetail{Code: CodeTooLarge, Message: fmt.Sprintf(format, args...)}}
+	return &apiError{status: http.StatusRequestEntityTooLarge, detail: api.ErrorDetail{Code: api.CodeTooLarge, Message: fmt.Sprintf(format, args...)}}
 }
 
 // bodyDeadline bounds the time left to read r's body to d (0: no bound)
@@ -373,7 +366,7 @@ func bodyReadError(err error, timeout time.Duration) error {
 	case errors.As(err, &mbe):
 		return err
 	case errors.As(err, &ne) && ne.Timeout():
-		return &apiError{status: http.StatusRequestTimeout, detail: ErrorDetail{Code: CodeRequestTimeout,
+		return &apiError{status: http.StatusRequestTimeout, detail: api.ErrorDetail{Code: api.CodeRequestTimeout,
 			Message: fmt.Sprintf("the request body did not arrive within %s", timeout)}}
 	default:
 		return badRequest("reading the request body: " + err.Error())

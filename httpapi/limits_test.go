@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/coordd/coordd/api"
 	"github.com/coordd/coordd/httpapi"
 )
 
@@ -72,7 +73,7 @@ func TestLimits_BodyTooLargeIs413JSON(t *testing.T) {
 		{"POST", "/v1/leases/keepalive", big},
 		{"POST", "/v1/cluster/members", big},
 	} {
-		wantError(t, ta.do(t, c.method, c.path, c.body), http.StatusRequestEntityTooLarge, httpapi.CodeTooLarge)
+		wantError(t, ta.do(t, c.method, c.path, c.body), http.StatusRequestEntityTooLarge, api.CodeTooLarge)
 	}
 	if got := refused(t, ta, "too_large"); got != 7 {
 		t.Errorf("coordd_http_refused_total{reason=too_large} = %g, want 7", got)
@@ -86,8 +87,8 @@ func TestLimits_BodyTooLargeIs413JSON(t *testing.T) {
 // read, on a real connection, and the connection is not left hanging.
 func TestLimits_DeclaredLengthOverLimitIsRefusedUnread(t *testing.T) {
 	t.Parallel()
-	api := httpapi.New(newFakeNode("n1"), httpapi.Options{MaxRequestBytes: 1000})
-	srv := httptest.NewServer(api)
+	h := httpapi.New(newFakeNode("n1"), httpapi.Options{MaxRequestBytes: 1000})
+	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
 	conn, err := net.Dial("tcp", srv.Listener.Addr().String())
 	if err != nil {
@@ -103,7 +104,7 @@ func TestLimits_DeclaredLengthOverLimitIsRefusedUnread(t *testing.T) {
 	}
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(resp.Body)
-	wantError(t, response{status: resp.StatusCode, header: resp.Header, body: body}, http.StatusRequestEntityTooLarge, httpapi.CodeTooLarge)
+	wantError(t, response{status: resp.StatusCode, header: resp.Header, body: body}, http.StatusRequestEntityTooLarge, api.CodeTooLarge)
 }
 
 func TestLimits_KeyTooLongIs413(t *testing.T) {
@@ -115,7 +116,7 @@ func TestLimits_KeyTooLongIs413(t *testing.T) {
 		{"DELETE", "/v1/kv/" + long}, {"DELETE", "/v1/kv/" + long + "?prefix"},
 		{"GET", "/v1/kv/" + long + "?index=5&wait=1s"},
 	} {
-		d := wantError(t, ta.do(t, c.method, c.path, "v"), http.StatusRequestEntityTooLarge, httpapi.CodeTooLarge)
+		d := wantError(t, ta.do(t, c.method, c.path, "v"), http.StatusRequestEntityTooLarge, api.CodeTooLarge)
 		if !strings.Contains(d.Message, strconv.Itoa(httpapi.MaxKeyBytes)) {
 			t.Errorf("%s: message %q does not state the limit", c.method, d.Message)
 		}
@@ -126,16 +127,16 @@ func TestLimits_KeyTooLongIs413(t *testing.T) {
 func TestLimits_ValueTooLargeIs413(t *testing.T) {
 	t.Parallel()
 	ta := newTestAPI(t, "n1", &httpapi.Options{MaxValueBytes: 100})
-	wantError(t, ta.do(t, "PUT", "/v1/kv/k", strings.Repeat("v", 101)), http.StatusRequestEntityTooLarge, httpapi.CodeTooLarge)
+	wantError(t, ta.do(t, "PUT", "/v1/kv/k", strings.Repeat("v", 101)), http.StatusRequestEntityTooLarge, api.CodeTooLarge)
 	ta.putKV(t, "k", strings.Repeat("v", 100))
 
 	big := strings.Repeat("v", 101)
-	wantError(t, ta.do(t, "POST", "/v1/elections/e/campaign", `{"ttl":"10s","value":"`+big+`"}`), http.StatusRequestEntityTooLarge, httpapi.CodeTooLarge)
-	var c httpapi.CampaignResponse
+	wantError(t, ta.do(t, "POST", "/v1/elections/e/campaign", `{"ttl":"10s","value":"`+big+`"}`), http.StatusRequestEntityTooLarge, api.CodeTooLarge)
+	var c api.CampaignResponse
 	wantJSON(t, ta.do(t, "POST", "/v1/elections/e/campaign", `{"ttl":"10s","value":"ok"}`), &c)
 	wantError(t, ta.do(t, "POST", "/v1/elections/e/proclaim", fmt.Sprintf(`{"lease":%d,"token":%d,"value":"%s"}`, c.Lease, c.Token, big)),
-		http.StatusRequestEntityTooLarge, httpapi.CodeTooLarge)
-	var e httpapi.ElectionJSON
+		http.StatusRequestEntityTooLarge, api.CodeTooLarge)
+	var e api.Election
 	wantJSON(t, ta.do(t, "POST", "/v1/elections/e/proclaim", fmt.Sprintf(`{"lease":%d,"token":%d,"value":"%s"}`, c.Lease, c.Token, big[:100])), &e)
 	if e.Leader == nil || e.Leader.Value != big[:100] {
 		t.Errorf("proclaim of a value at the limit: %+v", e.Leader)
@@ -145,7 +146,7 @@ func TestLimits_ValueTooLargeIs413(t *testing.T) {
 func TestLimits_NameTooLongIs413(t *testing.T) {
 	t.Parallel()
 	ta := newTestAPI(t, "n1", nil)
-	long := strings.Repeat("n", httpapi.MaxNameBytes+1)
+	long := strings.Repeat("n", api.MaxNameBytes+1)
 	for _, c := range []struct{ method, path, body string }{
 		{"POST", "/v1/elections/" + long + "/campaign", `{"ttl":"10s"}`},
 		{"POST", "/v1/elections/" + long + "/resign", `{"lease":1}`},
@@ -156,18 +157,18 @@ func TestLimits_NameTooLongIs413(t *testing.T) {
 		{"GET", "/v1/locks/" + long + "?index=3", ""},
 		{"GET", "/v1/fencing/" + long + "?token=1", ""},
 	} {
-		wantError(t, ta.do(t, c.method, c.path, c.body), http.StatusRequestEntityTooLarge, httpapi.CodeTooLarge)
+		wantError(t, ta.do(t, c.method, c.path, c.body), http.StatusRequestEntityTooLarge, api.CodeTooLarge)
 	}
-	var c httpapi.CampaignResponse
-	wantJSON(t, ta.do(t, "POST", "/v1/locks/"+long[:httpapi.MaxNameBytes], `{"ttl":"10s"}`), &c)
+	var c api.CampaignResponse
+	wantJSON(t, ta.do(t, "POST", "/v1/locks/"+long[:api.MaxNameBytes], `{"ttl":"10s"}`), &c)
 }
 
 func TestLimits_KeepaliveBatchTooLargeIs413(t *testing.T) {
 	t.Parallel()
 	ta := newTestAPI(t, "n1", nil)
-	many := strings.Repeat("1,", httpapi.MaxKeepaliveBatch) + "1"
-	d := wantError(t, ta.do(t, "POST", "/v1/leases/keepalive", `{"ids":[`+many+`]}`), http.StatusRequestEntityTooLarge, httpapi.CodeTooLarge)
-	if !strings.Contains(d.Message, strconv.Itoa(httpapi.MaxKeepaliveBatch)) {
+	many := strings.Repeat("1,", api.MaxKeepaliveBatch) + "1"
+	d := wantError(t, ta.do(t, "POST", "/v1/leases/keepalive", `{"ids":[`+many+`]}`), http.StatusRequestEntityTooLarge, api.CodeTooLarge)
+	if !strings.Contains(d.Message, strconv.Itoa(api.MaxKeepaliveBatch)) {
 		t.Errorf("message %q does not state the limit", d.Message)
 	}
 }
@@ -176,7 +177,7 @@ func TestLimits_KeepaliveBatchTooLargeIs413(t *testing.T) {
 // whole seconds.
 func wantRateLimited(t testing.TB, r response) {
 	t.Helper()
-	wantError(t, r, http.StatusTooManyRequests, httpapi.CodeRateLimited)
+	wantError(t, r, http.StatusTooManyRequests, api.CodeRateLimited)
 	if s, err := strconv.Atoi(r.header.Get("Retry-After")); err != nil || s < 1 {
 		t.Fatalf("Retry-After %q, want a positive number of seconds", r.header.Get("Retry-After"))
 	}
@@ -259,7 +260,7 @@ func TestLimits_ForwardedRequestsAreNotLimitedTwice(t *testing.T) {
 
 	for i := range 10 {
 		r := f.do(t, "PUT", "/v1/kv/k", fmt.Sprint(i))
-		var w httpapi.KVWriteResult
+		var w api.KVWriteResult
 		wantJSON(t, r, &w)
 		if r.header.Get("X-Coordd-Served-By") != "L" {
 			t.Fatalf("write %d served by %q, want the leader", i, r.header.Get("X-Coordd-Served-By"))
@@ -316,11 +317,11 @@ func TestLimits_WatchersCapIs429AndSlotsAreReleased(t *testing.T) {
 
 	// The third watch of either kind is refused, with Retry-After.
 	r := ta.do(t, "GET", fmt.Sprintf("/v1/kv/k?index=%d&wait=30s", w.ModifyIndex), "")
-	wantError(t, r, http.StatusTooManyRequests, httpapi.CodeTooManyWatchers)
+	wantError(t, r, http.StatusTooManyRequests, api.CodeTooManyWatchers)
 	if r.header.Get("Retry-After") == "" {
 		t.Error("429 without Retry-After")
 	}
-	wantError(t, ta.do(t, "GET", "/v1/locks/l", "", "Accept", "text/event-stream"), http.StatusTooManyRequests, httpapi.CodeTooManyWatchers)
+	wantError(t, ta.do(t, "GET", "/v1/locks/l", "", "Accept", "text/event-stream"), http.StatusTooManyRequests, api.CodeTooManyWatchers)
 	if got := refused(t, ta, "too_many_watchers"); got != 2 {
 		t.Errorf("coordd_http_refused_total{reason=too_many_watchers} = %g, want 2", got)
 	}
@@ -355,7 +356,7 @@ func TestLimits_WatcherSlotReleasedOnClientDisconnect(t *testing.T) {
 	w := ta.putKV(t, "k", "v1")
 	cancel, done := startWatch(t, fmt.Sprintf("%s/v1/kv/k?index=%d&wait=5m", ta.srv.URL, w.ModifyIndex))
 	eventually(t, 10*time.Second, "one watcher", func() bool { return watchers(t, ta) == 1 })
-	wantError(t, ta.do(t, "GET", fmt.Sprintf("/v1/kv/k?index=%d", w.ModifyIndex), ""), http.StatusTooManyRequests, httpapi.CodeTooManyWatchers)
+	wantError(t, ta.do(t, "GET", fmt.Sprintf("/v1/kv/k?index=%d", w.ModifyIndex), ""), http.StatusTooManyRequests, api.CodeTooManyWatchers)
 	cancel()
 	<-done
 	eventually(t, 10*time.Second, "the slot to be released", func() bool { return watchers(t, ta) == 0 })
@@ -370,8 +371,8 @@ func TestLimits_WatcherSlotReleasedOnClientDisconnect(t *testing.T) {
 // lock acquisition) is not cut short.
 func TestLimits_SlowBodyIs408AndTheDeadlineIsLifted(t *testing.T) {
 	t.Parallel()
-	api := httpapi.New(newFakeNode("n1"), httpapi.Options{BodyReadTimeout: 300 * time.Millisecond})
-	srv := httptest.NewServer(api)
+	h := httpapi.New(newFakeNode("n1"), httpapi.Options{BodyReadTimeout: 300 * time.Millisecond})
+	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
 
 	conn, err := net.Dial("tcp", srv.Listener.Addr().String())
@@ -387,12 +388,12 @@ func TestLimits_SlowBodyIs408AndTheDeadlineIsLifted(t *testing.T) {
 	}
 	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	wantError(t, response{status: resp.StatusCode, header: resp.Header, body: body}, http.StatusRequestTimeout, httpapi.CodeRequestTimeout)
+	wantError(t, response{status: resp.StatusCode, header: resp.Header, body: body}, http.StatusRequestTimeout, api.CodeRequestTimeout)
 
 	// A lock held by A; B waits for it for 1s (past the body deadline):
 	// the wait runs its course instead of being cancelled.
 	do := func(body string) response { return doURL(t, "POST", srv.URL+"/v1/locks/l", body) }
-	var a, b httpapi.CampaignResponse
+	var a, b api.CampaignResponse
 	wantJSON(t, do(`{"ttl":"10s"}`), &a)
 	start := time.Now()
 	wantJSON(t, do(`{"ttl":"10s","wait":"1s"}`), &b)

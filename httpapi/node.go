@@ -5,6 +5,7 @@ import (
 	"errors"
 	"time"
 
+	"github.com/coordd/coordd/api"
 	"github.com/coordd/coordd/fsm"
 )
 
@@ -51,7 +52,7 @@ type Node interface {
 	IsLeader() bool
 	// Leader returns the current leader as far as this node knows; ok is
 	// false when there is none. HTTPAddr may be empty if not yet known.
-	Leader() (leader MemberInfo, ok bool)
+	Leader() (leader api.Member, ok bool)
 	// Apply proposes cmd on this node, which must be the leader, and returns
 	// its result once applied here.
 	Apply(ctx context.Context, cmd fsm.Command) (*fsm.Result, error)
@@ -66,11 +67,11 @@ type Node interface {
 	// Staleness describes how far behind the leader a local read may be.
 	Staleness() Staleness
 	// Status reports this node's view of the cluster.
-	Status() Status
+	Status() api.Status
 	// Members lists the Raft configuration with HTTP addresses.
-	Members(ctx context.Context) ([]MemberInfo, error)
+	Members(ctx context.Context) ([]api.Member, error)
 	// Join adds a server; this node must be the leader.
-	Join(ctx context.Context, req JoinRequest) error
+	Join(ctx context.Context, req api.JoinRequest) error
 	// Remove removes a server; this node must be the leader.
 	Remove(ctx context.Context, id string) error
 	// TransferLeadership hands leadership to id, or to the most up-to-date
@@ -91,7 +92,7 @@ type Node interface {
 	LeaseTTLRange() (min, max time.Duration)
 	// Restore replaces the replicated state with backup (a verified state
 	// read from a snapshot file); this node must be the leader.
-	Restore(ctx context.Context, backup *fsm.State, opts RestoreOptions) (RestoreResult, error)
+	Restore(ctx context.Context, backup *fsm.State, opts RestoreOptions) (api.RestoreResult, error)
 	// Ready returns nil when the node can serve: it knows a leader and has
 	// applied what was committed when it started (and, as leader, its first
 	// entry of the term).
@@ -105,95 +106,10 @@ type RestoreOptions struct {
 	Bump uint64
 }
 
-// RestoreResult is the answer to POST /v1/snapshot.
-type RestoreResult struct {
-	// BackupIndex is the index the backup was taken at.
-	BackupIndex uint64 `json:"backup_index"`
-	// Index is the Raft index of the entry that finished the restore: every
-	// token issued from now on, the restored holders' included, is at
-	// least this.
-	Index     uint64 `json:"index"`
-	Keys      int    `json:"keys"`
-	Leases    int    `json:"leases"`
-	Elections int    `json:"elections"`
-	// Digest is fsm.State.Digest of the restored data.
-	Digest string        `json:"digest"`
-	Took   time.Duration `json:"-"`
-	// TookMS is Took in milliseconds.
-	TookMS int64 `json:"took_ms"`
-}
-
-// MemberInfo describes one server of the cluster.
-type MemberInfo struct {
-	ID       string `json:"id"`
-	RaftAddr string `json:"raft_addr"`
-	HTTPAddr string `json:"http_addr,omitempty"`
-	Voter    bool   `json:"voter"`
-	Leader   bool   `json:"leader"`
-}
-
-// JoinRequest is the body of POST /v1/cluster/members.
-type JoinRequest struct {
-	ID       string `json:"id"`
-	RaftAddr string `json:"raft_addr"`
-	HTTPAddr string `json:"http_addr"`
-	// Voter defaults to true when absent.
-	Voter *bool `json:"voter,omitempty"`
-	// ClusterID is the joiner's cluster id, if it has one: the leader
-	// refuses a node of another cluster.
-	ClusterID string `json:"cluster_id,omitempty"`
-}
-
 // Staleness describes a local read.
 type Staleness struct {
 	KnownLeader  bool
 	LastContact  time.Duration // 0 on the leader
 	AppliedIndex uint64
 	CommitIndex  uint64
-}
-
-// Status is the body of GET /v1/status.
-type Status struct {
-	ID           string       `json:"id"`
-	State        string       `json:"state"`
-	Leader       *MemberInfo  `json:"leader"`
-	Term         uint64       `json:"term"`
-	CommitIndex  uint64       `json:"commit_index"`
-	AppliedIndex uint64       `json:"applied_index"`
-	LastIndex    uint64       `json:"last_index"`
-	LastContact  string       `json:"last_contact,omitempty"`
-	Ready        bool         `json:"ready"`
-	Members      []MemberInfo `json:"members"`
-	// FirstLogIndex is the oldest entry still in the log: everything
-	// before it was compacted into a snapshot.
-	FirstLogIndex uint64 `json:"first_log_index"`
-	// Snapshot is the latest snapshot on this node (nil: none yet).
-	Snapshot *SnapshotStatus `json:"snapshot,omitempty"`
-	// LastRestore is the last restore of a backup (nil: none).
-	LastRestore *RestoreStatus `json:"last_restore,omitempty"`
-	// PID is the node's process id (for benchmarks and operators that
-	// read its CPU use or signal it on the same host).
-	PID int `json:"pid"`
-	// ClusterID is the id of the cluster this node belongs to ("" before
-	// a new node learns it). Always present: its presence tells a build
-	// that knows cluster ids.
-	ClusterID string `json:"cluster_id"`
-}
-
-// SnapshotStatus describes a node's latest snapshot.
-type SnapshotStatus struct {
-	Index      uint64  `json:"index"`
-	Term       uint64  `json:"term"`
-	SizeBytes  int64   `json:"size_bytes"`
-	AgeSeconds float64 `json:"age_seconds"`
-	// DurationMS is how long it took to write (0 when found at startup).
-	DurationMS int64 `json:"duration_ms"`
-}
-
-// RestoreStatus describes the last restore of a backup.
-type RestoreStatus struct {
-	// Pending is true while a restore is installed but not finished.
-	Pending     bool   `json:"pending"`
-	BackupIndex uint64 `json:"backup_index"`
-	Index       uint64 `json:"index,omitempty"`
 }

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/coordd/coordd/api"
 	"github.com/coordd/coordd/fsm"
 	"github.com/coordd/coordd/httpapi"
 )
@@ -29,9 +30,9 @@ func TestMalformedOrRepeatedQuery_IsRefusedNeverDropped(t *testing.T) {
 		{"GET", "/v1/kv/k?stale&stale=false"},
 		{"GET", "/v1/status?%zz"},
 	} {
-		wantError(t, ta.do(t, req.m, req.p, "v2"), http.StatusBadRequest, httpapi.CodeBadRequest)
+		wantError(t, ta.do(t, req.m, req.p, "v2"), http.StatusBadRequest, api.CodeBadRequest)
 	}
-	if kv, _ := ta.getKV(t, "k"); kv.Value != "v1" || kv.Version != 1 {
+	if kv, _ := ta.getKV(t, "k"); string(kv.Value) != "v1" || kv.Version != 1 {
 		t.Fatalf("a refused conditional write changed the key: %+v", kv)
 	}
 }
@@ -50,7 +51,7 @@ func TestBlockingQuery_RestoreBetweenStateAndResetCh_StillWakes(t *testing.T) {
 
 	start := time.Now()
 	kv, r := ta.getKV(t, "k?index="+itoa(res.Index)+"&wait=5s")
-	if r.status != http.StatusOK || kv.Value != "restored" {
+	if r.status != http.StatusOK || string(kv.Value) != "restored" {
 		t.Fatalf("blocking read after a restore: %d %s", r.status, r.body)
 	}
 	if el := time.Since(start); el > 4*time.Second {
@@ -63,9 +64,9 @@ func TestJoin_RefusesAddressesPeersCannotDial(t *testing.T) {
 	ta := newTestAPI(t, "n1", nil)
 	for _, addr := range []string{":7000", "h:notaport", "h:99999", "h:0", "http://h", "0.0.0.0:1", "[::]:1", "u@h:1"} {
 		body := `{"id":"n4","raft_addr":"` + addr + `","http_addr":"127.0.0.1:7104"}`
-		wantError(t, ta.do(t, "POST", "/v1/cluster/members", body), http.StatusBadRequest, httpapi.CodeBadRequest)
+		wantError(t, ta.do(t, "POST", "/v1/cluster/members", body), http.StatusBadRequest, api.CodeBadRequest)
 		body = `{"id":"n4","raft_addr":"127.0.0.1:7204","http_addr":"` + addr + `"}`
-		wantError(t, ta.do(t, "POST", "/v1/cluster/members", body), http.StatusBadRequest, httpapi.CodeBadRequest)
+		wantError(t, ta.do(t, "POST", "/v1/cluster/members", body), http.StatusBadRequest, api.CodeBadRequest)
 	}
 	if r := ta.do(t, "POST", "/v1/cluster/members", `{"id":"n4","raft_addr":"[::1]:7204","http_addr":"node4.example:7104"}`); r.status != http.StatusOK {
 		t.Fatalf("valid join: %d %s", r.status, r.body)
@@ -77,7 +78,7 @@ func TestKVWithoutTrailingSlash_IsAJSONErrorNotARedirect(t *testing.T) {
 	ta := newTestAPI(t, "n1", nil)
 	ta.putKV(t, "k", "v")
 	for _, m := range []string{"GET", "PUT", "DELETE"} {
-		wantError(t, ta.do(t, m, "/v1/kv?prefix", ""), http.StatusBadRequest, httpapi.CodeBadRequest)
+		wantError(t, ta.do(t, m, "/v1/kv?prefix", ""), http.StatusBadRequest, api.CodeBadRequest)
 	}
 	if _, r := ta.getKV(t, "k"); r.status != http.StatusOK {
 		t.Fatalf("DELETE /v1/kv?prefix deleted keys: %d", r.status)
@@ -96,7 +97,7 @@ func TestIdempotencyKey_ReachesTheCommandAndBadKeysAreRefused(t *testing.T) {
 		t.Fatalf("a retried put applied twice: %+v", kv)
 	}
 	for _, bad := range []string{strings.Repeat("x", 257), "tab\there"} {
-		wantError(t, ta.do(t, "PUT", "/v1/kv/k", "v", "Idempotency-Key", bad), http.StatusBadRequest, httpapi.CodeBadRequest)
+		wantError(t, ta.do(t, "PUT", "/v1/kv/k", "v", "Idempotency-Key", bad), http.StatusBadRequest, api.CodeBadRequest)
 	}
 }
 
@@ -105,9 +106,9 @@ func TestNotLeaderAfterForwarding_NamesTheLeader(t *testing.T) {
 	ta := newTestAPI(t, "n2", nil)
 	ta.node.set(func(n *fakeNode) {
 		n.applyErr = httpapi.ErrNotLeader
-		n.leader = httpapi.MemberInfo{ID: "n1", HTTPAddr: "127.0.0.1:1", Leader: true}
+		n.leader = api.Member{ID: "n1", HTTPAddr: "127.0.0.1:1", Leader: true}
 	})
-	d := wantError(t, ta.do(t, "PUT", "/v1/kv/k", "v", "X-Coordd-Forwarded-By", "n3"), http.StatusServiceUnavailable, httpapi.CodeNotLeader)
+	d := wantError(t, ta.do(t, "PUT", "/v1/kv/k", "v", "X-Coordd-Forwarded-By", "n3"), http.StatusServiceUnavailable, api.CodeNotLeader)
 	if d.Leader != "n1" {
 		t.Fatalf("leader = %q, want n1", d.Leader)
 	}
@@ -117,7 +118,7 @@ func TestReadyz_IsAlways503WhenNotReady(t *testing.T) {
 	t.Parallel()
 	ta := newTestAPI(t, "n1", nil)
 	ta.node.set(func(n *fakeNode) { n.readyErr = errors.New("disk on fire") })
-	wantError(t, ta.do(t, "GET", "/readyz", ""), http.StatusServiceUnavailable, httpapi.CodeInternal)
+	wantError(t, ta.do(t, "GET", "/readyz", ""), http.StatusServiceUnavailable, api.CodeInternal)
 }
 
 func itoa(v uint64) string { return strconv.FormatUint(v, 10) }
@@ -139,7 +140,7 @@ func TestForwardedCampaign_MayWaitLongerThanTheWriteTimeout(t *testing.T) {
 		l.node.applyLocal(fsm.NewResign(fsm.Resign{Name: "e", Lease: a, Token: tok}))
 	}()
 	r := f.do(t, "POST", "/v1/elections/e/campaign", fmt.Sprintf(`{"lease":%d,"wait":"10s"}`, b))
-	var cr httpapi.CampaignResponse
+	var cr api.CampaignResponse
 	wantJSON(t, r, &cr)
 	if !cr.Leader || cr.Token <= tok {
 		t.Fatalf("forwarded waiting campaign: %d %s", r.status, r.body)
@@ -166,5 +167,5 @@ func TestSnapshotGet_StreamsTheWholeStateFromTheLeader(t *testing.T) {
 	if r.header.Get("X-Coordd-Index") != itoa(want.Index()) {
 		t.Fatalf("X-Coordd-Index %q", r.header.Get("X-Coordd-Index"))
 	}
-	wantError(t, p.leader.do(t, "GET", "/v1/snapshot?x=1", ""), http.StatusBadRequest, httpapi.CodeBadRequest)
+	wantError(t, p.leader.do(t, "GET", "/v1/snapshot?x=1", ""), http.StatusBadRequest, api.CodeBadRequest)
 }

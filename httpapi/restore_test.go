@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/coordd/coordd/api"
 	"github.com/coordd/coordd/fsm"
 	"github.com/coordd/coordd/httpapi"
 )
@@ -36,7 +37,7 @@ func TestSnapshotPost_RestoresABackupThroughAFollower(t *testing.T) {
 	before := p.leader.node.fsm.State().Index()
 
 	r := p.follower.do(t, "POST", "/v1/snapshot", string(backup))
-	var res httpapi.RestoreResult
+	var res api.RestoreResult
 	wantJSON(t, r, &res)
 	if res.BackupIndex != want.Index() || res.Index <= before || res.Keys != 1 || res.Leases != 1 || res.Elections != 1 {
 		t.Fatalf("restore result %+v (backup index %d, index before %d)", res, want.Index(), before)
@@ -71,15 +72,15 @@ func TestSnapshotPost_RefusesUnsoundFilesAndChangesNothing(t *testing.T) {
 	}
 	before := ta.node.fsm.State()
 	for name, body := range cases {
-		d := wantError(t, ta.do(t, "POST", "/v1/snapshot", body), http.StatusBadRequest, httpapi.CodeInvalidSnapshot)
+		d := wantError(t, ta.do(t, "POST", "/v1/snapshot", body), http.StatusBadRequest, api.CodeInvalidSnapshot)
 		if !strings.Contains(d.Message, "nothing was changed") {
 			t.Errorf("%s: message %q", name, d.Message)
 		}
 	}
 	big := newTestAPI(t, "B", nil)
 	big.putKV(t, "big", strings.Repeat("x", 5<<10))
-	wantError(t, ta.do(t, "POST", "/v1/snapshot", string(backupOf(t, big))), http.StatusRequestEntityTooLarge, httpapi.CodeTooLarge)
-	wantError(t, ta.do(t, "POST", "/v1/snapshot?force", string(good)), http.StatusBadRequest, httpapi.CodeBadRequest)
+	wantError(t, ta.do(t, "POST", "/v1/snapshot", string(backupOf(t, big))), http.StatusRequestEntityTooLarge, api.CodeTooLarge)
+	wantError(t, ta.do(t, "POST", "/v1/snapshot?force", string(good)), http.StatusBadRequest, api.CodeBadRequest)
 	if ta.node.fsm.State() != before {
 		t.Fatal("state changed")
 	}
@@ -96,10 +97,10 @@ func TestSnapshotPost_MapsRestoreErrors(t *testing.T) {
 	ta := newTestAPI(t, "L", nil)
 	good := backupOf(t, ta)
 	for err, code := range map[error]string{
-		httpapi.ErrRestoreInProgress: httpapi.CodeRestoreInProgress,
-		httpapi.ErrLeaderNotReady:    httpapi.CodeLeaderNotReady,
-		httpapi.ErrOutcomeUnknown:    httpapi.CodeOutcomeUnknown,
-		errors.New("disk on fire"):   httpapi.CodeInternal,
+		httpapi.ErrRestoreInProgress: api.CodeRestoreInProgress,
+		httpapi.ErrLeaderNotReady:    api.CodeLeaderNotReady,
+		httpapi.ErrOutcomeUnknown:    api.CodeOutcomeUnknown,
+		errors.New("disk on fire"):   api.CodeInternal,
 	} {
 		ta.node.set(func(n *fakeNode) { n.restoreErr = err })
 		r := ta.do(t, "POST", "/v1/snapshot", string(good))
@@ -115,12 +116,12 @@ func TestSnapshotPost_BumpRaisesTheIndexAndTokens(t *testing.T) {
 	lease := ta.node.applyLocal(fsm.NewLeaseGrant(5000)).Lease.ID
 	ta.node.applyLocal(fsm.NewCampaign(fsm.Campaign{Kind: fsm.KindElection, Name: "e", Lease: lease}))
 	backup := backupOf(t, ta)
-	var res httpapi.RestoreResult
+	var res api.RestoreResult
 	wantJSON(t, ta.do(t, "POST", "/v1/snapshot?bump=1000", string(backup)), &res)
 	if res.Index < 1000 {
 		t.Fatalf("index %d after a bump of 1000", res.Index)
 	}
 	for _, q := range []string{"bump=-1", "bump=x", "bump=1&bump=2", "bump=281474976710657"} {
-		wantError(t, ta.do(t, "POST", "/v1/snapshot?"+q, string(backup)), http.StatusBadRequest, httpapi.CodeBadRequest)
+		wantError(t, ta.do(t, "POST", "/v1/snapshot?"+q, string(backup)), http.StatusBadRequest, api.CodeBadRequest)
 	}
 }

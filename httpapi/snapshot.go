@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"strconv"
 
+	"github.com/coordd/coordd/api"
 	"github.com/coordd/coordd/fsm"
 )
 
@@ -26,7 +27,7 @@ func (a *API) snapshotGet(w http.ResponseWriter, r *http.Request) {
 		}
 		st := a.node.State() // immutable: streaming it does not stall Apply
 		w.Header().Set(headerContentType, contentTypeBytes)
-		w.Header().Set(headerIndex, strconv.FormatUint(st.Index(), 10))
+		w.Header().Set(api.HeaderIndex, strconv.FormatUint(st.Index(), 10))
 		w.Header().Set("Content-Disposition", `attachment; filename="coordd-`+strconv.FormatUint(st.Index(), 10)+`.snap"`)
 		w.WriteHeader(http.StatusOK)
 		if err := fsm.WriteState(w, st); err != nil {
@@ -67,7 +68,7 @@ func (a *API) snapshotPost(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if r.ContentLength > a.opts.MaxSnapshotBytes {
-		writeErrorDetail(w, http.StatusRequestEntityTooLarge, ErrorDetail{Code: CodeTooLarge,
+		writeErrorDetail(w, http.StatusRequestEntityTooLarge, api.ErrorDetail{Code: api.CodeTooLarge,
 			Message: "snapshot too large: the limit is " + strconv.FormatInt(a.opts.MaxSnapshotBytes, 10) + " bytes (-max-snapshot-bytes)"})
 		return
 	}
@@ -86,14 +87,14 @@ func (a *API) snapshotPost(w http.ResponseWriter, r *http.Request) {
 		var ne net.Error
 		switch {
 		case errors.As(err, &mbe):
-			writeErrorDetail(w, http.StatusRequestEntityTooLarge, ErrorDetail{Code: CodeTooLarge,
+			writeErrorDetail(w, http.StatusRequestEntityTooLarge, api.ErrorDetail{Code: api.CodeTooLarge,
 				Message: "snapshot too large: the limit is " + strconv.FormatInt(mbe.Limit, 10) + " bytes (-max-snapshot-bytes)"})
 			return
 		case errors.As(err, &ne) && ne.Timeout():
 			writeError(w, bodyReadError(err, RestoreTimeout))
 			return
 		}
-		writeErrorDetail(w, http.StatusBadRequest, ErrorDetail{Code: CodeInvalidSnapshot,
+		writeErrorDetail(w, http.StatusBadRequest, api.ErrorDetail{Code: api.CodeInvalidSnapshot,
 			Message: "the body is not a sound coordd snapshot; nothing was changed: " + err.Error()})
 		return
 	}
@@ -103,6 +104,6 @@ func (a *API) snapshotPost(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	res.TookMS = res.Took.Milliseconds()
-	w.Header().Set(headerIndex, strconv.FormatUint(res.Index, 10))
+	w.Header().Set(api.HeaderIndex, strconv.FormatUint(res.Index, 10))
 	writeJSON(w, http.StatusOK, res)
 }

@@ -5,15 +5,9 @@ import (
 	"fmt"
 	"net/http"
 	"time"
-)
 
-// StreamEvent is the data of one Server-Sent Event about an election: its
-// state, whether the serving node knows a Raft leader (if not, the state may
-// be stale), and how many holder changes were coalesced into this event.
-type StreamEvent struct {
-	ElectionJSON
-	KnownLeader bool `json:"known_leader"`
-}
+	"github.com/coordd/coordd/api"
+)
 
 // electionStream streams every change of an election as Server-Sent Events
 // ("event: election", id = the state's index). The first event is the state
@@ -48,7 +42,7 @@ func (a *API) electionStream(w http.ResponseWriter, r *http.Request, name string
 		e, idx, watch := a.node.State().WatchElection(name)
 		known := a.node.Staleness().KnownLeader
 		if !sent || idx != lastIdx || known != lastKnown {
-			ev := StreamEvent{ElectionJSON: electionJSON(name, e, idx), KnownLeader: known}
+			ev := api.StreamEvent{Election: electionJSON(name, e, idx), KnownLeader: known}
 			if sent && ev.Changes > lastChanges+1 {
 				ev.Coalesced = ev.Changes - lastChanges - 1
 			}

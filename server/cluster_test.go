@@ -13,7 +13,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
-	"github.com/coordd/coordd/httpapi"
+	"github.com/coordd/coordd/api"
 	"github.com/coordd/coordd/internal/testcluster"
 	"github.com/coordd/coordd/server"
 )
@@ -30,7 +30,7 @@ func putRetry(t *testing.T, c *testcluster.Cluster, n *testcluster.Node, key, va
 			return err
 		}
 		switch r.ErrorCode() {
-		case httpapi.CodeNoLeader, httpapi.CodeNotLeader, httpapi.CodeLeaderNotReady:
+		case api.CodeNoLeader, api.CodeNotLeader, api.CodeLeaderNotReady:
 			return fmt.Errorf("retryable: %s", r.Body)
 		}
 		return nil
@@ -38,10 +38,10 @@ func putRetry(t *testing.T, c *testcluster.Cluster, n *testcluster.Node, key, va
 	return r
 }
 
-func getKV(t *testing.T, c *testcluster.Cluster, url string) (httpapi.KV, *testcluster.Response) {
+func getKV(t *testing.T, c *testcluster.Cluster, url string) (api.KV, *testcluster.Response) {
 	t.Helper()
 	r := c.Do(http.MethodGet, url, "")
-	var kv httpapi.KV
+	var kv api.KV
 	if r.Status == http.StatusOK {
 		r.JSON(t, &kv)
 	}
@@ -56,14 +56,14 @@ func Test_Cluster_WriteSentToFollower_IsAppliedAndReadableEverywhere(t *testing.
 	if r.Status != http.StatusOK {
 		t.Fatalf("PUT via follower: %d %s", r.Status, r.Body)
 	}
-	var wr httpapi.KVWriteResult
+	var wr api.KVWriteResult
 	r.JSON(t, &wr)
 	if wr.Version != 1 || wr.CreateIndex == 0 || wr.ModifyIndex != wr.CreateIndex {
 		t.Fatalf("write result %+v", wr)
 	}
 	// A linearizable read through the other follower sees it at once.
 	kv, r := getKV(t, c, f[1].URL()+"/v1/kv/greeting")
-	if r.Status != http.StatusOK || kv.Value != "hello" {
+	if r.Status != http.StatusOK || string(kv.Value) != "hello" {
 		t.Fatalf("GET via follower: %d %s", r.Status, r.Body)
 	}
 	if r.Header.Get("X-Coordd-Consistency") != "linearizable" {
@@ -73,7 +73,7 @@ func Test_Cluster_WriteSentToFollower_IsAppliedAndReadableEverywhere(t *testing.
 	for _, n := range c.Nodes {
 		testcluster.Poll(t, 5*time.Second, func() error {
 			kv, r := getKV(t, c, n.URL()+"/v1/kv/greeting?stale")
-			if r.Status != http.StatusOK || kv.Value != "hello" {
+			if r.Status != http.StatusOK || string(kv.Value) != "hello" {
 				return fmt.Errorf("%s stale read: %d %s", n.ID, r.Status, r.Body)
 			}
 			return nil
@@ -135,7 +135,7 @@ func Test_Cluster_LeaderKilled_NewLeaderKeepsEveryAcknowledgedWrite(t *testing.T
 	for _, n := range c.Running() {
 		for k, v := range acked {
 			kv, r := getKV(t, c, n.URL()+"/v1/kv/"+k)
-			if r.Status != http.StatusOK || kv.Value != v {
+			if r.Status != http.StatusOK || string(kv.Value) != v {
 				t.Fatalf("acknowledged %s=%s lost on %s: %d %s", k, v, n.ID, r.Status, r.Body)
 			}
 		}
@@ -146,7 +146,7 @@ func Test_Cluster_LeaderKilled_NewLeaderKeepsEveryAcknowledgedWrite(t *testing.T
 	c.WaitReady(old)
 	testcluster.Poll(t, 10*time.Second, func() error {
 		kv, r := getKV(t, c, old.URL()+"/v1/kv/after-failover?stale")
-		if r.Status != http.StatusOK || kv.Value != "yes" {
+		if r.Status != http.StatusOK || string(kv.Value) != "yes" {
 			return fmt.Errorf("restarted node: %d %s", r.Status, r.Body)
 		}
 		return nil
@@ -187,7 +187,7 @@ func Test_Cluster_RestartedNodes_RecoverStateFromDataDir(t *testing.T) {
 	}
 	c.WaitReady(c.Nodes...)
 	for _, n := range c.Nodes {
-		var list []httpapi.KV
+		var list []api.KV
 		testcluster.Poll(t, 10*time.Second, func() error {
 			r := c.Do(http.MethodGet, n.URL()+"/v1/kv/k?prefix&stale", "")
 			if r.Status != http.StatusOK {
@@ -199,7 +199,7 @@ func Test_Cluster_RestartedNodes_RecoverStateFromDataDir(t *testing.T) {
 			if len(list) != 59 {
 				return fmt.Errorf("%s has %d keys, want 59", n.ID, len(list))
 			}
-			if list[0].Key != "k01" || list[0].Value != "1" || list[58].Key != "k59" {
+			if list[0].Key != "k01" || string(list[0].Value) != "1" || list[58].Key != "k59" {
 				return fmt.Errorf("%s has %s ... %s, want k01 ... k59", n.ID, list[0].Key, list[58].Key)
 			}
 			return nil
@@ -212,15 +212,15 @@ func Test_Cluster_CASConflict_ReportsCurrentIndex(t *testing.T) {
 	c := testcluster.New(t, 3)
 	f := c.Followers()[0]
 	r := putRetry(t, c, f, "cfg", "v1")
-	var wr httpapi.KVWriteResult
+	var wr api.KVWriteResult
 	r.JSON(t, &wr)
 
 	// Create-only on an existing key.
 	r = c.Do(http.MethodPut, f.URL()+"/v1/kv/cfg?cas=0", "v2")
-	if r.Status != http.StatusConflict || r.ErrorCode() != httpapi.CodeCASConflict {
+	if r.Status != http.StatusConflict || r.ErrorCode() != api.CodeCASConflict {
 		t.Fatalf("create-only on existing key: %d %s", r.Status, r.Body)
 	}
-	var eb httpapi.ErrorBody
+	var eb api.ErrorBody
 	r.JSON(t, &eb)
 	if eb.Error.CurrentIndex == nil || *eb.Error.CurrentIndex != wr.ModifyIndex {
 		t.Fatalf("current_index = %v, want %d", eb.Error.CurrentIndex, wr.ModifyIndex)
@@ -236,7 +236,7 @@ func Test_Cluster_CASConflict_ReportsCurrentIndex(t *testing.T) {
 	if r = c.Do(http.MethodDelete, f.URL()+"/v1/kv/cfg?cas="+strconv.FormatUint(wr.ModifyIndex, 10), ""); r.Status != http.StatusConflict {
 		t.Fatalf("stale cas delete: %d %s", r.Status, r.Body)
 	}
-	if kv, _ := getKV(t, c, f.URL()+"/v1/kv/cfg"); kv.Value != "v2" || kv.Version != 2 {
+	if kv, _ := getKV(t, c, f.URL()+"/v1/kv/cfg"); string(kv.Value) != "v2" || kv.Version != 2 {
 		t.Fatalf("after CAS: %+v", kv)
 	}
 	// Create-only on a missing key succeeds once.
@@ -250,11 +250,11 @@ func Test_Cluster_BlockingRead_WakesOnChangeAndTimesOut(t *testing.T) {
 	c := testcluster.New(t, 3)
 	f := c.Followers()
 	r := putRetry(t, c, f[0], "watched", "v1")
-	var wr httpapi.KVWriteResult
+	var wr api.KVWriteResult
 	r.JSON(t, &wr)
 
 	type result struct {
-		kv  httpapi.KV
+		kv  api.KV
 		r   *testcluster.Response
 		err error
 	}
@@ -276,7 +276,7 @@ func Test_Cluster_BlockingRead_WakesOnChangeAndTimesOut(t *testing.T) {
 	putRetry(t, c, f[0], "watched", "v2")
 	select {
 	case res := <-done:
-		if res.err != nil || res.kv.Value != "v2" {
+		if res.err != nil || string(res.kv.Value) != "v2" {
 			t.Fatalf("woken read: %+v", res)
 		}
 		if got := res.r.Header.Get("X-Coordd-Index"); got != strconv.FormatUint(res.kv.ModifyIndex, 10) {
@@ -289,7 +289,7 @@ func Test_Cluster_BlockingRead_WakesOnChangeAndTimesOut(t *testing.T) {
 	// With nothing changing it answers after the wait, with the same index.
 	start := time.Now()
 	kv, r := getKV(t, c, fmt.Sprintf("%s/v1/kv/watched?stale&index=%d&wait=300ms", f[1].URL(), kv2(t, c, f[1]).ModifyIndex))
-	if r.Status != http.StatusOK || kv.Value != "v2" {
+	if r.Status != http.StatusOK || string(kv.Value) != "v2" {
 		t.Fatalf("timed-out read: %d %s", r.Status, r.Body)
 	}
 	if el := time.Since(start); el < 300*time.Millisecond {
@@ -297,7 +297,7 @@ func Test_Cluster_BlockingRead_WakesOnChangeAndTimesOut(t *testing.T) {
 	}
 }
 
-func kv2(t *testing.T, c *testcluster.Cluster, n *testcluster.Node) httpapi.KV {
+func kv2(t *testing.T, c *testcluster.Cluster, n *testcluster.Node) api.KV {
 	kv, r := getKV(t, c, n.URL()+"/v1/kv/watched")
 	if r.Status != http.StatusOK {
 		t.Fatalf("get: %d %s", r.Status, r.Body)
@@ -315,7 +315,7 @@ func Test_Cluster_MembershipJoinTransferRemove(t *testing.T) {
 	l := c.Leader()
 	n4 := c.AddJoining(c.Followers()[0], false)
 	c.WaitReady(n4)
-	var members []httpapi.MemberInfo
+	var members []api.Member
 	testcluster.Poll(t, 10*time.Second, func() error {
 		r := c.Do(http.MethodGet, l.URL()+"/v1/cluster/members", "")
 		r.JSON(t, &members)
@@ -361,7 +361,7 @@ func Test_Cluster_StatusAndProbes(t *testing.T) {
 	c := testcluster.New(t, 3)
 	l := c.Leader()
 	for _, n := range c.Nodes {
-		var st httpapi.Status
+		var st api.Status
 		c.Do(http.MethodGet, n.URL()+"/v1/status", "").JSON(t, &st)
 		if st.ID != n.ID || st.Leader == nil || st.Leader.ID != l.ID || len(st.Members) != 3 || !st.Ready {
 			t.Fatalf("status of %s: %+v", n.ID, st)
@@ -409,12 +409,12 @@ func Test_Cluster_NonVoterJoins_ServesStaleReadsWithoutAVote(t *testing.T) {
 	putRetry(t, c, l, "seen-by-nonvoter", "yes")
 	testcluster.Poll(t, 10*time.Second, func() error {
 		kv, r := getKV(t, c, nv.URL()+"/v1/kv/seen-by-nonvoter?stale")
-		if r.Status != http.StatusOK || kv.Value != "yes" {
+		if r.Status != http.StatusOK || string(kv.Value) != "yes" {
 			return fmt.Errorf("non-voter: %d %s", r.Status, r.Body)
 		}
 		return nil
 	})
-	var members []httpapi.MemberInfo
+	var members []api.Member
 	c.Do(http.MethodGet, l.URL()+"/v1/cluster/members", "").JSON(t, &members)
 	for _, m := range members {
 		if m.ID == nv.ID && m.Voter {

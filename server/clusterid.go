@@ -20,6 +20,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
 
+	"github.com/coordd/coordd/api"
 	"github.com/coordd/coordd/httpapi"
 )
 
@@ -58,7 +59,7 @@ import (
 const clusterIDFile = "cluster-id"
 
 // ClusterIDHeader carries the cluster id on the answer to a join.
-const ClusterIDHeader = "X-Coordd-Cluster-Id"
+const ClusterIDHeader = api.HeaderClusterID
 
 // ErrClusterMismatch means a node of another cluster tried to join or talk
 // to this one.
@@ -395,7 +396,7 @@ func (s *Server) ClusterID() string { return s.clusterID.get() }
 // the members API by an operator sends nothing). A joiner whose status
 // cannot be read is let in: it may not be up yet, and its Raft
 // connections are checked anyway.
-func (s *Server) checkJoiner(ctx context.Context, req httpapi.JoinRequest) error {
+func (s *Server) checkJoiner(ctx context.Context, req api.JoinRequest) error {
 	local := s.clusterID.get()
 	if local == "" {
 		return nil

@@ -157,7 +157,7 @@ type Config struct {
 	// MaxRequestBytes bounds an HTTP request body; MaxValueBytes a KV value.
 	MaxRequestBytes int64
 	MaxValueBytes   int
-	// Request limits (see httpapi.Options and the README's "Limits"):
+	// Request limits (see httpapi.Options and docs/api.md, "Limits"):
 	// RateLimit is the requests per second allowed per client (bearer
 	// token, else IP address) and RateBurst the burst above it (0: the
 	// defaults, twice the rate for the burst; a negative RateLimit: no

@@ -12,8 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/coordd/coordd/api"
 	"github.com/coordd/coordd/fencing"
-	"github.com/coordd/coordd/httpapi"
 	"github.com/coordd/coordd/internal/testcluster"
 	"github.com/coordd/coordd/server"
 )
@@ -30,7 +30,7 @@ func call(t *testing.T, c *testcluster.Cluster, method, url, body string, hdr ..
 			return err
 		}
 		switch r.ErrorCode() {
-		case httpapi.CodeNoLeader, httpapi.CodeNotLeader, httpapi.CodeLeaderNotReady, httpapi.CodeForwardFailed:
+		case api.CodeNoLeader, api.CodeNotLeader, api.CodeLeaderNotReady, api.CodeForwardFailed:
 			return fmt.Errorf("retryable: %s", r.Body)
 		}
 		return nil
@@ -38,22 +38,22 @@ func call(t *testing.T, c *testcluster.Cluster, method, url, body string, hdr ..
 	return r
 }
 
-func grant(t *testing.T, c *testcluster.Cluster, n *testcluster.Node, ttl string) httpapi.LeaseJSON {
+func grant(t *testing.T, c *testcluster.Cluster, n *testcluster.Node, ttl string) api.Lease {
 	t.Helper()
 	r := call(t, c, http.MethodPost, n.URL()+"/v1/leases", `{"ttl":"`+ttl+`"}`)
 	if r.Status != http.StatusOK {
 		t.Fatalf("grant: %d %s", r.Status, r.Body)
 	}
-	var l httpapi.LeaseJSON
+	var l api.Lease
 	r.JSON(t, &l)
 	return l
 }
 
-func campaign(t *testing.T, c *testcluster.Cluster, n *testcluster.Node, name string, lease uint64, value, wait string) (httpapi.CampaignResponse, *testcluster.Response) {
+func campaign(t *testing.T, c *testcluster.Cluster, n *testcluster.Node, name string, lease uint64, value, wait string) (api.CampaignResponse, *testcluster.Response) {
 	t.Helper()
 	r := call(t, c, http.MethodPost, n.URL()+"/v1/elections/"+name+"/campaign",
 		fmt.Sprintf(`{"lease":%d,"value":%q,"wait":%q}`, lease, value, wait))
-	var cr httpapi.CampaignResponse
+	var cr api.CampaignResponse
 	if r.Status == http.StatusOK {
 		r.JSON(t, &cr)
 	}
@@ -92,7 +92,7 @@ func Test_Leases_GrantKeepaliveInspectRevoke(t *testing.T) {
 		t.Fatalf("grant: %+v", l)
 	}
 	r := call(t, c, http.MethodPost, fmt.Sprintf("%s/v1/leases/%d/keepalive", f.URL(), l.ID), "")
-	var k httpapi.LeaseJSON
+	var k api.Lease
 	r.JSON(t, &k)
 	if r.Status != http.StatusOK || k.RemainingMs < 4900 {
 		t.Fatalf("keepalive: %d %s", r.Status, r.Body)
@@ -101,7 +101,7 @@ func Test_Leases_GrantKeepaliveInspectRevoke(t *testing.T) {
 	call(t, c, http.MethodPut, fmt.Sprintf("%s/v1/kv/session/a?lease=%d", f.URL(), l.ID), "x")
 	campaign(t, c, f, "svc", l.ID, "me", "")
 	r = call(t, c, http.MethodGet, fmt.Sprintf("%s/v1/leases/%d", f.URL(), l.ID), "")
-	var got httpapi.LeaseJSON
+	var got api.Lease
 	r.JSON(t, &got)
 	if len(got.Attached) != 2 {
 		t.Fatalf("attached: %s", r.Body)
@@ -113,13 +113,13 @@ func Test_Leases_GrantKeepaliveInspectRevoke(t *testing.T) {
 	if r = call(t, c, http.MethodGet, f.URL()+"/v1/kv/session/a", ""); r.Status != http.StatusNotFound {
 		t.Fatalf("attached key after revoke: %d", r.Status)
 	}
-	var e httpapi.ElectionJSON
+	var e api.Election
 	call(t, c, http.MethodGet, f.URL()+"/v1/elections/svc", "").JSON(t, &e)
 	if e.Leader != nil {
 		t.Fatalf("leader after revoke: %+v", e.Leader)
 	}
 	r = call(t, c, http.MethodPost, fmt.Sprintf("%s/v1/leases/%d/keepalive", f.URL(), l.ID), "")
-	if r.Status != http.StatusNotFound || r.ErrorCode() != httpapi.CodeLeaseNotFound {
+	if r.Status != http.StatusNotFound || r.ErrorCode() != api.CodeLeaseNotFound {
 		t.Fatalf("keepalive of a revoked lease: %d %s", r.Status, r.Body)
 	}
 }
@@ -135,7 +135,7 @@ func Test_Elections_ResignHandsOverToTheNextCandidateAtOnce(t *testing.T) {
 		t.Fatalf("campaigns: %+v / %+v", ca, cb)
 	}
 	r := call(t, c, http.MethodPost, n.URL()+"/v1/elections/db/resign", fmt.Sprintf(`{"lease":%d,"token":%d}`, a.ID, ca.Token))
-	var e httpapi.ElectionJSON
+	var e api.Election
 	r.JSON(t, &e)
 	// The resign's own answer already names the next leader: same entry.
 	if r.Status != http.StatusOK || e.Leader == nil || e.Leader.Lease != b.ID || e.Leader.Token <= ca.Token || e.Leader.Value != "B" {
@@ -143,17 +143,17 @@ func Test_Elections_ResignHandsOverToTheNextCandidateAtOnce(t *testing.T) {
 	}
 	// Proclaim keeps the token; a stale token is refused.
 	r = call(t, c, http.MethodPost, n.URL()+"/v1/elections/db/proclaim", fmt.Sprintf(`{"lease":%d,"token":%d,"value":"B2"}`, b.ID, e.Leader.Token))
-	var p httpapi.ElectionJSON
+	var p api.Election
 	r.JSON(t, &p)
 	if p.Leader == nil || p.Leader.Value != "B2" || p.Leader.Token != e.Leader.Token {
 		t.Fatalf("proclaim: %s", r.Body)
 	}
 	r = call(t, c, http.MethodPost, n.URL()+"/v1/elections/db/proclaim", fmt.Sprintf(`{"lease":%d,"token":%d,"value":"x"}`, b.ID, ca.Token))
-	if r.Status != http.StatusConflict || r.ErrorCode() != httpapi.CodeStaleToken {
+	if r.Status != http.StatusConflict || r.ErrorCode() != api.CodeStaleToken {
 		t.Fatalf("stale proclaim: %d %s", r.Status, r.Body)
 	}
 	// The fencing check agrees.
-	var fc httpapi.FencingCheck
+	var fc api.FencingCheck
 	call(t, c, http.MethodGet, fmt.Sprintf("%s/v1/fencing/db?token=%d", n.URL(), ca.Token), "").JSON(t, &fc)
 	if fc.Current || fc.Token != e.Leader.Token {
 		t.Fatalf("fencing check of the old token: %+v", fc)
@@ -202,7 +202,7 @@ func Test_Elections_RaftLeaderKilled_HeldLeaseSurvivesAndKeepsItsToken(t *testin
 	c.Kill(c.Leader())
 	c.Leader()
 	time.Sleep(3 * time.Second) // more than the TTL, across the failover
-	var e httpapi.ElectionJSON
+	var e api.Election
 	r := call(t, c, http.MethodGet, c.Running()[0].URL()+"/v1/elections/svc", "")
 	r.JSON(t, &e)
 	if e.Leader == nil || e.Leader.Lease != a.ID || e.Leader.Token != ca.Token {
@@ -253,12 +253,12 @@ func Test_Elections_ObserversSeeEveryLeaderInOrderAndNoLeader(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
-	events := make(chan httpapi.StreamEvent, 100)
+	events := make(chan api.StreamEvent, 100)
 	go func() {
 		sc := bufio.NewScanner(resp.Body)
 		for sc.Scan() {
 			if data, ok := strings.CutPrefix(sc.Text(), "data: "); ok {
-				var ev httpapi.StreamEvent
+				var ev api.StreamEvent
 				if json.Unmarshal([]byte(data), &ev) == nil {
 					events <- ev
 				}
@@ -266,7 +266,7 @@ func Test_Elections_ObserversSeeEveryLeaderInOrderAndNoLeader(t *testing.T) {
 		}
 		close(events)
 	}()
-	next := func(want func(httpapi.StreamEvent) bool) httpapi.StreamEvent {
+	next := func(want func(api.StreamEvent) bool) api.StreamEvent {
 		t.Helper()
 		deadline := time.After(10 * time.Second)
 		for {
@@ -283,19 +283,19 @@ func Test_Elections_ObserversSeeEveryLeaderInOrderAndNoLeader(t *testing.T) {
 			}
 		}
 	}
-	first := next(func(ev httpapi.StreamEvent) bool { return ev.Leader != nil && ev.Leader.Lease == a.ID })
+	first := next(func(ev api.StreamEvent) bool { return ev.Leader != nil && ev.Leader.Lease == a.ID })
 	call(t, c, http.MethodPost, n.URL()+"/v1/elections/obs/resign", fmt.Sprintf(`{"lease":%d,"token":%d}`, a.ID, ca.Token))
-	second := next(func(ev httpapi.StreamEvent) bool { return ev.Leader != nil && ev.Leader.Lease == b.ID })
+	second := next(func(ev api.StreamEvent) bool { return ev.Leader != nil && ev.Leader.Lease == b.ID })
 	if second.Leader.Token <= first.Leader.Token || second.Changes <= first.Changes {
 		t.Fatalf("tokens or changes did not increase: %+v then %+v", first, second)
 	}
 	call(t, c, http.MethodDelete, fmt.Sprintf("%s/v1/leases/%d", n.URL(), b.ID), "")
-	none := next(func(ev httpapi.StreamEvent) bool { return ev.Leader == nil })
+	none := next(func(ev api.StreamEvent) bool { return ev.Leader == nil })
 	if !none.KnownLeader {
 		t.Fatalf("no-leader event: %+v", none)
 	}
 	// A blocking query from the first state's index also ends on no leader.
-	var e httpapi.ElectionJSON
+	var e api.Election
 	r := call(t, c, http.MethodGet, fmt.Sprintf("%s/v1/elections/obs?index=%d&wait=5s&changes=%d", n.URL(), first.Index, first.Changes), "")
 	r.JSON(t, &e)
 	if e.Leader != nil || e.Coalesced == 0 {
@@ -309,13 +309,13 @@ func Test_Idempotency_RetriedGrantAndCampaignApplyOnce(t *testing.T) {
 	n := c.Followers()[0]
 	r1 := call(t, c, http.MethodPost, n.URL()+"/v1/leases", `{"ttl":"10s"}`, "Idempotency-Key", "grant-1")
 	r2 := call(t, c, http.MethodPost, c.Followers()[1].URL()+"/v1/leases", `{"ttl":"10s"}`, "Idempotency-Key", "grant-1")
-	var l1, l2 httpapi.LeaseJSON
+	var l1, l2 api.Lease
 	r1.JSON(t, &l1)
 	r2.JSON(t, &l2)
 	if l1.ID != l2.ID || r2.Header.Get("Idempotent-Replayed") != "true" {
 		t.Fatalf("retried grant: %s / %s %v", r1.Body, r2.Body, r2.Header)
 	}
-	var all []httpapi.LeaseJSON
+	var all []api.Lease
 	call(t, c, http.MethodGet, n.URL()+"/v1/leases", "").JSON(t, &all)
 	if len(all) != 1 {
 		t.Fatalf("%d leases after a retried grant", len(all))
@@ -325,7 +325,7 @@ func Test_Idempotency_RetriedGrantAndCampaignApplyOnce(t *testing.T) {
 	body := fmt.Sprintf(`{"lease":%d}`, l1.ID)
 	call(t, c, http.MethodPost, n.URL()+"/v1/elections/q/campaign", body, "Idempotency-Key", "camp-1")
 	call(t, c, http.MethodPost, n.URL()+"/v1/elections/q/campaign", body, "Idempotency-Key", "camp-1")
-	var e httpapi.ElectionJSON
+	var e api.Election
 	call(t, c, http.MethodGet, n.URL()+"/v1/elections/q", "").JSON(t, &e)
 	if len(e.Candidates) != 1 {
 		t.Fatalf("retried campaign queued %d times", len(e.Candidates))
@@ -343,27 +343,27 @@ func Test_LeasesAndElections_BadInputGetsClear4xx(t *testing.T) {
 		status             int
 		code               string
 	}{
-		{"POST", "/v1/leases", `{"ttl":"10ms"}`, 400, httpapi.CodeBadTTL},
-		{"POST", "/v1/leases", `{"ttl":"100h"}`, 400, httpapi.CodeBadTTL},
-		{"POST", "/v1/leases", `{"ttl":"soon"}`, 400, httpapi.CodeBadRequest},
-		{"POST", "/v1/leases", `{"ttl":"1s","ttl_ms":1000}`, 400, httpapi.CodeBadRequest},
-		{"POST", "/v1/leases", `{}`, 400, httpapi.CodeBadTTL},
-		{"POST", "/v1/leases/999999/keepalive", "", 404, httpapi.CodeLeaseNotFound},
-		{"POST", "/v1/leases/abc/keepalive", "", 400, httpapi.CodeBadRequest},
-		{"DELETE", "/v1/leases/999999", "", 404, httpapi.CodeLeaseNotFound},
-		{"GET", "/v1/leases/0", "", 400, httpapi.CodeBadRequest},
-		{"POST", "/v1/elections/x/campaign", `{"lease":999999}`, 404, httpapi.CodeLeaseNotFound},
-		{"POST", "/v1/elections/x/campaign", `{}`, 400, httpapi.CodeBadRequest},
-		{"POST", "/v1/elections/x/campaign", fmt.Sprintf(`{"lease":%d,"wait":"forever"}`, l.ID), 400, httpapi.CodeBadRequest},
-		{"POST", "/v1/elections/x/campaign", fmt.Sprintf(`{"lease":%d,"limit":2}`, l.ID), 400, httpapi.CodeBadRequest},
-		{"POST", "/v1/elections/" + strings.Repeat("n", 300) + "/campaign", fmt.Sprintf(`{"lease":%d}`, l.ID), 413, httpapi.CodeTooLarge},
-		{"POST", "/v1/elections/x/resign", fmt.Sprintf(`{"lease":%d,"token":%d}`, l.ID, cl.Token-1), 409, httpapi.CodeStaleToken},
-		{"POST", "/v1/elections/x/resign", fmt.Sprintf(`{"lease":999999,"token":%d}`, cl.Token), 409, httpapi.CodeNotHolder},
-		{"POST", "/v1/elections/nope/resign", fmt.Sprintf(`{"lease":%d,"token":1}`, l.ID), 404, httpapi.CodeElectionNotFound},
-		{"POST", "/v1/elections/x/proclaim", fmt.Sprintf(`{"lease":%d}`, l.ID), 400, httpapi.CodeBadRequest},
-		{"POST", "/v1/locks/x", fmt.Sprintf(`{"lease":%d}`, l.ID), 409, httpapi.CodeKindMismatch},
-		{"GET", "/v1/fencing/x", "", 400, httpapi.CodeBadRequest},
-		{"PUT", "/v1/kv/k?lease=999999", "v", 404, httpapi.CodeLeaseNotFound},
+		{"POST", "/v1/leases", `{"ttl":"10ms"}`, 400, api.CodeBadTTL},
+		{"POST", "/v1/leases", `{"ttl":"100h"}`, 400, api.CodeBadTTL},
+		{"POST", "/v1/leases", `{"ttl":"soon"}`, 400, api.CodeBadRequest},
+		{"POST", "/v1/leases", `{"ttl":"1s","ttl_ms":1000}`, 400, api.CodeBadRequest},
+		{"POST", "/v1/leases", `{}`, 400, api.CodeBadTTL},
+		{"POST", "/v1/leases/999999/keepalive", "", 404, api.CodeLeaseNotFound},
+		{"POST", "/v1/leases/abc/keepalive", "", 400, api.CodeBadRequest},
+		{"DELETE", "/v1/leases/999999", "", 404, api.CodeLeaseNotFound},
+		{"GET", "/v1/leases/0", "", 400, api.CodeBadRequest},
+		{"POST", "/v1/elections/x/campaign", `{"lease":999999}`, 404, api.CodeLeaseNotFound},
+		{"POST", "/v1/elections/x/campaign", `{}`, 400, api.CodeBadRequest},
+		{"POST", "/v1/elections/x/campaign", fmt.Sprintf(`{"lease":%d,"wait":"forever"}`, l.ID), 400, api.CodeBadRequest},
+		{"POST", "/v1/elections/x/campaign", fmt.Sprintf(`{"lease":%d,"limit":2}`, l.ID), 400, api.CodeBadRequest},
+		{"POST", "/v1/elections/" + strings.Repeat("n", 300) + "/campaign", fmt.Sprintf(`{"lease":%d}`, l.ID), 413, api.CodeTooLarge},
+		{"POST", "/v1/elections/x/resign", fmt.Sprintf(`{"lease":%d,"token":%d}`, l.ID, cl.Token-1), 409, api.CodeStaleToken},
+		{"POST", "/v1/elections/x/resign", fmt.Sprintf(`{"lease":999999,"token":%d}`, cl.Token), 409, api.CodeNotHolder},
+		{"POST", "/v1/elections/nope/resign", fmt.Sprintf(`{"lease":%d,"token":1}`, l.ID), 404, api.CodeElectionNotFound},
+		{"POST", "/v1/elections/x/proclaim", fmt.Sprintf(`{"lease":%d}`, l.ID), 400, api.CodeBadRequest},
+		{"POST", "/v1/locks/x", fmt.Sprintf(`{"lease":%d}`, l.ID), 409, api.CodeKindMismatch},
+		{"GET", "/v1/fencing/x", "", 400, api.CodeBadRequest},
+		{"PUT", "/v1/kv/k?lease=999999", "v", 404, api.CodeLeaseNotFound},
 	}
 	for _, tc := range cases {
 		r := call(t, c, tc.method, n.URL()+tc.path, tc.body)
@@ -379,7 +379,7 @@ func Test_Fencing_GuardAndCheckEndpointRejectTheDeposedHolder(t *testing.T) {
 	n := c.Followers()[0]
 	lockTok := func(lease uint64, wait string) uint64 {
 		t.Helper()
-		var cr httpapi.CampaignResponse
+		var cr api.CampaignResponse
 		r := call(t, c, http.MethodPost, n.URL()+"/v1/locks/report", fmt.Sprintf(`{"lease":%d,"wait":%q}`, lease, wait))
 		r.JSON(t, &cr)
 		if !cr.Leader {
@@ -409,7 +409,7 @@ func Test_Fencing_GuardAndCheckEndpointRejectTheDeposedHolder(t *testing.T) {
 	if err := guard.Check(ctx, "report", fencing.Token(ta)); !errors.Is(err, fencing.ErrStaleToken) {
 		t.Fatalf("deposed holder's write: %v", err)
 	}
-	var fc httpapi.FencingCheck
+	var fc api.FencingCheck
 	call(t, c, http.MethodGet, fmt.Sprintf("%s/v1/fencing/report?token=%d", n.URL(), ta), "").JSON(t, &fc)
 	if fc.Current || fc.Token != tb {
 		t.Fatalf("check endpoint: %+v", fc)
@@ -433,7 +433,7 @@ func Test_Leases_ManyExpiringAtOnce_AreBatchedAndWritesGoOn(t *testing.T) {
 					t.Errorf("grant %d: %v %v", i, err, r)
 					return
 				}
-				var l httpapi.LeaseJSON
+				var l api.Lease
 				r.JSON(t, &l)
 				ids <- l.ID
 			}
@@ -453,13 +453,13 @@ func Test_Leases_ManyExpiringAtOnce_AreBatchedAndWritesGoOn(t *testing.T) {
 		}
 		slowest = max(slowest, time.Since(start))
 		writes++
-		var all []httpapi.LeaseJSON
+		var all []api.Lease
 		call(t, c, http.MethodGet, n.URL()+"/v1/leases", "").JSON(t, &all)
 		if len(all) == 0 {
 			break
 		}
 	}
-	var all []httpapi.LeaseJSON
+	var all []api.Lease
 	call(t, c, http.MethodGet, n.URL()+"/v1/leases", "").JSON(t, &all)
 	if len(all) != 0 {
 		t.Fatalf("%d leases still alive 15s after a 2s TTL", len(all))
@@ -473,14 +473,14 @@ func Test_Locks_LockDelayAfterAFailureThenTheWaiterGetsIt(t *testing.T) {
 	c := testcluster.New(t, 3)
 	n := c.Followers()[0]
 	a, b := grant(t, c, n, "10s"), grant(t, c, n, "10s")
-	var ca httpapi.CampaignResponse
+	var ca api.CampaignResponse
 	call(t, c, http.MethodPost, n.URL()+"/v1/locks/job", fmt.Sprintf(`{"lease":%d,"lock_delay":"1s"}`, a.ID)).JSON(t, &ca)
 	if !ca.Leader {
 		t.Fatalf("first lock: %+v", ca)
 	}
-	done := make(chan httpapi.CampaignResponse, 1)
+	done := make(chan api.CampaignResponse, 1)
 	go func() {
-		var cb httpapi.CampaignResponse
+		var cb api.CampaignResponse
 		r, err := c.Try(http.MethodPost, n.URL()+"/v1/locks/job", fmt.Sprintf(`{"lease":%d,"wait":"10s"}`, b.ID))
 		if err == nil && r.Status == http.StatusOK {
 			_ = json.Unmarshal(r.Body, &cb)

@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/coordd/coordd/httpapi"
+	"github.com/coordd/coordd/api"
 	"github.com/coordd/coordd/internal/testcluster"
 	"github.com/coordd/coordd/server"
 )
@@ -44,7 +44,7 @@ func TestRateLimitedNodeStaysHealthy(t *testing.T) {
 				}
 				mu.Lock()
 				statuses[r.Status]++
-				if r.Status == http.StatusTooManyRequests && (r.Header.Get("Retry-After") == "" || r.ErrorCode() != httpapi.CodeRateLimited) {
+				if r.Status == http.StatusTooManyRequests && (r.Header.Get("Retry-After") == "" || r.ErrorCode() != api.CodeRateLimited) {
 					badRetry = append(badRetry, fmt.Sprintf("%s %s", r.Header.Get("Retry-After"), r.Body))
 				}
 				mu.Unlock()

@@ -14,20 +14,21 @@ import (
 	"github.com/cenkalti/backoff/v5"
 	"github.com/hashicorp/raft"
 
+	"github.com/coordd/coordd/api"
 	"github.com/coordd/coordd/fsm"
 	"github.com/coordd/coordd/httpapi"
 )
 
 // Members lists the Raft configuration, with HTTP addresses where known.
-func (s *Server) Members(ctx context.Context) ([]httpapi.MemberInfo, error) {
+func (s *Server) Members(ctx context.Context) ([]api.Member, error) {
 	f := s.raft.GetConfiguration()
 	if err := waitFuture(ctx, f); err != nil {
 		return nil, translate(err)
 	}
 	_, leader := s.raft.LeaderWithID()
-	var out []httpapi.MemberInfo
+	var out []api.Member
 	for _, srv := range f.Configuration().Servers {
-		out = append(out, httpapi.MemberInfo{
+		out = append(out, api.Member{
 			ID:       string(srv.ID),
 			RaftAddr: string(srv.Address),
 			HTTPAddr: s.httpAddrOf(string(srv.ID)),
@@ -41,7 +42,7 @@ func (s *Server) Members(ctx context.Context) ([]httpapi.MemberInfo, error) {
 // Join adds a server to the cluster (as a voter unless req.Voter is false)
 // and records its HTTP address. Joining again with the same id and address
 // is a no-op, so a retried join is safe.
-func (s *Server) Join(ctx context.Context, req httpapi.JoinRequest) error {
+func (s *Server) Join(ctx context.Context, req api.JoinRequest) error {
 	if err := s.waitLeaderReady(ctx); err != nil {
 		return err
 	}
@@ -75,7 +76,7 @@ func (s *Server) Join(ctx context.Context, req httpapi.JoinRequest) error {
 	return s.recordMember(ctx, req)
 }
 
-func (s *Server) recordMember(ctx context.Context, req httpapi.JoinRequest) error {
+func (s *Server) recordMember(ctx context.Context, req api.JoinRequest) error {
 	m := fsm.Member{ID: req.ID, RaftAddr: req.RaftAddr, HTTPAddr: req.HTTPAddr}
 	if cur, ok := s.fsm.State().Member(req.ID); ok && cur == m {
 		return nil
@@ -163,7 +164,7 @@ func (s *Server) joinCluster() {
 		case <-ctx.Done():
 		}
 	}()
-	body, _ := json.Marshal(httpapi.JoinRequest{
+	body, _ := json.Marshal(api.JoinRequest{
 		ID: s.cfg.NodeID, RaftAddr: s.RaftAddr(), HTTPAddr: s.cfg.HTTPAdvertise, Voter: ptr(!s.cfg.NonVoter),
 		ClusterID: s.clusterID.get(),
 	})

@@ -9,6 +9,7 @@ import (
 
 	"github.com/hashicorp/raft"
 
+	"github.com/coordd/coordd/api"
 	"github.com/coordd/coordd/fsm"
 	"github.com/coordd/coordd/httpapi"
 )
@@ -24,12 +25,12 @@ func (s *Server) IsLeader() bool { return s.raft.State() == raft.Leader }
 
 // Leader returns the leader this node knows of, with its HTTP address from
 // the replicated member table (or the bootstrap list before that is filled).
-func (s *Server) Leader() (httpapi.MemberInfo, bool) {
+func (s *Server) Leader() (api.Member, bool) {
 	addr, id := s.raft.LeaderWithID()
 	if id == "" {
-		return httpapi.MemberInfo{}, false
+		return api.Member{}, false
 	}
-	return httpapi.MemberInfo{
+	return api.Member{
 		ID: string(id), RaftAddr: string(addr), HTTPAddr: s.httpAddrOf(string(id)), Voter: true, Leader: true,
 	}, true
 }
@@ -160,8 +161,8 @@ func (s *Server) Staleness() httpapi.Staleness {
 }
 
 // Status reports this node's view of the cluster.
-func (s *Server) Status() httpapi.Status {
-	st := httpapi.Status{
+func (s *Server) Status() api.Status {
+	st := api.Status{
 		PID:          os.Getpid(),
 		ID:           s.cfg.NodeID,
 		State:        s.raft.State().String(),
@@ -183,14 +184,14 @@ func (s *Server) Status() httpapi.Status {
 	st.Members, _ = s.Members(context.Background())
 	st.FirstLogIndex, _ = s.store.FirstIndex()
 	if snap, ok := s.LastSnapshot(); ok {
-		st.Snapshot = &httpapi.SnapshotStatus{Index: snap.Index, Term: snap.Term, SizeBytes: snap.Size,
+		st.Snapshot = &api.SnapshotStatus{Index: snap.Index, Term: snap.Term, SizeBytes: snap.Size,
 			DurationMS: snap.Duration.Milliseconds()}
 		if !snap.Time.IsZero() {
 			st.Snapshot.AgeSeconds = time.Since(snap.Time).Round(time.Millisecond).Seconds()
 		}
 	}
 	if r := s.fsm.State().Restore(); r.Pending || r.Index != 0 {
-		st.LastRestore = &httpapi.RestoreStatus{Pending: r.Pending, BackupIndex: r.SourceIndex, Index: r.Index}
+		st.LastRestore = &api.RestoreStatus{Pending: r.Pending, BackupIndex: r.SourceIndex, Index: r.Index}
 	}
 	return st
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/hashicorp/raft"
 
+	"github.com/coordd/coordd/api"
 	"github.com/coordd/coordd/fsm"
 	"github.com/coordd/coordd/httpapi"
 )
@@ -42,13 +43,13 @@ var ErrRestoreInProgress = httpapi.ErrRestoreInProgress
 // A failure before step 3 installs the snapshot changes nothing. If this
 // node loses leadership after step 3, the next leader finishes step 4
 // before it serves (leaderDuties).
-func (s *Server) Restore(ctx context.Context, backup *fsm.State, opts httpapi.RestoreOptions) (httpapi.RestoreResult, error) {
+func (s *Server) Restore(ctx context.Context, backup *fsm.State, opts httpapi.RestoreOptions) (api.RestoreResult, error) {
 	if !s.restoreMu.TryLock() {
-		return httpapi.RestoreResult{}, ErrRestoreInProgress
+		return api.RestoreResult{}, ErrRestoreInProgress
 	}
 	defer s.restoreMu.Unlock()
 	if err := s.waitLeaderReady(ctx); err != nil {
-		return httpapi.RestoreResult{}, err
+		return api.RestoreResult{}, err
 	}
 	start := time.Now()
 	s.restoring.Store(true)
@@ -59,7 +60,7 @@ func (s *Server) Restore(ctx context.Context, backup *fsm.State, opts httpapi.Re
 	ctx, cancel := context.WithTimeout(ctx, restoreTimeout)
 	defer cancel()
 	if err := waitFuture(ctx, s.raft.Barrier(raftTimeout)); err != nil {
-		return httpapi.RestoreResult{}, fmt.Errorf("server: restore: wait for entries in flight: %w", translate(err))
+		return api.RestoreResult{}, fmt.Errorf("server: restore: wait for entries in flight: %w", translate(err))
 	}
 
 	// The running cluster's access tokens stay: a restore replaces data,
@@ -67,41 +68,41 @@ func (s *Server) Restore(ctx context.Context, backup *fsm.State, opts httpapi.Re
 	prepared := fsm.PrepareRestore(backup, s.fsm.State().Members(), max(s.raft.LastIndex(), backup.Index())+opts.Bump).WithACLOf(s.fsm.State())
 	f, err := os.CreateTemp(s.cfg.DataDir, "restore-*.snap")
 	if err != nil {
-		return httpapi.RestoreResult{}, fmt.Errorf("server: restore: %w", err)
+		return api.RestoreResult{}, fmt.Errorf("server: restore: %w", err)
 	}
 	defer os.Remove(f.Name())
 	defer f.Close()
 	if err := fsm.WriteState(f, prepared); err != nil {
-		return httpapi.RestoreResult{}, fmt.Errorf("server: restore: write prepared snapshot: %w", err)
+		return api.RestoreResult{}, fmt.Errorf("server: restore: write prepared snapshot: %w", err)
 	}
 	size, err := f.Seek(0, 1)
 	if err == nil {
 		_, err = f.Seek(0, 0)
 	}
 	if err != nil {
-		return httpapi.RestoreResult{}, fmt.Errorf("server: restore: %w", err)
+		return api.RestoreResult{}, fmt.Errorf("server: restore: %w", err)
 	}
 	meta := &raft.SnapshotMeta{Version: raft.SnapshotVersionMax, Index: prepared.Index(), Term: s.raft.CurrentTerm(), Size: size}
 	if err := s.raft.Restore(meta, f, time.Until(deadlineOf(ctx))); err != nil {
 		if s.fsm.State().Restore().Pending {
 			// Installed, but the entry after it did not commit: the next
 			// leader (perhaps this node again) finishes it.
-			return httpapi.RestoreResult{}, fmt.Errorf("%w: restore installed but not finished: %v", ErrOutcomeUnknown, err)
+			return api.RestoreResult{}, fmt.Errorf("%w: restore installed but not finished: %v", ErrOutcomeUnknown, err)
 		}
-		return httpapi.RestoreResult{}, fmt.Errorf("server: restore: %w", translate(err))
+		return api.RestoreResult{}, fmt.Errorf("server: restore: %w", translate(err))
 	}
 	if k := s.cfg.Knobs; k != nil && k.AfterRestoreInstall != nil {
 		if err := k.AfterRestoreInstall(); err != nil {
-			return httpapi.RestoreResult{}, fmt.Errorf("%w: restore installed but not finished: %v", ErrOutcomeUnknown, err)
+			return api.RestoreResult{}, fmt.Errorf("%w: restore installed but not finished: %v", ErrOutcomeUnknown, err)
 		}
 	}
 	res, err := s.finishRestore(ctx)
 	if err != nil {
-		return httpapi.RestoreResult{}, err
+		return api.RestoreResult{}, err
 	}
 	s.promoteLessor()
 	st := s.fsm.State()
-	out := httpapi.RestoreResult{
+	out := api.RestoreResult{
 		BackupIndex: backup.Index(), Index: res.Index, Keys: st.KVLen(), Leases: st.LeaseCount(),
 		Elections: len(st.Elections()), Digest: st.Digest(), Took: time.Since(start),
 	}

@@ -266,7 +266,7 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 		return nil, err
 	}
 
-	api := httpapi.New(s, httpapi.Options{
+	hapi := httpapi.New(s, httpapi.Options{
 		Logger:            s.log.Named("http"),
 		MaxRequestBytes:   cfg.MaxRequestBytes,
 		MaxValueBytes:     cfg.MaxValueBytes,
@@ -282,9 +282,9 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 		MaxLeasesPerToken: cfg.MaxLeasesPerToken,
 		MaxCandidates:     cfg.MaxCandidates,
 	})
-	var handler http.Handler = api
+	var handler http.Handler = hapi
 	if cfg.Pprof {
-		handler = withPprof(api, api.Guard)
+		handler = withPprof(hapi, hapi.Guard)
 	}
 	handler = ui.Wrap(handler, ui.Options{TLS: s.tls != nil, Members: s.memberHTTPAddrs})
 	handler = withClusterID(handler, s.clusterID)

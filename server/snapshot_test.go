@@ -13,17 +13,17 @@ import (
 	"testing"
 	"time"
 
+	"github.com/coordd/coordd/api"
 	"github.com/coordd/coordd/fsm"
-	"github.com/coordd/coordd/httpapi"
 	"github.com/coordd/coordd/internal/testcluster"
 	"github.com/coordd/coordd/server"
 )
 
 // status reads a node's /v1/status.
-func status(t *testing.T, c *testcluster.Cluster, n *testcluster.Node) httpapi.Status {
+func status(t *testing.T, c *testcluster.Cluster, n *testcluster.Node) api.Status {
 	t.Helper()
 	r := c.Do(http.MethodGet, n.URL()+"/v1/status", "")
-	var st httpapi.Status
+	var st api.Status
 	r.JSON(t, &st)
 	return st
 }
@@ -88,9 +88,9 @@ func Test_Snapshots_TakenOnTheInterval_OnlyWhenSomethingChanged(t *testing.T) {
 	})
 	n := c.Nodes[0]
 	r := putRetry(t, c, n, "a", "1")
-	var wr httpapi.KVWriteResult
+	var wr api.KVWriteResult
 	r.JSON(t, &wr)
-	var first httpapi.SnapshotStatus
+	var first api.SnapshotStatus
 	testcluster.Poll(t, 10*time.Second, func() error {
 		st := status(t, c, n)
 		if st.Snapshot == nil || st.Snapshot.Index < wr.ModifyIndex {
@@ -113,13 +113,13 @@ func Test_Snapshots_TakenOnTheInterval_OnlyWhenSomethingChanged(t *testing.T) {
 }
 
 // restoreBackup posts a backup through n and returns the result.
-func restoreBackup(t *testing.T, c *testcluster.Cluster, n *testcluster.Node, backup []byte, query string) httpapi.RestoreResult {
+func restoreBackup(t *testing.T, c *testcluster.Cluster, n *testcluster.Node, backup []byte, query string) api.RestoreResult {
 	t.Helper()
 	r := call(t, c, http.MethodPost, n.URL()+"/v1/snapshot"+query, string(backup))
 	if r.Status != http.StatusOK {
 		t.Fatalf("restore: %d %s", r.Status, r.Body)
 	}
-	var res httpapi.RestoreResult
+	var res api.RestoreResult
 	r.JSON(t, &res)
 	return res
 }
@@ -179,7 +179,7 @@ func Test_Restore_IntoTheSameCluster_TokensNeverGoBackAndLeasesGetAGrace(t *test
 		})
 	}
 	kv, _ := getKV(t, c, f.URL()+"/v1/kv/k")
-	if kv.Value != "backup" {
+	if string(kv.Value) != "backup" {
 		t.Fatalf("k = %q after restore", kv.Value)
 	}
 	if _, r := getKV(t, c, f.URL()+"/v1/kv/new"); r.Status != http.StatusNotFound {
@@ -187,7 +187,7 @@ func Test_Restore_IntoTheSameCluster_TokensNeverGoBackAndLeasesGetAGrace(t *test
 	}
 	// The restored holder is back, with a token above every earlier one.
 	r = call(t, c, http.MethodGet, f.URL()+"/v1/elections/e", "")
-	var el httpapi.ElectionJSON
+	var el api.Election
 	r.JSON(t, &el)
 	if el.Leader == nil || el.Leader.Lease != l1.ID || el.Token < res.Index || el.Token <= later.Token {
 		t.Fatalf("after restore: %+v (restore index %d, last token before %d)", el, res.Index, later.Token)
@@ -312,7 +312,7 @@ func Test_Restore_OfAnUnsoundFile_ChangesNothing(t *testing.T) {
 		"corrupted": append(append([]byte(nil), backup[:40]...), append([]byte{backup[40] ^ 1}, backup[41:]...)...),
 	} {
 		r := call(t, c, http.MethodPost, c.Followers()[0].URL()+"/v1/snapshot", string(body))
-		if r.Status != http.StatusBadRequest || r.ErrorCode() != httpapi.CodeInvalidSnapshot {
+		if r.Status != http.StatusBadRequest || r.ErrorCode() != api.CodeInvalidSnapshot {
 			t.Fatalf("%s: %d %s", name, r.Status, r.Body)
 		}
 	}
@@ -339,7 +339,7 @@ func Test_Restore_LeftPendingByADeadLeader_IsFinishedByTheNext(t *testing.T) {
 	backup := saveBackup(t, c, l)
 	want, _ := fsm.ReadState(bytes.NewReader(backup))
 	r := call(t, c, http.MethodPost, l.URL()+"/v1/snapshot", string(backup))
-	if r.Status != http.StatusServiceUnavailable || r.ErrorCode() != httpapi.CodeOutcomeUnknown {
+	if r.Status != http.StatusServiceUnavailable || r.ErrorCode() != api.CodeOutcomeUnknown {
 		t.Fatalf("interrupted restore: %d %s", r.Status, r.Body)
 	}
 	if !l.Server().State().Restore().Pending {

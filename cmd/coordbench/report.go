@@ -50,7 +50,7 @@ func (g goal) met(v float64) bool {
 }
 
 // goals are the targets of the comparison with etcd 3.4.23 and ZooKeeper
-// 3.8.0 (see README), keyed by goal set (a mode, mostly) and figure. They
+// 3.8.0 (see docs/performance.md), keyed by goal set (a mode, mostly) and figure. They
 // apply to the default parameters of each mode.
 var goals = map[string]map[string]goal{
 	"acquire":     {"ops_per_s": {false, 5523}, "p99_ms": {true, 50}},

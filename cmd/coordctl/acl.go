@@ -6,6 +6,7 @@ import (
 	"os"
 	"strings"
 
+	"github.com/coordd/coordd/acl"
 	"github.com/coordd/coordd/client"
 )
 
@@ -31,7 +32,11 @@ func (r *ruleFlags) Set(s string) error {
 	if len(parts) < 2 || parts[0] == "" || parts[1] == "" {
 		return fmt.Errorf("rule %q: want RESOURCE:ACCESS[:PREFIX], e.g. kv:write:app/", s)
 	}
-	rule := client.ACLRule{Resource: parts[0], Access: parts[1]}
+	access, err := acl.ParseAccess(parts[1])
+	if err != nil {
+		return fmt.Errorf("rule %q: %w", s, err)
+	}
+	rule := client.ACLRule{Resource: acl.Resource(parts[0]), Access: access}
 	if len(parts) == 3 {
 		rule.Prefix = parts[2]
 	}
@@ -42,7 +47,7 @@ func (r *ruleFlags) Set(s string) error {
 func tokenRow(t *client.ACLToken) []string {
 	var rules []string
 	for _, r := range t.Rules {
-		rules = append(rules, r.Resource+":"+r.Access+":"+r.Prefix)
+		rules = append(rules, string(r.Resource)+":"+r.Access.String()+":"+r.Prefix)
 	}
 	if t.Management {
 		rules = []string{"management"}

@@ -238,7 +238,7 @@ func (f *fixture) testKV(t *testing.T) {
 
 	r = f.ctl(t, "", "-o", "json", "kv", "get", "cfg/color")
 	kv := decode[client.KV](t, r)
-	if kv.Key != "cfg/color" || kv.RawValue != "blue" || kv.ModifyIndex == 0 || kv.Version != 1 {
+	if kv.Key != "cfg/color" || string(kv.Value) != "blue" || kv.ModifyIndex == 0 || kv.Version != 1 {
 		t.Fatalf("get json: %s", r)
 	}
 	r = f.ctl(t, "", "kv", "get", "cfg/color")
@@ -286,7 +286,7 @@ func (f *fixture) testKV(t *testing.T) {
 		t.Fatalf("ls columns not aligned:\n%s", r.stdout)
 	}
 	r = f.ctl(t, "", "-o", "json", "kv", "ls", "cfg/")
-	if kvs := decode[[]client.KV](t, r); len(kvs) != 2 || kvs[0].RawValue != "red" {
+	if kvs := decode[[]client.KV](t, r); len(kvs) != 2 || string(kvs[0].Value) != "red" {
 		t.Fatalf("ls json: %s", r)
 	}
 	r = f.ctl(t, "", "-o", "json", "kv", "ls", "nothing-here/")

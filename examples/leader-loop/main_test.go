@@ -14,7 +14,7 @@ import (
 	"github.com/coordd/coordd/internal/testcluster"
 )
 
-// The README's leader loop, against a real in-process cluster and a fenced
+// The leader loop of docs/client.md, against a real in-process cluster and a fenced
 // resource, through a Raft leader kill: the loop keeps writing with its
 // token, no write of it is ever refused, and the tokens never go down.
 func TestLeaderLoop_DoesFencedWorkAndSurvivesARaftLeaderKill(t *testing.T) {

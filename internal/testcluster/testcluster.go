@@ -19,7 +19,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
-	"github.com/coordd/coordd/httpapi"
+	"github.com/coordd/coordd/api"
 	"github.com/coordd/coordd/server"
 )
 
@@ -269,7 +269,7 @@ func (r *Response) JSON(t testing.TB, v any) {
 
 // ErrorCode returns the code of a JSON error body, or "".
 func (r *Response) ErrorCode() string {
-	var e httpapi.ErrorBody
+	var e api.ErrorBody
 	if json.Unmarshal(r.Body, &e) != nil {
 		return ""
 	}

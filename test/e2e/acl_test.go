@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/coordd/coordd/acl"
 	"github.com/coordd/coordd/client"
 )
 
@@ -76,9 +77,9 @@ func Test_E2E_ACL_NoTokenWrongTokenAndMissingRuleAreRefusedOnEveryNode(t *testin
 	}
 	mgmt := aclClient(t, procs, boot.SecretID)
 	app, err := mgmt.ACLCreateToken(ctx, client.ACLTokenSpec{Description: "app", Rules: []client.ACLRule{
-		{Resource: "kv", Prefix: "app/", Access: "write"},
-		{Resource: "lease", Access: "write"},
-		{Resource: "lock", Prefix: "jobs/", Access: "write"},
+		{Resource: "kv", Prefix: "app/", Access: acl.Write},
+		{Resource: "lease", Access: acl.Write},
+		{Resource: "lock", Prefix: "jobs/", Access: acl.Write},
 	}})
 	if err != nil {
 		t.Fatal(err)
@@ -142,7 +143,7 @@ func Test_E2E_ACL_NoTokenWrongTokenAndMissingRuleAreRefusedOnEveryNode(t *testin
 
 	// Another token may not use app's lease to depose it.
 	other, err := mgmt.ACLCreateToken(ctx, client.ACLTokenSpec{Description: "other", Rules: []client.ACLRule{
-		{Resource: "lease", Access: "write"}, {Resource: "lock", Access: "write"},
+		{Resource: "lease", Access: acl.Write}, {Resource: "lock", Access: acl.Write},
 	}})
 	if err != nil {
 		t.Fatal(err)
@@ -190,7 +191,7 @@ func Test_E2E_ACL_JoinNeedsAnOperatorToken(t *testing.T) {
 		t.Fatal(err)
 	}
 	mgmt := aclClient(t, procs, boot.SecretID)
-	op, err := mgmt.ACLCreateToken(ctx, client.ACLTokenSpec{Description: "node join", Rules: []client.ACLRule{{Resource: "operator", Access: "write"}}})
+	op, err := mgmt.ACLCreateToken(ctx, client.ACLTokenSpec{Description: "node join", Rules: []client.ACLRule{{Resource: "operator", Access: acl.Write}}})
 	if err != nil {
 		t.Fatal(err)
 	}

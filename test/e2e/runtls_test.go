@@ -17,7 +17,7 @@ import (
 
 // Test_E2E_RunTLS_SecureClusterFromTheREADME runs what `make run-tls` runs
 // (scripts/run-cluster.sh with TLS=1 ACL=1) on free loopback ports and
-// checks the README's promises: https only, mutual TLS between nodes, a
+// checks the promises of docs/operations.md: https only, mutual TLS between nodes, a
 // bootstrapped management token in management.token, and no request
 // served without a token.
 func Test_E2E_RunTLS_SecureClusterFromTheREADME(t *testing.T) {
@@ -131,7 +131,7 @@ func Test_E2E_RunTLS_SecureClusterFromTheREADME(t *testing.T) {
 			}
 		}
 	}
-	// coordctl as the README shows it.
+	// coordctl as docs/coordctl.md shows it.
 	c := exec.Command(ctl, "-endpoints", "https://127.0.0.1:"+http3[0], "-ca", filepath.Join(data, "tls", "ca.pem"),
 		"-token-file", filepath.Join(data, "management.token"), "kv", "get", "readme", "-raw")
 	if b, err := c.CombinedOutput(); err != nil || strings.TrimSpace(string(b)) != "x" {

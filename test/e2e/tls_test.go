@@ -140,7 +140,7 @@ func logHas(p *proc, s string) bool {
 }
 
 // Test_E2E_TLS_ClusterRefusesPlaintextAndReloadsCertificatesOnSIGHUP runs
-// the README's TLS setup with real processes: certificates from `coordd
+// the TLS setup of docs/operations.md with real processes: certificates from `coordd
 // certs`, mutual TLS between nodes, https for clients; plaintext HTTP and
 // Raft are refused; SIGHUP with a broken file keeps the old certificates;
 // SIGHUP after a rotation to a new CA serves the new ones, and a node

@@ -43,7 +43,7 @@ import (
 // The slack is how stale an observation may legitimately be: a stream or
 // blocking query served by a follower reports the state that follower has
 // applied, which lags the leader. Pass the bound the harness relies on (the
-// lease bound of README's "Lease and failover bounds"); 0 demands that no
+// lease bound of docs/api.md's "Lease and failover bounds"); 0 demands that no
 // observation begins after its leader was provably gone.
 //
 // Assumes: an observe op's [Call, Return] contains an instant at which the

@@ -11,6 +11,8 @@ package history
 import (
 	"fmt"
 	"strings"
+
+	"github.com/coordd/coordd/api"
 )
 
 // Kind says what an operation was. The table on Op says which fields each
@@ -62,14 +64,14 @@ const (
 )
 
 // Error codes that change how a failed operation is checked. They are the
-// codes of the HTTP API (httpapi.CodeCASConflict, httpapi.CodeKeyNotFound).
+// codes of the HTTP API (api.CodeCASConflict, api.CodeKeyNotFound).
 const (
 	// CodeCASConflict on a failed KindCAS: the condition did not hold,
 	// Out.Index is the key's current modify index (0: absent).
-	CodeCASConflict = "cas_conflict"
+	CodeCASConflict = api.CodeCASConflict
 	// CodeKeyNotFound on a failed KindDelete: the key did not exist. On a
 	// KindGet it is read as a successful read of an absent key.
-	CodeKeyNotFound = "key_not_found"
+	CodeKeyNotFound = api.CodeKeyNotFound
 )
 
 // Op is one operation of a history. Fields by kind (In: what the client

@@ -8,7 +8,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/coordd/coordd/httpapi"
+	"github.com/coordd/coordd/api"
 	"github.com/coordd/coordd/test/jepsen/check"
 	"github.com/coordd/coordd/test/jepsen/history"
 )
@@ -47,7 +47,7 @@ const (
 	observerProcessBase = 2100
 )
 
-// Lease bounds from README "Lease and failover bounds".
+// Lease bounds from docs/api.md, "Lease and failover bounds".
 const (
 	// LeaseCheckpointInterval is the server's LeaseCheckpointInterval.
 	LeaseCheckpointInterval = 5 * time.Second
@@ -59,7 +59,7 @@ const (
 	FailoverTime = time.Second
 )
 
-// LeaseBound is README's bound on when a lease of ttl that its holder
+// LeaseBound is docs/api.md's bound on when a lease of ttl that its holder
 // stopped keeping alive expires, however many leader changes happen:
 // TTL + LeaseCheckpointInterval + failover time + extension.
 func LeaseBound(ttl time.Duration) time.Duration {
@@ -190,7 +190,7 @@ func (w *election) candidate(ctx context.Context, env Env, c *http.Client, p int
 				abandoned = false
 				break
 			}
-			if code == httpapi.CodeLeaseNotFound {
+			if code == api.CodeLeaseNotFound {
 				lost = true
 				break
 			}
@@ -232,7 +232,7 @@ func (w *election) candidate(ctx context.Context, env Env, c *http.Client, p int
 		switch {
 		case token != 0:
 			st.add(&st.led)
-		case code == httpapi.CodeLeaseLost || code == httpapi.CodeLeaseNotFound:
+		case code == api.CodeLeaseLost || code == api.CodeLeaseNotFound:
 			k.markLost()
 			drop(false)
 			continue
@@ -280,11 +280,11 @@ func campaign(ctx context.Context, env Env, c *http.Client, g *rng, p int, lease
 	op := history.Op{Process: p, Kind: history.KindCampaign, Key: ElectionName, Node: nodeName(node), In: history.Values{Lease: lease, Value: value}}
 	op.Call = env.Rec.Now()
 	r := do(ctx, c, http.MethodPost, node, "/v1/elections/"+ElectionName+"/campaign",
-		httpapi.CampaignRequest{Lease: lease, Value: value, Wait: wait.String()}, wait+blockingMargin)
+		api.CampaignRequest{Lease: lease, Value: value, Wait: wait.String()}, wait+blockingMargin)
 	op.Return = env.Rec.Now()
 	op.Status, op.Error = r.outcome(true)
 	if r.ok() {
-		var res httpapi.CampaignResponse
+		var res api.CampaignResponse
 		if err := r.decode(&res); err != nil {
 			op.Status, op.Error = history.StatusUnknown, "bad_answer"
 		} else if res.Leader && res.Token != 0 {
@@ -300,7 +300,7 @@ func proclaim(ctx context.Context, env Env, c *http.Client, g *rng, p int, lease
 	op := history.Op{Process: p, Kind: history.KindProclaim, Key: ElectionName, Node: nodeName(node), In: history.Values{Lease: lease, Token: token, Value: value}}
 	op.Call = env.Rec.Now()
 	r := do(ctx, c, http.MethodPost, node, "/v1/elections/"+ElectionName+"/proclaim",
-		httpapi.HolderRequest{Lease: lease, Token: token, Value: value}, requestTimeout)
+		api.HolderRequest{Lease: lease, Token: token, Value: value}, requestTimeout)
 	op.Return = env.Rec.Now()
 	op.Status, op.Error = r.outcome(true)
 	env.record(op)
@@ -312,7 +312,7 @@ func resign(ctx context.Context, env Env, c *http.Client, g *rng, p int, lease, 
 	op := history.Op{Process: p, Kind: history.KindResign, Key: ElectionName, Node: nodeName(node), In: history.Values{Lease: lease, Token: token}}
 	op.Call = env.Rec.Now()
 	r := do(ctx, c, http.MethodPost, node, "/v1/elections/"+ElectionName+"/resign",
-		httpapi.HolderRequest{Lease: lease, Token: token}, requestTimeout)
+		api.HolderRequest{Lease: lease, Token: token}, requestTimeout)
 	op.Return = env.Rec.Now()
 	op.Status, op.Error = r.outcome(true)
 	env.record(op)
@@ -357,14 +357,14 @@ func observe(ctx context.Context, env Env, c *http.Client, p int, node string, i
 	op.Status, op.Error = r.outcome(false)
 	var next uint64
 	if r.ok() {
-		var e httpapi.ElectionJSON
+		var e api.Election
 		if err := r.decode(&e); err != nil {
 			op.Status, op.Error = history.StatusFail, "bad_answer"
 		} else {
 			h := holderOf(e)
 			op.Out = history.Values{Leader: h.Token != 0, Lease: h.Lease, Value: h.Value, Token: h.Token}
 			next = e.Index
-			if s := r.header.Get("X-Coordd-Index"); s != "" {
+			if s := r.header.Get(api.HeaderIndex); s != "" {
 				if v, err := strconv.ParseUint(s, 10, 64); err == nil {
 					next = v
 				}
@@ -446,7 +446,7 @@ func (w *election) readFinal(ctx context.Context, env Env, c *http.Client) (hist
 		if !last.ok() {
 			return false
 		}
-		var ls []httpapi.LeaseJSON
+		var ls []api.Lease
 		if err := last.decode(&ls); err != nil {
 			return false
 		}

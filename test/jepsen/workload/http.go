@@ -14,7 +14,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/coordd/coordd/httpapi"
+	"github.com/coordd/coordd/api"
 	"github.com/coordd/coordd/test/jepsen/history"
 )
 
@@ -45,7 +45,7 @@ type reply struct {
 	status int
 	header http.Header
 	body   []byte
-	detail httpapi.ErrorDetail // Code is "" unless the body was an API error
+	detail api.ErrorDetail // Code is "" unless the body was an API error
 }
 
 // do sends one request to node (a base URL) and reads the whole answer
@@ -84,7 +84,7 @@ func do(ctx context.Context, c *http.Client, method, node, path string, body any
 	}
 	r := reply{status: resp.StatusCode, header: resp.Header, body: data}
 	if resp.StatusCode/100 != 2 {
-		var eb httpapi.ErrorBody
+		var eb api.ErrorBody
 		if json.Unmarshal(data, &eb) == nil {
 			r.detail = eb.Error
 		}
@@ -129,14 +129,14 @@ func isTimeout(err error) bool {
 	return errors.As(err, &t) && t.Timeout()
 }
 
-// notDone are the 503 codes that mean nothing was done (README: "retry
+// notDone are the 503 codes that mean nothing was done (docs/api.md: "retry
 // after Retry-After"). outcome_unknown, forward_failed and shutting_down are
 // not among them: a forwarded or proposed write may still be applied.
 var notDone = map[string]bool{
-	httpapi.CodeNotLeader:      true,
-	httpapi.CodeNoLeader:       true,
-	httpapi.CodeLeaderNotReady: true,
-	httpapi.CodeCatchingUp:     true,
+	api.CodeNotLeader:      true,
+	api.CodeNoLeader:       true,
+	api.CodeLeaderNotReady: true,
+	api.CodeCatchingUp:     true,
 }
 
 // outcome is how a history records the answer to a request that may change

@@ -7,7 +7,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/coordd/coordd/httpapi"
+	"github.com/coordd/coordd/api"
 	"github.com/coordd/coordd/test/jepsen/history"
 )
 
@@ -20,11 +20,11 @@ func grantLease(ctx context.Context, env Env, c *http.Client, g *rng, p int, ttl
 	op := history.Op{Process: p, Kind: history.KindLeaseGrant, Node: nodeName(node)}
 	sent := time.Now()
 	op.Call = env.Rec.Now()
-	r := do(ctx, c, http.MethodPost, node, "/v1/leases", httpapi.LeaseGrantRequest{TTLMs: ttl.Milliseconds()}, requestTimeout)
+	r := do(ctx, c, http.MethodPost, node, "/v1/leases", api.LeaseGrantRequest{TTLMs: ttl.Milliseconds()}, requestTimeout)
 	op.Return = env.Rec.Now()
 	op.Status, op.Error = r.outcome(true)
 	if r.ok() {
-		var l httpapi.LeaseJSON
+		var l api.Lease
 		if err := r.decode(&l); err != nil || l.ID == 0 {
 			op.Status, op.Error = history.StatusUnknown, "bad_answer"
 		} else {
@@ -127,7 +127,7 @@ func (k *keeper) loop(ctx context.Context) {
 			if !sleep(ctx, interval-time.Since(sent)) {
 				return
 			}
-		case r.detail.Code == httpapi.CodeLeaseNotFound:
+		case r.detail.Code == api.CodeLeaseNotFound:
 			k.mu.Lock()
 			k.lost = true
 			k.mu.Unlock()

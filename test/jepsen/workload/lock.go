@@ -11,8 +11,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/coordd/coordd/api"
 	"github.com/coordd/coordd/fencing"
-	"github.com/coordd/coordd/httpapi"
 	"github.com/coordd/coordd/test/jepsen/check"
 	"github.com/coordd/coordd/test/jepsen/history"
 	"github.com/coordd/coordd/test/jepsen/lockclient/agent"
@@ -134,7 +134,7 @@ func (r *resource) snapshot() []string {
 
 // The resource's HTTP interface, served to the agents on a loopback
 // listener: POST /read and POST /write with a resourceRequest; the answer
-// is a resourceAnswer, or 409 stale_token (an httpapi.ErrorBody) if the
+// is a resourceAnswer, or 409 stale_token (an api.ErrorBody) if the
 // token is refused.
 type resourceRequest struct {
 	Token uint64   `json:"token"`
@@ -196,7 +196,7 @@ func (r *resource) handle(write bool) http.HandlerFunc {
 func writeResourceError(w http.ResponseWriter, status int, code string, err error) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(httpapi.ErrorBody{Error: httpapi.ErrorDetail{Code: code, Message: err.Error()}})
+	_ = json.NewEncoder(w).Encode(api.ErrorBody{Error: api.ErrorDetail{Code: code, Message: err.Error()}})
 }
 
 // lockStats counts what the clients did.
@@ -341,11 +341,11 @@ func (w *fencedLock) acquire(ctx context.Context, env Env, c *http.Client, g *rn
 	op := history.Op{Process: p, Kind: history.KindAcquire, Key: LockName, Node: nodeName(node), In: history.Values{Lease: lease}}
 	op.Call = env.Rec.Now()
 	r := do(ctx, c, http.MethodPost, node, "/v1/locks/"+LockName,
-		httpapi.CampaignRequest{Lease: lease, Wait: lockWait.String()}, lockWait+blockingMargin)
+		api.CampaignRequest{Lease: lease, Wait: lockWait.String()}, lockWait+blockingMargin)
 	op.Return = env.Rec.Now()
 	op.Status, op.Error = r.outcome(true)
 	if r.ok() {
-		var res httpapi.CampaignResponse
+		var res api.CampaignResponse
 		switch err := r.decode(&res); {
 		case err != nil:
 			op.Status, op.Error = history.StatusUnknown, "bad_answer"
@@ -434,7 +434,7 @@ func (w *fencedLock) critical(ctx context.Context, run lockRun, a *lockAgent, c 
 	node := env.Nodes[g.intN(len(env.Nodes))]
 	rel := history.Op{Process: p, Kind: history.KindRelease, Key: LockName, Node: nodeName(node), In: history.Values{Lease: lease, Token: token}}
 	rel.Call = env.Rec.Now()
-	r = do(ctx, c, http.MethodDelete, node, "/v1/locks/"+LockName, httpapi.HolderRequest{Lease: lease, Token: token}, requestTimeout)
+	r = do(ctx, c, http.MethodDelete, node, "/v1/locks/"+LockName, api.HolderRequest{Lease: lease, Token: token}, requestTimeout)
 	rel.Return = env.Rec.Now()
 	rel.Status, rel.Error = r.outcome(true)
 	env.record(rel)
@@ -470,7 +470,7 @@ func readHolder(ctx context.Context, env Env, c *http.Client, path string) (hist
 		if !last.ok() {
 			return false
 		}
-		var e httpapi.ElectionJSON
+		var e api.Election
 		if err := last.decode(&e); err != nil {
 			return false
 		}
@@ -484,7 +484,7 @@ func readHolder(ctx context.Context, env Env, c *http.Client, path string) (hist
 }
 
 // holderOf is the leader of an election answer (zero: none).
-func holderOf(e httpapi.ElectionJSON) history.Holder {
+func holderOf(e api.Election) history.Holder {
 	if e.Leader == nil {
 		return history.Holder{}
 	}

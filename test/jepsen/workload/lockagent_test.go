@@ -14,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/coordd/coordd/httpapi"
+	"github.com/coordd/coordd/api"
 	"github.com/coordd/coordd/test/jepsen/history"
 )
 
@@ -65,17 +65,17 @@ func Test_LockAgent_RelaysRequestsLikeDirectOnes(t *testing.T) {
 
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /v1/leases", func(w http.ResponseWriter, r *http.Request) {
-		var req httpapi.LeaseGrantRequest
+		var req api.LeaseGrantRequest
 		if json.NewDecoder(r.Body).Decode(&req) != nil || req.TTLMs != 1000 || r.Header.Get("Content-Type") != "application/json" {
 			w.WriteHeader(http.StatusBadRequest)
 			return
 		}
-		json.NewEncoder(w).Encode(httpapi.LeaseJSON{ID: 42})
+		json.NewEncoder(w).Encode(api.Lease{ID: 42})
 	})
 	mux.HandleFunc("GET /v1/kv/busy", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		w.WriteHeader(http.StatusServiceUnavailable)
-		json.NewEncoder(w).Encode(httpapi.ErrorBody{Error: httpapi.ErrorDetail{Code: httpapi.CodeNotLeader}})
+		json.NewEncoder(w).Encode(api.ErrorBody{Error: api.ErrorDetail{Code: api.CodeNotLeader}})
 	})
 	mux.HandleFunc("GET /v1/kv/slow", func(w http.ResponseWriter, r *http.Request) {
 		select {
@@ -86,13 +86,13 @@ func Test_LockAgent_RelaysRequestsLikeDirectOnes(t *testing.T) {
 	srv := httptest.NewServer(mux)
 	defer srv.Close()
 
-	r := do(ctx, c, http.MethodPost, srv.URL, "/v1/leases", httpapi.LeaseGrantRequest{TTLMs: 1000}, requestTimeout)
-	var l httpapi.LeaseJSON
+	r := do(ctx, c, http.MethodPost, srv.URL, "/v1/leases", api.LeaseGrantRequest{TTLMs: 1000}, requestTimeout)
+	var l api.Lease
 	if !r.ok() || r.decode(&l) != nil || l.ID != 42 {
 		t.Errorf("grant through the agent: %d %s %q", r.status, r.code(), r.body)
 	}
 	r = do(ctx, c, http.MethodGet, srv.URL, "/v1/kv/busy", nil, requestTimeout)
-	if st, code := r.outcome(true); st != history.StatusFail || code != httpapi.CodeNotLeader {
+	if st, code := r.outcome(true); st != history.StatusFail || code != api.CodeNotLeader {
 		t.Errorf("503 not_leader through the agent: %s %s, want fail not_leader", st, code)
 	}
 	start := time.Now()
@@ -142,7 +142,7 @@ func Test_LockAgent_RelaysRequestsLikeDirectOnes(t *testing.T) {
 	if err := a.cmd.Process.Signal(syscall.Signal(0)); !errors.Is(err, os.ErrProcessDone) {
 		t.Errorf("the killed agent was not reaped: %v", err)
 	}
-	r = do(ctx, c, http.MethodPost, srv.URL, "/v1/leases", httpapi.LeaseGrantRequest{TTLMs: 1000}, requestTimeout)
+	r = do(ctx, c, http.MethodPost, srv.URL, "/v1/leases", api.LeaseGrantRequest{TTLMs: 1000}, requestTimeout)
 	if st, code := r.outcome(true); st != history.StatusUnknown || code != "agent_lost" {
 		t.Errorf("a request to a killed agent: %s %s, want unknown agent_lost", st, code)
 	}

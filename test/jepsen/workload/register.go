@@ -11,7 +11,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/coordd/coordd/httpapi"
+	"github.com/coordd/coordd/api"
 	"github.com/coordd/coordd/test/jepsen/check"
 	"github.com/coordd/coordd/test/jepsen/history"
 )
@@ -140,25 +140,25 @@ func (w *register) client(ctx context.Context, env Env, c *http.Client, p int, g
 		op.Status, op.Error = r.outcome(op.Kind != history.KindGet)
 		switch {
 		case op.Kind == history.KindGet && r.ok():
-			var kv httpapi.KV
-			if err := r.decode(&kv); err != nil || kv.ValueEncoding != "" {
+			var kv api.KV
+			if err := r.decode(&kv); err != nil {
 				op.Status, op.Error = history.StatusFail, "bad_answer"
 				break
 			}
-			op.Out = history.Values{Found: true, Value: kv.Value, Index: kv.ModifyIndex}
+			op.Out = history.Values{Found: true, Value: string(kv.Value), Index: kv.ModifyIndex}
 			seen[key] = kv.ModifyIndex
-		case op.Kind == history.KindGet && op.Error == httpapi.CodeKeyNotFound:
+		case op.Kind == history.KindGet && op.Error == api.CodeKeyNotFound:
 			// An absent key: a successful read.
 			op.Status, op.Error = history.StatusOK, ""
 			op.Out = history.Values{}
 			seen[key] = 0
 		case (op.Kind == history.KindPut || op.Kind == history.KindCAS) && r.ok():
-			var res httpapi.KVWriteResult
+			var res api.KVWriteResult
 			if err := r.decode(&res); err == nil {
 				op.Out.Index = res.ModifyIndex
 				seen[key] = res.ModifyIndex
 			}
-		case op.Kind == history.KindCAS && op.Error == httpapi.CodeCASConflict:
+		case op.Kind == history.KindCAS && op.Error == api.CodeCASConflict:
 			if r.detail.CurrentIndex != nil {
 				op.Out.Index = *r.detail.CurrentIndex
 				seen[key] = *r.detail.CurrentIndex
@@ -168,7 +168,7 @@ func (w *register) client(ctx context.Context, env Env, c *http.Client, p int, g
 			}
 		case op.Kind == history.KindDelete && r.ok():
 			seen[key] = 0
-		case op.Kind == history.KindDelete && op.Error == httpapi.CodeKeyNotFound:
+		case op.Kind == history.KindDelete && op.Error == api.CodeKeyNotFound:
 			seen[key] = 0
 		}
 		env.record(op)
@@ -209,13 +209,13 @@ func (w *register) Final(ctx context.Context, env Env) (history.FinalState, erro
 			last = do(ctx, c, http.MethodGet, env.Nodes[attempt%len(env.Nodes)], "/v1/kv/"+key, nil, requestTimeout)
 			switch {
 			case last.ok():
-				var v httpapi.KV
+				var v api.KV
 				if err := last.decode(&v); err != nil {
 					return false
 				}
-				kv[key] = history.KV{Value: v.Value, Index: v.ModifyIndex}
+				kv[key] = history.KV{Value: string(v.Value), Index: v.ModifyIndex}
 				return true
-			case last.detail.Code == httpapi.CodeKeyNotFound:
+			case last.detail.Code == api.CodeKeyNotFound:
 				return true
 			}
 			return false

@@ -38,7 +38,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/coordd/coordd/httpapi"
+	"github.com/coordd/coordd/api"
 )
 
 // Request ops.
@@ -261,7 +261,7 @@ func (k *keeper) loop(ctx context.Context, c *http.Client, req Request) {
 		if status/100 == 2 {
 			k.st.OK++
 		}
-		if code == httpapi.CodeLeaseNotFound {
+		if code == api.CodeLeaseNotFound {
 			k.st.Lost = true
 		}
 		k.mu.Unlock()
@@ -269,7 +269,7 @@ func (k *keeper) loop(ctx context.Context, c *http.Client, req Request) {
 		switch {
 		case status/100 == 2:
 			next = interval - time.Since(sent)
-		case code == httpapi.CodeLeaseNotFound:
+		case code == api.CodeLeaseNotFound:
 			return
 		default:
 			next = 50 * time.Millisecond
@@ -298,7 +298,7 @@ func keepAlive(ctx context.Context, c *http.Client, url string, timeout time.Dur
 	if err != nil {
 		return 0, ""
 	}
-	var eb httpapi.ErrorBody
+	var eb api.ErrorBody
 	if resp.StatusCode/100 != 2 && json.Unmarshal(data, &eb) == nil {
 		return resp.StatusCode, eb.Error.Code
 	}

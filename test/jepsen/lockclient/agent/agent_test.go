@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/coordd/coordd/httpapi"
+	"github.com/coordd/coordd/api"
 )
 
 // session runs Serve over pipes and sends requests to it.
@@ -134,7 +134,7 @@ func TestServe_KeepsTheLeaseAliveUntilHaltOrLost(t *testing.T) {
 		lost.Add(1)
 		w.Header().Set("Content-Type", "application/json")
 		w.WriteHeader(http.StatusNotFound)
-		json.NewEncoder(w).Encode(httpapi.ErrorBody{Error: httpapi.ErrorDetail{Code: httpapi.CodeLeaseNotFound}})
+		json.NewEncoder(w).Encode(api.ErrorBody{Error: api.ErrorDetail{Code: api.CodeLeaseNotFound}})
 	})
 	srv := httptest.NewServer(mux)
 	defer srv.Close()

@@ -150,7 +150,7 @@ COMPOSE_FILE := deploy/$(if $(filter 5,$(NODES)),compose-5.yaml,compose.yaml)
 COMPOSE    ?= $(shell docker compose version >/dev/null 2>&1 && echo 'docker compose' || echo docker-compose)
 COMPOSE_PROJECT ?= coordd
 
-.PHONY: image compose-up compose-down compose-clean test-docker
+.PHONY: image image-prometheus compose-up compose-down compose-clean test-docker
 
 ## image: build the FROM-scratch image $(IMAGE) (coordd:dev) around static coordd and coordctl
 image:
@@ -160,17 +160,39 @@ image:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '-s -w' -o $(DOCKER_CTX)/coordctl ./cmd/coordctl
 	docker build -f deploy/Dockerfile -t $(IMAGE) $(DOCKER_CTX)
 
-## compose-up: build the image and start a 3-node cluster (NODES=5 for five) in containers; HTTP on 127.0.0.1:7301-7303 (-7305)
-compose-up: image
-	COORDD_IMAGE=$(IMAGE) $(COMPOSE) -p $(COMPOSE_PROJECT) -f $(COMPOSE_FILE) up -d
+# PROMETHEUS_IMAGE names the optional Prometheus image of the compose file
+# (profile "monitoring"); PROMETHEUS_CTX is its build context.
+PROMETHEUS_IMAGE ?= coordd-prometheus:dev
+PROMETHEUS_CTX   := $(BIN)/docker-prometheus
 
-## compose-down: stop and remove the cluster's containers and network; the data volumes are kept
+## image-prometheus: build $(PROMETHEUS_IMAGE), a FROM-scratch Prometheus made of Debian's prometheus package (installed if missing) with deploy/prometheus/prometheus.yml and alerts.yml
+image-prometheus:
+	$(call apt_install,prometheus,prometheus)
+	rm -rf $(PROMETHEUS_CTX)
+	mkdir -p $(PROMETHEUS_CTX)/data $(PROMETHEUS_CTX)/rootfs/usr/bin $(PROMETHEUS_CTX)/rootfs/usr/share/prometheus $(PROMETHEUS_CTX)/rootfs/etc/prometheus
+	cp /usr/bin/prometheus $(PROMETHEUS_CTX)/rootfs/usr/bin/
+	for lib in $$(ldd /usr/bin/prometheus | grep -o '/[^ ]*'); do \
+		mkdir -p $(PROMETHEUS_CTX)/rootfs$$(dirname $$lib) && cp -L $$lib $(PROMETHEUS_CTX)/rootfs$$lib || exit 1; done
+	cp -r /usr/share/prometheus/web $(PROMETHEUS_CTX)/rootfs/usr/share/prometheus/
+	cp deploy/prometheus/prometheus.yml deploy/prometheus/alerts.yml $(PROMETHEUS_CTX)/rootfs/etc/prometheus/
+	docker build -f deploy/prometheus/Dockerfile -t $(PROMETHEUS_IMAGE) $(PROMETHEUS_CTX)
+
+# MONITORING=1 makes compose-up build and start the optional Prometheus too
+# (3-node compose file only).
+MONITORING ?=
+COMPOSE_PROFILE = $(if $(filter 1,$(MONITORING)),--profile monitoring)
+
+## compose-up: build the image and start a 3-node cluster (NODES=5 for five) in containers; HTTP on 127.0.0.1:7301-7303 (-7305); MONITORING=1 adds Prometheus with coordd's alert rules on 127.0.0.1:9090 (make image-prometheus)
+compose-up: image $(if $(filter 1,$(MONITORING)),image-prometheus)
+	COORDD_IMAGE=$(IMAGE) PROMETHEUS_IMAGE=$(PROMETHEUS_IMAGE) $(COMPOSE) $(COMPOSE_PROFILE) -p $(COMPOSE_PROJECT) -f $(COMPOSE_FILE) up -d
+
+## compose-down: stop and remove the cluster's containers (Prometheus's too) and network; the data volumes are kept
 compose-down:
-	$(COMPOSE) -p $(COMPOSE_PROJECT) -f $(COMPOSE_FILE) down --remove-orphans
+	$(COMPOSE) --profile monitoring -p $(COMPOSE_PROJECT) -f $(COMPOSE_FILE) down --remove-orphans
 
 ## compose-clean: like compose-down, and also remove the data volumes
 compose-clean:
-	$(COMPOSE) -p $(COMPOSE_PROJECT) -f $(COMPOSE_FILE) down -v --remove-orphans
+	$(COMPOSE) --profile monitoring -p $(COMPOSE_PROJECT) -f $(COMPOSE_FILE) down -v --remove-orphans
 
 ## test-docker: fault tests of the compose cluster with real containers: leader kill, network partition, paused lease holder, rolling restart (needs Docker; not part of make test)
 test-docker:

@@ -599,7 +599,17 @@
         `<td>${contact}</td><td class="small">${snap}</td>` +
         `<td>${st ? (st.ready ? '<span class="pill ok">ready</span>' : '<span class="pill no">not ready</span>') : '—'}</td></tr>`;
     }
-    put('cluster', html + '</tbody></table>');
+    html += '</tbody></table>';
+    // Members that the browser cannot reach while the cluster itself is
+    // healthy: their advertised addresses are private (containers, NAT).
+    const cur = S.nodes.get(S.current);
+    const unreachable = rows.filter(({ n }) => !n || n.up === false);
+    if (!fixedNodes.length && unreachable.length && cur && cur.status && cur.status.ready) {
+      html += `<div class="note">Not answering this browser: ${unreachable.map(({ m }) => esc(m.http_addr || m.id)).join(', ')}. ` +
+        `If ${esc(label(S.current))} says the cluster is healthy, those advertised addresses may be private (containers, NAT): ` +
+        'open the console with <span class="mono">?nodes=host:port,host:port,…</span> listing the addresses this browser reaches, so that it can also move to them if this node fails.</div>';
+    }
+    put('cluster', html);
   }
 
   function renderElections() {

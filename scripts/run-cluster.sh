@@ -124,6 +124,7 @@ Try:
   curl -s http://${HOST}:${http_ports[1]}/v1/status    # plaintext: refused (400)
   bin/coordctl -endpoints https://${HOST}:${http_ports[0]},https://${HOST}:${http_ports[1]},https://${HOST}:${http_ports[2]} -ca ${TLS_DIR}/ca.pem ${ctok}status
   kill -HUP ${pids[0]}    # n1 re-reads its certificate files (see ${DATA_DIR}/n1.log)
+Web console (any node; trust ${TLS_DIR}/ca.pem, paste the token): https://${HOST}:${http_ports[0]}/ui/
 A node that dies is restarted from its data dir after ${RESTART_DELAY:-3}s.
 Ctrl-C stops all three nodes.
 MSG
@@ -140,6 +141,7 @@ Try:
   curl -s http://${HOST}:${http_ports[2]}/v1/kv/greeting
   curl -s 'http://${HOST}:${http_ports[2]}/v1/kv/greeting?raw'
   bin/coordctl status        # the command-line client (make build puts it in bin/)
+Web console (any node): http://${HOST}:${http_ports[0]}/ui/
 A node that dies is restarted from its data dir after ${RESTART_DELAY:-3}s.
 Ctrl-C stops all three nodes.
 MSG

@@ -147,6 +147,7 @@
   }
 
   function setUp(n, up) {
+    if (up) n.everUp = true;
     if (n.up === true && !up) feed('member', `${esc(label(n.base))} does not answer: ${esc(n.err)}`);
     if (n.up === false && up) feed('member', `${esc(label(n.base))} answers again`);
     n.up = up;
@@ -172,14 +173,14 @@
     const prevID = prev ? prev.id : null;
     const id = leader ? leader.id : null;
     if (id !== prevID || (leader && prev && leader.term !== prev.term)) {
-      S.leader = leader ? { ...leader, at: Date.now(), first: prev === null && !S.leaderSeen } : null;
-      if (leader) S.leaderSeen = true;
-      if (prevID !== null || id !== null) {
-        if (id === prevID) feed('raft', `Raft leader <b>${esc(id)}</b> re-elected in term ${leader.term}`);
-        else if (id && prevID) feed('raft', `Raft leader <b>${esc(prevID)}</b> → <b>${esc(id)}</b> (term ${leader.term})`);
-        else if (id) feed('raft', `Raft leader is <b>${esc(id)}</b> (term ${leader.term})`);
-        else feed('raft', `No Raft leader (was <b>${esc(prevID)}</b>): an election is under way`);
-      }
+      S.leader = leader ? { ...leader, at: Date.now(), first: prev === null && !S.lastLeaderID } : null;
+      // The leader before this one, across a gap without any.
+      const was = prevID || S.lastLeaderID;
+      if (id === was) feed('raft', `Raft leader <b>${esc(id)}</b> again, in term ${leader.term}`);
+      else if (id && was) feed('raft', `Raft leader <b>${esc(was)}</b> → <b>${esc(id)}</b> (term ${leader.term})`);
+      else if (id) feed('raft', `Raft leader is <b>${esc(id)}</b> (term ${leader.term})`);
+      else feed('raft', `No Raft leader (was <b>${esc(prevID)}</b>): an election is under way`);
+      if (id) S.lastLeaderID = id;
       render();
     }
   }
@@ -603,7 +604,8 @@
     // Members that the browser cannot reach while the cluster itself is
     // healthy: their advertised addresses are private (containers, NAT).
     const cur = S.nodes.get(S.current);
-    const unreachable = rows.filter(({ n }) => !n || n.up === false);
+    // (A member that answered before and stopped is down, not private.)
+    const unreachable = rows.filter(({ n }) => !n || (n.up === false && !n.everUp));
     if (!fixedNodes.length && unreachable.length && cur && cur.status && cur.status.ready) {
       html += `<div class="note">Not answering this browser: ${unreachable.map(({ m }) => esc(m.http_addr || m.id)).join(', ')}. ` +
         `If ${esc(label(S.current))} says the cluster is healthy, those advertised addresses may be private (containers, NAT): ` +
@@ -627,12 +629,16 @@
       const holder = holders.length
         ? holders.map((h) => `<div class="holder"><span class="lease">lease ${h.lease}</span>${h.value ? `<span class="value-text">${esc(h.value)}</span>` : ''}</div>`).join('')
         : `<span class="noholder">no leader</span>${e.delay_until ? `<div class="small">lock-delay until ${esc(new Date(e.delay_until).toLocaleTimeString([], { hour12: false }))}</div>` : ''}`;
+      // Each holder of a semaphore has its own token; e.token is the leader's.
+      const tokens = holders.length > 1
+        ? holders.map((h) => `<div><span class="token-badge"${h.lease === e.leader.lease ? ` data-token="${h.token}"` : ''}>${h.token}</span></div>`).join('')
+        : e.token ? `<span class="token-badge" data-token="${e.token}">${e.token}</span>` : '—';
       const queue = e.candidates && e.candidates.length
         ? `<div class="queue">${e.candidates.map((c) => `<span class="cand">#${c.position} lease ${c.lease}${c.value ? ' · ' + esc(c.value) : ''}</span>`).join('')}</div>`
         : '<span class="small">none</span>';
       html += `<tr data-election="${esc(e.name)}" data-kind="${e.kind}"><td><div class="name">${esc(e.name)}${live && live.live ? '<span class="live-tag" title="Server-Sent Events stream open">● live</span>' : ''}</div>` +
         `<span class="pill kind">${e.kind}${e.limit > 1 ? ` · ${e.limit} holders` : ''}</span></td>` +
-        `<td>${holder}</td><td>${e.token ? `<span class="token-badge" data-token="${e.token}">${e.token}</span>` : '—'}</td>` +
+        `<td>${holder}</td><td class="tokens">${tokens}</td>` +
         `<td class="small">${e.leader ? heldFor(e.leader.since) : ''}</td><td>${queue}</td><td class="num">${e.changes}</td></tr>`;
     }
     put('elections', html + '</tbody></table>');

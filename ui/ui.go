@@ -13,9 +13,13 @@
 // other members. Those are other origins (another host or port), so Wrap
 // also answers the browser's CORS checks: read-only requests (GET, HEAD and
 // their preflight) from the origin of a cluster member's advertised HTTP
-// address, or from a loopback origin, may read the answer. Nothing else is
-// allowed across origins, so another web site cannot read the cluster
-// through a visitor's browser.
+// address, or from a loopback origin, may read the answer. (A page with a
+// loopback origin was served by a process of the browser's own machine,
+// which can reach the API directly anyway; the loopback rule is what lets
+// the console of a container whose port is published on localhost reach
+// the other containers' published ports.) Nothing else is allowed across
+// origins, so another web site cannot read the cluster through a visitor's
+// browser.
 package ui
 
 import (
@@ -82,16 +86,18 @@ func Wrap(api http.Handler, opts Options) http.Handler {
 			http.Redirect(w, r, Prefix, http.StatusFound)
 			return
 		}
-		if origin := r.Header.Get("Origin"); origin != "" && allowedOrigin(origin, opts) {
+		if origin := r.Header.Get("Origin"); origin != "" {
 			h := w.Header()
 			h.Add("Vary", "Origin")
-			if r.Method == http.MethodOptions && r.Header.Get("Access-Control-Request-Method") != "" {
-				preflight(w, r, origin)
-				return
-			}
-			if r.Method == http.MethodGet || r.Method == http.MethodHead {
-				h.Set("Access-Control-Allow-Origin", origin)
-				h.Set("Access-Control-Expose-Headers", exposedHeaders)
+			if allowedOrigin(origin, opts) {
+				if r.Method == http.MethodOptions && r.Header.Get("Access-Control-Request-Method") != "" {
+					preflight(w, r, origin)
+					return
+				}
+				if r.Method == http.MethodGet || r.Method == http.MethodHead {
+					h.Set("Access-Control-Allow-Origin", origin)
+					h.Set("Access-Control-Expose-Headers", exposedHeaders)
+				}
 			}
 		}
 		api.ServeHTTP(w, r)

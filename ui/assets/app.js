@@ -22,6 +22,7 @@
   // one for good, so leave room for the polls.
   const MAX_STREAMS = 3;
   const MAX_LEASES = 200;
+  const MAX_ELECTIONS = 200;
   const BIG_LEASE_LIST = 5000; // above this many leases, poll them every 5 s
   const DETAILS_PER_ROUND = 4;
   const FEED_MAX = 200;
@@ -291,6 +292,8 @@
   function takeElection(kind, e, via) {
     const key = kind + '/' + e.name;
     const prev = S.elections.get(key);
+    // A stream on a name that has gone reports it empty: nothing to add.
+    if (!prev && !e.leader && !(e.candidates && e.candidates.length)) return;
     if (prev && e.changes < prev.changes && e.index <= prev.index) return;
     if (prev && e.changes === prev.changes && e.index < prev.index) return;
     S.elections.set(key, { ...e, kind });
@@ -615,7 +618,8 @@
   }
 
   function renderElections() {
-    const els = [...S.elections.values()].sort((a, b) => a.kind.localeCompare(b.kind) || a.name.localeCompare(b.name));
+    const all = [...S.elections.values()].sort((a, b) => a.kind.localeCompare(b.kind) || a.name.localeCompare(b.name));
+    const els = all.slice(0, MAX_ELECTIONS);
     let html = denied('election') + (S.denied.lock !== S.denied.election ? denied('lock') : '');
     if (!els.length) {
       if (!S.denied.election || !S.denied.lock) html += '<div class="empty">No election or lock has a holder or a candidate.</div>';
@@ -641,7 +645,9 @@
         `<td>${holder}</td><td class="tokens">${tokens}</td>` +
         `<td class="small">${e.leader ? heldFor(e.leader.since) : ''}</td><td>${queue}</td><td class="num">${e.changes}</td></tr>`;
     }
-    put('elections', html + '</tbody></table>');
+    html += '</tbody></table>';
+    if (all.length > els.length) html += `<div class="note">The first ${els.length} of ${all.length} names are shown.</div>`;
+    put('elections', html);
   }
 
   // heldBy lists what the elections and locks say a lease holds or waits for.

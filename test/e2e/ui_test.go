@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/cdp"
+	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/chromedp"
 )
 
@@ -200,8 +202,8 @@ func Test_UI_ConsoleShowsTheClusterAndFollowsAFailover(t *testing.T) {
 	if ms1 <= 0 || ms1 > 30000 || ms2 >= ms1-1000 || ms2 < ms1-2500 {
 		t.Errorf("lease C (TTL 30s, not kept alive) showed %d ms, then %d ms 1.5 s later: want it counting down by about 1500 ms", ms1, ms2)
 	}
-	br.waitFor("the election's live stream", `document.querySelector('tr[data-election="db-primary"] .live-tag') ? 'yes' : ''`, 5*time.Second,
-		func(v string) bool { return v == "yes" })
+	liveTag := `document.querySelector('tr[data-election="db-primary"] .live-tag') ? 'yes' : ''`
+	br.waitFor("the election's live stream", liveTag, 5*time.Second, func(v string) bool { return v == "yes" })
 	br.screenshot("1-console")
 
 	// Kill the Raft leader — the node that served the page, the first
@@ -230,6 +232,13 @@ func Test_UI_ConsoleShowsTheClusterAndFollowsAFailover(t *testing.T) {
 			if f := br.eval(jsFeed("connok", "")); !strings.Contains(f, "Reconnected") {
 				t.Errorf("the feed did not say where it reconnected: %q", f)
 			}
+			// Its stream reopened on the member it reads from now: another
+			// origin than the page's.
+			via := `document.querySelector('tr[data-election="db-primary"] .live-tag').dataset.via + ' ' + document.getElementById('conn').dataset.base`
+			br.waitFor("the election's stream reopened on another member", via, 5*time.Second, func(v string) bool {
+				from, cur, _ := strings.Cut(v, " ")
+				return from != "" && from == cur && from != old.url()
+			})
 			br.screenshot(fmt.Sprintf("2-round%d-after-kill", round))
 		}
 		// Restart the killed node and let it catch up before the next round.
@@ -255,6 +264,16 @@ func Test_UI_ConsoleShowsTheClusterAndFollowsAFailover(t *testing.T) {
 	}
 	br.waitFor("B's fencing token", tokenSel, 5*time.Second, func(v string) bool { return v != "" && v != strconv.FormatUint(a.Token, 10) })
 	br.screenshot("3-handoff")
+}
+
+// networkLatency makes every request of the tab wait ms milliseconds for
+// its answer's headers (0: no emulation).
+func networkLatency(ms float64) chromedp.Action[chromedp.Void] {
+	return func(ctx context.Context, t *chromedp.Target) (chromedp.Void, error) {
+		_, err := cdp.Call(ctx, t, network.EmulateNetworkConditionsByRule, network.EmulateNetworkConditionsByRuleParams{
+			MatchedNetworkConditions: []*network.Conditions{{Latency: ms, DownloadThroughput: -1, UploadThroughput: -1}}})
+		return chromedp.Void{}, err
+	}
 }
 
 type uiCampaignResp struct {
@@ -369,8 +388,15 @@ func Test_UI_SecuredConsoleShowsOnlyWhatTheTokenMayRead(t *testing.T) {
 	}
 	br.screenshot("secured-2-viewer")
 
+	// Answers to requests sent with an earlier token (or none) must not
+	// decide what the page shows for the token now in use: with 400 ms of
+	// network latency, those answers arrive after the switch.
+	br.do("slow the network", networkLatency(400))
 	br.do("clear the token", chromedp.Click(chromedp.ID("token-clear")))
+	time.Sleep(300 * time.Millisecond) // polls without a token are on their way
 	useToken(mgmt)
+	time.Sleep(time.Second)
+	br.do("restore the network", networkLatency(0))
 	br.waitFor("the leader with a management token", jsLeader, 10*time.Second, func(v string) bool { return v != "" })
 	br.waitFor("the lock with a management token", `document.getElementById('elections').textContent`, 10*time.Second,
 		func(v string) bool { return strings.Contains(v, "jobs/nightly") && strings.Contains(v, "web-1") })

@@ -41,6 +41,7 @@
 
   const S = {
     token: sessionStorage.getItem(TOKEN_KEY) || '',
+    tokenGen: 0, // bumped when the token changes
     nodes: new Map(), // base URL -> node record
     current: location.origin,
     conn: 'connecting',
@@ -62,6 +63,9 @@
   };
 
   class NetError extends Error {}
+  // StaleAnswer is thrown for an answer to a request sent with another
+  // token than the one in use now: it says nothing about the current token.
+  class StaleAnswer extends Error {}
 
   // call GETs base+path. It resolves with {status, body, headers} for any
   // HTTP answer and throws NetError when the node does not answer.
@@ -69,18 +73,23 @@
     const ctrl = new AbortController();
     const timer = setTimeout(() => ctrl.abort(), timeout);
     const headers = {};
+    const gen = S.tokenGen;
     if (S.token) headers.Authorization = 'Bearer ' + S.token;
+    let r;
     try {
       const res = await fetch(base + path, { headers, signal: ctrl.signal, cache: 'no-store' });
       const text = await res.text();
       let body = null;
       try { body = text ? JSON.parse(text) : null; } catch { body = null; }
-      return { status: res.status, body, headers: res.headers };
+      r = { status: res.status, body, headers: res.headers };
     } catch (e) {
-      throw new NetError(e.name === 'AbortError' ? `no answer within ${timeout} ms` : 'unreachable');
+      r = new NetError(e.name === 'AbortError' ? `no answer within ${timeout} ms` : 'unreachable');
     } finally {
       clearTimeout(timer);
     }
+    if (gen !== S.tokenGen) throw new StaleAnswer();
+    if (r instanceof NetError) throw r;
+    return r;
   }
   const errMsg = (r) => (r.body && r.body.error && r.body.error.message) || `HTTP ${r.status}`;
   // tokenNeeded words a 401: no token, or one the cluster does not know.
@@ -89,7 +98,7 @@
   // ---- members and the Raft leader ----
 
   function node(base) {
-    if (!S.nodes.has(base)) S.nodes.set(base, { base, id: '', status: null, up: null, okAt: 0, err: '', busy: false, healthOnly: false });
+    if (!S.nodes.has(base)) S.nodes.set(base, { base, id: '', status: null, up: null, okAt: 0, err: '', busy: false, healthOnly: 0 });
     return S.nodes.get(base);
   }
   const label = (base) => {
@@ -112,10 +121,13 @@
     if (n.busy) return;
     n.busy = true;
     try {
-      const r = await call(n.base, n.healthOnly ? '/healthz' : '/v1/status');
+      // A token refused /v1/status: tell up from down with /healthz, and
+      // ask /v1/status again now and then (rules can change).
+      const healthOnly = n.healthOnly && now() - n.healthOnly < 10000;
+      const r = await call(n.base, healthOnly ? '/healthz' : '/v1/status');
       n.okAt = now();
       n.err = '';
-      if (r.status === 200 && !n.healthOnly) {
+      if (r.status === 200 && !healthOnly) {
         n.status = r.body;
         n.id = r.body.id;
         learnMembers(r.body.members);
@@ -128,12 +140,13 @@
         S.denied.cluster = r.status === 401 ? tokenNeeded(r) : errMsg(r);
         if (r.status === 401) S.needToken = true;
         n.status = null;
-        n.healthOnly = true;
+        n.healthOnly = now();
       } else {
         n.err = errMsg(r);
       }
       setUp(n, true);
     } catch (e) {
+      if (e instanceof StaleAnswer) return;
       n.err = e.message;
       setUp(n, false);
     } finally {
@@ -193,6 +206,7 @@
     S.connText = text;
     const el = $('conn');
     el.dataset.state = state;
+    el.dataset.base = S.current;
     $('conn-text').textContent = text;
     renderBanner();
   }
@@ -402,6 +416,7 @@
           const res = await fetch(base + path, { headers, signal: s.ctrl.signal, cache: 'no-store' });
           if (res.status === 200) {
             s.live = true;
+            s.base = base;
             s.backoff = 200;
             connected(base);
             await readEvents(res.body, (ev, data) => {
@@ -482,7 +497,8 @@
     else sessionStorage.removeItem(TOKEN_KEY);
     S.denied = {};
     S.needToken = false;
-    for (const n of S.nodes.values()) n.healthOnly = false;
+    S.tokenGen++;
+    for (const n of S.nodes.values()) n.healthOnly = 0;
     for (const s of S.streams.values()) s.restart();
     whoami();
     pollData();
@@ -640,7 +656,7 @@
       const queue = e.candidates && e.candidates.length
         ? `<div class="queue">${e.candidates.map((c) => `<span class="cand">#${c.position} lease ${c.lease}${c.value ? ' · ' + esc(c.value) : ''}</span>`).join('')}</div>`
         : '<span class="small">none</span>';
-      html += `<tr data-election="${esc(e.name)}" data-kind="${e.kind}"><td><div class="name">${esc(e.name)}${live && live.live ? '<span class="live-tag" title="Server-Sent Events stream open">● live</span>' : ''}</div>` +
+      html += `<tr data-election="${esc(e.name)}" data-kind="${e.kind}"><td><div class="name">${esc(e.name)}${live && live.live ? `<span class="live-tag" data-via="${esc(live.base)}" title="Server-Sent Events stream open on ${esc(label(live.base))}">● live</span>` : ''}</div>` +
         `<span class="pill kind">${e.kind}${e.limit > 1 ? ` · ${e.limit} holders` : ''}</span></td>` +
         `<td>${holder}</td><td class="tokens">${tokens}</td>` +
         `<td class="small">${e.leader ? heldFor(e.leader.since) : ''}</td><td>${queue}</td><td class="num">${e.changes}</td></tr>`;

@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -250,6 +251,27 @@ func Test_UI_ConsoleShowsTheClusterAndFollowsAFailover(t *testing.T) {
 	slices.Sort(took)
 	t.Logf("SIGKILL of the Raft leader to the page naming the new one: median %s, min %s, max %s over %d rounds",
 		took[len(took)/2].Round(time.Millisecond), took[0].Round(time.Millisecond), took[len(took)-1].Round(time.Millisecond), len(took))
+
+	// Stall the node the page reads from (SIGSTOP): it neither answers nor
+	// closes its connections. The page gives up on it after its request
+	// timeout (1.5 s) and moves to another member.
+	cur := br.eval(`document.getElementById('conn').dataset.base`)
+	i := slices.IndexFunc(procs, func(p *proc) bool { return p.url() == cur })
+	if i < 0 {
+		t.Fatalf("the page reads from %q, which is no member", cur)
+	}
+	stalled := procs[i]
+	stopped := time.Now()
+	if err := syscall.Kill(stalled.cmd.Process.Pid, syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { syscall.Kill(stalled.cmd.Process.Pid, syscall.SIGCONT) })
+	br.waitFor("the page moving off the stalled node", `document.getElementById('conn').dataset.state + ' ' + document.getElementById('conn').dataset.base`,
+		10*time.Second, func(v string) bool { st, base, _ := strings.Cut(v, " "); return st == "ok" && base != cur })
+	t.Logf("SIGSTOP of %s, the node the page read from: the page read from another member %s later",
+		stalled.id, time.Since(stopped).Round(time.Millisecond))
+	syscall.Kill(stalled.cmd.Process.Pid, syscall.SIGCONT)
+	waitReady(t, stalled, 20*time.Second)
 
 	// A resigns: B leads in the same Raft entry, and the feed shows the
 	// hand-off that the election's stream reported.

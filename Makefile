@@ -63,7 +63,7 @@ UI_OUT ?= test-output/ui
 
 ## test-ui: the web console (/ui/) in headless Chromium (chromedp) against real 3-node clusters: leader, election token, lease countdown, SIGKILL of the leader (prints the time until the page names the new one), a hand-off in the feed, and a TLS+ACL cluster; screenshots under $(UI_OUT); installs Debian's chromium if missing, or skips with the reason (not part of make test)
 test-ui:
-	$(call apt_install,chromium,chromium)
+	$(call apt_install,chromium,chromium fonts-dejavu-core)
 	@mkdir -p $(UI_OUT)
 	COORDD_UI_TEST=1 $(GO) test -count=1 -timeout 10m -run 'Test_UI_' -v ./test/e2e/ -artifacts -outputdir $(abspath $(UI_OUT))
 

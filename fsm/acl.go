@@ -22,9 +22,9 @@ const (
 )
 
 func init() {
-	commandNames[CmdACLBootstrap] = "acl-bootstrap"
-	commandNames[CmdACLTokenCreate] = "acl-token-create"
-	commandNames[CmdACLTokenDelete] = "acl-token-delete"
+	register(CmdACLBootstrap, "acl-bootstrap", payloadV1, func(_ uint8, d *dec) Payload { return ACLBootstrap{decodeTokenDef(d)} })
+	register(CmdACLTokenCreate, "acl-token-create", payloadV1, func(_ uint8, d *dec) Payload { return ACLTokenCreate{decodeTokenDef(d)} })
+	register(CmdACLTokenDelete, "acl-token-delete", payloadV1, func(_ uint8, d *dec) Payload { return ACLTokenDelete{AccessorID: d.str()} })
 }
 
 // ACL errors, returned in Result.Err.
@@ -107,29 +107,71 @@ func (s *State) WithACLOf(cur *State) *State {
 	return &next
 }
 
-// NewACLBootstrap builds a CmdACLBootstrap command: it creates the first
+// ACLBootstrap is the payload of CmdACLBootstrap: it creates the first
 // management token, once in the cluster's life.
-func NewACLBootstrap(accessor string, secretHash [sha256.Size]byte, description string) Command {
-	t := ACLToken{AccessorID: accessor, SecretHash: secretHash, Description: description, Management: true}
-	return Command{Type: CmdACLBootstrap, Version: payloadV1, Payload: encodeTokenDef(&t)}
+type ACLBootstrap struct{ Token ACLToken }
+
+// Type implements Payload.
+func (ACLBootstrap) Type() CommandType { return CmdACLBootstrap }
+
+func (p ACLBootstrap) encode(e *enc) uint8 {
+	encodeTokenDef(e, &p.Token)
+	return payloadV1
 }
 
-// NewACLTokenCreate builds a CmdACLTokenCreate command. The caller has
-// validated the token (ValidateToken).
-func NewACLTokenCreate(t ACLToken) Command {
-	return Command{Type: CmdACLTokenCreate, Version: payloadV1, Payload: encodeTokenDef(&t)}
+func (p ACLBootstrap) validate() error {
+	if !p.Token.Management {
+		return errors.New("a bootstrap token that is not a management token")
+	}
+	return ValidateToken(&p.Token)
 }
 
-// NewACLTokenDelete builds a CmdACLTokenDelete command.
-func NewACLTokenDelete(accessor string) Command {
-	e := enc{}
-	e.str(accessor)
-	return Command{Type: CmdACLTokenDelete, Version: payloadV1, Payload: e.b}
+func (p ACLBootstrap) apply(a *applier) { createToken(a, p.Token, true) }
+
+// ACLTokenCreate is the payload of CmdACLTokenCreate.
+type ACLTokenCreate struct{ Token ACLToken }
+
+// Type implements Payload.
+func (ACLTokenCreate) Type() CommandType { return CmdACLTokenCreate }
+
+func (p ACLTokenCreate) encode(e *enc) uint8 {
+	encodeTokenDef(e, &p.Token)
+	return payloadV1
 }
 
-// ValidateToken checks a token definition before it is proposed: the same
-// checks its decoder makes, so that a bad definition is refused with an
-// error rather than stopping every replica.
+func (p ACLTokenCreate) validate() error { return ValidateToken(&p.Token) }
+
+func (p ACLTokenCreate) apply(a *applier) { createToken(a, p.Token, false) }
+
+// ACLTokenDelete is the payload of CmdACLTokenDelete.
+type ACLTokenDelete struct{ AccessorID string }
+
+// Type implements Payload.
+func (ACLTokenDelete) Type() CommandType { return CmdACLTokenDelete }
+
+func (p ACLTokenDelete) encode(e *enc) uint8 {
+	e.str(p.AccessorID)
+	return payloadV1
+}
+
+func (ACLTokenDelete) validate() error { return nil }
+
+func (p ACLTokenDelete) apply(a *applier) {
+	s := a.s
+	t, ok := s.aclTokens.Get([]byte(p.AccessorID))
+	if !ok {
+		a.res.Err = fmt.Errorf("%w: %s", ErrTokenNotFound, p.AccessorID)
+		return
+	}
+	s.aclTokens, _ = del(s.aclTokens, []byte(p.AccessorID), a.notify)
+	s.aclBySecret, _ = del(s.aclBySecret, t.SecretHash[:], a.notify)
+	a.res.Token = t
+}
+
+// ValidateToken is the rule of a token definition: an accessor id, a
+// description of bounded length, rules that acl.Validate accepts, and none
+// on a management token. NewCommand, the decoder and the snapshot reader
+// run it.
 func ValidateToken(t *ACLToken) error {
 	switch {
 	case !acl.ValidAccessorID(t.AccessorID):
@@ -142,8 +184,9 @@ func ValidateToken(t *ACLToken) error {
 	return acl.Validate(t.Rules)
 }
 
-func encodeTokenDef(t *ACLToken) []byte {
-	e := enc{}
+// encodeTokenDef writes a token's definition: accessor secretHash
+// description management rules.
+func encodeTokenDef(e *enc, t *ACLToken) {
 	e.str(t.AccessorID)
 	e.bytes(t.SecretHash[:])
 	e.str(t.Description)
@@ -154,11 +197,10 @@ func encodeTokenDef(t *ACLToken) []byte {
 		e.str(r.Prefix)
 		e.uvarint(uint64(r.Access))
 	}
-	return e.b
 }
 
-func decodeTokenDef(d *dec) *ACLToken {
-	t := &ACLToken{AccessorID: d.str()}
+func decodeTokenDef(d *dec) ACLToken {
+	t := ACLToken{AccessorID: d.str()}
 	h := d.bytes()
 	if d.err == nil && len(h) != sha256.Size {
 		d.fail(fmt.Errorf("secret hash of %d bytes", len(h)))
@@ -170,40 +212,15 @@ func decodeTokenDef(d *dec) *ACLToken {
 		d.fail(fmt.Errorf("%d rules", n))
 	}
 	for i := 0; i < n && d.err == nil; i++ {
-		r := acl.Rule{Resource: acl.Resource(d.str()), Prefix: d.str()}
-		a := d.uvarint()
-		if a > uint64(acl.Write) {
-			d.fail(fmt.Errorf("access %d", a))
-		}
-		r.Access = acl.Access(a)
-		t.Rules = append(t.Rules, r)
-	}
-	if d.err == nil {
-		if err := ValidateToken(t); err != nil {
-			d.fail(err)
-		}
+		t.Rules = append(t.Rules, acl.Rule{Resource: acl.Resource(d.str()), Prefix: d.str(), Access: acl.Access(d.u8())})
 	}
 	return t
 }
 
-func decodeACLTokenDef(c Command) (t *ACLToken, err error) {
-	err = decodeWith(c, func(d *dec) {
-		t = decodeTokenDef(d)
-		if d.err == nil && c.Type == CmdACLBootstrap && !t.Management {
-			d.fail(errors.New("a bootstrap token that is not a management token"))
-		}
-	})
-	return t, err
-}
-
-func decodeACLTokenDelete(c Command) (accessor string, err error) {
-	err = decodeWith(c, func(d *dec) { accessor = d.str() })
-	return accessor, err
-}
-
-// applyACLTokenCreate adds t, made by the entry at s.index; a bootstrap
-// marks the ACL system bootstrapped and may happen once.
-func applyACLTokenCreate(s *State, res *Result, t *ACLToken, bootstrap bool, stamp int64, notify bool) {
+// createToken adds t, made by the entry at s.index; a bootstrap marks
+// the ACL system bootstrapped and may happen once.
+func createToken(a *applier, t ACLToken, bootstrap bool) {
+	s, res := a.s, a.res
 	if bootstrap && s.aclBootstrap != 0 {
 		res.Err = fmt.Errorf("%w at index %d", ErrACLBootstrapped, s.aclBootstrap)
 		return
@@ -216,29 +233,19 @@ func applyACLTokenCreate(s *State, res *Result, t *ACLToken, bootstrap bool, sta
 		res.Err = fmt.Errorf("%w: another token has this secret", ErrTokenExists)
 		return
 	}
-	t.CreateIndex, t.CreateStamp = s.index, stamp
-	s.aclTokens = put(s.aclTokens, []byte(t.AccessorID), t, notify)
-	s.aclBySecret = put(s.aclBySecret, t.SecretHash[:], t.AccessorID, notify)
+	t.CreateIndex, t.CreateStamp = s.index, a.stamp
+	s.aclTokens = put(s.aclTokens, []byte(t.AccessorID), &t, a.notify)
+	s.aclBySecret = put(s.aclBySecret, t.SecretHash[:], t.AccessorID, a.notify)
 	if bootstrap {
 		s.aclBootstrap = s.index
 	}
-	res.Token = t
+	res.Token = &t
 }
 
-func applyACLTokenDelete(s *State, res *Result, accessor string, notify bool) {
-	t, ok := s.aclTokens.Get([]byte(accessor))
-	if !ok {
-		res.Err = fmt.Errorf("%w: %s", ErrTokenNotFound, accessor)
-		return
-	}
-	s.aclTokens, _ = del(s.aclTokens, []byte(accessor), notify)
-	s.aclBySecret, _ = del(s.aclBySecret, t.SecretHash[:], notify)
-	res.Token = t
-}
-
-// encodeToken writes a whole token (snapshot record).
+// encodeToken writes a whole token (snapshot record): its definition,
+// createIndex createStamp.
 func encodeToken(e *enc, t *ACLToken) {
-	e.b = append(e.b, encodeTokenDef(t)...)
+	encodeTokenDef(e, t)
 	e.uvarint(t.CreateIndex)
 	e.varint(t.CreateStamp)
 }
@@ -246,7 +253,7 @@ func encodeToken(e *enc, t *ACLToken) {
 func decodeToken(d *dec) *ACLToken {
 	t := decodeTokenDef(d)
 	t.CreateIndex, t.CreateStamp = d.uvarint(), d.varint()
-	return t
+	return &t
 }
 
 // secretIndex rebuilds the secret index of a token tree read from a

@@ -109,8 +109,8 @@ func TestApplyPanicsOnAPayloadItCannotDecode(t *testing.T) {
 		{"kv-put with an empty payload", with(put("k", "v"), func(c *fsm.Command) { c.Payload = nil })},
 		{"kv-delete with trailing bytes", with(del("k"), func(c *fsm.Command) { c.Payload = append(c.Payload, 1) })},
 		{"kv-delete with a flag byte of 2", with(del("k"), func(c *fsm.Command) { c.Payload = []byte{1, 'k', 2, 0, 0} })},
-		{"member-set cut short", with(fsm.NewMemberSet(fsm.Member{ID: "n"}), func(c *fsm.Command) { c.Payload = c.Payload[:1] })},
-		{"member-remove of payload version 3", with(fsm.NewMemberRemove("n"), func(c *fsm.Command) { c.Version = 3 })},
+		{"member-set cut short", with(cmdOf(fsm.MemberSet{fsm.Member{ID: "n"}}), func(c *fsm.Command) { c.Payload = c.Payload[:1] })},
+		{"member-remove of payload version 3", with(cmdOf(fsm.MemberRemove{ID: "n"}), func(c *fsm.Command) { c.Version = 3 })},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -129,7 +129,7 @@ func TestApplyPanicsOnAPayloadItCannotDecode(t *testing.T) {
 func TestApplyReturnsDomainFailuresInsteadOfPanicking(t *testing.T) {
 	t.Parallel()
 	f := fsm.New()
-	for i, c := range []fsm.Command{del("missing"), putCAS("missing", "v", 3), delCAS("missing", 1), fsm.NewMemberRemove("nobody")} {
+	for i, c := range []fsm.Command{del("missing"), putCAS("missing", "v", 3), delCAS("missing", 1), cmdOf(fsm.MemberRemove{ID: "nobody"})} {
 		if res := applyTo(t, f, uint64(i+1), c); res.Err == nil {
 			t.Errorf("%s: no error", c.Type)
 		}

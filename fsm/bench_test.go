@@ -15,7 +15,7 @@ import (
 func BenchmarkWriteState_100kLeases(b *testing.B) {
 	s := fsm.New().State()
 	for i := range 100_000 {
-		s, _ = fsm.ApplyCommand(s, uint64(i+1), 1, fsm.NewLeaseGrant(60_000))
+		s, _ = fsm.ApplyCommand(s, uint64(i+1), 1, cmdOf(fsm.LeaseGrant{TTL: 60_000}))
 	}
 	b.ReportAllocs()
 	b.ResetTimer()
@@ -34,7 +34,7 @@ func benchFSM(b *testing.B, n int) (*fsm.FSM, uint64) {
 	var index uint64
 	for range n {
 		index++
-		f.Apply(&raft.Log{Index: index, Term: 1, Data: fsm.NewLeaseGrant(60_000).Encode()})
+		f.Apply(&raft.Log{Index: index, Term: 1, Data: cmdOf(fsm.LeaseGrant{TTL: 60_000}).Encode()})
 	}
 	return f, index + 1
 }
@@ -63,7 +63,7 @@ func benchApply(b *testing.B, next func(i int) fsm.Command) {
 // BenchmarkApply_KVPut: one put of a new key per op.
 func BenchmarkApply_KVPut(b *testing.B) {
 	benchApply(b, func(i int) fsm.Command {
-		return fsm.NewKVPut(fsm.KVPut{Key: fmt.Sprintf("bench/%d", i), Value: []byte("value")})
+		return cmdOf(fsm.KVPut{Key: fmt.Sprintf("bench/%d", i), Value: []byte("value")})
 	})
 }
 
@@ -71,7 +71,7 @@ func BenchmarkApply_KVPut(b *testing.B) {
 // 100,000 leases (coordbench acquire).
 func BenchmarkApply_LockExistingLease(b *testing.B) {
 	benchApply(b, func(i int) fsm.Command {
-		return fsm.NewCampaign(fsm.Campaign{Kind: fsm.KindLock, Name: fmt.Sprintf("bench/%d", i), Lease: uint64(i%100_000 + 1)})
+		return cmdOf(fsm.Campaign{Kind: fsm.KindLock, Name: fmt.Sprintf("bench/%d", i), Lease: uint64(i%100_000 + 1)})
 	})
 }
 
@@ -79,14 +79,14 @@ func BenchmarkApply_LockExistingLease(b *testing.B) {
 // op (coordbench acquire-new).
 func BenchmarkApply_LockNewLease(b *testing.B) {
 	benchApply(b, func(i int) fsm.Command {
-		return fsm.NewCampaign(fsm.Campaign{Kind: fsm.KindLock, Name: fmt.Sprintf("bench/%d", i), NewLeaseTTL: 5000})
+		return cmdOf(fsm.Campaign{Kind: fsm.KindLock, Name: fmt.Sprintf("bench/%d", i), NewLeaseTTL: 5000})
 	})
 }
 
 // BenchmarkCommand_EncodeDecode: the envelope and payload of a campaign,
 // written and read back.
 func BenchmarkCommand_EncodeDecode(b *testing.B) {
-	cmd := fsm.NewCampaign(fsm.Campaign{Kind: fsm.KindLock, Name: "jobs/nightly-report", Lease: 123456, Value: []byte("10.0.0.7:5432")})
+	cmd := cmdOf(fsm.Campaign{Kind: fsm.KindLock, Name: "jobs/nightly-report", Lease: 123456, Value: []byte("10.0.0.7:5432")})
 	cmd.IdempotencyKey, cmd.Stamp = "0123456789abcdef0123456789abcdef", 1_700_000_000_000_000_000
 	b.ReportAllocs()
 	for b.Loop() {

@@ -106,3 +106,57 @@ func (d *dec) done() error {
 	}
 	return nil
 }
+
+// more reports whether bytes are left (for optional trailing fields).
+func (d *dec) more() bool { return d.err == nil && len(d.b) > 0 }
+
+// optional reads an optional trailing uvarint field: 0 when absent. A
+// field that is present must not be 0 (the encoder leaves a zero out), so
+// that every value has exactly one encoding.
+func (d *dec) optional(what string) uint64 {
+	if !d.more() {
+		return 0
+	}
+	v := d.uvarint()
+	if d.err == nil && v == 0 {
+		d.fail(fmt.Errorf("explicit zero %s", what))
+	}
+	return v
+}
+
+// u8 reads a uvarint that must fit a byte (enums); validate checks its
+// range.
+func (d *dec) u8() uint8 {
+	v := d.uvarint()
+	if d.err == nil && v > 255 {
+		d.fail(fmt.Errorf("value %d does not fit a byte", v))
+		return 0
+	}
+	return uint8(v)
+}
+
+// count reads a non-negative count or limit stored as a uvarint, refusing
+// what does not fit an int (or exceeds max) before it is converted.
+func (d *dec) count(max uint64) int {
+	v := d.uvarint()
+	if d.err == nil && v > max {
+		d.fail(fmt.Errorf("count %d above %d", v, max))
+		return 0
+	}
+	return int(v)
+}
+
+// batchLen reads the length of a batch of items of at least itemMin bytes
+// each, refusing one that cannot fit the rest of the input before anything
+// is allocated for it.
+func batchLen(d *dec, itemMin int) int {
+	n := d.uvarint()
+	if d.err == nil && (n > maxBatch || n*uint64(itemMin) > uint64(len(d.b))) {
+		d.fail(fmt.Errorf("batch of %d does not fit", n))
+		return 0
+	}
+	return int(n)
+}
+
+// maxBatch bounds the length prefix of batches before allocating.
+const maxBatch = 1 << 20

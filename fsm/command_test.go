@@ -77,8 +77,8 @@ func withCRC(b []byte) []byte {
 func TestDecodeCommandDetectsEveryFlippedBit(t *testing.T) {
 	t.Parallel()
 	cmds := []fsm.Command{
-		fsm.NewKVPut(fsm.KVPut{Key: "config/color", Value: []byte("blue"), Mode: fsm.PutCAS, CASIndex: 7}),
-		fsm.NewMemberSet(fsm.Member{ID: "n1", RaftAddr: "10.0.0.1:7201", HTTPAddr: "10.0.0.1:7101"}),
+		cmdOf(fsm.KVPut{Key: "config/color", Value: []byte("blue"), Mode: fsm.PutCAS, CASIndex: 7}),
+		cmdOf(fsm.MemberSet{fsm.Member{ID: "n1", RaftAddr: "10.0.0.1:7201", HTTPAddr: "10.0.0.1:7101"}}),
 		{Type: fsm.CmdKVPut, Version: 1, IdempotencyKey: "idem", Stamp: 1 << 60, Payload: bytes.Repeat([]byte{0xAA}, 300)},
 	}
 	for _, c := range cmds {
@@ -164,16 +164,16 @@ func randomCommand(rng *rand.Rand) fsm.Command {
 	var c fsm.Command
 	switch rng.IntN(6) {
 	case 0:
-		c = fsm.NewKVPut(fsm.KVPut{Key: string(randomBytes(rng, 20)), Value: randomBytes(rng, 100),
+		c = cmdOf(fsm.KVPut{Key: string(randomBytes(rng, 20)), Value: randomBytes(rng, 100),
 			Mode: fsm.PutMode(rng.IntN(3)), CASIndex: rng.Uint64()})
 	case 1:
-		c = fsm.NewKVDelete(fsm.KVDelete{Key: string(randomBytes(rng, 20)), Prefix: rng.IntN(2) == 0,
+		c = cmdOf(fsm.KVDelete{Key: string(randomBytes(rng, 20)), Prefix: rng.IntN(2) == 0,
 			CAS: rng.IntN(2) == 0, CASIndex: rng.Uint64()})
 	case 2:
-		c = fsm.NewMemberSet(fsm.Member{ID: string(randomBytes(rng, 10)), RaftAddr: string(randomBytes(rng, 10)),
-			HTTPAddr: string(randomBytes(rng, 10))})
+		c = cmdOf(fsm.MemberSet{fsm.Member{ID: string(randomBytes(rng, 10)), RaftAddr: string(randomBytes(rng, 10)),
+			HTTPAddr: string(randomBytes(rng, 10))}})
 	case 3:
-		c = fsm.NewMemberRemove(string(randomBytes(rng, 10)))
+		c = cmdOf(fsm.MemberRemove{ID: string(randomBytes(rng, 10))})
 	case 4:
 		c = fsm.Command{Type: fsm.CommandType(rng.IntN(256)), Version: uint8(rng.IntN(256)), Payload: randomBytes(rng, 300)}
 	default:
@@ -285,8 +285,8 @@ func TestDecodeCommandRejectsEveryTruncation(t *testing.T) {
 	cmds := []fsm.Command{
 		{},
 		{Type: fsm.CmdKVPut, Version: 1, IdempotencyKey: "idem-key", Stamp: math.MinInt64, Payload: bytes.Repeat([]byte("p"), 200)},
-		fsm.NewKVDelete(fsm.KVDelete{Key: "a/b", Prefix: true}),
-		fsm.NewMemberSet(fsm.Member{ID: "n1", RaftAddr: "10.0.0.1:7000", HTTPAddr: "10.0.0.1:8000"}),
+		cmdOf(fsm.KVDelete{Key: "a/b", Prefix: true}),
+		cmdOf(fsm.MemberSet{fsm.Member{ID: "n1", RaftAddr: "10.0.0.1:7000", HTTPAddr: "10.0.0.1:8000"}}),
 	}
 	for _, c := range cmds {
 		for _, b := range [][]byte{c.Encode(), c.EncodeV1()} {

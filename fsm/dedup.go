@@ -1,22 +1,34 @@
 package fsm
 
 import (
+	"bytes"
+	"crypto/sha256"
 	"errors"
+	"fmt"
 	"time"
 )
 
-// Idempotency: a mutating request may carry a key; the FSM records the
-// result per key and answers a retry with the recorded result instead of
-// applying it twice (Raft thesis §6.3). Entries are collected by the
-// leader's stamp, never by a local clock, so every replica collects the same
-// ones at the same index.
+// The dedup domain. Idempotency: a mutating request may carry a key; the
+// FSM records the result per key and answers a retry with the recorded
+// result instead of applying it twice (Raft thesis §6.3). A retry must be
+// the same request: the record keeps a digest of the command's payload, and
+// the same key with another payload is refused (ErrIdempotencyKeyReused).
+//
+// Invariant (bounded and deterministic): records are collected by the
+// leader's stamp (DedupTTL), by count (DedupMax) and by size
+// (DedupMaxBytes), oldest first, never by a local clock or by memory
+// pressure, so every replica keeps exactly the same records.
 const (
 	// DedupTTL is how long a key is remembered after its request.
 	DedupTTL = 10 * time.Minute
 	// DedupMax bounds the number of keys remembered.
 	DedupMax = 100_000
+	// DedupMaxBytes bounds the size of the records kept (dedupSize).
+	DedupMaxBytes = 32 << 20
 	// dedupGCPerApply bounds the collection work of one entry.
 	dedupGCPerApply = 64
+	// requestDigestSize is the length of a request digest.
+	requestDigestSize = 16
 )
 
 type dedupEntry struct {
@@ -25,24 +37,74 @@ type dedupEntry struct {
 	Stamp  int64
 	Index  uint64
 	Result *Result
+	// Request is the digest of the request's payload (requestDigest); nil
+	// in records written before digests were kept, which are matched on
+	// the type alone.
+	Request []byte
+}
+
+// requestDigest identifies a command's request: its type, payload version
+// and payload.
+func requestDigest(c Command) []byte {
+	h := sha256.New()
+	h.Write([]byte{byte(c.Type), c.Version})
+	h.Write(c.Payload)
+	return h.Sum(nil)[:requestDigestSize]
+}
+
+// dedupSize is what a record counts against DedupMaxBytes: its key, the
+// bytes of the result it keeps, and a fixed overhead.
+func dedupSize(d *dedupEntry) int {
+	n := 128 + len(d.Key) + len(d.Request)
+	for _, e := range []*KVEntry{d.Result.Entry, d.Result.Prev} {
+		if e != nil {
+			n += len(e.Key) + len(e.Value)
+		}
+	}
+	if d.Result.Err != nil {
+		n += len(d.Result.Err.Error())
+	}
+	return n
 }
 
 func dedupStampKey(stamp int64, index uint64) []byte {
 	return append(u64key(uint64(stamp)), u64key(index)...)
 }
 
-// collectDedup drops entries older than DedupTTL by the current stamp, and
-// the oldest while there are more than DedupMax, at most dedupGCPerApply.
+// replay answers cmd from its key's record, if there is one: the recorded
+// result for a retry of the same request, ErrIdempotencyKeyReused for
+// another request under the same key.
+func replay(s *State, index uint64, cmd Command) (*Result, bool) {
+	d, ok := s.dedup.Get([]byte(cmd.IdempotencyKey))
+	if !ok {
+		return nil, false
+	}
+	if d.Type != cmd.Type || d.Request != nil && !bytes.Equal(d.Request, requestDigest(cmd)) {
+		return &Result{Index: index, Type: cmd.Type, Err: fmt.Errorf("%w: key %q was used for a %s request with another body at index %d",
+			ErrIdempotencyKeyReused, cmd.IdempotencyKey, d.Type, d.Index)}, true
+	}
+	dup := *d.Result
+	dup.Duplicate = true
+	return &dup, true
+}
+
+// collectDedup drops, oldest first and at most dedupGCPerApply, the
+// records older than DedupTTL by the current stamp and those beyond
+// DedupMax or DedupMaxBytes.
 func collectDedup(s *State) {
 	cutoff := s.stamp - int64(DedupTTL)
 	it := s.dedupByStamp.Root().Iterator()
 	var drop [][]byte
+	count, size := s.dedup.Len(), s.dedupBytes
 	for k, key, ok := it.Next(); ok && len(drop) < dedupGCPerApply; k, key, ok = it.Next() {
-		over := s.dedup.Len()-len(drop) > DedupMax
-		if e, found := s.dedup.Get([]byte(key)); found && e.Stamp >= cutoff && !over {
+		e, found := s.dedup.Get([]byte(key))
+		if found && e.Stamp >= cutoff && count <= DedupMax && size <= DedupMaxBytes {
 			break
 		}
 		drop = append(drop, k)
+		if found {
+			count, size = count-1, size-dedupSize(e)
+		}
 	}
 	if len(drop) == 0 {
 		return
@@ -52,12 +114,14 @@ func collectDedup(s *State) {
 		key, _ := byStamp.Delete(k)
 		dedup.Delete([]byte(key))
 	}
-	s.dedupByStamp, s.dedup = byStamp.CommitOnly(), dedup.CommitOnly()
+	s.dedupByStamp, s.dedup, s.dedupBytes = byStamp.CommitOnly(), dedup.CommitOnly(), size
 }
 
-func recordDedup(s *State, key string, t CommandType, res *Result) {
-	if old, ok := s.dedup.Get([]byte(key)); ok {
+// recordDedup records cmd's result under its idempotency key.
+func recordDedup(s *State, cmd Command, res *Result) {
+	if old, ok := s.dedup.Get([]byte(cmd.IdempotencyKey)); ok {
 		s.dedupByStamp, _, _ = s.dedupByStamp.Delete(dedupStampKey(old.Stamp, old.Index))
+		s.dedupBytes -= dedupSize(old)
 	}
 	// Keep only what a retry is answered with, so that a replica that
 	// restored the table from a snapshot answers exactly the same. A put is
@@ -72,13 +136,18 @@ func recordDedup(s *State, key string, t CommandType, res *Result) {
 	}
 	kept := &Result{Index: res.Index, Type: res.Type, Entry: entry, Prev: res.Prev, Deleted: res.Deleted,
 		Lease: res.Lease, Campaign: res.Campaign, Err: res.Err}
-	e := &dedupEntry{Key: key, Type: t, Stamp: s.stamp, Index: s.index, Result: kept}
-	s.dedup, _, _ = s.dedup.Insert([]byte(key), e)
-	s.dedupByStamp, _, _ = s.dedupByStamp.Insert(dedupStampKey(e.Stamp, e.Index), key)
+	e := &dedupEntry{Key: cmd.IdempotencyKey, Type: cmd.Type, Stamp: s.stamp, Index: s.index, Result: kept, Request: requestDigest(cmd)}
+	s.dedup, _, _ = s.dedup.Insert([]byte(e.Key), e)
+	s.dedupByStamp, _, _ = s.dedupByStamp.Insert(dedupStampKey(e.Stamp, e.Index), e.Key)
+	s.dedupBytes += dedupSize(e)
 }
 
 // DedupLen is the number of remembered idempotency keys.
 func (s *State) DedupLen() int { return s.dedup.Len() }
+
+// DedupBytes is the size of the remembered records, as counted against
+// DedupMaxBytes.
+func (s *State) DedupBytes() int { return s.dedupBytes }
 
 // errorCode returns the snapshot code of a domain error (0: none).
 func errorCode(err error) uint64 {
@@ -91,4 +160,115 @@ func errorCode(err error) uint64 {
 		}
 	}
 	return uint64(len(domainErrors) + 1) // unknown: kept as a message only
+}
+
+// Snapshot records of the dedup domain.
+
+// encodeDedup writes a record: key type stamp index result [request].
+func encodeDedup(e *enc, d *dedupEntry) {
+	e.str(d.Key)
+	e.uvarint(uint64(d.Type))
+	e.varint(d.Stamp)
+	e.uvarint(d.Index)
+	encodeResult(e, d.Result)
+	if d.Request != nil {
+		e.bytes(d.Request) // optional trailing field
+	}
+}
+
+func decodeDedup(d *dec) *dedupEntry {
+	de := &dedupEntry{Key: d.str(), Type: CommandType(d.u8()), Stamp: d.varint(), Index: d.uvarint()}
+	de.Result = decodeResult(d)
+	de.Result.Type = de.Type
+	if d.more() {
+		if de.Request = d.bytes(); d.err == nil && len(de.Request) != requestDigestSize {
+			d.fail(fmt.Errorf("request digest of %d bytes", len(de.Request)))
+		}
+	}
+	return de
+}
+
+// validateDedup is the rule of a stored record at state index: a key, a
+// command type this build knows, recorded at or before the index.
+func validateDedup(d *dedupEntry, index uint64) error {
+	if _, known := codecs[d.Type]; !known || d.Key == "" || d.Index > index || d.Result.Index > index {
+		return fmt.Errorf("idempotency record %q: type %s at index %d (result %d), state index %d",
+			d.Key, d.Type, d.Index, d.Result.Index, index)
+	}
+	return nil
+}
+
+// encodeResult writes the parts of a recorded result that a retry is
+// answered with (recordDedup keeps only those).
+func encodeResult(e *enc, r *Result) {
+	e.uvarint(r.Index)
+	e.uvarint(uint64(r.Deleted))
+	opt := func(present bool, f func()) {
+		e.bool(present)
+		if present {
+			f()
+		}
+	}
+	opt(r.Entry != nil, func() { encodeKVFixed(e, r.Entry) })
+	opt(r.Prev != nil, func() { encodeKVFixed(e, r.Prev) })
+	opt(r.Lease != nil, func() { encodeLease(e, r.Lease) })
+	opt(r.Campaign != nil, func() {
+		e.bool(r.Campaign.Holder)
+		e.uvarint(r.Campaign.Token)
+		e.varint(int64(r.Campaign.Position))
+	})
+	e.uvarint(errorCode(r.Err))
+	if r.Err != nil {
+		e.str(r.Err.Error())
+		var cas *CASConflictError
+		var st *StaleTokenError
+		switch {
+		case errors.As(r.Err, &cas):
+			e.uvarint(1)
+			e.str(cas.Key)
+			e.uvarint(cas.CurrentIndex)
+		case errors.As(r.Err, &st):
+			e.uvarint(2)
+			e.str(st.Name)
+			e.uvarint(st.Token)
+			e.uvarint(st.Current)
+		default:
+			e.uvarint(0)
+		}
+	}
+}
+
+// decodeResult reads what encodeResult wrote.
+func decodeResult(d *dec) *Result {
+	r := &Result{Index: d.uvarint(), Deleted: d.count(1 << 40)}
+	if d.bool() {
+		r.Entry = decodeKVFixed(d)
+	}
+	if d.bool() {
+		r.Prev = decodeKVFixed(d)
+	}
+	if d.bool() {
+		r.Lease = decodeLease(d)
+	}
+	if d.bool() {
+		r.Campaign = &CampaignResult{Holder: d.bool(), Token: d.uvarint(), Position: int(d.varint())}
+	}
+	code := d.uvarint()
+	if code == 0 || d.err != nil {
+		return r
+	}
+	msg := d.str()
+	switch d.uvarint() {
+	case 1:
+		r.Err = &CASConflictError{Key: d.str(), CurrentIndex: d.uvarint()}
+	case 2:
+		r.Err = &StaleTokenError{Name: d.str(), Token: d.uvarint(), Current: d.uvarint()}
+	default:
+		var sentinel error = errors.New("fsm: recorded error")
+		if code >= 1 && code <= uint64(len(domainErrors)) {
+			sentinel = domainErrors[code-1]
+		}
+		r.Err = &recordedError{sentinel: sentinel, msg: msg}
+	}
+	return r
 }

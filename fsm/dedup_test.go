@@ -17,8 +17,8 @@ func withKey(c fsm.Command, key string) fsm.Command {
 
 func TestIdempotencyKey_ARetriedGrantCreatesOneLease(t *testing.T) {
 	r := newReplica(t)
-	first := r.apply(withKey(fsm.NewLeaseGrant(1000), "g1"))
-	retry := r.apply(withKey(fsm.NewLeaseGrant(1000), "g1"))
+	first := r.apply(withKey(cmdOf(fsm.LeaseGrant{TTL: 1000}), "g1"))
+	retry := r.apply(withKey(cmdOf(fsm.LeaseGrant{TTL: 1000}), "g1"))
 	if !retry.Duplicate || retry.Lease.ID != first.Lease.ID || retry.Index != first.Index {
 		t.Fatalf("retry: %+v, first: %+v", retry, first)
 	}
@@ -31,26 +31,26 @@ func TestIdempotencyKey_ARetriedCampaignQueuesOnceAndFailuresAreRecordedToo(t *t
 	r := newReplica(t)
 	a, b := r.grant(1000), r.grant(1000)
 	r.campaign("db", a, "A")
-	c := withKey(fsm.NewCampaign(fsm.Campaign{Kind: fsm.KindElection, Name: "db", Lease: b}), "c1")
+	c := withKey(cmdOf(fsm.Campaign{Kind: fsm.KindElection, Name: "db", Lease: b}), "c1")
 	first, retry := r.apply(c), r.apply(c)
 	if !retry.Duplicate || *retry.Campaign != *first.Campaign {
 		t.Fatalf("retried campaign: %+v vs %+v", retry.Campaign, first.Campaign)
 	}
-	put := withKey(fsm.NewKVPut(fsm.KVPut{Key: "k", Mode: fsm.PutCAS, CASIndex: 99}), "p1")
+	put := withKey(cmdOf(fsm.KVPut{Key: "k", Mode: fsm.PutCAS, CASIndex: 99}), "p1")
 	f1, f2 := r.apply(put), r.apply(put)
 	var cas *fsm.CASConflictError
 	if !errors.As(f1.Err, &cas) || !errors.As(f2.Err, &cas) || !f2.Duplicate {
 		t.Fatalf("recorded failure: %v / %v", f1.Err, f2.Err)
 	}
 	// The same key with another kind of request is an error, not a replay.
-	if res := r.apply(withKey(fsm.NewLeaseGrant(5), "p1")); !errors.Is(res.Err, fsm.ErrIdempotencyKeyReused) {
+	if res := r.apply(withKey(cmdOf(fsm.LeaseGrant{TTL: 5}), "p1")); !errors.Is(res.Err, fsm.ErrIdempotencyKeyReused) {
 		t.Fatalf("reused key: %v", res.Err)
 	}
 }
 
 func TestIdempotencyKey_RecordsAreCollectedByTheLeadersStampAndSurviveSnapshots(t *testing.T) {
 	r := newReplica(t)
-	r.apply(withKey(fsm.NewKVPut(fsm.KVPut{Key: "k", Value: []byte("1")}), "old"))
+	r.apply(withKey(cmdOf(fsm.KVPut{Key: "k", Value: []byte("1")}), "old"))
 	// The record answers identically after a snapshot round trip.
 	var buf bytes.Buffer
 	if err := fsm.WriteState(&buf, r.f.State()); err != nil {
@@ -60,7 +60,7 @@ func TestIdempotencyKey_RecordsAreCollectedByTheLeadersStampAndSurviveSnapshots(
 	if err := g.Restore(newRC(buf.Bytes())); err != nil {
 		t.Fatal(err)
 	}
-	cmd := withKey(fsm.NewKVPut(fsm.KVPut{Key: "k", Value: []byte("1")}), "old")
+	cmd := withKey(cmdOf(fsm.KVPut{Key: "k", Value: []byte("1")}), "old")
 	cmd.Stamp = r.stamp
 	res := g.Apply(&raft.Log{Index: r.index + 1, Term: 1, Data: cmd.Encode()}).(*fsm.Result)
 	if !res.Duplicate || res.Entry.Version != 1 {
@@ -68,7 +68,7 @@ func TestIdempotencyKey_RecordsAreCollectedByTheLeadersStampAndSurviveSnapshots(
 	}
 	// After DedupTTL of leader time the key is forgotten and applies again.
 	r.stamp += int64(fsm.DedupTTL) + 1
-	res = r.apply(withKey(fsm.NewKVPut(fsm.KVPut{Key: "k", Value: []byte("1")}), "old"))
+	res = r.apply(withKey(cmdOf(fsm.KVPut{Key: "k", Value: []byte("1")}), "old"))
 	if res.Duplicate || res.Entry.Version != 2 {
 		t.Fatalf("after the TTL: %+v", res)
 	}
@@ -80,8 +80,8 @@ func TestIdempotencyKey_RecordsAreCollectedByTheLeadersStampAndSurviveSnapshots(
 func TestIdempotencyKey_ARetriedPutIsAnsweredWithoutKeepingTheValueTwice(t *testing.T) {
 	r := newReplica(t)
 	value := bytes.Repeat([]byte("v0123456789"), 400)
-	first := r.apply(withKey(fsm.NewKVPut(fsm.KVPut{Key: "big", Value: value}), "p1"))
-	retry := r.apply(withKey(fsm.NewKVPut(fsm.KVPut{Key: "big", Value: value}), "p1"))
+	first := r.apply(withKey(cmdOf(fsm.KVPut{Key: "big", Value: value}), "p1"))
+	retry := r.apply(withKey(cmdOf(fsm.KVPut{Key: "big", Value: value}), "p1"))
 	if !retry.Duplicate || retry.Entry.ModifyIndex != first.Entry.ModifyIndex || retry.Entry.Version != first.Entry.Version ||
 		retry.Entry.Key != "big" {
 		t.Fatalf("retry: %+v, first: %+v", retry.Entry, first.Entry)

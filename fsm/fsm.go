@@ -127,203 +127,56 @@ func applyPanic(index, term uint64, err error) string {
 		"if it was written by a newer coordd, upgrade this node", index, term, err)
 }
 
+// applier is what a payload's apply works with: the next state (a
+// shallow copy of the one before, whose trees it replaces), the result it
+// reports, the entry's stamp, and whether the watch channels of what it
+// changes are closed (only for the live state: FSM.Apply).
+//
+// Invariant (pure): apply changes nothing reachable from the state it was
+// given (persistent trees, cloned records), closes watch channels only
+// when notify is set, and reads nothing but the state, the payload, the
+// index and the stamp; so ApplyCommand twice on one state gives the same
+// state and result.
+type applier struct {
+	s      *State
+	res    *Result
+	stamp  int64
+	notify bool
+	// holdersChanged names the elections whose holders this entry changed
+	// already: Election.Changes counts an entry once.
+	holdersChanged map[string]bool
+}
+
+func (a *applier) mark(name string) {
+	if a.holdersChanged == nil {
+		a.holdersChanged = map[string]bool{}
+	}
+	a.holdersChanged[name] = true
+}
+
 // applyCommand is ApplyCommand; with notify set it also closes the watch
 // channels of every part of s that the command changes.
 func applyCommand(s *State, index, term uint64, cmd Command, notify bool) (*State, *Result) {
-	next := *s
-	next.index, next.term = index, term
-	next.stamp = max(s.stamp, cmd.Stamp) // never backwards, whatever the leaders' clocks
-	collectDedup(&next)
-	collectElections(&next)
-	if cmd.IdempotencyKey != "" {
-		if d, ok := next.dedup.Get([]byte(cmd.IdempotencyKey)); ok {
-			if d.Type != cmd.Type {
-				return &next, &Result{Index: index, Type: cmd.Type, Err: ErrIdempotencyKeyReused}
-			}
-			dup := *d.Result
-			dup.Duplicate = true
-			return &next, &dup
-		}
-	}
-	res := &Result{Index: index, Type: cmd.Type}
-	stamp := next.stamp
-	var err error
-	switch cmd.Type {
-	case CmdKVPut:
-		var p KVPut
-		if p, err = decodeKVPut(cmd); err == nil {
-			applyKVPut(&next, res, p, notify)
-		}
-	case CmdKVDelete:
-		var p KVDelete
-		if p, err = decodeKVDelete(cmd); err == nil {
-			applyKVDelete(&next, res, p, notify)
-		}
-	case CmdMemberSet:
-		var m Member
-		if m, err = decodeMemberSet(cmd); err == nil {
-			next.members, _, _ = next.members.Insert([]byte(m.ID), m)
-		}
-	case CmdMemberRemove:
-		var m MemberRemove
-		if m, err = decodeMemberRemove(cmd); err == nil {
-			var ok bool
-			if next.members, _, ok = next.members.Delete([]byte(m.ID)); !ok {
-				res.Err = fmt.Errorf("%w: %q", ErrMemberNotFound, m.ID)
-			}
-		}
-	case CmdLeaseGrant:
-		var p LeaseGrant
-		if p, err = decodeLeaseGrant(cmd); err == nil {
-			applyLeaseGrant(&next, res, p, stamp, notify)
-		}
-	case CmdLeaseRevoke:
-		var id uint64
-		if id, err = decodeID(cmd); err == nil {
-			applyLeaseRevoke(&next, res, id, stamp, notify)
-		}
-	case CmdLeaseRenew:
-		var id uint64
-		if id, err = decodeID(cmd); err == nil {
-			applyLeaseRenew(&next, res, id, notify)
-		}
-	case CmdLeaseExpire:
-		var p LeaseExpire
-		if p, err = decodeLeaseExpire(cmd); err == nil {
-			applyLeaseExpire(&next, res, p, stamp, notify)
-		}
-	case CmdLeaseCheckpoint:
-		var p LeaseCheckpoint
-		if p, err = decodeLeaseCheckpoint(cmd); err == nil {
-			applyLeaseCheckpoint(&next, res, p, stamp, notify)
-		}
-	case CmdCampaign:
-		var p Campaign
-		if p, err = decodeCampaign(cmd); err == nil {
-			applyCampaign(&next, res, p, stamp, notify)
-		}
-	case CmdResign:
-		var p Resign
-		if p, err = decodeResign(cmd); err == nil {
-			applyResign(&next, res, p, stamp, notify)
-		}
-	case CmdProclaim:
-		var p Proclaim
-		if p, err = decodeProclaim(cmd); err == nil {
-			applyProclaim(&next, res, p, notify)
-		}
-	case CmdPromote:
-		var name string
-		if name, err = decodePromote(cmd); err == nil {
-			applyPromote(&next, res, name, stamp, notify)
-		}
-	case CmdACLBootstrap, CmdACLTokenCreate:
-		var t *ACLToken
-		if t, err = decodeACLTokenDef(cmd); err == nil {
-			applyACLTokenCreate(&next, res, t, cmd.Type == CmdACLBootstrap, stamp, notify)
-		}
-	case CmdACLTokenDelete:
-		var accessor string
-		if accessor, err = decodeACLTokenDelete(cmd); err == nil {
-			applyACLTokenDelete(&next, res, accessor, notify)
-		}
-	case CmdRestored:
-		if err = decodeRestored(cmd); err == nil {
-			applyRestored(&next, res, index)
-		}
-	default:
-		err = fmt.Errorf("fsm: command type %s not known to this build: %w", cmd.Type, ErrBadCommand)
-	}
+	p, err := DecodePayload(cmd)
 	if err != nil {
 		panic(applyPanic(index, term, err))
 	}
+	next := *s
+	next.index, next.term = index, term
+	next.stamp = max(s.stamp, cmd.Stamp) // never backwards, whatever the leaders' clocks
+	a := &applier{s: &next, res: &Result{Index: index, Type: cmd.Type}, stamp: next.stamp, notify: notify}
+	collectDedup(&next)
+	collectElections(a)
 	if cmd.IdempotencyKey != "" {
-		recordDedup(&next, cmd.IdempotencyKey, cmd.Type, res)
-	}
-	return &next, res
-}
-
-func applyKVPut(s *State, res *Result, p KVPut, notify bool) {
-	key := []byte(p.Key)
-	cur, exists := s.kv.Get(key)
-	switch p.Mode {
-	case PutCreate:
-		if exists {
-			res.Err = &CASConflictError{Key: p.Key, CurrentIndex: cur.ModifyIndex}
-			return
-		}
-	case PutCAS:
-		if !exists || cur.ModifyIndex != p.CASIndex {
-			var ci uint64
-			if exists {
-				ci = cur.ModifyIndex
-			}
-			res.Err = &CASConflictError{Key: p.Key, CurrentIndex: ci}
-			return
+		if res, ok := replay(&next, index, cmd); ok {
+			return &next, res
 		}
 	}
-	if p.Lease != 0 {
-		if _, ok := s.Lease(p.Lease); !ok {
-			res.Err = fmt.Errorf("%w: %d", ErrLeaseNotFound, p.Lease)
-			return
-		}
+	p.apply(a)
+	if cmd.IdempotencyKey != "" {
+		recordDedup(&next, cmd, a.res)
 	}
-	e := &KVEntry{Key: p.Key, Value: p.Value, Lease: p.Lease, CreateIndex: s.index, ModifyIndex: s.index, Version: 1}
-	if exists {
-		e.CreateIndex, e.Version = cur.CreateIndex, cur.Version+1
-		if cur.Lease != 0 && cur.Lease != p.Lease {
-			s.attach, _ = del(s.attach, attachKeyOf(cur.Lease, attachKey, p.Key), notify)
-		}
-	}
-	if p.Lease != 0 {
-		s.attach = put(s.attach, attachKeyOf(p.Lease, attachKey, p.Key), struct{}{}, notify)
-	}
-	s.kv = put(s.kv, key, e, notify)
-	res.Entry = e
-}
-
-func applyKVDelete(s *State, res *Result, p KVDelete, notify bool) {
-	txn := s.kv.Txn()
-	txn.TrackMutate(notify)
-	if p.Prefix {
-		n := 0
-		s.kv.Root().WalkPrefix([]byte(p.Key), func([]byte, *KVEntry) bool { n++; return false })
-		if n == 0 {
-			return
-		}
-		s.kv.Root().WalkPrefix([]byte(p.Key), func(k []byte, e *KVEntry) bool {
-			if e.Lease != 0 {
-				s.attach, _ = del(s.attach, attachKeyOf(e.Lease, attachKey, string(k)), notify)
-			}
-			return false
-		})
-		txn.DeletePrefix([]byte(p.Key))
-		s.kv = txn.Commit()
-		s.kvDeleteIndex = s.index
-		res.Deleted = n
-		return
-	}
-	key := []byte(p.Key)
-	cur, exists := s.kv.Get(key)
-	if p.CAS && (!exists || cur.ModifyIndex != p.CASIndex) {
-		var ci uint64
-		if exists {
-			ci = cur.ModifyIndex
-		}
-		res.Err = &CASConflictError{Key: p.Key, CurrentIndex: ci}
-		return
-	}
-	if !exists {
-		res.Err = fmt.Errorf("%w: %q", ErrKeyNotFound, p.Key)
-		return
-	}
-	txn.Delete(key)
-	s.kv = txn.Commit()
-	if cur.Lease != 0 {
-		s.attach, _ = del(s.attach, attachKeyOf(cur.Lease, attachKey, p.Key), notify)
-	}
-	s.kvDeleteIndex = s.index
-	res.Prev, res.Deleted = cur, 1
+	return &next, a.res
 }
 
 // Snapshot captures the current state in O(1); the returned snapshot

@@ -62,15 +62,15 @@ func decodeApplyBaseEntries() []fsm.Command {
 	cmds := []fsm.Command{
 		put("a", "1"),  // 1
 		put("ab", "2"), // 2
-		fsm.NewMemberSet(fsm.Member{ID: "n1", RaftAddr: "r:1", HTTPAddr: "h:1"}), // 3
-		fsm.NewLeaseGrant(1000), // 4: lease 4
-		fsm.NewLeaseGrant(5000), // 5: lease 5
-		fsm.NewCampaign(fsm.Campaign{Kind: fsm.KindElection, Name: "e", Lease: 4, Value: []byte("v")}),   // 6
-		fsm.NewCampaign(fsm.Campaign{Kind: fsm.KindLock, Name: "l", Lease: 4, Limit: 1, LockDelay: 100}), // 7
-		fsm.NewCampaign(fsm.Campaign{Kind: fsm.KindLock, Name: "l", Lease: 5}),                           // 8: waits
-		fsm.NewKVPut(fsm.KVPut{Key: "leased", Value: []byte("x"), Lease: 5}),                             // 9
-		fsm.NewACLBootstrap(fuzzAccessor1, acl.HashSecret("fuzz-management-1"), "boot"),                  // 10
-		fsm.NewLeaseGrantFor(fsm.LeaseGrant{TTL: 2000, Owner: fuzzAccessor1, MaxLeases: 5}),              // 11: lease 11
+		cmdOf(fsm.MemberSet{fsm.Member{ID: "n1", RaftAddr: "r:1", HTTPAddr: "h:1"}}),           // 3
+		cmdOf(fsm.LeaseGrant{TTL: 1000}),                                                       // 4: lease 4
+		cmdOf(fsm.LeaseGrant{TTL: 5000}),                                                       // 5: lease 5
+		cmdOf(fsm.Campaign{Kind: fsm.KindElection, Name: "e", Lease: 4, Value: []byte("v")}),   // 6
+		cmdOf(fsm.Campaign{Kind: fsm.KindLock, Name: "l", Lease: 4, Limit: 1, LockDelay: 100}), // 7
+		cmdOf(fsm.Campaign{Kind: fsm.KindLock, Name: "l", Lease: 5}),                           // 8: waits
+		cmdOf(fsm.KVPut{Key: "leased", Value: []byte("x"), Lease: 5}),                          // 9
+		cmdOf(fsm.ACLBootstrap{Token: fsm.ACLToken{AccessorID: fuzzAccessor1, SecretHash: acl.HashSecret("fuzz-management-1"), Description: "boot", Management: true}}), // 10
+		cmdOf(fsm.LeaseGrant{TTL: 2000, Owner: fuzzAccessor1, MaxLeases: 5}),                                                                                            // 11: lease 11
 	}
 	for i := range cmds {
 		cmds[i].Stamp = int64(i+1) * 1e6
@@ -87,42 +87,42 @@ func decodeApplySeeds() []fsm.Command {
 	withKey := func(c fsm.Command, key string) fsm.Command { c.IdempotencyKey = key; return c }
 	return []fsm.Command{
 		put("a", "3"),
-		fsm.NewKVPut(fsm.KVPut{Key: "a", Value: []byte("v"), Mode: fsm.PutCAS, CASIndex: 1}),
-		fsm.NewKVPut(fsm.KVPut{Key: "new", Mode: fsm.PutCreate, Lease: 4}),
-		fsm.NewKVPut(fsm.KVPut{Key: "k", Lease: 99}),
-		fsm.NewKVDelete(fsm.KVDelete{Key: "a", Prefix: true}),
-		fsm.NewKVDelete(fsm.KVDelete{Key: "leased", CAS: true, CASIndex: 9}),
-		fsm.NewMemberSet(fsm.Member{ID: "n2"}),
-		fsm.NewMemberRemove("n1"),
-		fsm.NewLeaseGrant(1000),
-		fsm.NewLeaseGrant(-1),
-		fsm.NewLeaseRevoke(4),
-		fsm.NewLeaseRenew(5),
-		fsm.NewLeaseExpire(fsm.LeaseExpire{Leases: []fsm.LeaseExpiry{{ID: 4, Epoch: 4}, {ID: 5, Epoch: 1}}}),
-		fsm.NewLeaseCheckpoint(fsm.LeaseCheckpoint{Leases: []fsm.LeaseRemaining{{ID: 5, Epoch: 5, Remaining: 10}}}),
-		fsm.NewCampaign(fsm.Campaign{Kind: fsm.KindElection, Name: "e", Lease: 5}),
-		fsm.NewCampaign(fsm.Campaign{Kind: fsm.KindLock, Name: "l2", NewLeaseTTL: 2000, Limit: 2}),
-		fsm.NewCampaign(fsm.Campaign{Kind: fsm.KindLock, Name: "e", Lease: 5}),
-		fsm.NewResign(fsm.Resign{Name: "l", Lease: 4, Token: 7}),
-		fsm.NewResign(fsm.Resign{Name: "e", Lease: 4, Token: 1}),
-		fsm.NewProclaim(fsm.Proclaim{Name: "e", Lease: 4, Token: 6, Value: []byte("w")}),
-		fsm.NewPromote("l"),
-		fsm.NewRestored(),
+		cmdOf(fsm.KVPut{Key: "a", Value: []byte("v"), Mode: fsm.PutCAS, CASIndex: 1}),
+		cmdOf(fsm.KVPut{Key: "new", Mode: fsm.PutCreate, Lease: 4}),
+		cmdOf(fsm.KVPut{Key: "k", Lease: 99}),
+		cmdOf(fsm.KVDelete{Key: "a", Prefix: true}),
+		cmdOf(fsm.KVDelete{Key: "leased", CAS: true, CASIndex: 9}),
+		cmdOf(fsm.MemberSet{fsm.Member{ID: "n2"}}),
+		cmdOf(fsm.MemberRemove{ID: "n1"}),
+		cmdOf(fsm.LeaseGrant{TTL: 1000}),
+		cmdOf(fsm.LeaseGrant{TTL: -1}),
+		cmdOf(fsm.LeaseRevoke{ID: 4}),
+		cmdOf(fsm.LeaseRenew{ID: 5}),
+		cmdOf(fsm.LeaseExpire{Leases: []fsm.LeaseExpiry{{ID: 4, Epoch: 4}, {ID: 5, Epoch: 1}}}),
+		cmdOf(fsm.LeaseCheckpoint{Leases: []fsm.LeaseRemaining{{ID: 5, Epoch: 5, Remaining: 10}}}),
+		cmdOf(fsm.Campaign{Kind: fsm.KindElection, Name: "e", Lease: 5}),
+		cmdOf(fsm.Campaign{Kind: fsm.KindLock, Name: "l2", NewLeaseTTL: 2000, Limit: 2}),
+		cmdOf(fsm.Campaign{Kind: fsm.KindLock, Name: "e", Lease: 5}),
+		cmdOf(fsm.Resign{Name: "l", Lease: 4, Token: 7}),
+		cmdOf(fsm.Resign{Name: "e", Lease: 4, Token: 1}),
+		cmdOf(fsm.Proclaim{Name: "e", Lease: 4, Token: 6, Value: []byte("w")}),
+		cmdOf(fsm.Promote{Name: "l"}),
+		cmdOf(fsm.Restored{}),
 		withKey(put("a", "9"), "idem-0"),
-		withKey(fsm.NewLeaseGrant(1000), "idem-0"),
-		withKey(fsm.NewLeaseRevoke(4), "fresh"),
+		withKey(cmdOf(fsm.LeaseGrant{TTL: 1000}), "idem-0"),
+		withKey(cmdOf(fsm.LeaseRevoke{ID: 4}), "fresh"),
 		{Type: fsm.CmdKVPut, Version: 1, IdempotencyKey: "idem-0", Payload: []byte{0xFF}},
 		{Type: fsm.CmdKVPut, Version: 2, Payload: put("a", "1").Payload},
 		{Type: 200, Version: 1},
-		fsm.NewACLBootstrap(fuzzAccessor2, acl.HashSecret("fuzz-management-2"), ""),
-		fsm.NewACLTokenCreate(fsm.ACLToken{AccessorID: fuzzAccessor2, SecretHash: acl.HashSecret("fuzz-app-secret-1"),
-			Rules: []acl.Rule{{Resource: acl.KV, Prefix: "a", Access: acl.Write}, {Resource: acl.Lease, Access: acl.Read}}}),
-		fsm.NewACLTokenCreate(fsm.ACLToken{AccessorID: fuzzAccessor2, SecretHash: acl.HashSecret("fuzz-management-1")}),
-		fsm.NewACLTokenDelete(fuzzAccessor1),
-		fsm.NewACLTokenDelete(fuzzAccessor2),
-		fsm.NewLeaseGrantFor(fsm.LeaseGrant{TTL: 1000, Owner: fuzzAccessor1, MaxLeases: 1}),
-		fsm.NewCampaign(fsm.Campaign{Kind: fsm.KindLock, Name: "l", NewLeaseTTL: 1000, Owner: fuzzAccessor2, MaxLeases: 3, MaxCandidates: 2}),
-		fsm.NewCampaign(fsm.Campaign{Kind: fsm.KindElection, Name: "e", Lease: 11, MaxCandidates: 1}),
+		cmdOf(fsm.ACLBootstrap{Token: fsm.ACLToken{AccessorID: fuzzAccessor2, SecretHash: acl.HashSecret("fuzz-management-2"), Description: "", Management: true}}),
+		cmdOf(fsm.ACLTokenCreate{Token: fsm.ACLToken{AccessorID: fuzzAccessor2, SecretHash: acl.HashSecret("fuzz-app-secret-1"),
+			Rules: []acl.Rule{{Resource: acl.KV, Prefix: "a", Access: acl.Write}, {Resource: acl.Lease, Access: acl.Read}}}}),
+		cmdOf(fsm.ACLTokenCreate{Token: fsm.ACLToken{AccessorID: fuzzAccessor2, SecretHash: acl.HashSecret("fuzz-management-1")}}),
+		cmdOf(fsm.ACLTokenDelete{AccessorID: fuzzAccessor1}),
+		cmdOf(fsm.ACLTokenDelete{AccessorID: fuzzAccessor2}),
+		cmdOf(fsm.LeaseGrant{TTL: 1000, Owner: fuzzAccessor1, MaxLeases: 1}),
+		cmdOf(fsm.Campaign{Kind: fsm.KindLock, Name: "l", NewLeaseTTL: 1000, Owner: fuzzAccessor2, MaxLeases: 3, MaxCandidates: 2}),
+		cmdOf(fsm.Campaign{Kind: fsm.KindElection, Name: "e", Lease: 11, MaxCandidates: 1}),
 	}
 }
 

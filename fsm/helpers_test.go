@@ -28,26 +28,35 @@ func applyTo(t testing.TB, f *fsm.FSM, index uint64, cmd fsm.Command) *fsm.Resul
 	return res
 }
 
+// cmdOf is fsm.NewCommand for a payload the test knows is valid.
+func cmdOf(p fsm.Payload) fsm.Command {
+	c, err := fsm.NewCommand(p)
+	if err != nil {
+		panic(err)
+	}
+	return c
+}
+
 func put(key, value string) fsm.Command {
-	return fsm.NewKVPut(fsm.KVPut{Key: key, Value: []byte(value)})
+	return cmdOf(fsm.KVPut{Key: key, Value: []byte(value)})
 }
 
 func putCreate(key, value string) fsm.Command {
-	return fsm.NewKVPut(fsm.KVPut{Key: key, Value: []byte(value), Mode: fsm.PutCreate})
+	return cmdOf(fsm.KVPut{Key: key, Value: []byte(value), Mode: fsm.PutCreate})
 }
 
 func putCAS(key, value string, cas uint64) fsm.Command {
-	return fsm.NewKVPut(fsm.KVPut{Key: key, Value: []byte(value), Mode: fsm.PutCAS, CASIndex: cas})
+	return cmdOf(fsm.KVPut{Key: key, Value: []byte(value), Mode: fsm.PutCAS, CASIndex: cas})
 }
 
-func del(key string) fsm.Command { return fsm.NewKVDelete(fsm.KVDelete{Key: key}) }
+func del(key string) fsm.Command { return cmdOf(fsm.KVDelete{Key: key}) }
 
 func delCAS(key string, cas uint64) fsm.Command {
-	return fsm.NewKVDelete(fsm.KVDelete{Key: key, CAS: true, CASIndex: cas})
+	return cmdOf(fsm.KVDelete{Key: key, CAS: true, CASIndex: cas})
 }
 
 func delPrefix(prefix string) fsm.Command {
-	return fsm.NewKVDelete(fsm.KVDelete{Key: prefix, Prefix: true})
+	return cmdOf(fsm.KVDelete{Key: prefix, Prefix: true})
 }
 
 // stateBytes is the canonical serialisation of s, used to compare states.

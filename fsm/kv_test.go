@@ -226,7 +226,7 @@ func TestPrefixDeletes(t *testing.T) {
 		{"the empty prefix removes everything", delPrefix(""), nil},
 		{"a prefix matching nothing removes nothing", delPrefix("zzz"), keys},
 		{"a prefix longer than every key removes nothing", delPrefix("a/2/xyz"), keys},
-		{"a prefix delete ignores its CAS fields", fsm.NewKVDelete(fsm.KVDelete{Key: "b", Prefix: true, CAS: true, CASIndex: 12345}), []string{"", "a", "a/1", "a/2", "a/2/x", "ab"}},
+		{"a prefix delete ignores its CAS fields", cmdOf(fsm.KVDelete{Key: "b", Prefix: true, CAS: true, CASIndex: 12345}), []string{"", "a", "a/1", "a/2", "a/2/x", "ab"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -302,27 +302,27 @@ func TestMembers(t *testing.T) {
 	n1 := fsm.Member{ID: "n1", RaftAddr: "10.0.0.1:7000", HTTPAddr: "10.0.0.1:8000"}
 	n2 := fsm.Member{ID: "n2", RaftAddr: "10.0.0.2:7000", HTTPAddr: "10.0.0.2:8000"}
 	n0 := fsm.Member{ID: "n0", RaftAddr: "10.0.0.9:7000"}
-	s := buildState(t, fsm.NewMemberSet(n2), fsm.NewMemberSet(n1), fsm.NewMemberSet(n0))
+	s := buildState(t, cmdOf(fsm.MemberSet{n2}), cmdOf(fsm.MemberSet{n1}), cmdOf(fsm.MemberSet{n0}))
 	if got := s.Members(); !slices.Equal(got, []fsm.Member{n0, n1, n2}) {
 		t.Fatalf("Members = %+v, want sorted by id", got)
 	}
 	n1b := n1
 	n1b.HTTPAddr = "10.0.0.1:9000"
-	s, res := fsm.ApplyCommand(s, 10, 1, fsm.NewMemberSet(n1b))
+	s, res := fsm.ApplyCommand(s, 10, 1, cmdOf(fsm.MemberSet{n1b}))
 	if res.Err != nil {
 		t.Fatal(res.Err)
 	}
 	if m, ok := s.Member("n1"); !ok || m != n1b {
 		t.Fatalf("Member(n1) = %+v, %v; want the replacement", m, ok)
 	}
-	s, res = fsm.ApplyCommand(s, 11, 1, fsm.NewMemberRemove("n0"))
+	s, res = fsm.ApplyCommand(s, 11, 1, cmdOf(fsm.MemberRemove{ID: "n0"}))
 	if res.Err != nil {
 		t.Fatal(res.Err)
 	}
 	if _, ok := s.Member("n0"); ok {
 		t.Fatal("removed member still present")
 	}
-	s, res = fsm.ApplyCommand(s, 12, 1, fsm.NewMemberRemove("n0"))
+	s, res = fsm.ApplyCommand(s, 12, 1, cmdOf(fsm.MemberRemove{ID: "n0"}))
 	if !errors.Is(res.Err, fsm.ErrMemberNotFound) {
 		t.Fatalf("second remove: %v, want ErrMemberNotFound", res.Err)
 	}

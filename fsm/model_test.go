@@ -65,10 +65,10 @@ func randomOp(rng *rand.Rand, m *model) op {
 	var o op
 	switch r := rng.IntN(100); {
 	case r < 35:
-		o.cmd = fsm.NewKVPut(fsm.KVPut{Key: key, Value: value})
+		o.cmd = cmdOf(fsm.KVPut{Key: key, Value: value})
 		o.do = func(m *model, idx uint64) expected { return m.put(key, value, idx) }
 	case r < 45:
-		o.cmd = fsm.NewKVPut(fsm.KVPut{Key: key, Value: value, Mode: fsm.PutCreate})
+		o.cmd = cmdOf(fsm.KVPut{Key: key, Value: value, Mode: fsm.PutCreate})
 		o.do = func(m *model, idx uint64) expected {
 			if e, ok := m.kv[key]; ok {
 				return expected{conflict: &fsm.CASConflictError{Key: key, CurrentIndex: e.ModifyIndex}}
@@ -76,7 +76,7 @@ func randomOp(rng *rand.Rand, m *model) op {
 			return m.put(key, value, idx)
 		}
 	case r < 55:
-		o.cmd = fsm.NewKVPut(fsm.KVPut{Key: key, Value: value, Mode: fsm.PutCAS, CASIndex: cas})
+		o.cmd = cmdOf(fsm.KVPut{Key: key, Value: value, Mode: fsm.PutCAS, CASIndex: cas})
 		o.do = func(m *model, idx uint64) expected {
 			if e, ok := m.kv[key]; !ok || e.ModifyIndex != cas {
 				return expected{conflict: &fsm.CASConflictError{Key: key, CurrentIndex: e.ModifyIndex}}
@@ -84,7 +84,7 @@ func randomOp(rng *rand.Rand, m *model) op {
 			return m.put(key, value, idx)
 		}
 	case r < 70:
-		o.cmd = fsm.NewKVDelete(fsm.KVDelete{Key: key})
+		o.cmd = cmdOf(fsm.KVDelete{Key: key})
 		o.do = func(m *model, idx uint64) expected {
 			if _, ok := m.kv[key]; !ok {
 				return expected{errIs: fsm.ErrKeyNotFound}
@@ -92,7 +92,7 @@ func randomOp(rng *rand.Rand, m *model) op {
 			return m.delete(key, idx)
 		}
 	case r < 78:
-		o.cmd = fsm.NewKVDelete(fsm.KVDelete{Key: key, CAS: true, CASIndex: cas})
+		o.cmd = cmdOf(fsm.KVDelete{Key: key, CAS: true, CASIndex: cas})
 		o.do = func(m *model, idx uint64) expected {
 			if e, ok := m.kv[key]; !ok || e.ModifyIndex != cas {
 				return expected{conflict: &fsm.CASConflictError{Key: key, CurrentIndex: e.ModifyIndex}}
@@ -101,7 +101,7 @@ func randomOp(rng *rand.Rand, m *model) op {
 		}
 	case r < 86:
 		prefix := modelPrefixes[rng.IntN(len(modelPrefixes))]
-		o.cmd = fsm.NewKVDelete(fsm.KVDelete{Key: prefix, Prefix: true, CAS: rng.IntN(2) == 0, CASIndex: cas})
+		o.cmd = cmdOf(fsm.KVDelete{Key: prefix, Prefix: true, CAS: rng.IntN(2) == 0, CASIndex: cas})
 		o.do = func(m *model, idx uint64) expected {
 			n := 0
 			for k := range m.kv {
@@ -117,11 +117,11 @@ func randomOp(rng *rand.Rand, m *model) op {
 		}
 	case r < 93:
 		mem := fsm.Member{ID: modelMembers[rng.IntN(len(modelMembers))], RaftAddr: string(value), HTTPAddr: key}
-		o.cmd = fsm.NewMemberSet(mem)
+		o.cmd = cmdOf(fsm.MemberSet{mem})
 		o.do = func(m *model, idx uint64) expected { m.members[mem.ID] = mem; return expected{} }
 	default:
 		id := modelMembers[rng.IntN(len(modelMembers))]
-		o.cmd = fsm.NewMemberRemove(id)
+		o.cmd = cmdOf(fsm.MemberRemove{ID: id})
 		o.do = func(m *model, idx uint64) expected {
 			if _, ok := m.members[id]; !ok {
 				return expected{errIs: fsm.ErrMemberNotFound}
@@ -297,14 +297,14 @@ func TestAStateTakenBeforeAnApplyIsUnchangedAfterIt(t *testing.T) {
 	t.Parallel()
 	cmds := []fsm.Command{
 		put("a", "2"), putCreate("new", "x"), putCAS("a", "3", 2), del("b"), delCAS("c", 3),
-		delPrefix("d/"), delPrefix(""), fsm.NewMemberSet(fsm.Member{ID: "n9"}), fsm.NewMemberRemove("n1"),
+		delPrefix("d/"), delPrefix(""), cmdOf(fsm.MemberSet{fsm.Member{ID: "n9"}}), cmdOf(fsm.MemberRemove{ID: "n1"}),
 	}
 	for _, cmd := range cmds {
 		t.Run(fmt.Sprintf("%s %x", cmd.Type, cmd.Payload), func(t *testing.T) {
 			t.Parallel()
 			f := fsm.New()
 			for i, c := range []fsm.Command{put("a", "1"), put("b", "1"), put("c", "1"), put("d/1", "1"), put("d/2", "1"),
-				fsm.NewMemberSet(fsm.Member{ID: "n1", RaftAddr: "r"})} {
+				cmdOf(fsm.MemberSet{fsm.Member{ID: "n1", RaftAddr: "r"}})} {
 				applyTo(t, f, uint64(i+1), c)
 			}
 			before := f.State()

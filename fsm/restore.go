@@ -31,7 +31,9 @@ import "errors"
 // Value is part of the log format.
 const CmdRestored CommandType = 14
 
-func init() { commandNames[CmdRestored] = "restored" }
+func init() {
+	register(CmdRestored, "restored", payloadV1, func(uint8, *dec) Payload { return Restored{} })
+}
 
 // ErrNoRestorePending means CmdRestored applied to a state that has no
 // restore to finish (another leader finished it first).
@@ -79,19 +81,21 @@ func PrepareRestore(backup *State, members []Member, lastIndex uint64) *State {
 	return &next
 }
 
-// NewRestored builds a CmdRestored command.
-func NewRestored() Command {
-	return Command{Type: CmdRestored, Version: payloadV1}
-}
+// Restored is the payload of CmdRestored (empty).
+type Restored struct{}
 
-func decodeRestored(c Command) error {
-	return decodeWith(c, func(*dec) {})
-}
+// Type implements Payload.
+func (Restored) Type() CommandType { return CmdRestored }
 
-// applyRestored finishes a pending restore at index: fresh tokens for every
-// holder, a fresh TTL for every lease. Watchers are not notified one by one:
-// the FSM closes its reset channel instead (res.Reset).
-func applyRestored(s *State, res *Result, index uint64) {
+func (Restored) encode(*enc) uint8 { return payloadV1 }
+
+func (Restored) validate() error { return nil }
+
+// apply finishes a pending restore at this entry's index: fresh tokens for
+// every holder, a fresh TTL for every lease. Watchers are not notified one
+// by one: the FSM closes its reset channel instead (res.Reset).
+func (Restored) apply(a *applier) {
+	s, res, index := a.s, a.res, a.s.index
 	if !s.restore.Pending {
 		res.Err = ErrNoRestorePending
 		return

@@ -13,14 +13,14 @@ import (
 func backupState(t *testing.T) *fsm.State {
 	t.Helper()
 	cmds := []fsm.Command{
-		fsm.NewLeaseGrant(10_000), // lease 1
-		fsm.NewLeaseGrant(20_000), // lease 2
-		fsm.NewCampaign(fsm.Campaign{Kind: fsm.KindElection, Name: "e", Lease: 1, Value: []byte("a")}),
-		fsm.NewCampaign(fsm.Campaign{Kind: fsm.KindElection, Name: "e", Lease: 2, Value: []byte("b")}),
-		fsm.NewCampaign(fsm.Campaign{Kind: fsm.KindLock, Name: "l", Lease: 2, Limit: 1}),
+		cmdOf(fsm.LeaseGrant{TTL: 10_000}), // lease 1
+		cmdOf(fsm.LeaseGrant{TTL: 20_000}), // lease 2
+		cmdOf(fsm.Campaign{Kind: fsm.KindElection, Name: "e", Lease: 1, Value: []byte("a")}),
+		cmdOf(fsm.Campaign{Kind: fsm.KindElection, Name: "e", Lease: 2, Value: []byte("b")}),
+		cmdOf(fsm.Campaign{Kind: fsm.KindLock, Name: "l", Lease: 2, Limit: 1}),
 		put("k", "v"),
-		fsm.NewLeaseCheckpoint(fsm.LeaseCheckpoint{Leases: []fsm.LeaseRemaining{{ID: 1, Epoch: 1, Remaining: 7}}}),
-		fsm.NewMemberSet(fsm.Member{ID: "old", RaftAddr: "10.9.9.9:1", HTTPAddr: "10.9.9.9:2"}),
+		cmdOf(fsm.LeaseCheckpoint{Leases: []fsm.LeaseRemaining{{ID: 1, Epoch: 1, Remaining: 7}}}),
+		cmdOf(fsm.MemberSet{fsm.Member{ID: "old", RaftAddr: "10.9.9.9:1", HTTPAddr: "10.9.9.9:2"}}),
 	}
 	s := fsm.New().State()
 	for i, c := range cmds {
@@ -90,7 +90,7 @@ func TestRestoredIssuesFreshTokensAndFreshLeaseTTLs(t *testing.T) {
 		t.Fatal(err)
 	}
 	reset := f.ResetCh()
-	res := applyTo(t, f, 502, fsm.NewRestored())
+	res := applyTo(t, f, 502, cmdOf(fsm.Restored{}))
 	if res.Err != nil {
 		t.Fatalf("restored: %v", res.Err)
 	}
@@ -118,11 +118,11 @@ func TestRestoredIssuesFreshTokensAndFreshLeaseTTLs(t *testing.T) {
 	}
 	// The next token is greater again, and an expiry proposed against a
 	// pre-restore epoch is ignored.
-	next := applyTo(t, f, 503, fsm.NewLeaseExpire(fsm.LeaseExpire{Leases: []fsm.LeaseExpiry{{ID: 1, Epoch: 3}}}))
+	next := applyTo(t, f, 503, cmdOf(fsm.LeaseExpire{Leases: []fsm.LeaseExpiry{{ID: 1, Epoch: 3}}}))
 	if len(next.Expired) != 0 {
 		t.Fatalf("expiry with a pre-restore epoch applied: %v", next.Expired)
 	}
-	res = applyTo(t, f, 504, fsm.NewResign(fsm.Resign{Name: "e", Lease: 1, Token: 502}))
+	res = applyTo(t, f, 504, cmdOf(fsm.Resign{Name: "e", Lease: 1, Token: 502}))
 	if res.Err != nil {
 		t.Fatal(res.Err)
 	}
@@ -138,7 +138,7 @@ func TestRestoredWithoutAPendingRestoreChangesNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 	before := f.State()
-	res := applyTo(t, f, 9, fsm.NewRestored())
+	res := applyTo(t, f, 9, cmdOf(fsm.Restored{}))
 	if !errors.Is(res.Err, fsm.ErrNoRestorePending) {
 		t.Fatalf("Err = %v, want ErrNoRestorePending", res.Err)
 	}
@@ -152,8 +152,8 @@ func TestRestoredWithoutAPendingRestoreChangesNothing(t *testing.T) {
 	if err := f.Restore(newRC(stateBytes(t, fsm.PrepareRestore(backupState(t), nil, 9)))); err != nil {
 		t.Fatal(err)
 	}
-	applyTo(t, f, 11, fsm.NewRestored())
-	if res := applyTo(t, f, 12, fsm.NewRestored()); !errors.Is(res.Err, fsm.ErrNoRestorePending) {
+	applyTo(t, f, 11, cmdOf(fsm.Restored{}))
+	if res := applyTo(t, f, 12, cmdOf(fsm.Restored{})); !errors.Is(res.Err, fsm.ErrNoRestorePending) {
 		t.Fatalf("second restored: %v", res.Err)
 	}
 }
@@ -165,14 +165,14 @@ func TestDigestIsEqualForTheSameDataAfterARestoreAndDiffersOtherwise(t *testing.
 	if err := f.Restore(newRC(stateBytes(t, fsm.PrepareRestore(backup, nil, 500)))); err != nil {
 		t.Fatal(err)
 	}
-	applyTo(t, f, 501, fsm.NewRestored())
+	applyTo(t, f, 501, cmdOf(fsm.Restored{}))
 	if got, want := f.State().Digest(), backup.Digest(); got != want {
 		t.Fatalf("digest after restore %s, want the backup's %s", got, want)
 	}
 	for name, cmd := range map[string]fsm.Command{
 		"a put":    put("k", "other"),
-		"a grant":  fsm.NewLeaseGrant(5000),
-		"a resign": fsm.NewResign(fsm.Resign{Name: "e", Lease: 1, Token: 501}),
+		"a grant":  cmdOf(fsm.LeaseGrant{TTL: 5000}),
+		"a resign": cmdOf(fsm.Resign{Name: "e", Lease: 1, Token: 501}),
 	} {
 		s, res := fsm.ApplyCommand(f.State(), 600, 2, cmd)
 		if res.Err != nil {

@@ -14,10 +14,7 @@ import (
 // later are appended to a record and read only when present, so older files
 // stay readable.
 const (
-	// recMeta: in format version 1, kvDeleteIndex [stamp
-	// electionDeleteIndex]; from version 2, kvDeleteIndex stamp
-	// electionDeleteIndex restorePending restoreSource restoreIndex.
-	recMeta     = 1
+	recMeta     = 1 // see encodeMeta
 	recKV       = 2 // one KVEntry [lease]
 	recMember   = 3 // one Member
 	recLease    = 4 // one Lease
@@ -57,15 +54,7 @@ func WriteState(w io.Writer, s *State) error {
 		return err
 	}
 	e := enc{}
-	e.uvarint(s.kvDeleteIndex)
-	e.varint(s.stamp)
-	e.uvarint(s.electionDeleteIndex)
-	e.bool(s.restore.Pending)
-	e.uvarint(s.restore.SourceIndex)
-	e.uvarint(s.restore.Index)
-	if s.aclBootstrap != 0 {
-		e.uvarint(s.aclBootstrap) // optional trailing field
-	}
+	encodeMeta(&e, s)
 	if err := sw.Record(recMeta, e.b); err != nil {
 		return err
 	}
@@ -74,11 +63,7 @@ func WriteState(w io.Writer, s *State) error {
 			return walkRecords(sw, recKV, s.kv, func(e *enc, _ []byte, kv *KVEntry) { encodeKV(e, kv) })
 		},
 		func() error {
-			return walkRecords(sw, recMember, s.members, func(e *enc, _ []byte, m Member) {
-				e.str(m.ID)
-				e.str(m.RaftAddr)
-				e.str(m.HTTPAddr)
-			})
+			return walkRecords(sw, recMember, s.members, func(e *enc, _ []byte, m Member) { encodeMember(e, m) })
 		},
 		func() error {
 			return walkRecords(sw, recLease, s.leases, func(e *enc, _ []byte, l *Lease) {
@@ -95,13 +80,7 @@ func WriteState(w io.Writer, s *State) error {
 			return walkRecords(sw, recElection, s.elections, func(e *enc, _ []byte, el *Election) { encodeElection(e, el) })
 		},
 		func() error {
-			return walkRecords(sw, recDedup, s.dedup, func(e *enc, _ []byte, d *dedupEntry) {
-				e.str(d.Key)
-				e.uvarint(uint64(d.Type))
-				e.varint(d.Stamp)
-				e.uvarint(d.Index)
-				encodeResult(e, d.Result)
-			})
+			return walkRecords(sw, recDedup, s.dedup, func(e *enc, _ []byte, d *dedupEntry) { encodeDedup(e, d) })
 		},
 		func() error {
 			return walkRecords(sw, recACLToken, s.aclTokens, func(e *enc, _ []byte, t *ACLToken) { encodeToken(e, t) })
@@ -115,7 +94,10 @@ func WriteState(w io.Writer, s *State) error {
 	return sw.Close()
 }
 
-// ReadState reads a state written by WriteState, verifying the whole stream.
+// ReadState reads a state written by WriteState, verifying the whole
+// stream: its framing and checksum (package snapshot), every record with
+// the validate of its domain, and the references between records (see
+// checkRefs). A file is input: nothing in it may make a later Apply panic.
 func ReadState(r io.Reader) (*State, error) {
 	sr, err := snapshot.NewReader(r)
 	if err != nil {
@@ -128,6 +110,12 @@ func ReadState(r io.Reader) (*State, error) {
 	elections, dedup, byStamp := s.elections.Txn(), s.dedup.Txn(), s.dedupByStamp.Txn()
 	empties, delayed := s.emptyElections.Txn(), s.delayed.Txn()
 	tokens, owners := s.aclTokens.Txn(), map[string]int{}
+	// dup reports a second record with the same key.
+	dup := func(d *dec, what string, found bool, key any) {
+		if found && d.err == nil {
+			d.fail(fmt.Errorf("%s %v twice", what, key))
+		}
+	}
 	for {
 		typ, data, err := sr.Next()
 		if errors.Is(err, io.EOF) {
@@ -137,67 +125,58 @@ func ReadState(r io.Reader) (*State, error) {
 			return nil, err
 		}
 		d := dec{b: data}
+		var verr error
 		switch typ {
 		case recMeta:
-			s.kvDeleteIndex = d.uvarint()
-			if h.Version >= 2 {
-				s.stamp, s.electionDeleteIndex = d.varint(), d.uvarint()
-				s.restore = RestoreInfo{Pending: d.bool(), SourceIndex: d.uvarint(), Index: d.uvarint()}
-				if d.err == nil && len(d.b) > 0 {
-					if s.aclBootstrap = d.uvarint(); d.err == nil && s.aclBootstrap == 0 {
-						d.fail(errors.New("explicit zero acl bootstrap index"))
-					}
-				}
-			} else if d.err == nil && len(d.b) > 0 {
-				s.stamp, s.electionDeleteIndex = d.varint(), d.uvarint()
-				if d.err == nil && s.stamp == 0 && s.electionDeleteIndex == 0 {
-					d.fail(errors.New("explicit zero stamp and election delete index"))
-				}
-			}
+			decodeMeta(&d, s, h.Version)
 		case recKV:
 			e := decodeKV(&d)
-			kv.Insert([]byte(e.Key), e)
+			_, found := kv.Insert([]byte(e.Key), e)
+			dup(&d, "key", found, e.Key)
+			verr = validateKV(e, s.index)
 		case recMember:
-			m := Member{ID: d.str(), RaftAddr: d.str(), HTTPAddr: d.str()}
-			members.Insert([]byte(m.ID), m)
+			m := decodeMember(&d)
+			_, found := members.Insert([]byte(m.ID), m)
+			dup(&d, "member", found, m.ID)
 		case recLease:
 			l := decodeLease(&d)
-			if d.err == nil && len(d.b) > 0 {
+			if d.more() {
 				if l.Owner = d.str(); d.err == nil && l.Owner == "" {
 					d.fail(errors.New("explicit empty lease owner"))
 				}
 			}
-			leases.Insert(u64key(l.ID), l)
+			_, found := leases.Insert(u64key(l.ID), l)
+			dup(&d, "lease", found, l.ID)
 			owners[l.Owner]++
+			verr = validateLease(l, s.index)
 		case recAttach:
 			k := d.bytes()
-			if d.err == nil && len(k) < 9 {
-				d.fail(fmt.Errorf("attach key of %d bytes", len(k)))
-			}
-			attach.Insert(k, struct{}{})
+			_, found := attach.Insert(k, struct{}{})
+			dup(&d, "attach key", found, k)
+			verr = validateAttach(k)
 		case recElection:
 			el := decodeElection(&d)
-			elections.Insert([]byte(el.Name), el)
+			_, found := elections.Insert([]byte(el.Name), el)
+			dup(&d, "election", found, el.Name)
 			if el.EmptySince != 0 {
-				empties.Insert(emptyKey(el.EmptySince, el.Name), struct{}{})
+				empties.Insert(emptyKey(el.collectAt(), el.Name), struct{}{})
 			}
 			if el.delayedNow() {
 				delayed.Insert([]byte(el.Name), el.DelayUntil)
 			}
+			verr = validateElection(el, s.index)
 		case recDedup:
-			de := &dedupEntry{Key: d.str(), Type: CommandType(d.uvarint()), Stamp: d.varint(), Index: d.uvarint()}
-			de.Result = decodeResult(&d)
-			de.Result.Type = de.Type
-			dedup.Insert([]byte(de.Key), de)
+			de := decodeDedup(&d)
+			_, found := dedup.Insert([]byte(de.Key), de)
+			dup(&d, "idempotency key", found, de.Key)
 			byStamp.Insert(dedupStampKey(de.Stamp, de.Index), de.Key)
+			s.dedupBytes += dedupSize(de)
+			verr = validateDedup(de, s.index)
 		case recACLToken:
 			t := decodeToken(&d)
-			if d.err == nil {
-				if _, dup := tokens.Get([]byte(t.AccessorID)); dup {
-					d.fail(fmt.Errorf("token %s twice", t.AccessorID))
-				}
-			}
-			tokens.Insert([]byte(t.AccessorID), t)
+			_, found := tokens.Insert([]byte(t.AccessorID), t)
+			dup(&d, "token", found, t.AccessorID)
+			verr = ValidateToken(t)
 		default:
 			// Unknown record types come from a newer build; skipping them
 			// would silently lose state, so refuse.
@@ -205,6 +184,9 @@ func ReadState(r io.Reader) (*State, error) {
 		}
 		if err := d.done(); err != nil {
 			return nil, fmt.Errorf("fsm: snapshot record type %d: %w", typ, err)
+		}
+		if verr != nil {
+			return nil, fmt.Errorf("fsm: snapshot record type %d: %w", typ, verr)
 		}
 	}
 	s.kv, s.members, s.leases, s.attach = kv.CommitOnly(), members.CommitOnly(), leases.CommitOnly(), attach.CommitOnly()
@@ -219,171 +201,99 @@ func ReadState(r io.Reader) (*State, error) {
 	if s.aclBySecret, err = secretIndex(s.aclTokens); err != nil {
 		return nil, err
 	}
+	if err := checkRefs(s); err != nil {
+		return nil, fmt.Errorf("fsm: snapshot: %w", err)
+	}
 	return s, nil
 }
 
-func encodeKV(e *enc, kv *KVEntry) {
-	e.str(kv.Key)
-	e.bytes(kv.Value)
-	e.uvarint(kv.CreateIndex)
-	e.uvarint(kv.ModifyIndex)
-	e.uvarint(kv.Version)
-	if kv.Lease != 0 {
-		e.uvarint(kv.Lease)
+// encodeMeta writes the meta record: in format version 1, kvDeleteIndex
+// [stamp electionDeleteIndex]; from version 2, kvDeleteIndex stamp
+// electionDeleteIndex restorePending restoreSource restoreIndex
+// [aclBootstrap].
+func encodeMeta(e *enc, s *State) {
+	e.uvarint(s.kvDeleteIndex)
+	e.varint(s.stamp)
+	e.uvarint(s.electionDeleteIndex)
+	e.bool(s.restore.Pending)
+	e.uvarint(s.restore.SourceIndex)
+	e.uvarint(s.restore.Index)
+	if s.aclBootstrap != 0 {
+		e.uvarint(s.aclBootstrap) // optional trailing field
 	}
 }
 
-func decodeKV(d *dec) *KVEntry {
-	kv := &KVEntry{Key: d.str(), Value: d.bytes(), CreateIndex: d.uvarint(), ModifyIndex: d.uvarint(), Version: d.uvarint()}
-	if d.err == nil && len(d.b) > 0 {
-		if kv.Lease = d.uvarint(); d.err == nil && kv.Lease == 0 {
-			d.fail(errors.New("explicit zero lease"))
+func decodeMeta(d *dec, s *State, version uint16) {
+	s.kvDeleteIndex = d.uvarint()
+	if version >= 2 {
+		s.stamp, s.electionDeleteIndex = d.varint(), d.uvarint()
+		s.restore = RestoreInfo{Pending: d.bool(), SourceIndex: d.uvarint(), Index: d.uvarint()}
+		s.aclBootstrap = d.optional("acl bootstrap index")
+	} else if d.more() {
+		s.stamp, s.electionDeleteIndex = d.varint(), d.uvarint()
+		if d.err == nil && s.stamp == 0 && s.electionDeleteIndex == 0 {
+			d.fail(errors.New("explicit zero stamp and election delete index"))
 		}
 	}
-	return kv
 }
 
-func encodeLease(e *enc, l *Lease) {
-	e.uvarint(l.ID)
-	e.varint(l.TTL)
-	e.uvarint(l.Epoch)
-	e.varint(l.Remaining)
-	e.varint(l.CheckpointStamp)
-	e.varint(l.GrantStamp)
-}
-
-func decodeLease(d *dec) *Lease {
-	return &Lease{ID: d.uvarint(), TTL: d.varint(), Epoch: d.uvarint(), Remaining: d.varint(),
-		CheckpointStamp: d.varint(), GrantStamp: d.varint()}
-}
-
-func encodeCandidates(e *enc, cs []Candidate) {
-	e.uvarint(uint64(len(cs)))
-	for _, c := range cs {
-		e.uvarint(c.Lease)
-		e.bytes(c.Value)
-		e.uvarint(c.Token)
-		e.varint(c.Since)
-		e.uvarint(c.QueuedIndex)
+// checkRefs checks what records say of each other, so that a state read
+// from a file is one that applying commands could have built: every attach
+// key names an existing lease and, for a key, a key attached to that lease,
+// for an election or lock, one where that lease holds or waits; every key
+// attached to a lease, and every holder and waiting candidate, has its
+// attach key; the restore record and the ACL bootstrap index are not past
+// the state's index.
+func checkRefs(s *State) error {
+	var err error
+	fail := func(format string, args ...any) bool {
+		err = fmt.Errorf(format, args...)
+		return true
 	}
-}
-
-func decodeCandidates(d *dec) []Candidate {
-	n := batchLen(d, 5)
-	var cs []Candidate
-	for range n {
-		cs = append(cs, Candidate{Lease: d.uvarint(), Value: d.bytes(), Token: d.uvarint(), Since: d.varint(), QueuedIndex: d.uvarint()})
-	}
-	return cs
-}
-
-func encodeElection(e *enc, el *Election) {
-	e.str(el.Name)
-	e.uvarint(uint64(el.Kind))
-	e.uvarint(uint64(el.Limit))
-	e.varint(el.LockDelay)
-	e.varint(el.DelayUntil)
-	encodeCandidates(e, el.Holders)
-	encodeCandidates(e, el.Waiting)
-	e.uvarint(el.LastToken)
-	e.uvarint(el.Changes)
-	e.uvarint(el.ModifyIndex)
-	e.varint(el.EmptySince)
-}
-
-func decodeElection(d *dec) *Election {
-	el := &Election{Name: d.str(), Kind: ElectionKind(d.uvarint()), Limit: int(d.uvarint()), LockDelay: d.varint(), DelayUntil: d.varint()}
-	el.Holders, el.Waiting = decodeCandidates(d), decodeCandidates(d)
-	el.LastToken, el.Changes, el.ModifyIndex, el.EmptySince = d.uvarint(), d.uvarint(), d.uvarint(), d.varint()
-	return el
-}
-
-// encodeResult writes the parts of a recorded result that a retry is
-// answered with (recordDedup keeps only those).
-func encodeResult(e *enc, r *Result) {
-	e.uvarint(r.Index)
-	e.uvarint(uint64(r.Deleted))
-	opt := func(present bool, f func()) {
-		e.bool(present)
-		if present {
-			f()
+	s.attach.Root().Walk(func(k []byte, _ struct{}) bool {
+		id, name := keyU64(k), string(k[u64KeyLen+1:])
+		if _, ok := s.Lease(id); !ok {
+			return fail("attach key %x: lease %d does not exist", k, id)
 		}
-	}
-	opt(r.Entry != nil, func() { encodeKVFixed(e, r.Entry) })
-	opt(r.Prev != nil, func() { encodeKVFixed(e, r.Prev) })
-	opt(r.Lease != nil, func() { encodeLease(e, r.Lease) })
-	opt(r.Campaign != nil, func() {
-		e.bool(r.Campaign.Holder)
-		e.uvarint(r.Campaign.Token)
-		e.varint(int64(r.Campaign.Position))
+		if k[u64KeyLen] == attachKey {
+			if e, ok := s.Get(name); !ok || e.Lease != id {
+				return fail("attach key %x: key %q is not attached to lease %d", k, name, id)
+			}
+		} else if e, ok := s.Election(name); !ok || e.Position(id) < 0 {
+			return fail("attach key %x: lease %d neither holds nor waits for %q", k, id, name)
+		}
+		return false
 	})
-	e.uvarint(errorCode(r.Err))
-	if r.Err != nil {
-		e.str(r.Err.Error())
-		var cas *CASConflictError
-		var st *StaleTokenError
-		switch {
-		case errors.As(r.Err, &cas):
-			e.uvarint(1)
-			e.str(cas.Key)
-			e.uvarint(cas.CurrentIndex)
-		case errors.As(r.Err, &st):
-			e.uvarint(2)
-			e.str(st.Name)
-			e.uvarint(st.Token)
-			e.uvarint(st.Current)
-		default:
-			e.uvarint(0)
+	if err != nil {
+		return err
+	}
+	s.kv.Root().Walk(func(_ []byte, e *KVEntry) bool {
+		if _, ok := s.attach.Get(attachKeyOf(e.Lease, attachKey, e.Key)); e.Lease != 0 && !ok {
+			return fail("key %q: attached to lease %d without an attach key", e.Key, e.Lease)
 		}
+		return false
+	})
+	if err != nil {
+		return err
 	}
-}
-
-// encodeKVFixed writes a KVEntry inside a larger record, where an optional
-// trailing field could not be told apart: the lease is always written.
-func encodeKVFixed(e *enc, kv *KVEntry) {
-	e.str(kv.Key)
-	e.bytes(kv.Value)
-	e.uvarint(kv.CreateIndex)
-	e.uvarint(kv.ModifyIndex)
-	e.uvarint(kv.Version)
-	e.uvarint(kv.Lease)
-}
-
-func decodeKVFixed(d *dec) *KVEntry {
-	return &KVEntry{Key: d.str(), Value: d.bytes(), CreateIndex: d.uvarint(), ModifyIndex: d.uvarint(), Version: d.uvarint(), Lease: d.uvarint()}
-}
-
-// decodeResult reads what encodeResult wrote.
-func decodeResult(d *dec) *Result {
-	r := &Result{Index: d.uvarint(), Deleted: int(d.uvarint())}
-	if d.bool() {
-		r.Entry = decodeKVFixed(d)
-	}
-	if d.bool() {
-		r.Prev = decodeKVFixed(d)
-	}
-	if d.bool() {
-		r.Lease = decodeLease(d)
-	}
-	if d.bool() {
-		r.Campaign = &CampaignResult{Holder: d.bool(), Token: d.uvarint(), Position: int(d.varint())}
-	}
-	code := d.uvarint()
-	if code == 0 || d.err != nil {
-		return r
-	}
-	msg := d.str()
-	switch d.uvarint() {
-	case 1:
-		r.Err = &CASConflictError{Key: d.str(), CurrentIndex: d.uvarint()}
-	case 2:
-		r.Err = &StaleTokenError{Name: d.str(), Token: d.uvarint(), Current: d.uvarint()}
-	default:
-		var sentinel error = errors.New("fsm: recorded error")
-		if code >= 1 && code <= uint64(len(domainErrors)) {
-			sentinel = domainErrors[code-1]
+	s.elections.Root().Walk(func(_ []byte, el *Election) bool {
+		for _, c := range el.Holders {
+			if _, ok := s.attach.Get(attachKeyOf(c.Lease, attachElection, el.Name)); !ok {
+				return fail("election %q: lease %d without an attach key", el.Name, c.Lease)
+			}
 		}
-		r.Err = &recordedError{sentinel: sentinel, msg: msg}
+		for _, c := range el.Waiting {
+			if _, ok := s.attach.Get(attachKeyOf(c.Lease, attachElection, el.Name)); !ok {
+				return fail("election %q: lease %d without an attach key", el.Name, c.Lease)
+			}
+		}
+		return false
+	})
+	if err != nil {
+		return err
 	}
-	return r
+	if r := s.restore; r.Index > s.index || r.SourceIndex > s.index || r.Pending && r.Index != 0 || s.aclBootstrap > s.index {
+		return fmt.Errorf("restore record %+v, acl bootstrap index %d at state index %d", r, s.aclBootstrap, s.index)
+	}
+	return nil
 }

@@ -28,8 +28,8 @@ func richFSM(t testing.TB) *fsm.FSM {
 		put("a", "1"), put("a/b", "2"), put("a/b", "3"), put("", "empty key"),
 		put("bin\x00\xff", "\x00\x01\x02"), put("empty-value", ""), put("gone", "x"), del("gone"),
 		put("big", string(bytes.Repeat([]byte("0123456789"), 200))),
-		fsm.NewMemberSet(fsm.Member{ID: "n1", RaftAddr: "10.0.0.1:7000", HTTPAddr: "10.0.0.1:8000"}),
-		fsm.NewMemberSet(fsm.Member{ID: "n2", RaftAddr: "10.0.0.2:7000"}),
+		cmdOf(fsm.MemberSet{fsm.Member{ID: "n1", RaftAddr: "10.0.0.1:7000", HTTPAddr: "10.0.0.1:8000"}}),
+		cmdOf(fsm.MemberSet{fsm.Member{ID: "n2", RaftAddr: "10.0.0.2:7000"}}),
 	}
 	for i, c := range cmds {
 		if res := applyTo(t, f, uint64(10+i), c); res.Err != nil {
@@ -173,7 +173,7 @@ func restoreMustFail(t *testing.T, f *fsm.FSM, bad []byte, what string) {
 func TestRestoreOfATruncatedSnapshotChangesNothing(t *testing.T) {
 	t.Parallel()
 	src := fsm.New()
-	for i, c := range []fsm.Command{put("a", "1"), put("b", "22"), del("a"), fsm.NewMemberSet(fsm.Member{ID: "n1", RaftAddr: "r"})} {
+	for i, c := range []fsm.Command{put("a", "1"), put("b", "22"), del("a"), cmdOf(fsm.MemberSet{fsm.Member{ID: "n1", RaftAddr: "r"}})} {
 		applyTo(t, src, uint64(i+1), c)
 	}
 	good := persist(t, src)
@@ -186,7 +186,7 @@ func TestRestoreOfATruncatedSnapshotChangesNothing(t *testing.T) {
 func TestRestoreOfACorruptedSnapshotChangesNothing(t *testing.T) {
 	t.Parallel()
 	src := fsm.New()
-	for i, c := range []fsm.Command{put("a", "1"), put("b", "22"), del("a"), fsm.NewMemberSet(fsm.Member{ID: "n1", RaftAddr: "r"})} {
+	for i, c := range []fsm.Command{put("a", "1"), put("b", "22"), del("a"), cmdOf(fsm.MemberSet{fsm.Member{ID: "n1", RaftAddr: "r"}})} {
 		applyTo(t, src, uint64(i+1), c)
 	}
 	good := persist(t, src)
@@ -512,18 +512,18 @@ func FuzzReadState(f *testing.F) {
 	f.Add(persist(f, fsm.New()), false)
 	small := fsm.New()
 	applyTo(f, small, 1, put("a", "1"))
-	applyTo(f, small, 2, fsm.NewMemberSet(fsm.Member{ID: "n"}))
+	applyTo(f, small, 2, cmdOf(fsm.MemberSet{fsm.Member{ID: "n"}}))
 	applyTo(f, small, 3, del("a"))
 	f.Add(persist(f, small), false)
 	rich := fsm.New()
 	for i, c := range []fsm.Command{
-		fsm.NewLeaseGrant(1000), fsm.NewLeaseGrant(2000),
-		fsm.NewCampaign(fsm.Campaign{Kind: fsm.KindElection, Name: "e", Lease: 1, Value: []byte("v")}),
-		fsm.NewCampaign(fsm.Campaign{Kind: fsm.KindElection, Name: "e", Lease: 2}),
-		fsm.NewCampaign(fsm.Campaign{Kind: fsm.KindLock, Name: "l", Lease: 2, Limit: 2, LockDelay: 50}),
-		fsm.NewKVPut(fsm.KVPut{Key: "k", Value: []byte("x"), Lease: 2}),
-		fsm.NewLeaseCheckpoint(fsm.LeaseCheckpoint{Leases: []fsm.LeaseRemaining{{ID: 1, Epoch: 1, Remaining: 300}}}),
-		fsm.NewLeaseRevoke(1),
+		cmdOf(fsm.LeaseGrant{TTL: 1000}), cmdOf(fsm.LeaseGrant{TTL: 2000}),
+		cmdOf(fsm.Campaign{Kind: fsm.KindElection, Name: "e", Lease: 1, Value: []byte("v")}),
+		cmdOf(fsm.Campaign{Kind: fsm.KindElection, Name: "e", Lease: 2}),
+		cmdOf(fsm.Campaign{Kind: fsm.KindLock, Name: "l", Lease: 2, Limit: 2, LockDelay: 50}),
+		cmdOf(fsm.KVPut{Key: "k", Value: []byte("x"), Lease: 2}),
+		cmdOf(fsm.LeaseCheckpoint{Leases: []fsm.LeaseRemaining{{ID: 1, Epoch: 1, Remaining: 300}}}),
+		cmdOf(fsm.LeaseRevoke{ID: 1}),
 	} {
 		c.IdempotencyKey = fmt.Sprint("k", i%3)
 		c.Stamp = int64(i+1) * 1e9

@@ -57,7 +57,7 @@ func TestWatchKeyFiresOnChangesToThatKeyOnly(t *testing.T) {
 		{"a failed create of the key does not fire", existing, putCreate("a/b", "2"), false},
 		{"a failed CAS put to the key does not fire", existing, putCAS("a/b", "2", 99), false},
 		{"a failed CAS delete of the key does not fire", existing, delCAS("a/b", 99), false},
-		{"a member change does not fire", existing, fsm.NewMemberSet(fsm.Member{ID: "n1"}), false},
+		{"a member change does not fire", existing, cmdOf(fsm.MemberSet{fsm.Member{ID: "n1"}}), false},
 	}, func(s *fsm.State) <-chan struct{} {
 		_, _, ch := s.WatchKey("a/b")
 		return ch

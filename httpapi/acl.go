@@ -295,7 +295,11 @@ func newTokenDef(req api.ACLTokenRequest) (fsm.ACLToken, string, error) {
 
 // applyACL proposes an ACL command without an idempotency key: a token
 // command's answer (the secret) cannot be replayed from the record.
-func (a *API) applyACL(r *http.Request, cmd fsm.Command) (*fsm.Result, error) {
+func (a *API) applyACL(r *http.Request, p fsm.Payload) (*fsm.Result, error) {
+	cmd, err := fsm.NewCommand(p)
+	if err != nil {
+		return nil, err
+	}
 	ctx, cancel := context.WithTimeout(r.Context(), a.opts.WriteTimeout)
 	defer cancel()
 	res, err := a.node.Apply(ctx, cmd)
@@ -329,7 +333,7 @@ func (a *API) aclBootstrap(w http.ResponseWriter, r *http.Request) {
 		if err != nil {
 			return err
 		}
-		res, err := a.applyACL(r, fsm.NewACLBootstrap(t.AccessorID, t.SecretHash, t.Description))
+		res, err := a.applyACL(r, fsm.ACLBootstrap{Token: fsm.ACLToken{AccessorID: t.AccessorID, SecretHash: t.SecretHash, Description: t.Description, Management: true}})
 		if err != nil {
 			return err
 		}
@@ -351,7 +355,7 @@ func (a *API) aclTokenCreate(w http.ResponseWriter, r *http.Request) {
 		if err != nil {
 			return err
 		}
-		res, err := a.applyACL(r, fsm.NewACLTokenCreate(t))
+		res, err := a.applyACL(r, fsm.ACLTokenCreate{Token: t})
 		if err != nil {
 			return err
 		}
@@ -372,7 +376,7 @@ func (a *API) aclTokenDelete(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	a.onLeader(w, r, nil, func() error {
-		res, err := a.applyACL(r, fsm.NewACLTokenDelete(id))
+		res, err := a.applyACL(r, fsm.ACLTokenDelete{AccessorID: id})
 		if err != nil {
 			return err
 		}

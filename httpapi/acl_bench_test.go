@@ -39,7 +39,7 @@ func BenchmarkAuthorize(b *testing.B) {
 				if i > 0 {
 					s = secret + id
 				}
-				node.applyLocal(fsm.NewACLTokenCreate(fsm.ACLToken{AccessorID: id, SecretHash: acl.HashSecret(s), Rules: rules}))
+				node.applyLocal(fsmCmd(fsm.ACLTokenCreate{Token: fsm.ACLToken{AccessorID: id, SecretHash: acl.HashSecret(s), Rules: rules}}))
 			}
 			h := httpapi.New(node, httpapi.Options{ACL: c.acl, Registry: prometheus.NewRegistry(), RateLimit: -1})
 			req := httptest.NewRequest(http.MethodGet, "/v1/kv/app/k?stale", nil)

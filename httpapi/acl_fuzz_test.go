@@ -89,11 +89,11 @@ func FuzzACLRequest(f *testing.F) {
 			req.Header.Set("Authorization", auth)
 		}
 		node := newFakeNode("n1")
-		node.applyLocal(fsm.NewACLBootstrap("00112233445566778899aabbccddeeff", acl.HashSecret(fuzzMgmtSecret), "boot"))
-		node.applyLocal(fsm.NewACLTokenCreate(fsm.ACLToken{AccessorID: "ffeeddccbbaa99887766554433221100",
+		node.applyLocal(fsmCmd(fsm.ACLBootstrap{Token: fsm.ACLToken{AccessorID: "00112233445566778899aabbccddeeff", SecretHash: acl.HashSecret(fuzzMgmtSecret), Description: "boot", Management: true}}))
+		node.applyLocal(fsmCmd(fsm.ACLTokenCreate{Token: fsm.ACLToken{AccessorID: "ffeeddccbbaa99887766554433221100",
 			SecretHash: acl.HashSecret(fuzzAppSecret), Rules: []acl.Rule{
 				{Resource: acl.KV, Prefix: "app/", Access: acl.Write}, {Resource: acl.Lease, Access: acl.Write},
-				{Resource: acl.Lock, Prefix: "app/", Access: acl.Write}}}))
+				{Resource: acl.Lock, Prefix: "app/", Access: acl.Write}}}}))
 		node.put(t, "app/x", "1")
 		node.put(t, "other", "2")
 		known := req.Header.Get("Authorization") != "" && node.State() != nil && func() bool {

@@ -338,11 +338,11 @@ func TestBlockingWakesOnRestore(t *testing.T) {
 			// then k rewritten up to index 50.
 			other := fsm.New()
 			apply := func(i uint64, c fsm.Command) { other.Apply(&raft.Log{Index: i, Term: 1, Data: c.Encode()}) }
-			apply(1, fsm.NewKVPut(fsm.KVPut{Key: "gone", Value: []byte("x")}))
-			apply(2, fsm.NewKVPut(fsm.KVPut{Key: "k", Value: []byte("v1")}))
-			apply(3, fsm.NewKVDelete(fsm.KVDelete{Key: "gone"}))
+			apply(1, fsmCmd(fsm.KVPut{Key: "gone", Value: []byte("x")}))
+			apply(2, fsmCmd(fsm.KVPut{Key: "k", Value: []byte("v1")}))
+			apply(3, fsmCmd(fsm.KVDelete{Key: "gone"}))
 			for i := uint64(4); i <= 50; i++ {
-				apply(i, fsm.NewKVPut(fsm.KVPut{Key: "k", Value: []byte("restored")}))
+				apply(i, fsmCmd(fsm.KVPut{Key: "k", Value: []byte("restored")}))
 			}
 			idx := w.ModifyIndex
 			if path == "gone" {

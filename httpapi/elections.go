@@ -23,9 +23,10 @@ func candidateJSON(c fsm.Candidate, pos int) api.Candidate {
 	return api.Candidate{Lease: c.Lease, Value: string(c.Value), Token: c.Token, Since: stampString(c.Since), Position: pos}
 }
 
-// electionJSON renders e, or an empty "no leader" answer for a missing name.
-func electionJSON(name string, e *fsm.Election, idx uint64) api.Election {
-	out := api.Election{Name: name, Kind: fsm.KindElection.String(), Limit: 1, Candidates: []api.Candidate{}, Index: idx}
+// electionJSON renders e, or for a missing name an empty "no leader"
+// answer of the given kind.
+func electionJSON(kind fsm.ElectionKind, name string, e *fsm.Election, idx uint64) api.Election {
+	out := api.Election{Name: name, Kind: kind.String(), Limit: 1, Candidates: []api.Candidate{}, Index: idx}
 	if e == nil {
 		return out
 	}
@@ -44,6 +45,15 @@ func electionJSON(name string, e *fsm.Election, idx uint64) api.Election {
 		out.Candidates = append(out.Candidates, candidateJSON(w, i+1))
 	}
 	return out
+}
+
+// routeKind is the kind a request's path names: locks under /v1/locks/,
+// elections otherwise.
+func routeKind(r *http.Request) fsm.ElectionKind {
+	if strings.HasPrefix(r.URL.Path, "/v1/locks/") {
+		return fsm.KindLock
+	}
+	return fsm.KindElection
 }
 
 func validName(name string) error {
@@ -88,9 +98,9 @@ func (a *API) campaign(kind fsm.ElectionKind) http.HandlerFunc {
 		name := r.PathValue("name")
 		wait, _ := time.ParseDuration(req.Wait)
 		delay, _ := time.ParseDuration(req.LockDelay)
-		cmd := fsm.NewCampaign(fsm.Campaign{Kind: kind, Name: name, Lease: req.Lease, Value: []byte(req.Value),
+		cmd := fsm.Campaign{Kind: kind, Name: name, Lease: req.Lease, Value: []byte(req.Value),
 			Limit: req.Limit, LockDelay: delay.Milliseconds(), NewLeaseTTL: ttl.Milliseconds(),
-			Owner: ownerOf(r), MaxLeases: a.opts.MaxLeasesPerToken, MaxCandidates: a.opts.MaxCandidates})
+			Owner: ownerOf(r), MaxLeases: a.opts.MaxLeasesPerToken, MaxCandidates: a.opts.MaxCandidates}
 		a.onLeader(w, r, body, func() error {
 			if err := a.ownLease(r, req.Lease); err != nil {
 				return err
@@ -110,7 +120,7 @@ func (a *API) campaign(kind fsm.ElectionKind) http.HandlerFunc {
 				}
 			}
 			e, idx, _ := a.node.State().WatchElection(name)
-			resp := api.CampaignResponse{Name: name, Lease: lease, LeaseTTLMs: ttlMs, Position: pos, Election: electionJSON(name, e, idx)}
+			resp := api.CampaignResponse{Name: name, Lease: lease, LeaseTTLMs: ttlMs, Position: pos, Election: electionJSON(kind, name, e, idx)}
 			if e != nil {
 				for _, h := range e.Holders {
 					if h.Lease == lease {
@@ -197,7 +207,7 @@ func (a *API) waitForLeadership(ctx context.Context, name string, lease uint64, 
 // holderOp serves resign, proclaim and lock release: a JSON HolderRequest,
 // checked by check, turned into a command for name, answered with the
 // election after it.
-func (a *API) holderOp(check func(api.HolderRequest) error, cmd func(name string, req api.HolderRequest) fsm.Command) http.HandlerFunc {
+func (a *API) holderOp(check func(api.HolderRequest) error, cmd func(name string, req api.HolderRequest) fsm.Payload) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		var req api.HolderRequest
 		body, err := a.decodeBody(w, r, &req)
@@ -217,7 +227,7 @@ func (a *API) holderOp(check func(api.HolderRequest) error, cmd func(name string
 			if err != nil {
 				return err
 			}
-			writeJSON(w, http.StatusOK, electionJSON(name, res.Election, res.Index))
+			writeJSON(w, http.StatusOK, electionJSON(routeKind(r), name, res.Election, res.Index))
 			return nil
 		})
 	}
@@ -231,8 +241,8 @@ func (a *API) resign() http.HandlerFunc {
 			return badRequest("lease is required")
 		}
 		return nil
-	}, func(name string, req api.HolderRequest) fsm.Command {
-		return fsm.NewResign(fsm.Resign{Name: name, Lease: req.Lease, Token: req.Token})
+	}, func(name string, req api.HolderRequest) fsm.Payload {
+		return fsm.Resign{Name: name, Lease: req.Lease, Token: req.Token}
 	})
 }
 
@@ -245,8 +255,8 @@ func (a *API) proclaim() http.HandlerFunc {
 			return tooLarge("value is %d bytes; the maximum is %d", len(req.Value), a.opts.MaxValueBytes)
 		}
 		return nil
-	}, func(name string, req api.HolderRequest) fsm.Command {
-		return fsm.NewProclaim(fsm.Proclaim{Name: name, Lease: req.Lease, Token: req.Token, Value: []byte(req.Value)})
+	}, func(name string, req api.HolderRequest) fsm.Payload {
+		return fsm.Proclaim{Name: name, Lease: req.Lease, Token: req.Token, Value: []byte(req.Value)}
 	})
 }
 
@@ -287,7 +297,7 @@ func (a *API) electionGet(w http.ResponseWriter, r *http.Request) {
 		e, idx := blockOn(r.Context(), a, bq, func(s *fsm.State) (*fsm.Election, uint64, <-chan struct{}) {
 			return s.WatchElection(name)
 		})
-		out := electionJSON(name, e, idx)
+		out := electionJSON(routeKind(r), name, e, idx)
 		if hasSince && out.Changes > since+1 {
 			out.Coalesced = out.Changes - since - 1
 		}
@@ -304,7 +314,7 @@ func (a *API) electionList(kind fsm.ElectionKind) http.HandlerFunc {
 			out := []api.Election{}
 			for _, e := range st.Elections() {
 				if e.Kind == kind {
-					out = append(out, electionJSON(e.Name, e, e.ModifyIndex))
+					out = append(out, electionJSON(kind, e.Name, e, e.ModifyIndex))
 				}
 			}
 			return out, nil

@@ -70,7 +70,9 @@ func classify(err error) (int, api.ErrorDetail) {
 		return http.StatusNotFound, api.ErrorDetail{Code: api.CodeKeyNotFound, Message: err.Error()}
 	case errors.Is(err, ErrUnknownMember), errors.Is(err, fsm.ErrMemberNotFound):
 		return http.StatusNotFound, api.ErrorDetail{Code: api.CodeUnknownMember, Message: err.Error()}
-	case errors.Is(err, ErrBadRequest):
+	case errors.Is(err, ErrBadRequest), errors.Is(err, fsm.ErrInvalid), errors.Is(err, fsm.ErrBadCommand):
+		// A command that breaks its type's rules is refused before it is
+		// proposed (by NewCommand, or by the node's check before Raft).
 		return http.StatusBadRequest, api.ErrorDetail{Code: api.CodeBadRequest, Message: err.Error()}
 	case errors.Is(err, ErrNotLeader):
 		return http.StatusServiceUnavailable, api.ErrorDetail{Code: api.CodeNotLeader, Message: err.Error()}

@@ -93,7 +93,7 @@ func (n *fakeNode) applyLocal(cmd fsm.Command) *fsm.Result {
 // put writes key directly (as a committed entry from elsewhere would).
 func (n *fakeNode) put(t testing.TB, key, value string) *fsm.Result {
 	t.Helper()
-	res := n.applyLocal(fsm.NewKVPut(fsm.KVPut{Key: key, Value: []byte(value)}))
+	res := n.applyLocal(fsmCmd(fsm.KVPut{Key: key, Value: []byte(value)}))
 	if res.Err != nil {
 		t.Fatalf("put %q: %v", key, res.Err)
 	}
@@ -103,7 +103,7 @@ func (n *fakeNode) put(t testing.TB, key, value string) *fsm.Result {
 // del deletes key directly.
 func (n *fakeNode) del(t testing.TB, key string) *fsm.Result {
 	t.Helper()
-	res := n.applyLocal(fsm.NewKVDelete(fsm.KVDelete{Key: key}))
+	res := n.applyLocal(fsmCmd(fsm.KVDelete{Key: key}))
 	if res.Err != nil {
 		t.Fatalf("delete %q: %v", key, res.Err)
 	}
@@ -294,7 +294,7 @@ func (n *fakeNode) Restore(ctx context.Context, backup *fsm.State, opts httpapi.
 	}
 	n.index = prepared.Index() + 1
 	n.applyMu.Unlock()
-	res := n.applyLocal(fsm.NewRestored())
+	res := n.applyLocal(fsmCmd(fsm.Restored{}))
 	st := n.fsm.State()
 	return api.RestoreResult{BackupIndex: backup.Index(), Index: res.Index, Keys: st.KVLen(),
 		Leases: st.LeaseCount(), Elections: len(st.Elections()), Digest: st.Digest()}, nil
@@ -354,4 +354,13 @@ func (n *fakeNode) LeaseRemaining(id uint64) (time.Duration, error) {
 // LeaseTTLRange allows 100ms to 1h.
 func (n *fakeNode) LeaseTTLRange() (time.Duration, time.Duration) {
 	return 100 * time.Millisecond, time.Hour
+}
+
+// fsmCmd is fsm.NewCommand for a payload the test knows is valid.
+func fsmCmd(p fsm.Payload) fsm.Command {
+	c, err := fsm.NewCommand(p)
+	if err != nil {
+		panic(err)
+	}
+	return c
 }

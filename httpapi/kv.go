@@ -209,7 +209,7 @@ func (a *API) kvPut(w http.ResponseWriter, r *http.Request) {
 		if err := a.ownLease(r, p.Lease); err != nil {
 			return err
 		}
-		res, err := a.apply(w, r, fsm.NewKVPut(p))
+		res, err := a.apply(w, r, p)
 		if err != nil {
 			return err
 		}
@@ -244,7 +244,7 @@ func (a *API) kvDelete(w http.ResponseWriter, r *http.Request) {
 	}
 	p := fsm.KVDelete{Key: key, Prefix: prefix, CAS: hasCAS, CASIndex: cas}
 	a.onLeader(w, r, nil, func() error {
-		res, err := a.apply(w, r, fsm.NewKVDelete(p))
+		res, err := a.apply(w, r, p)
 		if err != nil {
 			return err
 		}
@@ -253,11 +253,15 @@ func (a *API) kvDelete(w http.ResponseWriter, r *http.Request) {
 	})
 }
 
-// apply proposes cmd with the request's Idempotency-Key, bounded by
+// apply proposes the command of p with the request's Idempotency-Key, bounded by
 // Options.WriteTimeout, and turns a domain failure in the result into an error. A
 // result replayed from the idempotency record is marked with the
 // Idempotent-Replayed header.
-func (a *API) apply(w http.ResponseWriter, r *http.Request, cmd fsm.Command) (*fsm.Result, error) {
+func (a *API) apply(w http.ResponseWriter, r *http.Request, p fsm.Payload) (*fsm.Result, error) {
+	cmd, err := fsm.NewCommand(p)
+	if err != nil {
+		return nil, err
+	}
 	ctx, cancel := context.WithTimeout(r.Context(), a.opts.WriteTimeout)
 	defer cancel()
 	cmd.IdempotencyKey = r.Header.Get(api.HeaderIdempotencyKey)

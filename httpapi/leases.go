@@ -72,8 +72,8 @@ func (a *API) leaseGrant(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	a.onLeader(w, r, body, func() error {
-		res, err := a.apply(w, r, fsm.NewLeaseGrantFor(fsm.LeaseGrant{TTL: ttl.Milliseconds(),
-			Owner: ownerOf(r), MaxLeases: a.opts.MaxLeasesPerToken}))
+		res, err := a.apply(w, r, fsm.LeaseGrant{TTL: ttl.Milliseconds(),
+			Owner: ownerOf(r), MaxLeases: a.opts.MaxLeasesPerToken})
 		if err != nil {
 			return err
 		}
@@ -167,7 +167,7 @@ func (a *API) leaseRevoke(w http.ResponseWriter, r *http.Request) {
 		if err := a.ownLease(r, id); err != nil {
 			return err
 		}
-		res, err := a.apply(w, r, fsm.NewLeaseRevoke(id))
+		res, err := a.apply(w, r, fsm.LeaseRevoke{ID: id})
 		if err != nil {
 			return err
 		}

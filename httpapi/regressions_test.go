@@ -45,7 +45,7 @@ func TestBlockingQuery_RestoreBetweenStateAndResetCh_StillWakes(t *testing.T) {
 	// Build a state where k is "restored" at a later index.
 	st := fsm.New().State()
 	for i := uint64(1); i <= 10; i++ {
-		st, _ = fsm.ApplyCommand(st, i, 1, fsm.NewKVPut(fsm.KVPut{Key: "k", Value: []byte("restored")}))
+		st, _ = fsm.ApplyCommand(st, i, 1, fsmCmd(fsm.KVPut{Key: "k", Value: []byte("restored")}))
 	}
 	ta.node.set(func(n *fakeNode) { n.resetHook = func() { ta.node.restore(t, st) } })
 
@@ -132,12 +132,12 @@ func TestForwardedCampaign_MayWaitLongerThanTheWriteTimeout(t *testing.T) {
 	l.node.mu.Unlock()
 	f.node.set(func(n *fakeNode) { n.isLeader, n.leader = false, info })
 
-	a := l.node.applyLocal(fsm.NewLeaseGrant(10000)).Lease.ID
-	b := l.node.applyLocal(fsm.NewLeaseGrant(10000)).Lease.ID
-	tok := l.node.applyLocal(fsm.NewCampaign(fsm.Campaign{Kind: fsm.KindElection, Name: "e", Lease: a})).Campaign.Token
+	a := l.node.applyLocal(fsmCmd(fsm.LeaseGrant{TTL: 10000})).Lease.ID
+	b := l.node.applyLocal(fsmCmd(fsm.LeaseGrant{TTL: 10000})).Lease.ID
+	tok := l.node.applyLocal(fsmCmd(fsm.Campaign{Kind: fsm.KindElection, Name: "e", Lease: a})).Campaign.Token
 	go func() {
 		time.Sleep(5500 * time.Millisecond) // past the hop limit of a request that does not block (write timeout + 5 s)
-		l.node.applyLocal(fsm.NewResign(fsm.Resign{Name: "e", Lease: a, Token: tok}))
+		l.node.applyLocal(fsmCmd(fsm.Resign{Name: "e", Lease: a, Token: tok}))
 	}()
 	r := f.do(t, "POST", "/v1/elections/e/campaign", fmt.Sprintf(`{"lease":%d,"wait":"10s"}`, b))
 	var cr api.CampaignResponse
@@ -151,7 +151,7 @@ func TestSnapshotGet_StreamsTheWholeStateFromTheLeader(t *testing.T) {
 	t.Parallel()
 	p := newPair(t)
 	p.leader.putKV(t, "a", "1")
-	p.leader.node.applyLocal(fsm.NewLeaseGrant(5000))
+	p.leader.node.applyLocal(fsmCmd(fsm.LeaseGrant{TTL: 5000}))
 	r := p.follower.do(t, "GET", "/v1/snapshot", "")
 	if r.status != http.StatusOK || r.header.Get("Content-Type") != "application/octet-stream" {
 		t.Fatalf("snapshot: %d %v", r.status, r.header)

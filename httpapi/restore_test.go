@@ -27,8 +27,8 @@ func TestSnapshotPost_RestoresABackupThroughAFollower(t *testing.T) {
 	t.Parallel()
 	p := newPair(t)
 	p.leader.putKV(t, "a", "1")
-	lease := p.leader.node.applyLocal(fsm.NewLeaseGrant(5000)).Lease.ID
-	p.leader.node.applyLocal(fsm.NewCampaign(fsm.Campaign{Kind: fsm.KindElection, Name: "e", Lease: lease}))
+	lease := p.leader.node.applyLocal(fsmCmd(fsm.LeaseGrant{TTL: 5000})).Lease.ID
+	p.leader.node.applyLocal(fsmCmd(fsm.Campaign{Kind: fsm.KindElection, Name: "e", Lease: lease}))
 	backup := backupOf(t, p.leader)
 	want, _ := fsm.ReadState(bytes.NewReader(backup))
 
@@ -113,8 +113,8 @@ func TestSnapshotPost_MapsRestoreErrors(t *testing.T) {
 func TestSnapshotPost_BumpRaisesTheIndexAndTokens(t *testing.T) {
 	t.Parallel()
 	ta := newTestAPI(t, "L", nil)
-	lease := ta.node.applyLocal(fsm.NewLeaseGrant(5000)).Lease.ID
-	ta.node.applyLocal(fsm.NewCampaign(fsm.Campaign{Kind: fsm.KindElection, Name: "e", Lease: lease}))
+	lease := ta.node.applyLocal(fsmCmd(fsm.LeaseGrant{TTL: 5000})).Lease.ID
+	ta.node.applyLocal(fsmCmd(fsm.Campaign{Kind: fsm.KindElection, Name: "e", Lease: lease}))
 	backup := backupOf(t, ta)
 	var res api.RestoreResult
 	wantJSON(t, ta.do(t, "POST", "/v1/snapshot?bump=1000", string(backup)), &res)

@@ -42,7 +42,7 @@ func (a *API) electionStream(w http.ResponseWriter, r *http.Request, name string
 		e, idx, watch := a.node.State().WatchElection(name)
 		known := a.node.Staleness().KnownLeader
 		if !sent || idx != lastIdx || known != lastKnown {
-			ev := api.StreamEvent{Election: electionJSON(name, e, idx), KnownLeader: known}
+			ev := api.StreamEvent{Election: electionJSON(routeKind(r), name, e, idx), KnownLeader: known}
 			if sent && ev.Changes > lastChanges+1 {
 				ev.Coalesced = ev.Changes - lastChanges - 1
 			}

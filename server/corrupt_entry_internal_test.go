@@ -102,7 +102,7 @@ func runCorruptEntryChild(dir string) {
 			os.Exit(4)
 		}
 	}
-	data := fsm.NewKVPut(fsm.KVPut{Key: "k", Value: []byte("a value")}).Encode()
+	data := fsmCmd(fsm.KVPut{Key: "k", Value: []byte("a value")}).Encode()
 	data[len(data)-6] ^= 0x01
 	err = s.raft.Apply(data, 5*time.Second).Error()
 	// Not reached: the FSM's panic ends the process.

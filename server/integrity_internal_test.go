@@ -19,7 +19,7 @@ func logsOf(t *testing.T, idx ...uint64) (*raft.InmemStore, []uint64) {
 	t.Helper()
 	s := raft.NewInmemStore()
 	for _, i := range idx {
-		data := fsm.NewKVPut(fsm.KVPut{Key: fmt.Sprint("k", i), Value: []byte("v")}).Encode()
+		data := fsmCmd(fsm.KVPut{Key: fmt.Sprint("k", i), Value: []byte("v")}).Encode()
 		if err := s.StoreLog(&raft.Log{Index: i, Term: 1, Type: raft.LogCommand, Data: data}); err != nil {
 			t.Fatal(err)
 		}
@@ -89,7 +89,7 @@ func boltWithLogs(t *testing.T, n int) string {
 	}
 	var logs []*raft.Log
 	for i := 1; i <= n; i++ {
-		data := fsm.NewKVPut(fsm.KVPut{Key: fmt.Sprint("key/", i), Value: []byte(strings.Repeat("v", 40))}).Encode()
+		data := fsmCmd(fsm.KVPut{Key: fmt.Sprint("key/", i), Value: []byte(strings.Repeat("v", 40))}).Encode()
 		logs = append(logs, &raft.Log{Index: uint64(i), Term: 1, Type: raft.LogCommand, Data: data})
 	}
 	if err := store.StoreLogs(logs); err != nil {
@@ -230,4 +230,13 @@ func TestTrackedFSMIsNotABatchingFSM(t *testing.T) {
 	if _, ok := any(&trackedFSM{}).(raft.BatchingFSM); ok {
 		t.Fatal("trackedFSM implements raft.BatchingFSM: check its corrupt-entry handling")
 	}
+}
+
+// fsmCmd is fsm.NewCommand for a payload the test knows is valid.
+func fsmCmd(p fsm.Payload) fsm.Command {
+	c, err := fsm.NewCommand(p)
+	if err != nil {
+		panic(err)
+	}
+	return c
 }

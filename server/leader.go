@@ -165,7 +165,7 @@ func (s *Server) reconcileMembers(ctx context.Context) {
 			continue // only this node's own record may overwrite a known one
 		}
 		actx, cancel := context.WithTimeout(ctx, raftTimeout)
-		_, err := s.Apply(actx, fsm.NewMemberSet(m))
+		_, err := s.propose(actx, fsm.MemberSet{Member: m})
 		cancel()
 		if err != nil {
 			s.log.Warn("could not record member address", "member", m.ID, "error", err)

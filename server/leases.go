@@ -128,7 +128,7 @@ func (s *Server) Keepalive(ctx context.Context, id uint64) (time.Duration, error
 	}
 	s.metrics.keepalives.Inc()
 	if needsCommit {
-		res, err := s.Apply(ctx, fsm.NewLeaseRenew(id))
+		res, err := s.propose(ctx, fsm.LeaseRenew{ID: id})
 		if err != nil {
 			return 0, err
 		}
@@ -182,7 +182,7 @@ func (s *Server) KeepaliveMany(ctx context.Context, ids []uint64) (remaining []t
 		sem <- struct{}{}
 		wg.Go(func() {
 			defer func() { <-sem }()
-			res, err := s.Apply(ctx, fsm.NewLeaseRenew(ids[i]))
+			res, err := s.propose(ctx, fsm.LeaseRenew{ID: ids[i]})
 			switch {
 			case err != nil:
 				errs[j] = err
@@ -289,7 +289,7 @@ func (s *Server) expireLeases(ctx context.Context) {
 	}
 	actx, cancel := context.WithTimeout(ctx, raftTimeout)
 	defer cancel()
-	if _, err := s.Apply(actx, fsm.NewLeaseExpire(batch)); err != nil {
+	if _, err := s.propose(actx, batch); err != nil {
 		s.log.Warn("lease expiry not committed; will retry", "leases", len(exp), "error", err)
 		for _, e := range exp {
 			s.lessor.Retry(e.ID)
@@ -310,7 +310,7 @@ func (s *Server) checkpointLeases(ctx context.Context) {
 	}
 	actx, cancel := context.WithTimeout(ctx, raftTimeout)
 	defer cancel()
-	if _, err := s.Apply(actx, fsm.NewLeaseCheckpoint(batch)); err != nil {
+	if _, err := s.propose(actx, batch); err != nil {
 		s.log.Warn("lease checkpoint not committed", "leases", len(cps), "error", err)
 	}
 }
@@ -324,7 +324,7 @@ func (s *Server) promoteDelayed(ctx context.Context) {
 			continue
 		}
 		actx, cancel := context.WithTimeout(ctx, raftTimeout)
-		_, err := s.Apply(actx, fsm.NewPromote(name))
+		_, err := s.propose(actx, fsm.Promote{Name: name})
 		cancel()
 		if err != nil {
 			s.log.Warn("promote after lock-delay failed", "name", name, "error", err)

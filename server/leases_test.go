@@ -289,17 +289,31 @@ func Test_Elections_ObserversSeeEveryLeaderInOrderAndNoLeader(t *testing.T) {
 	if second.Leader.Token <= first.Leader.Token || second.Changes <= first.Changes {
 		t.Fatalf("tokens or changes did not increase: %+v then %+v", first, second)
 	}
-	call(t, c, http.MethodDelete, fmt.Sprintf("%s/v1/leases/%d", n.URL(), b.ID), "")
-	none := next(func(ev api.StreamEvent) bool { return ev.Leader == nil })
-	if !none.KnownLeader {
-		t.Fatalf("no-leader event: %+v", none)
+	if second.Changes != first.Changes+1 {
+		t.Fatalf("a hand-off counted %d changes, want 1", second.Changes-first.Changes)
 	}
-	// A blocking query from the first state's index also ends on no leader.
+	// A new value is a change too; a blocking query from the first state
+	// reports the hand-off it did not see as coalesced.
+	call(t, c, http.MethodPost, n.URL()+"/v1/elections/obs/proclaim", fmt.Sprintf(`{"lease":%d,"token":%d,"value":"B2"}`, b.ID, second.Leader.Token))
+	third := next(func(ev api.StreamEvent) bool { return ev.Leader != nil && ev.Leader.Value == "B2" })
 	var e api.Election
 	r := call(t, c, http.MethodGet, fmt.Sprintf("%s/v1/elections/obs?index=%d&wait=5s&changes=%d", n.URL(), first.Index, first.Changes), "")
 	r.JSON(t, &e)
-	if e.Leader != nil || e.Coalesced == 0 {
+	if e.Leader == nil || e.Leader.Value != "B2" || e.Changes != third.Changes || e.Coalesced != 1 {
 		t.Fatalf("blocking query: %s", r.Body)
+	}
+	// The last holder leaves: no leader, and the name, which nobody holds
+	// or waits for, is gone at once (its counters restart if it is made
+	// again).
+	call(t, c, http.MethodDelete, fmt.Sprintf("%s/v1/leases/%d", n.URL(), b.ID), "")
+	none := next(func(ev api.StreamEvent) bool { return ev.Leader == nil })
+	if !none.KnownLeader || none.Changes != 0 {
+		t.Fatalf("no-leader event: %+v", none)
+	}
+	r = call(t, c, http.MethodGet, fmt.Sprintf("%s/v1/elections/obs?index=%d&wait=5s", n.URL(), third.Index), "")
+	r.JSON(t, &e)
+	if e.Leader != nil || len(e.Candidates) != 0 || e.Index <= third.Index {
+		t.Fatalf("blocking query after the release: %s", r.Body)
 	}
 }
 

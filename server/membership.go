@@ -81,7 +81,7 @@ func (s *Server) recordMember(ctx context.Context, req api.JoinRequest) error {
 	if cur, ok := s.fsm.State().Member(req.ID); ok && cur == m {
 		return nil
 	}
-	_, err := s.Apply(ctx, fsm.NewMemberSet(m))
+	_, err := s.propose(ctx, fsm.MemberSet{Member: m})
 	return err
 }
 
@@ -104,7 +104,7 @@ func (s *Server) Remove(ctx context.Context, id string) error {
 	// Drop the address record first: once the leader removes itself it can
 	// no longer propose anything.
 	if _, ok := s.fsm.State().Member(id); ok {
-		if _, err := s.Apply(ctx, fsm.NewMemberRemove(id)); err != nil {
+		if _, err := s.propose(ctx, fsm.MemberRemove{ID: id}); err != nil {
 			return err
 		}
 	}

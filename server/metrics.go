@@ -18,6 +18,9 @@ type nodeMetrics struct {
 	applyDuration  prometheus.Histogram
 	leaderChanges  prometheus.Counter
 	barrierLatency prometheus.Histogram
+	// refusedCommands counts commands refused before Raft because they
+	// would not apply (a bug in the code that built them).
+	refusedCommands prometheus.Counter
 }
 
 func registerMetrics(reg *prometheus.Registry, s *Server) (*nodeMetrics, error) {
@@ -29,6 +32,8 @@ func registerMetrics(reg *prometheus.Registry, s *Server) (*nodeMetrics, error) 
 		leasesExpired: counter("coordd_leases_expired_total", "Leases expired by this node as leader."),
 		keepalives:    counter("coordd_lease_keepalives_total", "Keepalives served by this node as leader."),
 		holderChanges: counter("coordd_election_new_holders_total", "Candidates made holders of an election, lock or semaphore (applied on this node)."),
+		refusedCommands: counter("coordd_commands_refused_total",
+			"Commands this node refused to propose because they do not decode and validate as Apply would (a bug: see the error log)."),
 		handoff: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "coordd_election_handoff_seconds",
 			Help:    "On the leader: from proposing a resign, revoke, expiry or promote to the next holder being in place (one Raft commit).",
@@ -54,10 +59,16 @@ func registerMetrics(reg *prometheus.Registry, s *Server) (*nodeMetrics, error) 
 	}
 	cs := []prometheus.Collector{
 		m.applyDuration, m.leaderChanges, m.barrierLatency, m.leasesGranted, m.leasesExpired, m.keepalives,
-		m.holderChanges, m.handoff,
+		m.holderChanges, m.handoff, m.refusedCommands,
 		gauge("coordd_leases", "Leases in the replicated state.", func() float64 { return float64(s.fsm.State().LeaseCount()) }),
 		gauge("coordd_elections", "Elections and locks with a holder or a candidate.", func() float64 {
-			return float64(len(s.fsm.State().Elections()))
+			return float64(s.fsm.State().ElectionCount())
+		}),
+		gauge("coordd_idempotency_records", "Idempotency records in the replicated state.", func() float64 {
+			return float64(s.fsm.State().DedupLen())
+		}),
+		gauge("coordd_idempotency_record_bytes", "Size of the idempotency records, as counted against their bound.", func() float64 {
+			return float64(s.fsm.State().DedupBytes())
 		}),
 		gauge("coordd_raft_is_leader", "1 if this node is the Raft leader.", func() float64 {
 			if s.raft.State() == raft.Leader {

@@ -76,7 +76,17 @@ func (s *Server) waitLeaderReady(ctx context.Context) error {
 
 // Apply proposes cmd through Raft and waits until it is applied here. The
 // command is stamped with this leader's wall clock: the FSM's only time.
+//
+// Invariant (validated before Raft): cmd is decoded and validated with the
+// code Apply runs (fsm.Check) before it is proposed, and refused with an
+// error wrapping fsm.ErrBadCommand if it fails: a committed entry that
+// every replica would refuse stops them all, on every restart.
 func (s *Server) Apply(ctx context.Context, cmd fsm.Command) (*fsm.Result, error) {
+	if err := fsm.Check(cmd); err != nil {
+		s.metrics.refusedCommands.Inc()
+		s.log.Error("refused to propose a command that would not apply", "type", cmd.Type, "error", err)
+		return nil, fmt.Errorf("server: not proposed: %w", err)
+	}
 	if err := s.waitLeaderReady(ctx); err != nil {
 		return nil, err
 	}
@@ -107,6 +117,15 @@ func (s *Server) Apply(ctx context.Context, cmd fsm.Command) (*fsm.Result, error
 		s.metrics.handoff.Observe(took)
 	}
 	return res, nil
+}
+
+// propose builds the command of p and applies it (see Apply).
+func (s *Server) propose(ctx context.Context, p fsm.Payload) (*fsm.Result, error) {
+	cmd, err := fsm.NewCommand(p)
+	if err != nil {
+		return nil, fmt.Errorf("server: %w", err)
+	}
+	return s.Apply(ctx, cmd)
 }
 
 // ReadBarrier implements a linearizable read point on the leader: note the

@@ -114,7 +114,10 @@ func (s *Server) Restore(ctx context.Context, backup *fsm.State, opts httpapi.Re
 // finishRestore commits CmdRestored (bypassing the readiness wait that
 // holds every other request back).
 func (s *Server) finishRestore(ctx context.Context) (*fsm.Result, error) {
-	cmd := fsm.NewRestored()
+	cmd, err := fsm.NewCommand(fsm.Restored{})
+	if err != nil {
+		return nil, fmt.Errorf("server: finish restore: %w", err)
+	}
 	cmd.Stamp = time.Now().UnixNano()
 	f := s.raft.Apply(cmd.Encode(), raftTimeout)
 	if err := waitFuture(ctx, f); err != nil {

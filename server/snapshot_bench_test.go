@@ -112,7 +112,7 @@ func sbRun(b *testing.B, nLeases int) {
 						return
 					}
 					ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-					res, err := leader.Server().Apply(ctx, fsm.NewLeaseGrant(sbLeaseTTLms))
+					res, err := leader.Server().Apply(ctx, fsmCmd(fsm.LeaseGrant{TTL: sbLeaseTTLms}))
 					cancel()
 					if err == nil && res.Err == nil {
 						break
@@ -417,7 +417,7 @@ func (w *sbWriters) put(viaHTTP bool, key, val string) error {
 	if !viaHTTP {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
-		res, err := w.leader.Server().Apply(ctx, fsm.NewKVPut(fsm.KVPut{Key: key, Value: []byte(val)}))
+		res, err := w.leader.Server().Apply(ctx, fsmCmd(fsm.KVPut{Key: key, Value: []byte(val)}))
 		if err == nil {
 			err = res.Err
 		}
@@ -486,4 +486,13 @@ func sbRatio(a, b time.Duration) float64 {
 		return 0
 	}
 	return float64(a) / float64(b)
+}
+
+// fsmCmd is fsm.NewCommand for a payload the test knows is valid.
+func fsmCmd(p fsm.Payload) fsm.Command {
+	c, err := fsm.NewCommand(p)
+	if err != nil {
+		panic(err)
+	}
+	return c
 }

@@ -123,9 +123,9 @@ func TestParsePeers_AcceptsEverySeparatorAndRejectsIncompletePeers(t *testing.T)
 func TestSnapshotInspect_VerifiesAndSummarises(t *testing.T) {
 	st := fsm.New().State()
 	for i, c := range []fsm.Command{
-		fsm.NewKVPut(fsm.KVPut{Key: "a", Value: []byte("1")}),
-		fsm.NewLeaseGrant(5000),
-		fsm.NewCampaign(fsm.Campaign{Kind: fsm.KindLock, Name: "l", Lease: 2}),
+		fsmCmd(fsm.KVPut{Key: "a", Value: []byte("1")}),
+		fsmCmd(fsm.LeaseGrant{TTL: 5000}),
+		fsmCmd(fsm.Campaign{Kind: fsm.KindLock, Name: "l", Lease: 2}),
 	} {
 		st, _ = fsm.ApplyCommand(st, uint64(i+1), 3, c)
 	}
@@ -183,4 +183,13 @@ func TestSnapshotInspect_VerifiesAndSummarises(t *testing.T) {
 	if code := run([]string{"snapshot", "nope"}, io.Discard); code != 2 {
 		t.Fatalf("unknown subcommand: %d", code)
 	}
+}
+
+// fsmCmd is fsm.NewCommand for a payload the test knows is valid.
+func fsmCmd(p fsm.Payload) fsm.Command {
+	c, err := fsm.NewCommand(p)
+	if err != nil {
+		panic(err)
+	}
+	return c
 }

@@ -7,7 +7,7 @@ BIN       := bin
 GOBUILD   = $(GO) build -buildvcs=auto
 TEST_TIMEOUT ?= 14m
 
-.PHONY: all build run run-tls test test-tools test-docs test-e2e test-crash jepsen jepsen-long jepsen-disk bench-e2e bench-recovery bench bench-quick bench-micro fuzz vet fmt clean
+.PHONY: all build run run-tls test test-tools test-docs test-e2e test-crash test-ui test-alerts jepsen jepsen-long jepsen-disk bench-e2e bench-recovery bench bench-quick bench-micro fuzz vet fmt clean
 
 all: build
 
@@ -32,20 +32,11 @@ test: vet test-tools
 	$(GO) test -race -timeout $(TEST_TIMEOUT) $$($(GO) list ./... | grep -v '/test/jepsen$$')
 	$(MAKE) jepsen
 
-# TEST_TOOLS are the commands some tests need, and the Debian package of
-# each: the metrics test runs promtool, the README's tour uses curl and jq.
-TEST_TOOLS = promtool:prometheus jq:jq curl:curl
-
-## test-tools: install what some tests need when it is missing (promtool from Debian's prometheus package, jq, curl) with apt-get, as root; else say which tests will skip
+## test-tools: install what some tests need when it is missing, as root with apt-get: promtool (Debian's prometheus package; the metrics test), jq and curl (the README's tour); else the tests that need them skip and say why
 test-tools:
-	@missing=""; for t in $(TEST_TOOLS); do command -v $${t%%:*} >/dev/null 2>&1 || missing="$$missing $${t#*:}"; done; \
-	if [ -z "$$missing" ]; then exit 0; fi; \
-	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-		echo "installing$$missing (for the tests that need them)"; \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null || echo "could not install$$missing: the tests that need them will skip and say so"; \
-	else \
-		echo "not installed:$$missing (needs root and apt-get): the tests that need them will skip and say so"; \
-	fi
+	$(call apt_install,promtool,prometheus)
+	$(call apt_install,jq,jq)
+	$(call apt_install,curl,curl)
 
 # SEED=N reproduces a fault-injection run (every run prints its seed).
 JEPSEN_FLAGS = $(if $(SEED),-seed $(SEED))
@@ -69,6 +60,35 @@ test-docs: test-tools
 ## test-e2e: only the end-to-end tests that start real coordd processes
 test-e2e:
 	$(GO) test -race -timeout $(TEST_TIMEOUT) -run 'Test_E2E' -v ./test/e2e/...
+
+# apt_install installs Debian's package $(2) when command $(1) is missing
+# (as root, after apt-get update), and says why when it cannot; the target
+# that needs it then skips with a printed reason.
+define apt_install
+	@command -v $(1) >/dev/null 2>&1 || { \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "$(1) is missing: installing Debian's $(2)"; \
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(2); } >/dev/null 2>&1 \
+			|| echo "could not install Debian's $(2) (no package mirror?)"; \
+	else echo "$(1) is missing and cannot be installed here (needs root and apt-get)"; fi; }
+endef
+
+# UI_OUT is where make test-ui leaves its screenshots (under _artifacts/).
+UI_OUT ?= test-output/ui
+
+## test-ui: the web console (/ui/) in headless Chromium (chromedp) against real 3-node clusters: leader, election token, lease countdown, SIGKILL of the leader (prints the time until the page names the new one), a hand-off in the feed, and a TLS+ACL cluster; screenshots under $(UI_OUT); installs Debian's chromium if missing, or skips with the reason (not part of make test)
+test-ui:
+	$(call apt_install,chromium,chromium fonts-dejavu-core)
+	@mkdir -p $(UI_OUT)
+	COORDD_UI_TEST=1 $(GO) test -count=1 -timeout 10m -run 'Test_UI_' -v ./test/e2e/ -artifacts -outputdir $(abspath $(UI_OUT))
+
+## test-alerts: promtool checks and unit tests of the alert rules (deploy/prometheus/), the dashboard's queries, and that every metric they read is on a real node's /metrics; installs Debian's prometheus (for promtool) if missing, or skips the promtool part with the reason
+test-alerts:
+	$(call apt_install,promtool,prometheus)
+	@if command -v promtool >/dev/null 2>&1; then \
+		promtool check rules deploy/prometheus/alerts.yml && promtool test rules deploy/prometheus/alerts_test.yml; \
+	else echo "skipping promtool: it is not installed (Debian's prometheus package has it)"; fi
+	$(GO) test -count=1 -timeout 5m -run 'TestMonitoring_|Test_E2E_Monitoring_' -v ./test/e2e/
 
 ## test-crash: the crash-safety end-to-end test with 50 rounds of SIGKILLs (one node or all three) under load (not part of make test)
 test-crash:
@@ -145,7 +165,7 @@ COMPOSE_FILE := deploy/$(if $(filter 5,$(NODES)),compose-5.yaml,compose.yaml)
 COMPOSE    ?= $(shell docker compose version >/dev/null 2>&1 && echo 'docker compose' || echo docker-compose)
 COMPOSE_PROJECT ?= coordd
 
-.PHONY: image compose-up compose-down compose-clean test-docker
+.PHONY: image image-prometheus compose-up compose-down compose-clean test-docker
 
 ## image: build the FROM-scratch image $(IMAGE) (coordd:dev) around static coordd and coordctl
 image:
@@ -155,17 +175,39 @@ image:
 	CGO_ENABLED=0 $(GOBUILD) -trimpath -ldflags '-s -w' -o $(DOCKER_CTX)/coordctl ./cmd/coordctl
 	docker build -f deploy/Dockerfile -t $(IMAGE) $(DOCKER_CTX)
 
-## compose-up: build the image and start a 3-node cluster (NODES=5 for five) in containers; HTTP on 127.0.0.1:7301-7303 (-7305)
-compose-up: image
-	COORDD_IMAGE=$(IMAGE) $(COMPOSE) -p $(COMPOSE_PROJECT) -f $(COMPOSE_FILE) up -d
+# PROMETHEUS_IMAGE names the optional Prometheus image of the compose file
+# (profile "monitoring"); PROMETHEUS_CTX is its build context.
+PROMETHEUS_IMAGE ?= coordd-prometheus:dev
+PROMETHEUS_CTX   := $(BIN)/docker-prometheus
 
-## compose-down: stop and remove the cluster's containers and network; the data volumes are kept
+## image-prometheus: build $(PROMETHEUS_IMAGE), a FROM-scratch Prometheus made of Debian's prometheus package (installed if missing) with deploy/prometheus/prometheus.yml and alerts.yml
+image-prometheus:
+	$(call apt_install,prometheus,prometheus)
+	rm -rf $(PROMETHEUS_CTX)
+	mkdir -p $(PROMETHEUS_CTX)/data $(PROMETHEUS_CTX)/rootfs/usr/bin $(PROMETHEUS_CTX)/rootfs/usr/share/prometheus $(PROMETHEUS_CTX)/rootfs/etc/prometheus
+	cp /usr/bin/prometheus $(PROMETHEUS_CTX)/rootfs/usr/bin/
+	for lib in $$(ldd /usr/bin/prometheus | grep -o '/[^ ]*'); do \
+		mkdir -p $(PROMETHEUS_CTX)/rootfs$$(dirname $$lib) && cp -L $$lib $(PROMETHEUS_CTX)/rootfs$$lib || exit 1; done
+	cp -r /usr/share/prometheus/web $(PROMETHEUS_CTX)/rootfs/usr/share/prometheus/
+	cp deploy/prometheus/prometheus.yml deploy/prometheus/alerts.yml $(PROMETHEUS_CTX)/rootfs/etc/prometheus/
+	docker build -f deploy/prometheus/Dockerfile -t $(PROMETHEUS_IMAGE) $(PROMETHEUS_CTX)
+
+# MONITORING=1 makes compose-up build and start the optional Prometheus too
+# (3-node compose file only).
+MONITORING ?=
+COMPOSE_PROFILE = $(if $(filter 1,$(MONITORING)),--profile monitoring)
+
+## compose-up: build the image and start a 3-node cluster (NODES=5 for five) in containers; HTTP on 127.0.0.1:7301-7303 (-7305); MONITORING=1 adds Prometheus with coordd's alert rules on 127.0.0.1:9090 (make image-prometheus)
+compose-up: image $(if $(filter 1,$(MONITORING)),image-prometheus)
+	COORDD_IMAGE=$(IMAGE) PROMETHEUS_IMAGE=$(PROMETHEUS_IMAGE) $(COMPOSE) $(COMPOSE_PROFILE) -p $(COMPOSE_PROJECT) -f $(COMPOSE_FILE) up -d
+
+## compose-down: stop and remove the cluster's containers (Prometheus's too) and network; the data volumes are kept
 compose-down:
-	$(COMPOSE) -p $(COMPOSE_PROJECT) -f $(COMPOSE_FILE) down --remove-orphans
+	$(COMPOSE) --profile monitoring -p $(COMPOSE_PROJECT) -f $(COMPOSE_FILE) down --remove-orphans
 
 ## compose-clean: like compose-down, and also remove the data volumes
 compose-clean:
-	$(COMPOSE) -p $(COMPOSE_PROJECT) -f $(COMPOSE_FILE) down -v --remove-orphans
+	$(COMPOSE) --profile monitoring -p $(COMPOSE_PROJECT) -f $(COMPOSE_FILE) down -v --remove-orphans
 
 ## test-docker: fault tests of the compose cluster with real containers: leader kill, network partition, paused lease holder, rolling restart (needs Docker; not part of make test)
 test-docker:

@@ -375,6 +375,7 @@ Try:
   curl -s http://${HOST}:${p1}/v1/status    # plaintext: refused (400)
   bin/coordctl -endpoints ${eps//${HOST}/https://${HOST}} -ca ${TLS_DIR}/ca.pem ${ctok}status
   kill -HUP ${pids[0]}    # n1 re-reads its certificate files (see ${DATA_DIR}/n1.log)
+Web console (any node; trust ${TLS_DIR}/ca.pem, paste the token): https://${HOST}:${http_ports[0]}/ui/
 A node that dies is restarted from its data dir after ${RESTART_DELAY}s.
 Ctrl-C (or SIGTERM to make or to this script, pid $$) stops every node.
 MSG
@@ -392,6 +393,7 @@ Try:
 Kill the leader, and only it: its own /v1/status gives its pid.
   LEADER=\$(curl -s http://${HOST}:${http_ports[0]}/v1/status | jq -r .leader.http_addr)
   kill -9 "\$(curl -s "http://\$LEADER/v1/status" | jq .pid)"
+Web console (any node): http://${HOST}:${http_ports[0]}/ui/
 A node that dies is restarted from its data dir after ${RESTART_DELAY}s.
 Ctrl-C (or SIGTERM to make or to this script, pid $$) stops every node.
 MSG

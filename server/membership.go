@@ -236,3 +236,16 @@ func (s *Server) joinCluster() {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// memberHTTPAddrs lists the members' advertised HTTP addresses (for the
+// console's cross-origin reads, package ui).
+func (s *Server) memberHTTPAddrs() []string {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	ms, _ := s.Members(ctx)
+	out := make([]string, 0, len(ms))
+	for _, m := range ms {
+		out = append(out, m.HTTPAddr)
+	}
+	return out
+}

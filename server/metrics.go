@@ -93,6 +93,7 @@ func registerMetrics(reg *prometheus.Registry, s *Server) (*nodeMetrics, error) 
 		}),
 	}
 	cs = append(cs, s.snapStats.collectors()...)
+	cs = append(cs, s.opsCollectors()...)
 	for _, c := range cs {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("server: register metrics: %w", err)

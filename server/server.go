@@ -24,6 +24,7 @@ import (
 	"github.com/coordd/coordd/httpapi"
 	"github.com/coordd/coordd/internal/tlsutil"
 	"github.com/coordd/coordd/lease"
+	"github.com/coordd/coordd/ui"
 )
 
 // Errors, aliased from httpapi so errors.Is works across both packages.
@@ -294,6 +295,7 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	if cfg.Pprof {
 		handler = withPprof(hapi, hapi.Guard)
 	}
+	handler = ui.Wrap(handler, ui.Options{TLS: s.tls != nil, Members: s.memberHTTPAddrs})
 	handler = withClusterID(handler, s.clusterID)
 	// No ReadTimeout or WriteTimeout: blocking queries, streams and lock
 	// waits are long answers. The API bounds the time to receive a body

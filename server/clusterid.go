@@ -217,10 +217,34 @@ type clusterStreamLayer struct {
 
 	mu      sync.Mutex
 	lastLog map[string]time.Time // refusals logged per remote, rate-limited
+	// inbound are the accepted connections Raft has not closed yet.
+	inbound map[*clusterConn]struct{}
+	handled sync.WaitGroup
 }
 
 func newClusterStreamLayer(inner raft.StreamLayer, id *clusterID, log hclog.Logger) *clusterStreamLayer {
-	return &clusterStreamLayer{StreamLayer: inner, id: id, log: log, lastLog: map[string]time.Time{}}
+	return &clusterStreamLayer{StreamLayer: inner, id: id, log: log, lastLog: map[string]time.Time{}, inbound: map[*clusterConn]struct{}{}}
+}
+
+// closeInbound closes every accepted connection and waits, at most d,
+// until Raft's handler of each has closed it too, i.e. has returned.
+// hashicorp/raft does not stop those handlers on Shutdown, and a handler
+// inside a heartbeat writes to the stable store: the store may be closed
+// only after this (else Raft panics: "failed to save current term:
+// database not open").
+func (l *clusterStreamLayer) closeInbound(d time.Duration) {
+	l.mu.Lock()
+	for c := range l.inbound {
+		c.Conn.Close()
+	}
+	l.mu.Unlock()
+	done := make(chan struct{})
+	go func() { l.handled.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(d):
+		l.log.Warn("raft connection handlers still running at shutdown", "waited", d)
+	}
 }
 
 // Dial implements raft.StreamLayer.
@@ -274,7 +298,12 @@ func (l *clusterStreamLayer) Accept() (net.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &clusterConn{Conn: conn, layer: l}, nil
+	c := &clusterConn{Conn: conn, layer: l}
+	l.mu.Lock()
+	l.inbound[c] = struct{}{}
+	l.handled.Add(1)
+	l.mu.Unlock()
+	return c, nil
 }
 
 // clusterConn checks the peer's preamble before its first Read returns.
@@ -286,6 +315,18 @@ type clusterConn struct {
 	// replay holds bytes read while looking for the preamble that turned
 	// out to be the peer's first Raft bytes (a peer without an id).
 	replay []byte
+	closed sync.Once
+}
+
+// Close implements net.Conn: Raft's handler calls it when it returns.
+func (c *clusterConn) Close() error {
+	c.closed.Do(func() {
+		c.layer.mu.Lock()
+		delete(c.layer.inbound, c)
+		c.layer.mu.Unlock()
+		c.layer.handled.Done()
+	})
+	return c.Conn.Close()
 }
 
 func (c *clusterConn) Read(p []byte) (int, error) {

@@ -325,3 +325,55 @@ func TestPeerClusterID_ReadsTheHeaderOfAnyAnswer(t *testing.T) {
 		}
 	}
 }
+
+// TestClusterStreamLayer_CloseInboundWaitsForTheHandlers: hashicorp/raft
+// serves an accepted connection on a goroutine of its own, which it does
+// not stop on Shutdown, and which may be inside a heartbeat (writing the
+// term to the stable store) when the node closes that store: Raft then
+// panics ("failed to save current term: database not open", seen under
+// load in make test). closeInbound closes every accepted connection and
+// returns only once each handler has let go of its connection (Raft's
+// handler closes it when it returns).
+func TestClusterStreamLayer_CloseInboundWaitsForTheHandlers(t *testing.T) {
+	t.Parallel()
+	a := testLayer(t, "aaaa")
+	var handlers []chan struct{}
+	for range 2 {
+		conn, err := a.Dial(raft.ServerAddress(a.Addr().String()), time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		in, err := a.Accept()
+		if err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan struct{})
+		handlers = append(handlers, done)
+		go func() { // as Raft's handleConn: read until an error, then close
+			defer close(done)
+			defer in.Close()
+			for {
+				if _, err := in.Read(make([]byte, 1)); err != nil {
+					time.Sleep(200 * time.Millisecond) // a heartbeat being handled
+					return
+				}
+			}
+		}()
+	}
+	start := time.Now()
+	a.closeInbound(10 * time.Second)
+	for i, done := range handlers {
+		select {
+		case <-done:
+		default:
+			t.Fatalf("closeInbound returned after %s while handler %d still ran", time.Since(start), i)
+		}
+	}
+	// Nothing accepted: it returns at once.
+	start = time.Now()
+	testLayer(t, "bbbb").closeInbound(10 * time.Second)
+	if time.Since(start) > time.Second {
+		t.Fatal("closeInbound without connections waited")
+	}
+}

@@ -53,6 +53,7 @@ type Server struct {
 	raft      *raft.Raft
 	store     *raftboltdb.BoltStore
 	transport *raft.NetworkTransport
+	raftLayer *clusterStreamLayer // the transport's connections
 
 	metrics   *nodeMetrics
 	snapStats *snapshotStats
@@ -177,7 +178,8 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	if len(cfg.PeerRaftAddrs) > 0 {
 		tc.ServerAddressProvider = &peerAddrs{self: raft.ServerID(cfg.NodeID), own: raft.ServerAddress(stream.Addr().String()), addrs: cfg.PeerRaftAddrs}
 	}
-	tc.Stream = newClusterStreamLayer(tc.Stream, s.clusterID, s.log.Named("raft-net"))
+	s.raftLayer = newClusterStreamLayer(tc.Stream, s.clusterID, s.log.Named("raft-net"))
+	tc.Stream = s.raftLayer
 	s.transport = raft.NewNetworkTransportWithConfig(tc)
 	transport := s.transport
 	cleanups = append(cleanups, func() { transport.Close() })
@@ -419,6 +421,9 @@ func (s *Server) shutdown(ctx context.Context, handover, drain bool) error {
 	if err := s.transport.Close(); err != nil {
 		errs = append(errs, fmt.Errorf("server: transport close: %w", err))
 	}
+	// Raft does not stop its connection handlers, which may still write
+	// a heartbeat's term to the store: let them go before closing it.
+	s.raftLayer.closeInbound(2 * time.Second)
 	s.wg.Wait()
 	if err := s.store.Close(); err != nil {
 		errs = append(errs, fmt.Errorf("server: close raft store: %w", err))

@@ -220,6 +220,7 @@ type clusterStreamLayer struct {
 	// inbound are the accepted connections Raft has not closed yet.
 	inbound map[*clusterConn]struct{}
 	handled sync.WaitGroup
+	closing bool // closeInbound was called: accept no more
 }
 
 func newClusterStreamLayer(inner raft.StreamLayer, id *clusterID, log hclog.Logger) *clusterStreamLayer {
@@ -234,6 +235,7 @@ func newClusterStreamLayer(inner raft.StreamLayer, id *clusterID, log hclog.Logg
 // database not open").
 func (l *clusterStreamLayer) closeInbound(d time.Duration) {
 	l.mu.Lock()
+	l.closing = true
 	for c := range l.inbound {
 		c.Conn.Close()
 	}
@@ -300,9 +302,13 @@ func (l *clusterStreamLayer) Accept() (net.Conn, error) {
 	}
 	c := &clusterConn{Conn: conn, layer: l}
 	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closing {
+		conn.Close()
+		return nil, net.ErrClosed
+	}
 	l.inbound[c] = struct{}{}
 	l.handled.Add(1)
-	l.mu.Unlock()
 	return c, nil
 }
 

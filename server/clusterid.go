@@ -15,6 +15,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -237,6 +238,7 @@ func (l *clusterStreamLayer) closeInbound(d time.Duration) {
 	l.mu.Lock()
 	l.closing = true
 	for c := range l.inbound {
+		c.shut.Store(true)
 		c.Conn.Close()
 	}
 	l.mu.Unlock()
@@ -322,6 +324,9 @@ type clusterConn struct {
 	// out to be the peer's first Raft bytes (a peer without an id).
 	replay []byte
 	closed sync.Once
+	// shut: closeInbound closed the connection, so its reads end with
+	// io.EOF itself, which Raft does not log as an error.
+	shut atomic.Bool
 }
 
 // Close implements net.Conn: Raft's handler calls it when it returns.
@@ -338,6 +343,9 @@ func (c *clusterConn) Close() error {
 func (c *clusterConn) Read(p []byte) (int, error) {
 	c.once.Do(func() { c.checked = c.check() })
 	if c.checked != nil {
+		if c.shut.Load() {
+			return 0, io.EOF
+		}
 		return 0, c.checked
 	}
 	if len(c.replay) > 0 {
@@ -345,7 +353,11 @@ func (c *clusterConn) Read(p []byte) (int, error) {
 		c.replay = c.replay[n:]
 		return n, nil
 	}
-	return c.Conn.Read(p)
+	n, err := c.Conn.Read(p)
+	if err != nil && c.shut.Load() {
+		err = io.EOF
+	}
+	return n, err
 }
 
 func (c *clusterConn) check() error {

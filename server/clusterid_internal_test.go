@@ -355,6 +355,9 @@ func TestClusterStreamLayer_CloseInboundWaitsForTheHandlers(t *testing.T) {
 			defer in.Close()
 			for {
 				if _, err := in.Read(make([]byte, 1)); err != nil {
+					if err != io.EOF { // Raft logs any other error at ERROR
+						t.Errorf("read after closeInbound: %v, want io.EOF itself", err)
+					}
 					time.Sleep(200 * time.Millisecond) // a heartbeat being handled
 					return
 				}

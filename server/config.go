@@ -256,6 +256,9 @@ func (c *Config) validate() error {
 	case len(c.Bootstrap) > 0 && c.Join != "":
 		return bad("bootstrap and join are mutually exclusive")
 	}
+	if err := c.validateLimits(); err != nil {
+		return err
+	}
 	if err := c.validateTLS(); err != nil {
 		return err
 	}

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strings"
@@ -558,7 +559,51 @@ func FuzzReadState(f *testing.F) {
 		if _, ok := st.Get("fuzz"); !ok {
 			t.Fatal("put on a restored state lost")
 		}
+		applyToRestored(t, s2, crc32.ChecksumIEEE(data))
 	})
+}
+
+// applyToRestored applies to a state read from a file what a cluster
+// could do next: revoke, expire, checkpoint and renew every lease, resign
+// every holder and waiter, promote every name, then random commands aimed
+// at what the state holds (seeded by seed). None may panic, and each must
+// apply purely (see applyPure): a file is input, and nothing in one may
+// make a later Apply panic.
+func applyToRestored(t *testing.T, s *fsm.State, seed uint32) {
+	t.Helper()
+	var cmds []fsm.Payload
+	for _, l := range s.Leases() {
+		cmds = append(cmds, fsm.LeaseRenew{ID: l.ID},
+			fsm.LeaseCheckpoint{Leases: []fsm.LeaseRemaining{{ID: l.ID, Epoch: l.Epoch, Remaining: 1}}},
+			fsm.LeaseExpire{Leases: []fsm.LeaseExpiry{{ID: l.ID, Epoch: l.Epoch}}}, fsm.LeaseRevoke{ID: l.ID})
+	}
+	for _, e := range s.Elections() {
+		for _, c := range append(append([]fsm.Candidate{}, e.Holders...), e.Waiting...) {
+			cmds = append(cmds, fsm.Proclaim{Name: e.Name, Lease: c.Lease, Token: c.Token, Value: []byte("p")},
+				fsm.Resign{Name: e.Name, Lease: c.Lease, Token: c.Token})
+		}
+		cmds = append(cmds, fsm.Promote{Name: e.Name})
+	}
+	cmds = append(cmds, fsm.KVDelete{Prefix: true}, fsm.Restored{})
+	index := s.Index()
+	for i, p := range cmds {
+		cmd, err := fsm.NewCommand(p)
+		if err != nil {
+			continue // not a command a leader could build
+		}
+		index++
+		applyPure(t, s, index, cmd, fmt.Sprint("state command ", i)) // each on the restored state
+	}
+	rng := rand.New(rand.NewPCG(uint64(seed), 16))
+	cur := s
+	for i := range 16 {
+		cmd, err := fsm.NewCommand(randomPayload(rng, cur))
+		if err != nil {
+			continue
+		}
+		index++
+		cur, _ = applyPure(t, cur, index, cmd, fmt.Sprint("random command ", i))
+	}
 }
 
 // rewriteRecords reads the snapshot file b and writes it again with every

@@ -34,7 +34,9 @@ func TestProperty_EveryProposalDecodesAndApplies(t *testing.T) {
 		}
 		ta := newTestAPI(t, "n1", opts)
 		pick := func(xs []string) string { return xs[rng.IntN(len(xs))] }
-		u64 := func() uint64 { return []uint64{0, 1, 2, 5, rng.Uint64N(ta.node.fsm.State().Index() + 2), 1<<63 + 1}[rng.IntN(6)] }
+		u64 := func() uint64 {
+			return []uint64{0, 1, 2, 5, rng.Uint64N(ta.node.fsm.State().Index() + 2), 1<<63 + 1}[rng.IntN(6)]
+		}
 		for step := range 300 {
 			var method, path, body string
 			switch rng.IntN(9) {

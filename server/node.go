@@ -68,7 +68,7 @@ func (s *Server) waitLeaderReady(ctx context.Context) error {
 		if s.raft.State() != raft.Leader {
 			return ErrNotLeader
 		}
-		if s.leaderReady.Load() && !s.restoring.Load() {
+		if s.leaderReady.Load() && !s.restoring.Load() && !s.fsm.State().Restore().Pending {
 			return nil
 		}
 		if !s.restoring.Load() {
@@ -245,7 +245,7 @@ func (s *Server) Ready() error {
 	if id == "" {
 		return ErrNoLeader
 	}
-	if s.raft.State() == raft.Leader && (!s.leaderReady.Load() || s.restoring.Load()) {
+	if s.raft.State() == raft.Leader && (!s.leaderReady.Load() || s.restoring.Load() || s.fsm.State().Restore().Pending) {
 		return ErrLeaderNotReady
 	}
 	if !s.caughtUp.Load() {

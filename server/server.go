@@ -62,6 +62,9 @@ type Server struct {
 	// request back while one runs on this leader.
 	restoreMu sync.Mutex
 	restoring atomic.Bool
+	// restoreKick wakes the leader's duties to finish an installed
+	// restore at once (finishPendingRestore).
+	restoreKick chan struct{}
 
 	// lessor is the leader's lease clock; leaseMu orders lease commands
 	// applied by the FSM against its promotion.
@@ -104,7 +107,7 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, log: cfg.Logger, applied: newIndexWaiter(), stop: make(chan struct{})}
+	s := &Server{cfg: cfg, log: cfg.Logger, applied: newIndexWaiter(), stop: make(chan struct{}), restoreKick: make(chan struct{}, 1)}
 	s.fsm = fsm.New()
 	var skew *lease.SkewClock
 	if cfg.UnsafeLeaseClockControl {

@@ -248,14 +248,14 @@ func (p Txn) validate() error {
 	for i, c := range p.Compares {
 		size += len(c.Key) + len(c.Value)
 		if err := c.validate(); err != nil {
-			return fmt.Errorf("compare %d: %w", i, err)
+			return fmt.Errorf("if[%d]: %w", i, err)
 		}
 	}
 	for b, ops := range [][]TxnOp{p.Then, p.Else} {
 		for i, op := range ops {
 			size += len(op.Key) + len(op.Value)
 			if err := op.validate(); err != nil {
-				return fmt.Errorf("%s op %d: %w", [2]string{"then", "else"}[b], i, err)
+				return fmt.Errorf("%s[%d]: %w", [2]string{"then", "else"}[b], i, err)
 			}
 		}
 	}

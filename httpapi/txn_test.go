@@ -225,11 +225,11 @@ func TestTxn_ACLIsCheckedPerOp(t *testing.T) {
 	}
 	for body, where := range map[string]string{
 		`{"then":[{"op":"put","key":"app/a"},{"op":"put","key":"shared/x"}]}`: "then[1]",
-		`{"else":[{"op":"get","key":"other"}]}`:                              "else[0]",
-		`{"if":[{"target":"exists","key":"secret"}]}`:                        "if[0]",
-		`{"if":[{"fence":{"name":"db","token":3}}]}`:                         "if[0]",
-		`{"if":[{"target":"lease_alive","lease":3}]}`:                        "if[0]",
-		`{"then":[{"op":"delete_prefix","key":"app"}]}`:                      "then[0]",
+		`{"else":[{"op":"get","key":"other"}]}`:                               "else[0]",
+		`{"if":[{"target":"exists","key":"secret"}]}`:                         "if[0]",
+		`{"if":[{"fence":{"name":"db","token":3}}]}`:                          "if[0]",
+		`{"if":[{"target":"lease_alive","lease":3}]}`:                         "if[0]",
+		`{"then":[{"op":"delete_prefix","key":"app"}]}`:                       "then[0]",
 	} {
 		d := wantError(t, ta.do(t, "POST", "/v1/txn", body, h...), http.StatusForbidden, api.CodePermissionDenied)
 		if !strings.HasPrefix(d.Message, where+":") {

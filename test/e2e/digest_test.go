@@ -48,23 +48,12 @@ func startShadow(t testing.TB, via *proc, id string, bin string, env []string, e
 	return p
 }
 
-// startWith starts p with another binary and environment (nil: coordd's).
+// startWith starts p with another build and environment (both empty:
+// coordd's).
 func startWith(t testing.TB, p *proc, bin string, env []string) {
 	t.Helper()
-	if bin == "" && env == nil {
-		p.start(t)
-		return
-	}
-	saved := coorddBin
-	if bin != "" {
-		coorddBin = bin
-	}
-	if env != nil {
-		os.Setenv("COORDD_UNSAFE_PERTURB_APPLY_AT", strings.TrimPrefix(env[0], "COORDD_UNSAFE_PERTURB_APPLY_AT="))
-	}
+	p.bin, p.env = bin, env
 	p.start(t)
-	os.Unsetenv("COORDD_UNSAFE_PERTURB_APPLY_AT")
-	coorddBin = saved
 }
 
 // getJSON GETs url into v, failing on a status other than 200.

@@ -78,6 +78,8 @@ type Server struct {
 
 	// leaders is this node's view of the leader (leaderview.go).
 	leaders *leaderView
+	// verify coalesces the leadership rounds of keepalives (verify.go).
+	verify *verifyGroup
 
 	// leaderReady is true while this node leads and has applied its first
 	// entry of the term. A new leader serves nothing before that.
@@ -281,8 +283,10 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	}
 
 	s.leaders = newLeaderView(s.httpAddrOf)
+	s.verify = newVerifyGroup(s.verifyLeadership, verifyGap, s.metrics.verifyRounds.Inc)
 	hapi := httpapi.New(s, httpapi.Options{
 		LeaderWait:        s.cfg.ElectionTimeout + s.cfg.HeartbeatTimeout,
+		ForwardGrace:      s.cfg.HeartbeatTimeout,
 		Logger:            s.log.Named("http"),
 		MaxRequestBytes:   cfg.MaxRequestBytes,
 		MaxValueBytes:     cfg.MaxValueBytes,

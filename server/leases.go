@@ -105,7 +105,7 @@ func (s *Server) promoteLessor() {
 	for _, l := range ls {
 		infos = append(infos, leaseInfo(l))
 	}
-	s.lessor.Promote(infos, time.Now().UnixNano())
+	s.lessor.Promote(infos, s.stamps.now(s.fsm.State().Stamp()))
 	s.log.Info("lease clock promoted", "leases", len(infos))
 }
 
@@ -302,9 +302,9 @@ func (s *Server) checkpointLeases(ctx context.Context) {
 }
 
 // promoteDelayed proposes a promote for each name whose lock-delay has
-// ended by this leader's clock. The FSM checks the stamp again.
+// ended by the replicated clock. The FSM checks the stamp again.
 func (s *Server) promoteDelayed(ctx context.Context) {
-	now := time.Now().UnixNano()
+	now := s.stamps.now(s.fsm.State().Stamp())
 	for name, until := range s.fsm.State().DelayedElections() {
 		if now < until {
 			continue

@@ -88,6 +88,8 @@ func registerMetrics(reg *prometheus.Registry, s *Server) (*nodeMetrics, error) 
 		gauge("coordd_fsm_index", "Index of the last command applied to the state machine.", func() float64 {
 			return float64(s.fsm.State().Index())
 		}),
+		gauge("coordd_clock_skew_seconds", "How far this node's wall clock is ahead of the replicated clock, the leader's stamps (negative: behind); the leader reads its own, a follower estimates it from the entries it applies. The lease bounds assume it stays within coordd_lease_extension_seconds.",
+			func() float64 { return s.clockSkew().Seconds() }),
 		gauge("coordd_kv_keys", "Number of keys in the KV store.", func() float64 { return float64(s.fsm.State().KVLen()) }),
 		gauge("coordd_ready", "1 if the node is ready to serve.", func() float64 {
 			if s.Ready() == nil {

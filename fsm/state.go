@@ -51,6 +51,9 @@ type State struct {
 	aclBySecret *iradix.Tree[string]    // secret hash -> accessor id; derived, rebuilt on read
 	// aclBootstrap is the index of the entry that bootstrapped ACLs (0: never).
 	aclBootstrap uint64
+
+	// peerSecret authenticates forwarded requests (peer.go); nil: none yet.
+	peerSecret []byte
 }
 
 func emptyState() *State {

@@ -108,7 +108,7 @@ func TestNotLeaderAfterForwarding_NamesTheLeader(t *testing.T) {
 		n.applyErr = httpapi.ErrNotLeader
 		n.leader = api.Member{ID: "n1", HTTPAddr: "127.0.0.1:1", Leader: true}
 	})
-	d := wantError(t, ta.do(t, "PUT", "/v1/kv/k", "v", "X-Coordd-Forwarded-By", "n3"), http.StatusServiceUnavailable, api.CodeNotLeader)
+	d := wantError(t, ta.do(t, "PUT", "/v1/kv/k", "v", forwardedBy("n3", "PUT", "/v1/kv/k")...), http.StatusServiceUnavailable, api.CodeNotLeader)
 	if d.Leader != "n1" {
 		t.Fatalf("leader = %q, want n1", d.Leader)
 	}

@@ -63,6 +63,7 @@ func BenchmarkChurn_UniqueLockNames(b *testing.B) {
 		}
 		lease := res.Lease.ID
 		names := make(chan string, rate)
+		start := time.Now()
 		var done, failed atomic.Int64
 		var wg sync.WaitGroup
 		for range workers {
@@ -82,7 +83,8 @@ func BenchmarkChurn_UniqueLockNames(b *testing.B) {
 				}
 			}()
 		}
-		report := func(at time.Duration) {
+		report := func(mark time.Duration) {
+			at := time.Since(start)
 			st := srv.State()
 			var w countingWriter
 			if err := fsm.WriteState(&w, st); err != nil {
@@ -91,11 +93,10 @@ func BenchmarkChurn_UniqueLockNames(b *testing.B) {
 			runtime.GC()
 			var ms runtime.MemStats
 			runtime.ReadMemStats(&ms)
-			fmt.Printf("churn %5s: %7d names (%d failed), %4.0f/s; state: %d elections, %d leases, %d keys, %d idempotency records; heap %.1f MiB; snapshot %d bytes\n",
-				at.Round(time.Second), done.Load(), failed.Load(), float64(done.Load())/at.Seconds(),
+			fmt.Printf("churn %5s (at %s): %7d names (%d failed), %4.0f/s; state: %d elections, %d leases, %d keys, %d idempotency records; heap %.1f MiB; snapshot %d bytes\n",
+				mark.Round(time.Second), at.Round(time.Second), done.Load(), failed.Load(), float64(done.Load())/at.Seconds(),
 				st.ElectionCount(), st.LeaseCount(), st.KVLen(), st.DedupLen(), float64(ms.HeapAlloc)/(1<<20), w.n)
 		}
-		start := time.Now()
 		marks := []time.Duration{time.Minute, 5 * time.Minute, 10 * time.Minute}
 		tick := time.NewTicker(10 * time.Millisecond)
 		sent := 0

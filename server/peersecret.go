@@ -5,9 +5,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
-	"strings"
 	"time"
 
 	"github.com/coordd/coordd/api"
@@ -58,56 +56,26 @@ func (s *Server) givePeerSecret(ctx context.Context) {
 }
 
 func (s *Server) tryGivePeerSecret(ctx context.Context) error {
-	f := s.raft.GetConfiguration()
-	if err := waitFuture(ctx, f); err != nil {
-		return err
-	}
-	for _, srv := range f.Configuration().Servers {
-		if string(srv.ID) == s.cfg.NodeID {
-			continue
-		}
-		addr := s.httpAddrOf(string(srv.ID))
-		if addr == "" {
-			return fmt.Errorf("no HTTP address for member %s", srv.ID)
-		}
-		ok, err := s.peerKnowsPeerSecret(ctx, addr)
+	err := s.otherMembers(ctx, func(member, addr string) (bool, error) {
+		h, err := s.peerHealthzHeader(ctx, addr)
 		switch {
 		case err != nil:
-			return fmt.Errorf("member %s: %w", srv.ID, err)
-		case !ok:
-			return fmt.Errorf("member %s runs a build without the peer secret", srv.ID)
+			return false, fmt.Errorf("member %s: %w", member, err)
+		case h.Get(api.HeaderPeerAuth) != peerAuthSupport:
+			return false, fmt.Errorf("member %s runs a build without the peer secret", member)
 		}
+		return false, nil
+	})
+	if err != nil {
+		return err
 	}
 	secret := make([]byte, fsm.PeerSecretSize)
 	if _, err := rand.Read(secret); err != nil {
 		return err
 	}
-	_, err := s.propose(ctx, fsm.PeerSecret{Secret: secret})
-	if err != nil && !errors.Is(err, fsm.ErrPeerSecretSet) {
+	if _, err := s.propose(ctx, fsm.PeerSecret{Secret: secret}); err != nil && !errors.Is(err, fsm.ErrPeerSecretSet) {
 		return err
 	}
 	s.log.Info("peer secret set: nodes authenticate the requests they forward")
 	return nil
-}
-
-// peerKnowsPeerSecret asks the node at httpAddr whether its build knows
-// the peer secret.
-func (s *Server) peerKnowsPeerSecret(ctx context.Context, httpAddr string) (bool, error) {
-	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-	defer cancel()
-	url := httpAddr
-	if !strings.Contains(url, "://") {
-		url = s.httpScheme() + "://" + url
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimSuffix(url, "/")+"/healthz", nil)
-	if err != nil {
-		return false, err
-	}
-	resp, err := s.peerHTTPClient(2 * time.Second).Do(req)
-	if err != nil {
-		return false, err
-	}
-	defer resp.Body.Close()
-	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
-	return resp.Header.Get(api.HeaderPeerAuth) == peerAuthSupport, nil
 }

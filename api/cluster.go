@@ -75,6 +75,10 @@ type Status struct {
 	// a new node learns it). Always present: its presence tells a build
 	// that knows cluster ids.
 	ClusterID string `json:"cluster_id"`
+	// Integrity is this node's digest and alarm state; Alarms the
+	// cluster's alarms (replicated: the same on every member).
+	Integrity *IntegrityStatus `json:"integrity,omitempty"`
+	Alarms    []Alarm          `json:"alarms,omitempty"`
 }
 
 // SnapshotStatus describes a node's latest snapshot.

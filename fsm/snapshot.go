@@ -52,6 +52,9 @@ func WriteState(w io.Writer, s *State) error {
 		// readable by builds that know no token records.
 		counts[recACLToken] = uint64(n)
 	}
+	if n := s.alarmTree().Len(); n > 0 {
+		counts[recAlarm] = uint64(n) // likewise (alarm.go)
+	}
 	sw, err := snapshot.NewWriter(w, snapshot.Header{Index: s.index, Term: s.term, Counts: counts})
 	if err != nil {
 		return err
@@ -96,6 +99,9 @@ func WriteState(w io.Writer, s *State) error {
 			e.bytes(s.peerSecret)
 			return sw.Record(recPeerSecret, e.b)
 		},
+		func() error {
+			return walkRecords(sw, recAlarm, s.alarmTree(), func(e *enc, _ []byte, a *Alarm) { encodeAlarm(e, a) })
+		},
 	}
 	for _, step := range steps {
 		if err := step(); err != nil {
@@ -121,6 +127,7 @@ func ReadState(r io.Reader) (*State, error) {
 	elections, dedup, byStamp := s.elections.Txn(), s.dedup.Txn(), s.dedupByStamp.Txn()
 	empties, delayed := s.emptyElections.Txn(), s.delayed.Txn()
 	tokens, owners := s.aclTokens.Txn(), map[string]int{}
+	alarms := s.alarmTree().Txn()
 	// dup reports a second record with the same key.
 	dup := func(d *dec, what string, found bool, key any) {
 		if found && d.err == nil {
@@ -194,6 +201,8 @@ func ReadState(r io.Reader) (*State, error) {
 			}
 			s.peerSecret = d.bytes()
 			verr = validatePeerSecret(s.peerSecret)
+		case recAlarm:
+			verr = readAlarm(&d, alarms, s.index)
 		default:
 			// Unknown record types come from a newer build; skipping them
 			// would silently lose state, so refuse.
@@ -210,6 +219,7 @@ func ReadState(r io.Reader) (*State, error) {
 	s.elections, s.dedup, s.dedupByStamp = elections.CommitOnly(), dedup.CommitOnly(), byStamp.CommitOnly()
 	s.emptyElections, s.delayed = empties.CommitOnly(), delayed.CommitOnly()
 	s.aclTokens = tokens.CommitOnly()
+	s.alarms = alarms.CommitOnly()
 	ot := s.leaseOwners.Txn()
 	for o, n := range owners {
 		ot.Insert([]byte(o), n)

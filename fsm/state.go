@@ -54,6 +54,8 @@ type State struct {
 
 	// peerSecret authenticates forwarded requests (peer.go); nil: none yet.
 	peerSecret []byte
+
+	alarms *iradix.Tree[*Alarm] // by member id (alarm.go)
 }
 
 func emptyState() *State {
@@ -63,6 +65,7 @@ func emptyState() *State {
 		emptyElections: iradix.New[struct{}](), delayed: iradix.New[int64](),
 		dedup: iradix.New[*dedupEntry](), dedupByStamp: iradix.New[string](),
 		aclTokens: iradix.New[*ACLToken](), aclBySecret: iradix.New[string](), leaseOwners: iradix.New[int](),
+		alarms: iradix.New[*Alarm](),
 	}
 }
 

@@ -176,6 +176,22 @@ type Config struct {
 	// ignored.
 	PeerRaftAddrs map[string]string
 
+	// State digests and shadow members (see digest.go): a replica digest
+	// every DigestInterval applied entries (0: DefaultDigestInterval),
+	// compared by the leader every DigestPoll (0: DefaultDigestPoll);
+	// DigestsOff turns digests off (to measure their cost). CorruptCheck
+	// is "warn" (the default) or "refuse": refuse stops serving and
+	// leading while an alarm names this node. Shadow joins as a
+	// non-voter that serves only stale reads; ReadShadowRate is the
+	// fraction of reads this node mirrors to shadow members to compare
+	// the answers (0: none).
+	DigestInterval uint64
+	DigestPoll     time.Duration
+	DigestsOff     bool
+	CorruptCheck   string
+	Shadow         bool
+	ReadShadowRate float64
+
 	// Knobs let tests stop the server at chosen points; nil in production.
 	Knobs *Knobs
 
@@ -195,6 +211,7 @@ func (c *Config) setDefaults() {
 			*d = v
 		}
 	}
+	c.digestDefaults()
 	def(&c.HeartbeatTimeout, DefaultHeartbeatTimeout)
 	def(&c.ElectionTimeout, DefaultElectionTimeout)
 	def(&c.LeaderLeaseTimeout, DefaultLeaderLeaseTimeout)
@@ -260,6 +277,9 @@ func (c *Config) validate() error {
 		return err
 	}
 	if err := c.validateTLS(); err != nil {
+		return err
+	}
+	if err := c.validateDigest(); err != nil {
 		return err
 	}
 	if len(c.Bootstrap) > 0 {

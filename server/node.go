@@ -228,6 +228,7 @@ func (s *Server) Status() api.Status {
 			st.Snapshot.AgeSeconds = time.Since(snap.Time).Round(time.Millisecond).Seconds()
 		}
 	}
+	s.integrityStatus(&st)
 	if r := s.fsm.State().Restore(); r.Pending || r.Index != 0 {
 		st.LastRestore = &api.RestoreStatus{Pending: r.Pending, BackupIndex: r.SourceIndex, Index: r.Index}
 	}

@@ -314,7 +314,7 @@ func (a *API) forwardOnce(ctx context.Context, w http.ResponseWriter, r *http.Re
 	for _, h := range edgeHeaders {
 		req.Header.Del(h)
 	}
-	req.Header.Set(api.HeaderForwardedBy, a.node.ID())
+	a.signForward(req) // X-Coordd-Forwarded-By, authenticated (peerauth.go)
 	a.metrics.forwarded.Inc()
 	resp, err := a.fwd.Do(req)
 	if err != nil {

@@ -344,6 +344,7 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	handler = s.withIntegrity(handler, hapi.GuardRead, hapi.Guard)
 	handler = ui.Wrap(handler, ui.Options{TLS: s.tls != nil, Members: s.memberHTTPAddrs})
 	handler = withClusterID(handler, s.clusterID)
+	handler = withPeerAuthSupport(handler)
 	// No ReadTimeout or WriteTimeout: blocking queries, streams and lock
 	// waits are long answers. The API bounds the time to receive a body
 	// itself (httpapi.DefaultBodyReadTimeout).

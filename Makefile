@@ -7,7 +7,7 @@ BIN       := bin
 GOBUILD   = $(GO) build -buildvcs=auto
 TEST_TIMEOUT ?= 14m
 
-.PHONY: all build run run-tls test test-tools test-docs test-e2e test-crash test-ui test-alerts jepsen jepsen-long jepsen-disk bench-e2e bench-recovery bench bench-quick bench-micro fuzz vet fmt clean
+.PHONY: all build run run-tls test test-tools test-docs test-e2e test-crash test-ui test-alerts jepsen jepsen-long jepsen-disk bench-e2e bench-recovery bench-txn bench bench-quick bench-micro fuzz vet fmt clean
 
 all: build
 
@@ -127,6 +127,10 @@ bench-e2e:
 	$(GO) test -run '^$$' -bench 'E2E_HolderStops' -benchtime 10x -count 3 -timeout 20m ./test/e2e/
 	$(GO) test -run '^$$' -bench 'E2E_Keepalive' -benchtime 1x -count 3 -timeout 20m ./test/e2e/
 	$(GO) test -run '^$$' -bench 'E2E_ClientFailover' -benchtime 5x -timeout 20m ./test/e2e/
+
+## bench-txn: transactions (3 compares + 3 puts) vs plain puts on a 3-node in-process cluster, 1/16/64 clients, at the leader and through every node: ops/s, p50/p99/max (about 2 minutes; not part of make test)
+bench-txn:
+	$(GO) test -run '^$$' -bench 'TxnVsPut' -benchtime 3000x -count 3 -timeout 30m ./client/
 
 ## bench-recovery: snapshot and recovery benchmarks: write latency during a snapshot of 1M leases, restart-to-ready and join catch-up with 64 and 256 MiB of state (not part of make test)
 bench-recovery:

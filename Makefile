@@ -104,10 +104,12 @@ fuzz:
 	$(FUZZ) '^FuzzDecodeApply$$' ./fsm/
 	$(FUZZ) '^FuzzPayloadDecoders$$' ./fsm/
 	$(FUZZ) '^FuzzReadState$$' ./fsm/
+	$(FUZZ) '^FuzzTxnDecode$$' ./fsm/
 	$(FUZZ) '^FuzzReader$$' ./snapshot/
 	$(FUZZ) '^FuzzWriterRoundTrip$$' ./snapshot/
 	$(FUZZ) '^FuzzKVRequest$$' ./httpapi/
 	$(FUZZ) '^FuzzACLRequest$$' ./httpapi/
+	$(FUZZ) '^FuzzTxnRequest$$' ./httpapi/
 	$(FUZZ) '^FuzzParseToken$$' ./fencing/
 
 vet:

@@ -7,7 +7,7 @@ BIN       := bin
 GOBUILD   = $(GO) build -buildvcs=auto
 TEST_TIMEOUT ?= 14m
 
-.PHONY: all build run run-tls test test-tools test-docs test-e2e test-crash test-ui test-alerts jepsen jepsen-long jepsen-disk bench-e2e bench-recovery bench-stall bench-churn bench bench-quick bench-micro fuzz vet fmt clean
+.PHONY: all build run run-tls test test-tools test-docs test-e2e test-crash test-ui test-alerts jepsen jepsen-long jepsen-disk bench-e2e bench-recovery bench-stall bench-churn bench bench-quick bench-micro fuzz vet fmt clean bench-txn
 
 all: build
 
@@ -104,10 +104,12 @@ fuzz:
 	$(FUZZ) '^FuzzDecodeApply$$' ./fsm/
 	$(FUZZ) '^FuzzPayloadDecoders$$' ./fsm/
 	$(FUZZ) '^FuzzReadState$$' ./fsm/
+	$(FUZZ) '^FuzzTxnDecode$$' ./fsm/
 	$(FUZZ) '^FuzzReader$$' ./snapshot/
 	$(FUZZ) '^FuzzWriterRoundTrip$$' ./snapshot/
 	$(FUZZ) '^FuzzKVRequest$$' ./httpapi/
 	$(FUZZ) '^FuzzACLRequest$$' ./httpapi/
+	$(FUZZ) '^FuzzTxnRequest$$' ./httpapi/
 	$(FUZZ) '^FuzzParseToken$$' ./fencing/
 
 vet:
@@ -136,6 +138,10 @@ STALL_TRIALS  ?= 20
 ## bench-stall: a 3-node cluster with the default Raft timing, its leader SIGSTOPped for STALL_SECONDS (5; STALL_SECONDS=5,60 adds a minute-long stall) STALL_TRIALS times (20); 50 ms into each stall GET, PUT, single and batched keepalive, lock and campaign with and without wait go to both other nodes: median and max time to their answer (COORDD_E2E_BIN=path measures another build; not part of make test)
 bench-stall:
 	COORDD_STALL_BENCH=1 COORDD_STALL_SECONDS=$(STALL_SECONDS) COORDD_STALL_TRIALS=$(STALL_TRIALS) $(GO) test -count=1 -timeout 90m -run 'TestStallBench' -v ./test/e2e/
+
+## bench-txn: transactions (3 compares + 3 puts) vs plain puts on a 3-node in-process cluster, 1/16/64 clients, at the leader and through every node: ops/s, p50/p99/max (about 2 minutes; not part of make test)
+bench-txn:
+	$(GO) test -run '^$$' -bench 'TxnVsPut' -benchtime 3000x -count 3 -timeout 30m ./client/
 
 ## bench-recovery: snapshot and recovery benchmarks: write latency during a snapshot of 1M leases, restart-to-ready and join catch-up with 64 and 256 MiB of state (not part of make test)
 bench-recovery:

@@ -113,6 +113,7 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	s.fsm = fsm.New()
 	s.digests, s.collector, s.readShadow = newDigester(&s.cfg), newCollector(), newReadShadower(&s.cfg)
 	s.digests.perturb = unsafePerturb(&s.cfg, s.fsm)
+	s.readShadow.s = s
 	var skew *lease.SkewClock
 	if cfg.UnsafeLeaseClockControl {
 		base := cfg.LeaseClock
@@ -290,6 +291,7 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 		return nil, err
 	}
 	s.peerClient = s.peerHTTPClient(10 * time.Second)
+	s.readShadow.scheme, s.readShadow.client = s.httpScheme(), s.peerClient
 
 	hapi := httpapi.New(s, httpapi.Options{
 		Logger:            s.log.Named("http"),

@@ -47,6 +47,9 @@ type fakeNode struct {
 	// call: it lets a test interleave a Restore at that exact point.
 	resetHook func()
 	members   []api.Member
+	// viewCh is closed, and replaced, when set changes the leader.
+	viewCh    chan struct{}
+	viewSince time.Time
 
 	barrierCalls int
 	resetCalls   int
@@ -69,7 +72,30 @@ func newFakeNode(id string) *fakeNode {
 func (n *fakeNode) set(f func(n *fakeNode)) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
+	leader, has := n.leader, n.hasLeader
 	f(n)
+	if n.leader != leader || n.hasLeader != has {
+		if n.viewCh != nil {
+			close(n.viewCh)
+			n.viewCh = nil
+		}
+		n.viewSince = time.Now()
+	}
+}
+
+// LeaderView is Leader with a channel closed by the next set that changes
+// the leader.
+func (n *fakeNode) LeaderView() httpapi.LeaderView {
+	n.maybePanic("LeaderView")
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.viewCh == nil {
+		n.viewCh = make(chan struct{})
+	}
+	if n.viewSince.IsZero() {
+		n.viewSince = time.Now()
+	}
+	return httpapi.LeaderView{Leader: n.leader, Known: n.hasLeader, Since: n.viewSince, Changed: n.viewCh}
 }
 
 func (n *fakeNode) maybePanic(method string) {
@@ -282,7 +308,8 @@ func (n *fakeNode) Restore(ctx context.Context, backup *fsm.State, opts httpapi.
 		return api.RestoreResult{}, err
 	}
 	n.applyMu.Lock()
-	prepared := fsm.PrepareRestore(backup, n.fsm.State().Members(), max(n.index, backup.Index())+opts.Bump)
+	bump := fsm.RestoreBump(backup.Index(), n.index, opts.Bump, opts.ExplicitBump)
+	prepared := fsm.PrepareRestore(backup, n.fsm.State().Members(), max(n.index, backup.Index())+bump)
 	var buf bytes.Buffer
 	if err := fsm.WriteState(&buf, prepared); err != nil {
 		n.applyMu.Unlock()
@@ -296,7 +323,7 @@ func (n *fakeNode) Restore(ctx context.Context, backup *fsm.State, opts httpapi.
 	n.applyMu.Unlock()
 	res := n.applyLocal(fsmCmd(fsm.Restored{}))
 	st := n.fsm.State()
-	return api.RestoreResult{BackupIndex: backup.Index(), Index: res.Index, Keys: st.KVLen(),
+	return api.RestoreResult{BackupIndex: backup.Index(), Index: res.Index, Bump: bump, Keys: st.KVLen(),
 		Leases: st.LeaseCount(), Elections: len(st.Elections()), Digest: st.Digest()}, nil
 }
 

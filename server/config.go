@@ -273,6 +273,9 @@ func (c *Config) validate() error {
 	case len(c.Bootstrap) > 0 && c.Join != "":
 		return bad("bootstrap and join are mutually exclusive")
 	}
+	if err := c.validateLimits(); err != nil {
+		return err
+	}
 	if err := c.validateTLS(); err != nil {
 		return err
 	}
@@ -353,4 +356,8 @@ type Knobs struct {
 	// is finished; an error makes Restore return it there, as if the
 	// leader had died at that point.
 	AfterRestoreInstall func() error
+	// FinishRestore runs before the leader's duties commit CmdRestored
+	// for an installed restore; an error skips this attempt (they retry),
+	// as if the leader could not commit it.
+	FinishRestore func() error
 }

@@ -62,6 +62,9 @@ type Server struct {
 	// request back while one runs on this leader.
 	restoreMu sync.Mutex
 	restoring atomic.Bool
+	// restoreKick wakes the leader's duties to finish an installed
+	// restore at once (finishPendingRestore).
+	restoreKick chan struct{}
 
 	// lessor is the leader's lease clock; leaseMu orders lease commands
 	// applied by the FSM against its promotion.
@@ -75,6 +78,9 @@ type Server struct {
 	// peerRT carries its HTTP calls to other nodes.
 	tls    *tlsutil.Reloader
 	peerRT http.RoundTripper
+
+	// leaders is this node's view of the leader (leaderview.go).
+	leaders *leaderView
 
 	// leaderReady is true while this node leads and has applied its first
 	// entry of the term. A new leader serves nothing before that.
@@ -109,7 +115,7 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, log: cfg.Logger, applied: newIndexWaiter(), stop: make(chan struct{})}
+	s := &Server{cfg: cfg, log: cfg.Logger, applied: newIndexWaiter(), stop: make(chan struct{}), restoreKick: make(chan struct{}, 1)}
 	s.fsm = fsm.New()
 	s.digests, s.collector, s.readShadow = newDigester(&s.cfg), newCollector(), newReadShadower(&s.cfg)
 	s.digests.perturb = unsafePerturb(&s.cfg, s.fsm)
@@ -293,7 +299,9 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	s.peerClient = s.peerHTTPClient(10 * time.Second)
 	s.readShadow.scheme, s.readShadow.client = s.httpScheme(), s.peerClient
 
+	s.leaders = newLeaderView(s.httpAddrOf)
 	hapi := httpapi.New(s, httpapi.Options{
+		LeaderWait:        s.cfg.ElectionTimeout + s.cfg.HeartbeatTimeout,
 		Logger:            s.log.Named("http"),
 		MaxRequestBytes:   cfg.MaxRequestBytes,
 		MaxValueBytes:     cfg.MaxValueBytes,
@@ -326,10 +334,14 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 		MaxHeaderBytes:    cfg.MaxHeaderBytes,
 		ErrorLog:          s.log.Named("http").StandardLogger(&hclog.StandardLoggerOptions{InferLevels: true}),
 	}
-	s.wg.Add(3)
+	s.wg.Add(4)
 	go func() {
 		defer s.wg.Done()
 		s.runSnapshotTimer()
+	}()
+	go func() {
+		defer s.wg.Done()
+		s.runLeaderView()
 	}()
 	go func() {
 		defer s.wg.Done()

@@ -7,7 +7,7 @@ BIN       := bin
 GOBUILD   = $(GO) build -buildvcs=auto
 TEST_TIMEOUT ?= 14m
 
-.PHONY: all build run run-tls test test-tools test-docs test-e2e test-crash test-ui test-alerts jepsen jepsen-long jepsen-disk bench-e2e bench-recovery bench-stall bench-churn bench bench-quick bench-micro fuzz vet fmt clean bench-txn
+.PHONY: all build run run-tls test test-tools test-docs test-e2e test-crash test-ui test-alerts jepsen jepsen-long jepsen-disk bench-e2e bench-recovery bench-stall bench-churn bench bench-quick bench-micro fuzz vet fmt clean bench-txn test-digests bench-digests
 
 all: build
 
@@ -89,6 +89,14 @@ test-alerts:
 		promtool check rules deploy/prometheus/alerts.yml && promtool test rules deploy/prometheus/alerts_test.yml; \
 	else echo "skipping promtool: it is not installed (Debian's prometheus package has it)"; fi
 	$(GO) test -count=1 -timeout 5m -run 'TestMonitoring_|Test_E2E_Monitoring_' -v ./test/e2e/
+
+## test-digests: the state digest end-to-end test at full size: a 3-node cluster and a shadow keep equal digests over 100k mixed entries with snapshots, a restart and a leader SIGKILL (not part of make test, which writes 3k)
+test-digests:
+	COORDD_DIGEST_ENTRIES=100000 $(GO) test -count=1 -timeout 40m -run 'Test_E2E_Digest_ClusterAndShadowAgree' -v ./test/e2e/
+
+## bench-digests: the time from one member perturbing its own state (a coordd_unsafe_perturb test build) to the alarm naming it, 5 runs (median and max)
+bench-digests:
+	$(GO) test -run '^$$' -bench 'E2E_DigestPerturbToAlarm' -benchtime 5x -timeout 20m -v ./test/e2e/
 
 ## test-crash: the crash-safety end-to-end test with 50 rounds of SIGKILLs (one node or all three) under load (not part of make test)
 test-crash:

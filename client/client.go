@@ -425,12 +425,18 @@ func (c *Client) hedgeDelay(ctx context.Context) time.Duration {
 	return max(d, 20*time.Millisecond)
 }
 
+// maxHedges bounds the extra attempts of one hedged call.
+const maxHedges = 3
+
 // hedged sends rq to ep. When ep leaves it unanswered past the hedge delay
 // and rq is safe to repeat, it asks the other nodes who leads and sends rq
 // to the node they name too (or, if they still name ep, to one of them,
-// which forwards it); the first definite answer wins and the other attempt
-// is cancelled. A call that blocks on purpose (a campaign's wait, a
-// blocking read) is not hedged: its silence is expected.
+// which forwards it); while nothing answers it asks again every hedge
+// delay and sends rq once more when the answer changed (a follower that
+// was still forwarding to the stalled leader has become the leader). The
+// first answer wins and the other attempts are cancelled. A call that
+// blocks on purpose (a campaign's wait, a blocking read) is not hedged: its
+// silence is expected.
 func (c *Client) hedged(ctx context.Context, ep *endpoint, rq request) (*reply, error) {
 	if rq.blocking || !rq.idempotent || len(c.endpoints) < 2 {
 		return c.attempt(ctx, ep, rq)
@@ -440,11 +446,11 @@ func (c *Client) hedged(ctx context.Context, ep *endpoint, rq request) (*reply, 
 		r   *reply
 		err error
 	}
-	results := make(chan result, 2)
+	results := make(chan result, 1+maxHedges)
 	var wg sync.WaitGroup
 	defer func() {
 		cancel()
-		wg.Wait() // the losing attempt ends with hctx
+		wg.Wait() // the losing attempts end with hctx
 	}()
 	run := func(ep *endpoint) {
 		wg.Add(1)
@@ -457,7 +463,17 @@ func (c *Client) hedged(ctx context.Context, ep *endpoint, rq request) (*reply, 
 	run(ep)
 	timer := time.NewTimer(c.hedgeDelay(ctx))
 	defer timer.Stop()
-	hedge := make(chan *endpoint, 1)
+	type found struct {
+		ep     *endpoint
+		leader bool
+	}
+	hedge := make(chan found, 1)
+	var (
+		hedges      int
+		last        *endpoint
+		lastLeader  bool
+		discovering bool
+	)
 	for {
 		select {
 		case <-timer.C:
@@ -465,30 +481,38 @@ func (c *Client) hedged(ctx context.Context, ep *endpoint, rq request) (*reply, 
 			// leader through the others.
 			ep.suspectUntil.Store(time.Now().Add(c.cfg.BreakerOpenFor).UnixNano())
 			c.leader.CompareAndSwap(c.index(ep), -1)
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				hedge <- c.discover(hctx, ep, c.hedgeDelay(hctx))
-			}()
-		case to := <-hedge:
-			if to != nil {
-				run(to)
+			if !discovering && hedges < maxHedges {
+				discovering = true
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					to, leader := c.discover(hctx, ep, c.hedgeDelay(hctx))
+					hedge <- found{to, leader}
+				}()
 			}
+		case f := <-hedge:
+			discovering = false
+			if f.ep != nil && (f.ep != last || f.leader && !lastLeader) {
+				run(f.ep)
+				hedges++
+				last, lastLeader = f.ep, f.leader
+			}
+			timer.Reset(c.hedgeDelay(ctx))
 		case res := <-results:
 			// The first answer ends the call, whatever it is: a failure
 			// goes back to do, which retries on a node that is not
-			// suspect (the other attempt, if any, is to a node that
-			// already proved slow).
+			// suspect (the other attempts are to nodes that already
+			// proved slow).
 			return res.r, res.err
 		}
 	}
 }
 
 // discover asks every endpoint but slow who leads, at once, and returns the
-// endpoint of the leader they name when it is not slow; else the first
-// other endpoint that answered (it forwards to whoever leads, or says
-// there is no leader); nil when none answered within the given time.
-func (c *Client) discover(ctx context.Context, slow *endpoint, within time.Duration) *endpoint {
+// endpoint of the leader they name when it is not slow (leader true); else
+// the first other endpoint that answered (it forwards to whoever leads, or
+// says there is no leader); nil when none answered within the given time.
+func (c *Client) discover(ctx context.Context, slow *endpoint, within time.Duration) (*endpoint, bool) {
 	ctx, cancel := context.WithTimeout(ctx, within)
 	defer cancel()
 	type answer struct {
@@ -527,10 +551,10 @@ func (c *Client) discover(ctx context.Context, slow *endpoint, within time.Durat
 		}
 		if i := c.indexOfNode(a.st.Leader.ID, a.st.Leader.HTTPAddr); i >= 0 && c.endpoints[i] != slow {
 			c.leader.Store(int32(i))
-			return c.endpoints[i]
+			return c.endpoints[i], true
 		}
 	}
-	return responsive
+	return responsive, false
 }
 
 // index is ep's position in c.endpoints.

@@ -180,7 +180,7 @@ func (a *API) check(w http.ResponseWriter, r *http.Request, p permission) *http.
 			// The token may be newer than this node's state: let the
 			// leader decide. Its answer (a 401 too, if unknown there)
 			// goes back to the client.
-			a.forwardBody(w, r, r.Body, a.opts.WriteTimeout+5*time.Second+forwardExtra(r))
+			a.forwardBody(w, r, r.Body, a.forwardBound(r, nil))
 			return nil
 		}
 		w.Header().Set("WWW-Authenticate", `Bearer realm="coordd", error="invalid_token"`)
@@ -218,14 +218,6 @@ func allowed(p acl.Policy, res acl.Resource, name string, prefix bool, want acl.
 		return p.AllowedPrefix(res, name, want)
 	}
 	return p.Allowed(res, name, want)
-}
-
-// forwardExtra lengthens the forwarding hop of a request that may block.
-func forwardExtra(r *http.Request) time.Duration {
-	if mayBlock(r) {
-		return MaxWait + MaxWait/16 + 5*time.Second
-	}
-	return 0
 }
 
 // Guard returns h behind the operator-write check of the API's ACLs (for

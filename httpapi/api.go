@@ -43,6 +43,9 @@ const (
 	DefaultMaxLeasesPerToken = 250_000
 	// DefaultMaxCandidates bounds the holders and waiters of one name.
 	DefaultMaxCandidates = 10_000
+	// DefaultLeaderWait is Options.LeaderWait's default: one election
+	// timeout plus one heartbeat timeout at the default Raft timing.
+	DefaultLeaderWait = 300 * time.Millisecond
 )
 
 // Options configures the API.
@@ -61,6 +64,11 @@ type Options struct {
 	// forwarding hop of a request that does not block; 0 means
 	// DefaultWriteTimeout.
 	WriteTimeout time.Duration
+	// LeaderWait is how long after losing its leader a node waits for a
+	// new one before it answers no_leader: a request that finds no leader,
+	// or whose forward was cancelled because the leader changed, waits
+	// until the view is that old, then answers. 0 means DefaultLeaderWait.
+	LeaderWait time.Duration
 	// LeaseClock, when set, is this node's lease clock, exposed for fault
 	// injection at /v1/debug/lease-clock. Nil (production) disables it.
 	LeaseClock *lease.SkewClock
@@ -124,6 +132,9 @@ func New(node Node, opts Options) *API {
 	}
 	if opts.WriteTimeout <= 0 {
 		opts.WriteTimeout = DefaultWriteTimeout
+	}
+	if opts.LeaderWait <= 0 {
+		opts.LeaderWait = DefaultLeaderWait
 	}
 	opts.MaxLeasesPerToken = limitOption(opts.MaxLeasesPerToken, DefaultMaxLeasesPerToken)
 	opts.MaxCandidates = limitOption(opts.MaxCandidates, DefaultMaxCandidates)

@@ -47,6 +47,9 @@ type fakeNode struct {
 	// call: it lets a test interleave a Restore at that exact point.
 	resetHook func()
 	members   []api.Member
+	// viewCh is closed, and replaced, when set changes the leader.
+	viewCh    chan struct{}
+	viewSince time.Time
 
 	barrierCalls int
 	resetCalls   int
@@ -69,7 +72,30 @@ func newFakeNode(id string) *fakeNode {
 func (n *fakeNode) set(f func(n *fakeNode)) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
+	leader, has := n.leader, n.hasLeader
 	f(n)
+	if n.leader != leader || n.hasLeader != has {
+		if n.viewCh != nil {
+			close(n.viewCh)
+			n.viewCh = nil
+		}
+		n.viewSince = time.Now()
+	}
+}
+
+// LeaderView is Leader with a channel closed by the next set that changes
+// the leader.
+func (n *fakeNode) LeaderView() httpapi.LeaderView {
+	n.maybePanic("LeaderView")
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.viewCh == nil {
+		n.viewCh = make(chan struct{})
+	}
+	if n.viewSince.IsZero() {
+		n.viewSince = time.Now()
+	}
+	return httpapi.LeaderView{Leader: n.leader, Known: n.hasLeader, Since: n.viewSince, Changed: n.viewCh}
 }
 
 func (n *fakeNode) maybePanic(method string) {

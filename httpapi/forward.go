@@ -3,11 +3,14 @@ package httpapi
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptrace"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/coordd/coordd/api"
@@ -19,13 +22,26 @@ var hopHeaders = []string{
 	"Proxy-Authorization", "Te", "Trailer", "Transfer-Encoding", "Upgrade",
 }
 
+// maxForwardAttempts bounds how often one request is forwarded to a new
+// leader after the previous one was lost while the request was in flight.
+const maxForwardAttempts = 3
+
+// errLeaderChanged cancels a forward whose target is no longer the leader
+// this node knows.
+var errLeaderChanged = errors.New("the leader changed while the request was forwarded")
+
 // onLeader runs op if this node leads, and forwards the request to the
 // leader otherwise. body is the already-read request body, re-sent when
 // forwarding. If op reports ErrNotLeader (leadership moved between the check
 // and the proposal; nothing was proposed) the request is forwarded once.
 func (a *API) onLeader(w http.ResponseWriter, r *http.Request, body []byte, op func() error) {
+	local := func() {
+		if err := op(); err != nil {
+			writeError(w, err)
+		}
+	}
 	if !a.node.IsLeader() {
-		a.forward(w, r, body)
+		a.forward(w, r, body, local)
 		return
 	}
 	err := op()
@@ -34,7 +50,7 @@ func (a *API) onLeader(w http.ResponseWriter, r *http.Request, body []byte, op f
 	}
 	if errors.Is(err, ErrNotLeader) {
 		if r.Header.Get(api.HeaderForwardedBy) == "" {
-			a.forward(w, r, body)
+			a.forward(w, r, body, nil)
 			return
 		}
 		status, detail := classify(err)
@@ -47,51 +63,184 @@ func (a *API) onLeader(w http.ResponseWriter, r *http.Request, body []byte, op f
 	writeError(w, err)
 }
 
-// mayBlock reports whether a request may legitimately take up to MaxWait:
-// blocking queries, Server-Sent Events, campaigns and lock acquisitions
-// with a wait.
-func mayBlock(r *http.Request) bool {
+// isCampaign reports whether r campaigns for an election or a lock (its
+// wait is in the body).
+func isCampaign(r *http.Request) bool {
 	p := r.URL.Path
-	return r.URL.Query().Has("index") ||
-		strings.Contains(r.Header.Get("Accept"), "text/event-stream") ||
-		r.Method == http.MethodPost && (strings.HasSuffix(p, "/campaign") || strings.HasPrefix(p, "/v1/locks/"))
+	return r.Method == http.MethodPost && (strings.HasSuffix(p, "/campaign") || strings.HasPrefix(p, "/v1/locks/"))
 }
 
-// forward proxies the request to the leader's HTTP API and copies the
-// answer back, streaming. A request that was already forwarded once is not
-// forwarded again: that would mean two nodes disagree about the leader, and
-// the client should retry after Retry-After instead of bouncing around.
-func (a *API) forward(w http.ResponseWriter, r *http.Request, body []byte) {
-	var rb io.Reader
-	if body != nil {
-		rb = bytes.NewReader(body)
-	}
-	// Bound the hop so that a stalled leader (paused, partitioned) cannot
-	// hold this request forever: a blocking query may take its whole wait.
-	hop := a.opts.WriteTimeout + 5*time.Second
-	if mayBlock(r) {
-		hop = MaxWait + MaxWait/16 + a.opts.WriteTimeout + 10*time.Second
-	}
-	a.forwardBody(w, r, rb, hop)
-}
-
-// forwardBody forwards r with the body rb (streamed: it may be large),
-// bounded by hop.
-func (a *API) forwardBody(w http.ResponseWriter, r *http.Request, rb io.Reader, hop time.Duration) {
-	leader, ok := a.node.Leader()
+// forwardBound is how long a forward of r (with the already-read body, nil
+// if not read) may take: the request's own deadline, never a global one.
+// A request that does not block gets WriteTimeout (the leader gives up on
+// a commit or read barrier by then) plus a second; a campaign or lock its
+// own wait on top; a blocking query its wait with jitter; an event stream,
+// or a campaign whose body is not read here, MaxWait. Whatever the bound,
+// a forward is also cancelled as soon as this node sees another leader or
+// none (see forwardBody).
+func (a *API) forwardBound(r *http.Request, body []byte) time.Duration {
+	base := a.opts.WriteTimeout + time.Second
+	q := r.URL.Query()
 	switch {
-	case !ok:
-		writeErrorDetail(w, http.StatusServiceUnavailable, api.ErrorDetail{Code: api.CodeNoLeader, Message: "no leader: the cluster is electing one or has lost its quorum"})
-		return
-	case r.Header.Get(api.HeaderForwardedBy) != "":
-		writeErrorDetail(w, http.StatusServiceUnavailable, api.ErrorDetail{Code: api.CodeNotLeader, Leader: leader.ID,
-			Message: fmt.Sprintf("node %s received a forwarded request but is not the leader (leader is %s)", a.node.ID(), leader.ID)})
-		return
-	case leader.HTTPAddr == "":
-		writeErrorDetail(w, http.StatusServiceUnavailable, api.ErrorDetail{Code: api.CodeNotLeader, Leader: leader.ID,
-			Message: "the leader's HTTP address is not known yet"})
+	case strings.Contains(r.Header.Get("Accept"), "text/event-stream"):
+		return MaxWait + MaxWait/16 + base
+	case q.Has("index"):
+		wait := DefaultWait
+		if d, err := time.ParseDuration(q.Get("wait")); err == nil && d > 0 && d <= MaxWait {
+			wait = d
+		}
+		return wait + wait/16 + base
+	case isCampaign(r):
+		if body == nil {
+			return MaxWait + base
+		}
+		var req struct {
+			Wait string `json:"wait"`
+		}
+		if json.Unmarshal(body, &req) == nil && req.Wait != "" {
+			if d, err := time.ParseDuration(req.Wait); err == nil && d > 0 && d <= MaxWait {
+				return d + base
+			}
+		}
+	}
+	return base
+}
+
+// resendable reports whether r may be sent to a new leader although it may
+// already have reached the one that was lost: reads, keepalives (renewing
+// twice is harmless) and writes with an Idempotency-Key (the state machine
+// answers a repeat with the first result).
+func resendable(r *http.Request) bool {
+	if r.Method == http.MethodGet || r.Method == http.MethodHead {
+		return true
+	}
+	if r.Method == http.MethodPost && strings.HasPrefix(r.URL.Path, "/v1/leases/") && strings.HasSuffix(r.URL.Path, "/keepalive") {
+		return true
+	}
+	return r.Header.Get(api.HeaderIdempotencyKey) != ""
+}
+
+// forward proxies the request, whose body is already read, to the leader
+// (see forwardBody). local, if not nil, serves the request here should this
+// node become the leader before it is sent.
+func (a *API) forward(w http.ResponseWriter, r *http.Request, body []byte, local func()) {
+	a.forwardRequest(w, r, body, nil, a.forwardBound(r, body), local)
+}
+
+// forwardBody forwards r with the body rb, streamed (it may be large, and is
+// sent at most once), bounded by bound.
+func (a *API) forwardBody(w http.ResponseWriter, r *http.Request, rb io.Reader, bound time.Duration) {
+	a.forwardRequest(w, r, nil, rb, bound, nil)
+}
+
+// forwardRequest proxies r to the leader's HTTP API and copies the answer
+// back, streaming. The body is either body (already read, may be re-sent)
+// or stream (sent at most once).
+//
+// A forward follows leadership: it targets the leader of this node's
+// current LeaderView and is cancelled the moment that view changes (another
+// leader, or none) — except membership changes and leadership transfers
+// (/v1/cluster/), which change the leader themselves before answering. A request that cannot have reached the lost leader
+// (never written), or that is safe to repeat (see resendable), is then
+// forwarded to the new leader, up to maxForwardAttempts times; any other
+// answers outcome_unknown at once. A node without a leader waits for one
+// until LeaderWait after it lost the last, then answers no_leader. All of
+// these answers are 503s with Retry-After. The whole forward is bounded by
+// bound (the request's own deadline), and by the client's context.
+//
+// A request that was already forwarded once is not forwarded again: that
+// would mean two nodes disagree about the leader, and the client should
+// retry after Retry-After instead of bouncing around.
+func (a *API) forwardRequest(w http.ResponseWriter, r *http.Request, body []byte, stream io.Reader, bound time.Duration, local func()) {
+	ctx, cancel := context.WithTimeout(r.Context(), bound)
+	defer cancel()
+	var lastLeader string
+	for attempt := 1; ; attempt++ {
+		view := a.node.LeaderView()
+		if !view.Known {
+			view = a.awaitLeader(ctx, view)
+		}
+		leader := view.Leader
+		switch {
+		case r.Context().Err() != nil:
+			return // the client went away
+		case !view.Known:
+			msg := "no leader: the cluster is electing one or has lost its quorum"
+			if lastLeader != "" {
+				msg = fmt.Sprintf("no leader: leader %s was lost while the request was forwarded, and no new one is known yet (nothing was sent to a new leader)", lastLeader)
+			}
+			writeErrorDetail(w, http.StatusServiceUnavailable, api.ErrorDetail{Code: api.CodeNoLeader, Message: msg})
+			return
+		case leader.ID == a.node.ID() && local != nil && a.node.IsLeader():
+			local() // this node has become the leader meanwhile
+			return
+		case r.Header.Get(api.HeaderForwardedBy) != "":
+			writeErrorDetail(w, http.StatusServiceUnavailable, api.ErrorDetail{Code: api.CodeNotLeader, Leader: leader.ID,
+				Message: fmt.Sprintf("node %s received a forwarded request but is not the leader (leader is %s)", a.node.ID(), leader.ID)})
+			return
+		case leader.HTTPAddr == "":
+			writeErrorDetail(w, http.StatusServiceUnavailable, api.ErrorDetail{Code: api.CodeNotLeader, Leader: leader.ID,
+				Message: "the leader's HTTP address is not known yet"})
+			return
+		}
+		var rb io.Reader = stream
+		if body != nil {
+			rb = bytes.NewReader(body)
+		}
+		sent, done := a.forwardOnce(ctx, w, r, rb, view)
+		if done {
+			return
+		}
+		lastLeader = leader.ID
+		// The leader changed while the request was in flight.
+		if stream == nil && (!sent || resendable(r)) && attempt < maxForwardAttempts && ctx.Err() == nil {
+			continue
+		}
+		switch {
+		case !sent:
+			writeErrorDetail(w, http.StatusServiceUnavailable, api.ErrorDetail{Code: api.CodeNotLeader, Leader: leader.ID,
+				Message: fmt.Sprintf("leader %s was lost before the request was sent to it: nothing was applied, retry", leader.ID)})
+		case resendable(r) && (r.Method == http.MethodGet || r.Method == http.MethodHead):
+			writeErrorDetail(w, http.StatusServiceUnavailable, api.ErrorDetail{Code: api.CodeForwardFailed, Leader: leader.ID,
+				Message: fmt.Sprintf("leader %s was lost while the request was forwarded to it: retry", leader.ID)})
+		default:
+			writeErrorDetail(w, http.StatusServiceUnavailable, api.ErrorDetail{Code: api.CodeOutcomeUnknown, Leader: leader.ID,
+				Message: fmt.Sprintf("leader %s was lost while the request was forwarded to it: the write may or may not have been applied (retry with the same Idempotency-Key, or read before retrying)", leader.ID)})
+		}
 		return
 	}
+}
+
+// awaitLeader waits until view (which knows no leader) changes to one that
+// does, until LeaderWait has passed since it began, or until ctx is done;
+// it returns the last view seen.
+func (a *API) awaitLeader(ctx context.Context, view LeaderView) LeaderView {
+	for !view.Known {
+		left := time.Until(view.Since.Add(a.opts.LeaderWait))
+		if view.Since.IsZero() || left <= 0 || view.Changed == nil {
+			return view
+		}
+		t := time.NewTimer(left)
+		select {
+		case <-view.Changed:
+			t.Stop()
+			view = a.node.LeaderView()
+		case <-t.C:
+			return view
+		case <-ctx.Done():
+			t.Stop()
+			return view
+		}
+	}
+	return view
+}
+
+// forwardOnce sends r to view's leader. done is true when the request was
+// answered (the leader's answer copied back, an error written, or the
+// client gone); false means the view changed before an answer arrived, and
+// sent says whether the request may have reached the lost leader.
+func (a *API) forwardOnce(ctx context.Context, w http.ResponseWriter, r *http.Request, rb io.Reader, view LeaderView) (sent, done bool) {
+	leader := view.Leader
 	target := leader.HTTPAddr
 	if !strings.Contains(target, "://") {
 		target = "http://" + target
@@ -100,12 +249,40 @@ func (a *API) forwardBody(w http.ResponseWriter, r *http.Request, rb io.Reader, 
 	if r.URL.RawQuery != "" {
 		url += "?" + r.URL.RawQuery
 	}
-	ctx, cancel := context.WithTimeout(r.Context(), hop)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, r.Method, url, rb)
+	fctx, fcancel := context.WithCancelCause(ctx)
+	defer fcancel(nil)
+	// Follow leadership: the view's channel cancels this forward. watching
+	// is closed to stop following once the answer is on its way back (but
+	// an event stream follows for as long as it lasts).
+	watching := make(chan struct{})
+	var stopWatching atomic.Bool
+	stopWatch := func() {
+		if stopWatching.CompareAndSwap(false, true) {
+			close(watching)
+		}
+	}
+	defer stopWatch()
+	if strings.HasPrefix(r.URL.Path, "/v1/cluster/") {
+		// A membership change or a leadership transfer changes the leader
+		// itself before it answers: it is bounded by its deadline only.
+		stopWatch()
+	}
+	go func() {
+		select {
+		case <-view.Changed:
+			fcancel(errLeaderChanged)
+		case <-watching:
+		case <-fctx.Done():
+		}
+	}()
+	var wrote atomic.Bool
+	tctx := httptrace.WithClientTrace(fctx, &httptrace.ClientTrace{
+		WroteHeaders: func() { wrote.Store(true) },
+	})
+	req, err := http.NewRequestWithContext(tctx, r.Method, url, rb)
 	if err != nil {
 		writeErrorDetail(w, http.StatusInternalServerError, api.ErrorDetail{Code: api.CodeInternal, Message: "forward: " + err.Error()})
-		return
+		return false, true
 	}
 	for k, vs := range r.Header {
 		req.Header[k] = append([]string(nil), vs...)
@@ -118,18 +295,27 @@ func (a *API) forwardBody(w http.ResponseWriter, r *http.Request, rb io.Reader, 
 	resp, err := a.fwd.Do(req)
 	if err != nil {
 		if r.Context().Err() != nil {
-			return // the client went away
+			return wrote.Load(), true // the client went away
+		}
+		if errors.Is(context.Cause(fctx), errLeaderChanged) {
+			return wrote.Load(), false
 		}
 		code := api.CodeForwardFailed
 		msg := fmt.Sprintf("forwarding to leader %s at %s failed: %v", leader.ID, leader.HTTPAddr, err)
+		if ctx.Err() != nil {
+			msg = fmt.Sprintf("forwarding to leader %s at %s: no answer within the request's deadline", leader.ID, leader.HTTPAddr)
+		}
 		if r.Method != http.MethodGet && r.Method != http.MethodHead {
 			code = api.CodeOutcomeUnknown
 			msg += " (the write may or may not have been applied: retry with the same Idempotency-Key, or read before retrying)"
 		}
 		writeErrorDetail(w, http.StatusServiceUnavailable, api.ErrorDetail{Code: code, Leader: leader.ID, Message: msg})
-		return
+		return wrote.Load(), true
 	}
 	defer resp.Body.Close()
+	if !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream") {
+		stopWatch()
+	}
 	for k, vs := range resp.Header {
 		w.Header()[k] = vs
 	}
@@ -146,14 +332,14 @@ func (a *API) forwardBody(w http.ResponseWriter, r *http.Request, rb io.Reader, 
 		n, rerr := resp.Body.Read(buf)
 		if n > 0 {
 			if _, werr := w.Write(buf[:n]); werr != nil {
-				return
+				return true, true
 			}
 			if flusher != nil {
 				flusher.Flush()
 			}
 		}
 		if rerr != nil {
-			return
+			return true, true
 		}
 	}
 }

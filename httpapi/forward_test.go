@@ -3,9 +3,12 @@ package httpapi_test
 import (
 	"bytes"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -400,4 +403,147 @@ func TestForwardCluster(t *testing.T) {
 	if len(fw) != 3 || string(fw[0].body) != body {
 		t.Errorf("forwarded: %d, first body %q", len(fw), fw[0].body)
 	}
+}
+
+// stalledLeader is a "leader" that accepts requests and never answers
+// them (a paused process), until the test ends.
+func stalledLeader(t *testing.T) (addr string, got func() int) {
+	t.Helper()
+	var mu sync.Mutex
+	n := 0
+	done := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		n++
+		mu.Unlock()
+		select {
+		case <-done:
+		case <-r.Context().Done():
+		}
+	}))
+	t.Cleanup(func() { close(done); srv.Close() })
+	return srv.Listener.Addr().String(), func() int {
+		mu.Lock()
+		defer mu.Unlock()
+		return n
+	}
+}
+
+// Test_Forward_FollowsLeadership: a forward to a leader that stalls is
+// cancelled the moment the follower sees another leader. What is safe to
+// repeat (a read, a keepalive, a write with an Idempotency-Key) is sent to
+// the new leader and answered by it; a write that may have reached the
+// stalled leader gets outcome_unknown at once; none waits for a timeout.
+func Test_Forward_FollowsLeadership(t *testing.T) {
+	t.Parallel()
+	p := newPair(t)
+	p.leader.putKV(t, "k", "v1")
+	var grant api.Lease
+	wantJSON(t, p.leader.do(t, "POST", "/v1/leases", `{"ttl":"10s"}`), &grant)
+	p.leader.node.mu.Lock()
+	newLeader := p.leader.node.leader
+	p.leader.node.mu.Unlock()
+	for _, c := range []struct {
+		name, m, path, body string
+		hdr                 []string
+		code                string // "" for 200 from the new leader
+	}{
+		{"get", "GET", "/v1/kv/k", "", nil, ""},
+		{"keepalive", "POST", fmt.Sprintf("/v1/leases/%d/keepalive", grant.ID), "", nil, ""},
+		{"put with key", "PUT", "/v1/kv/k2", "v", []string{api.HeaderIdempotencyKey, "key-1"}, ""},
+		{"put", "PUT", "/v1/kv/k3", "v", nil, api.CodeOutcomeUnknown},
+		{"lock without wait", "POST", "/v1/locks/x", `{"ttl":"10s"}`, nil, api.CodeOutcomeUnknown},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			addr, got := stalledLeader(t)
+			p.follower.node.set(func(n *fakeNode) { n.leader = api.Member{ID: "S", HTTPAddr: addr, Leader: true} })
+			ch := p.follower.asyncWith(t, c.m, c.path, c.body, c.hdr...)
+			eventually(t, 10*time.Second, "the stalled leader got the request", func() bool { return got() == 1 })
+			mustNotReturn(t, ch)
+			p.follower.node.set(func(n *fakeNode) { n.leader = newLeader })
+			r := recv(t, ch, 5*time.Second)
+			if c.code == "" {
+				if r.status != http.StatusOK || r.header.Get(api.HeaderServedBy) != "L" {
+					t.Fatalf("status %d served by %q: %s", r.status, r.header.Get(api.HeaderServedBy), r.body)
+				}
+				return
+			}
+			if d := wantError(t, r, http.StatusServiceUnavailable, c.code); d.Leader != "S" {
+				t.Errorf("names leader %q, want S", d.Leader)
+			}
+		})
+	}
+}
+
+// Test_Forward_LeaderLost_NoLeaderWithinLeaderWait: a forward in flight
+// when the follower loses its leader, and a request that finds none, are
+// answered no_leader once LeaderWait has passed since the loss (unless a
+// new leader appears first, which then serves them).
+func Test_Forward_LeaderLost_NoLeaderWithinLeaderWait(t *testing.T) {
+	t.Parallel()
+	l := newTestAPI(t, "L", nil)
+	f := newTestAPI(t, "F", &httpapi.Options{LeaderWait: 200 * time.Millisecond})
+	l.putKV(t, "k", "v1")
+	addr, got := stalledLeader(t)
+	f.node.set(func(n *fakeNode) { n.isLeader, n.leader = false, api.Member{ID: "S", HTTPAddr: addr, Leader: true} })
+	ch := f.async(t, "GET", "/v1/kv/k")
+	eventually(t, 10*time.Second, "the stalled leader got the request", func() bool { return got() == 1 })
+	f.node.set(func(n *fakeNode) { n.hasLeader = false })
+	wantError(t, recv(t, ch, 5*time.Second), http.StatusServiceUnavailable, api.CodeNoLeader)
+	wantError(t, f.do(t, "PUT", "/v1/kv/k", "v2"), http.StatusServiceUnavailable, api.CodeNoLeader)
+
+	// A new leader elected within LeaderWait serves the request.
+	f.node.set(func(n *fakeNode) { n.hasLeader, n.leader = true, api.Member{ID: "S", HTTPAddr: addr, Leader: true} })
+	f = newTestAPI(t, "F2", &httpapi.Options{LeaderWait: time.Minute})
+	f.node.set(func(n *fakeNode) { n.isLeader, n.hasLeader = false, false })
+	ch = f.async(t, "GET", "/v1/kv/k")
+	mustNotReturn(t, ch)
+	l.node.mu.Lock()
+	info := l.node.leader
+	l.node.mu.Unlock()
+	f.node.set(func(n *fakeNode) { n.hasLeader, n.leader = true, info })
+	if r := recv(t, ch, 5*time.Second); r.status != http.StatusOK {
+		t.Fatalf("status %d: %s", r.status, r.body)
+	}
+}
+
+// Test_Forward_CampaignWithoutWait_IsBoundedByTheWriteTimeout: a forward
+// is bounded by the request's own deadline: a lock without wait by the
+// write timeout (plus a second), not by MaxWait.
+func Test_Forward_CampaignWithoutWait_IsBoundedByTheWriteTimeout(t *testing.T) {
+	t.Parallel()
+	addr, _ := stalledLeader(t)
+	f := newTestAPI(t, "F", &httpapi.Options{WriteTimeout: 100 * time.Millisecond})
+	f.node.set(func(n *fakeNode) { n.isLeader, n.leader = false, api.Member{ID: "S", HTTPAddr: addr, Leader: true} })
+	wantError(t, f.do(t, "POST", "/v1/locks/x", `{"ttl":"10s"}`), http.StatusServiceUnavailable, api.CodeOutcomeUnknown)
+	wantError(t, f.do(t, "POST", "/v1/elections/x/campaign", `{"ttl":"10s","wait":"1s"}`), http.StatusServiceUnavailable, api.CodeOutcomeUnknown)
+}
+
+// asyncWith runs a request with a body and headers in the background.
+func (ta *testAPI) asyncWith(t *testing.T, method, path, body string, hdr ...string) <-chan response {
+	t.Helper()
+	ch := make(chan response, 1)
+	go func() {
+		req, err := http.NewRequest(method, ta.srv.URL+path, strings.NewReader(body))
+		if err != nil {
+			ch <- response{status: -1, body: []byte(err.Error())}
+			return
+		}
+		for i := 0; i+1 < len(hdr); i += 2 {
+			req.Header.Set(hdr[i], hdr[i+1])
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			ch <- response{status: -1, body: []byte(err.Error())}
+			return
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		if err != nil {
+			ch <- response{status: -1, body: []byte(err.Error())}
+			return
+		}
+		ch <- response{status: resp.StatusCode, header: resp.Header, body: b}
+	}()
+	return ch
 }

@@ -53,6 +53,12 @@ type Node interface {
 	// Leader returns the current leader as far as this node knows; ok is
 	// false when there is none. HTTPAddr may be empty if not yet known.
 	Leader() (leader api.Member, ok bool)
+	// LeaderView is Leader with the moment the view began and a channel
+	// closed as soon as it changes: another leader, or none (Raft lost it,
+	// or this node has had no contact with it for longer than Raft allows).
+	// A forward to the leader follows it: it is cancelled when the view
+	// changes.
+	LeaderView() LeaderView
 	// Apply proposes cmd on this node, which must be the leader, and returns
 	// its result once applied here.
 	Apply(ctx context.Context, cmd fsm.Command) (*fsm.Result, error)
@@ -97,6 +103,23 @@ type Node interface {
 	// applied what was committed when it started (and, as leader, its first
 	// entry of the term).
 	Ready() error
+}
+
+// LeaderView is what a node knows of the leader at one moment.
+type LeaderView struct {
+	// Leader is the leader (HTTPAddr may be empty if not yet known);
+	// meaningful only when Known.
+	Leader api.Member
+	// Known is false while the node knows of no leader.
+	Known bool
+	// Term is the Raft term in which the view began (0 if unknown).
+	Term uint64
+	// Since is when the view began: when this leader was first seen, or
+	// when the last one was lost.
+	Since time.Time
+	// Changed is closed when the view is replaced by a newer one. Never
+	// nil for a real node; a nil channel never fires.
+	Changed <-chan struct{}
 }
 
 // RestoreOptions adjust a restore.

@@ -56,13 +56,27 @@ func (s *Server) httpAddrOf(id string) string {
 // serving (keepalives included) at once, even before its duties are torn
 // down: a deposed leader steps down after LeaderLeaseTimeout without a
 // quorum, before any other node can be elected (HeartbeatTimeout is longer).
+//
+// A leader that is not ready within leaderReadyWait (its first entry of the
+// term does not commit: it may have lost its quorum at once) answers
+// ErrLeaderNotReady then, not at the request's deadline, so that a client
+// or a forwarding node tries again soon. A restore in progress holds
+// requests for as long as it runs.
 func (s *Server) waitLeaderReady(ctx context.Context) error {
+	var giveUp time.Time
 	for {
 		if s.raft.State() != raft.Leader {
 			return ErrNotLeader
 		}
 		if s.leaderReady.Load() && !s.restoring.Load() {
 			return nil
+		}
+		if !s.restoring.Load() {
+			if giveUp.IsZero() {
+				giveUp = time.Now().Add(s.leaderReadyWait())
+			} else if time.Now().After(giveUp) {
+				return fmt.Errorf("%w: the first entry of its term is not applied after %s", ErrLeaderNotReady, s.leaderReadyWait())
+			}
 		}
 		select {
 		case <-ctx.Done():
@@ -73,6 +87,11 @@ func (s *Server) waitLeaderReady(ctx context.Context) error {
 		}
 	}
 }
+
+// leaderReadyWait is how long a request waits for a new leader to become
+// ready: four election timeouts (600 ms by default); a new leader with a
+// quorum is ready within milliseconds of its election.
+func (s *Server) leaderReadyWait() time.Duration { return 4 * s.cfg.ElectionTimeout }
 
 // Apply proposes cmd through Raft and waits until it is applied here. The
 // command is stamped with this leader's wall clock: the FSM's only time.

@@ -76,6 +76,9 @@ type Server struct {
 	tls    *tlsutil.Reloader
 	peerRT http.RoundTripper
 
+	// leaders is this node's view of the leader (leaderview.go).
+	leaders *leaderView
+
 	// leaderReady is true while this node leads and has applied its first
 	// entry of the term. A new leader serves nothing before that.
 	leaderReady atomic.Bool
@@ -277,7 +280,9 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 		return nil, err
 	}
 
+	s.leaders = newLeaderView(s.httpAddrOf)
 	hapi := httpapi.New(s, httpapi.Options{
+		LeaderWait:        s.cfg.ElectionTimeout + s.cfg.HeartbeatTimeout,
 		Logger:            s.log.Named("http"),
 		MaxRequestBytes:   cfg.MaxRequestBytes,
 		MaxValueBytes:     cfg.MaxValueBytes,
@@ -309,10 +314,14 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 		MaxHeaderBytes:    cfg.MaxHeaderBytes,
 		ErrorLog:          s.log.Named("http").StandardLogger(&hclog.StandardLoggerOptions{InferLevels: true}),
 	}
-	s.wg.Add(3)
+	s.wg.Add(4)
 	go func() {
 		defer s.wg.Done()
 		s.runSnapshotTimer()
+	}()
+	go func() {
+		defer s.wg.Done()
+		s.runLeaderView()
 	}()
 	go func() {
 		defer s.wg.Done()

@@ -25,6 +25,12 @@ import (
 var coorddBin string
 
 func TestMain(m *testing.M) {
+	// COORDD_E2E_BIN runs the tests against a prebuilt binary (for
+	// example one built from an older revision, to measure a change).
+	if bin := os.Getenv("COORDD_E2E_BIN"); bin != "" {
+		coorddBin = bin
+		os.Exit(m.Run())
+	}
 	dir, err := os.MkdirTemp("", "coordd-e2e-bin-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "e2e:", err)

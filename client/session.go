@@ -18,6 +18,13 @@ import (
 // answered, minus a drift margin for the rate difference between this
 // process's clock and the leader's. After Done, assume nothing: another
 // session may hold what this one held.
+//
+// Each keepalive's budget is what is left until the safe deadline: a
+// keepalive that a stalled node leaves unanswered is hedged to the leader
+// the other nodes name within a quarter of that budget (see
+// Config.HedgeAfter), so a Session keeps its lease through a stalled,
+// isolated or killed leader as long as a quorum is healthy. Client.Close
+// ends every Session of the client.
 type Session struct {
 	c     *Client
 	lease uint64

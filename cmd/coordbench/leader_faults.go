@@ -102,13 +102,16 @@ func runLeaderFaults(e *env, run int) (Result, error) {
 	var figs []Figure
 	params := map[string]any{"trials": trials, "sessions_per_ttl": sessionsPerTTL, "long_stall_s": cfg.longStall.Seconds()}
 	for _, f := range leaderFaults(cfg.longStall) {
+		if len(cfg.faults) > 0 && !slices.Contains(cfg.faults, f.name) {
+			continue
+		}
 		lost := make([]int, len(sessionTTLs))
 		unnoticed, trialsWithLoss := 0, 0
 		for tr := range trials {
 			if e.ctx.Err() != nil {
 				return Result{}, e.ctx.Err()
 			}
-			l, u, victim, err := leaderFaultTrial(e, cl, f)
+			l, u, victim, why, err := leaderFaultTrial(e, cl, f)
 			if err != nil {
 				return Result{}, fmt.Errorf("%s trial %d: %w", f.name, tr+1, err)
 			}
@@ -121,8 +124,8 @@ func runLeaderFaults(e *env, run int) (Result, error) {
 				trialsWithLoss++
 			}
 			unnoticed += u
-			e.logf("leader-faults run %d: %s trial %d/%d on %s: sessions lost: TTL 3s %d/%d, TTL 1s %d/%d; lease gone while the session believed it held: %d",
-				run, f.name, tr+1, trials, victim, l[0], sessionsPerTTL, l[1], sessionsPerTTL, u)
+			e.logf("leader-faults run %d: %s trial %d/%d on %s: sessions lost: TTL 3s %d/%d, TTL 1s %d/%d; lease gone while the session believed it held: %d%s",
+				run, f.name, tr+1, trials, victim, l[0], sessionsPerTTL, l[1], sessionsPerTTL, u, why)
 		}
 		for i, ttl := range sessionTTLs {
 			figs = append(figs, Figure{Key: fmt.Sprintf("%s.ttl%s_lost", f.name, ttl), Unit: "count", Value: float64(lost[i])})
@@ -138,20 +141,23 @@ func runLeaderFaults(e *env, run int) (Result, error) {
 // leaderFaultTrial runs one trial of f and returns the sessions lost per
 // TTL, the sessions alive whose lease the cluster no longer has, and the
 // node the fault hit.
-func leaderFaultTrial(e *env, cl *cluster, f leaderFault) (lost []int, unnoticed int, victim string, err error) {
+func leaderFaultTrial(e *env, cl *cluster, f leaderFault) (lost []int, unnoticed int, victim, why string, err error) {
 	if err := cl.allReady(e.ctx, 60*time.Second); err != nil {
-		return nil, 0, "", err
+		return nil, 0, "", "", err
 	}
 	c, err := client.New(e.ctx, client.Config{Endpoints: cl.endpoints()})
 	if err != nil {
-		return nil, 0, "", fmt.Errorf("client: %w", err)
+		return nil, 0, "", "", fmt.Errorf("client: %w", err)
 	}
 	defer c.Close()
 	type sess struct {
-		ttl int
-		s   *client.Session
+		ttl    int
+		s      *client.Session
+		lostAt time.Time
 	}
 	var sessions []sess
+	var lostMu sync.Mutex
+	lostAt := map[*client.Session]time.Time{}
 	defer func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
@@ -168,42 +174,57 @@ func leaderFaultTrial(e *env, cl *cluster, f leaderFault) (lost []int, unnoticed
 			s, err := client.NewSession(ctx, c, ttl)
 			cancel()
 			if err != nil {
-				return nil, 0, "", fmt.Errorf("session: %w", err)
+				return nil, 0, "", "", fmt.Errorf("session: %w", err)
 			}
-			sessions = append(sessions, sess{i, s})
+			sessions = append(sessions, sess{ttl: i, s: s})
+			go func() {
+				<-s.Done()
+				lostMu.Lock()
+				lostAt[s] = time.Now()
+				lostMu.Unlock()
+			}()
 		}
 	}
 	// A few keepalives: the client knows who leads.
 	if err := sleepCtx(e.ctx, 1500*time.Millisecond); err != nil {
-		return nil, 0, "", err
+		return nil, 0, "", "", err
 	}
 	leader, _, err := cl.leaderNode(e.ctx, 10*time.Second)
 	if err != nil {
-		return nil, 0, "", err
+		return nil, 0, "", "", err
 	}
 	victim = leader.id
+	faultAt := time.Now()
 	if err := f.start(cl, leader); err != nil {
-		return nil, 0, victim, err
+		return nil, 0, victim, "", err
 	}
 	held := sleepCtx(e.ctx, f.hold)
 	if err := f.heal(cl, leader); err != nil {
-		return nil, 0, victim, err
+		return nil, 0, victim, "", err
 	}
 	if held != nil {
-		return nil, 0, victim, held
+		return nil, 0, victim, "", held
 	}
 	if err := cl.allReady(e.ctx, 60*time.Second); err != nil {
-		return nil, 0, victim, err
+		return nil, 0, victim, "", err
 	}
 	// A lease that was lost shows up within its TTL; wait a little more
 	// than the longest.
 	if err := sleepCtx(e.ctx, slices.Max(sessionTTLs)+500*time.Millisecond); err != nil {
-		return nil, 0, victim, err
+		return nil, 0, victim, "", err
 	}
 	lost = make([]int, len(sessionTTLs))
+	lostMu.Lock()
+	for i := range sessions {
+		sessions[i].lostAt = lostAt[sessions[i].s]
+	}
+	lostMu.Unlock()
 	for _, s := range sessions {
 		if s.s.Err() != nil {
 			lost[s.ttl]++
+			if why == "" {
+				why = fmt.Sprintf(" (first loss, %s into the fault: %v)", s.lostAt.Sub(faultAt).Round(time.Millisecond), s.s.Err())
+			}
 			continue
 		}
 		ctx, cancel := context.WithTimeout(e.ctx, 5*time.Second)
@@ -213,7 +234,7 @@ func leaderFaultTrial(e *env, cl *cluster, f leaderFault) (lost []int, unnoticed
 			unnoticed++
 		}
 	}
-	return lost, unnoticed, victim, nil
+	return lost, unnoticed, victim, why, nil
 }
 
 // allReady waits until every node answers /readyz 200 (a restarted node

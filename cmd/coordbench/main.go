@@ -95,6 +95,7 @@ type config struct {
 
 	rounds    int
 	longStall time.Duration
+	faults    []string
 	writers   int
 	idle      time.Duration
 	stateMiB  int
@@ -137,6 +138,8 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.IntVar(&c.batch, "batch", 1000, "keepalive: leases per KeepAliveMany call (1: one KeepAlive per lease)")
 	fs.IntVar(&c.rounds, "rounds", 0, "rounds per run (default per mode: handoff 500, holder-crash 20, leader-kill 3, recovery 3, leader-faults 3 trials of each fault)")
 	fs.DurationVar(&c.longStall, "long-stall", time.Minute, "leader-faults: the long stall of the leader")
+	var faults string
+	fs.StringVar(&faults, "faults", "", "leader-faults: only these faults, comma-separated (stall-5s, stall-60s, isolate-5s, kill; default all)")
 	fs.IntVar(&c.writers, "writers", 16, "leader-kill: concurrent writers")
 	fs.DurationVar(&c.idle, "idle", 20*time.Second, "leader-kill: idle time watched for spurious elections")
 	fs.IntVar(&c.stateMiB, "state-mib", 64, "recovery: MiB of KV state to load")
@@ -170,6 +173,11 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 		}
 	}
 	c.nodeFlags = strings.Fields(nodeFlags)
+	for _, f := range strings.Split(faults, ",") {
+		if f = strings.TrimSpace(f); f != "" {
+			c.faults = append(c.faults, f)
+		}
+	}
 	if c.quick {
 		quick := map[string]func(){
 			"runs":        func() { c.runs = 1 },

@@ -22,11 +22,22 @@ import (
 // Liveness scenarios (issue 15): a stalled, isolated or killed leader must
 // not stall the rest of the cluster.
 
+// holdAtLeast makes the schedule hold every fault longer than d (the plan
+// holds each fault longer than the workload's lease TTL): a fault shorter
+// than the answer bound could not show a request held by it.
+type holdAtLeast struct {
+	workload.Workload
+	d time.Duration
+}
+
+func (h holdAtLeast) LeaseTTL() time.Duration { return max(h.d, h.Workload.LeaseTTL()) }
+
 // Every get, put, cas and delete sent to a healthy node while a quorum is
 // healthy is answered within harness.AnswerBoundDefault, through pauses,
-// isolations and kills of the leader.
+// isolations and kills of the leader held for 3 s or more (twice the
+// bound).
 func TestJepsen_AnswerTime_LeaderFaults(t *testing.T) {
-	run(t, scenario{workload: workload.Register(4), rounds: 3,
+	run(t, scenario{workload: holdAtLeast{workload.Register(4), 2 * harness.AnswerBoundDefault}, rounds: 3,
 		faults:      []harness.Fault{harness.PauseLeader, harness.IsolateLeader, harness.KillLeader},
 		answerBound: harness.AnswerBoundDefault,
 		answerKinds: []history.Kind{history.KindGet, history.KindPut, history.KindCAS, history.KindDelete}})

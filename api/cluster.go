@@ -75,6 +75,10 @@ type Status struct {
 	// a new node learns it). Always present: its presence tells a build
 	// that knows cluster ids.
 	ClusterID string `json:"cluster_id"`
+	// Integrity is this node's digest and alarm state; Alarms the
+	// cluster's alarms (replicated: the same on every member).
+	Integrity *IntegrityStatus `json:"integrity,omitempty"`
+	Alarms    []Alarm          `json:"alarms,omitempty"`
 }
 
 // SnapshotStatus describes a node's latest snapshot.
@@ -102,7 +106,11 @@ type RestoreResult struct {
 	// Index is the Raft index of the entry that finished the restore: every
 	// token issued from now on, the restored holders' included, is at
 	// least this.
-	Index     uint64 `json:"index"`
+	Index uint64 `json:"index"`
+	// Bump is how far the index was raised above the backup's and the
+	// cluster's (?bump, or the automatic bump of a restore into a cluster
+	// whose history is behind the backup).
+	Bump      uint64 `json:"bump"`
 	Keys      int    `json:"keys"`
 	Leases    int    `json:"leases"`
 	Elections int    `json:"elections"`

@@ -64,7 +64,7 @@ func dedupSize(d *dedupEntry) int {
 	if d.Result.Err != nil {
 		n += len(d.Result.Err.Error())
 	}
-	return n
+	return n + txnResultSize(d.Result.Txn)
 }
 
 func dedupStampKey(stamp int64, index uint64) []byte {
@@ -135,7 +135,7 @@ func recordDedup(s *State, cmd Command, res *Result) {
 		entry = &e
 	}
 	kept := &Result{Index: res.Index, Type: res.Type, Entry: entry, Prev: res.Prev, Deleted: res.Deleted,
-		Lease: res.Lease, Campaign: res.Campaign, Err: res.Err}
+		Lease: res.Lease, Campaign: res.Campaign, Txn: keptTxn(res.Txn), Err: res.Err}
 	e := &dedupEntry{Key: cmd.IdempotencyKey, Type: cmd.Type, Stamp: s.stamp, Index: s.index, Result: kept, Request: requestDigest(cmd)}
 	s.dedup, _, _ = s.dedup.Insert([]byte(e.Key), e)
 	s.dedupByStamp, _, _ = s.dedupByStamp.Insert(dedupStampKey(e.Stamp, e.Index), e.Key)
@@ -164,7 +164,9 @@ func errorCode(err error) uint64 {
 
 // Snapshot records of the dedup domain.
 
-// encodeDedup writes a record: key type stamp index result [request].
+// encodeDedup writes a record: key type stamp index result [request
+// [txn]]. A transaction's result follows the request digest, which every
+// record written since transactions exist carries.
 func encodeDedup(e *enc, d *dedupEntry) {
 	e.str(d.Key)
 	e.uvarint(uint64(d.Type))
@@ -173,6 +175,9 @@ func encodeDedup(e *enc, d *dedupEntry) {
 	encodeResult(e, d.Result)
 	if d.Request != nil {
 		e.bytes(d.Request) // optional trailing field
+		if d.Result.Txn != nil {
+			encodeTxnResult(e, d.Result.Txn) // optional trailing field
+		}
 	}
 }
 
@@ -184,6 +189,12 @@ func decodeDedup(d *dec) *dedupEntry {
 		if de.Request = d.bytes(); d.err == nil && len(de.Request) != requestDigestSize {
 			d.fail(fmt.Errorf("request digest of %d bytes", len(de.Request)))
 		}
+		if d.more() {
+			de.Result.Txn = decodeTxnResult(d)
+		}
+	}
+	if d.err == nil && (de.Result.Txn != nil) != (de.Type == CmdTxn && de.Result.Err == nil) && de.Request != nil {
+		d.fail(fmt.Errorf("idempotency record of a %s with a transaction result: %t", de.Type, de.Result.Txn != nil))
 	}
 	return de
 }

@@ -65,3 +65,102 @@ func (s *State) Digest() string {
 	flush()
 	return hex.EncodeToString(h.Sum(nil))
 }
+
+// ReplicaDigest is a SHA-256 over everything this state replicates, in the
+// canonical encoding of the snapshot records (see WriteState): the meta
+// record (stamp, delete indexes, restore record, ACL bootstrap), every
+// key, member, lease (owner included), attach key, election, idempotency
+// record, access token and alarm, each framed by its record type and
+// length. It leaves out only the state's own index and term: a state
+// read from a snapshot taken at index S carries S, while a replica that
+// applied the log carries the index of its last command, and both hold
+// the same data.
+//
+// Two replicas that applied the same entries up to the same point have
+// equal replica digests; members compare them at agreed indexes (every N
+// applied entries, at digest points committed through the log, and at
+// snapshots) to catch a replica that diverged silently. Unlike Digest, it
+// is not meant to compare a backup with the cluster it was restored into.
+//
+// It reads only s (immutable), so it may run on any goroutine, off the
+// apply path. Its cost is linear in the state's size.
+func (s *State) ReplicaDigest() string {
+	h := sha256.New()
+	e := enc{b: make([]byte, 0, 512)}
+	rec := enc{b: make([]byte, 0, 512)}
+	record := func(typ byte) {
+		rec.b = append(rec.b[:0], typ)
+		rec.uvarint(uint64(len(e.b)))
+		h.Write(rec.b)
+		h.Write(e.b)
+		e.b = e.b[:0]
+	}
+	encodeMeta(&e, s)
+	record(recMeta)
+	s.kv.Root().Walk(func(_ []byte, kv *KVEntry) bool {
+		encodeKV(&e, kv)
+		record(recKV)
+		return false
+	})
+	s.members.Root().Walk(func(_ []byte, m Member) bool {
+		encodeMember(&e, m)
+		record(recMember)
+		return false
+	})
+	s.leases.Root().Walk(func(_ []byte, l *Lease) bool {
+		encodeLease(&e, l)
+		e.str(l.Owner)
+		record(recLease)
+		return false
+	})
+	s.attach.Root().Walk(func(k []byte, _ struct{}) bool {
+		e.bytes(k)
+		record(recAttach)
+		return false
+	})
+	s.elections.Root().Walk(func(_ []byte, el *Election) bool {
+		encodeElection(&e, el)
+		record(recElection)
+		return false
+	})
+	s.dedup.Root().Walk(func(_ []byte, d *dedupEntry) bool {
+		encodeDedup(&e, d)
+		record(recDedup)
+		return false
+	})
+	s.aclTokens.Root().Walk(func(_ []byte, t *ACLToken) bool {
+		encodeToken(&e, t)
+		record(recACLToken)
+		return false
+	})
+	if s.alarms != nil {
+		s.alarms.Root().Walk(func(_ []byte, a *Alarm) bool {
+			encodeAlarm(&e, a)
+			record(recAlarm)
+			return false
+		})
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// DigestBoundary says whether applying the entry at index, to a state
+// whose index was prev, passes a digest boundary of interval every
+// (every > 0): the multiples of every are the agreed points. It returns
+// the boundary b and whether the digest at b is of the state after the
+// entry (index == b) or of the state before it (prev < b < index: the
+// entries in between were not commands, so the state before the entry is
+// the state at b). A replica whose state was read from a snapshot at or
+// past b has no digest at b (ok is false).
+func DigestBoundary(prev, index, every uint64) (b uint64, after, ok bool) {
+	if every == 0 || index == 0 {
+		return 0, false, false
+	}
+	b = index / every * every
+	switch {
+	case b == index:
+		return b, true, true
+	case b > prev && b > 0:
+		return b, false, true
+	}
+	return 0, false, false
+}

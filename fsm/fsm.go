@@ -46,6 +46,8 @@ type Result struct {
 	Promoted int
 	// Token is the access token a token command created or deleted.
 	Token *ACLToken
+	// Txn says which branch of a transaction ran and what its ops did.
+	Txn *TxnResult
 	// Reset is true when the command replaced state wholesale (finishing a
 	// restore): watchers of the old state are woken through ResetCh.
 	Reset bool

@@ -2,6 +2,7 @@ package fsm_test
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"math/rand/v2"
 	"reflect"
@@ -230,3 +231,40 @@ func FuzzPayloadDecoders(f *testing.F) {
 		}
 	})
 }
+
+// TestLeaseGrant_ALimitAboveMaxLimitNeverReachesTheLog is the finding of
+// a setting that stopped every node: a leader configured with
+// -max-leases-per-token 1<<41 stamped it into every grant; the entry
+// encoded, passed its checksum and made Apply panic on every replica.
+// Now NewCommand refuses to build it, and a forged one fails Check (which
+// the server runs before raft.Apply); the server refuses the setting at
+// startup (server.TestStart_RefusesEveryLimitOutOfRange_...).
+func TestLeaseGrant_ALimitAboveMaxLimitNeverReachesTheLog(t *testing.T) {
+	t.Parallel()
+	for _, p := range []fsm.Payload{
+		fsm.LeaseGrant{TTL: 1000, MaxLeases: 1 << 41},
+		fsm.LeaseGrant{TTL: 1000, Owner: fuzzAccessor1, MaxLeases: fsm.MaxLimit + 1},
+		fsm.Campaign{Kind: fsm.KindLock, Name: "n", NewLeaseTTL: 1000, MaxLeases: 1 << 41},
+		fsm.Campaign{Kind: fsm.KindLock, Name: "n", Lease: 3, MaxCandidates: 1 << 41},
+	} {
+		if _, err := fsm.NewCommand(p); !errors.Is(err, fsm.ErrInvalid) {
+			t.Fatalf("NewCommand(%+v) = %v, want ErrInvalid", p, err)
+		}
+	}
+	// Forged as a leader of an earlier build would have written it.
+	forged := fsm.Command{Type: fsm.CmdLeaseGrant, Version: 2,
+		Payload: cat(varint(1000), uvarint(0), uvarint(1<<41))}
+	if err := fsm.VerifyChecksum(forged.Encode()); err != nil {
+		t.Fatalf("the forged entry's checksum: %v", err)
+	}
+	if err := fsm.Check(forged); !errors.Is(err, fsm.ErrBadCommand) {
+		t.Fatalf("Check(forged grant) = %v, want ErrBadCommand", err)
+	}
+	// The same grant with the highest limit allowed is built and applies.
+	ok := cmdOf(fsm.LeaseGrant{TTL: 1000, MaxLeases: fsm.MaxLimit})
+	if s := buildState(t, ok); len(s.Leases()) != 1 {
+		t.Fatalf("%d leases", len(s.Leases()))
+	}
+}
+
+func varint(v int64) []byte { return binary.AppendVarint(nil, v) }

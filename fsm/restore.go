@@ -128,3 +128,27 @@ func (Restored) apply(a *applier) {
 	s.restore = RestoreInfo{SourceIndex: s.restore.SourceIndex, Index: index}
 	res.Reset = true
 }
+
+// DefaultRestoreBump is how far a restore raises the index above the
+// backup's when the cluster's history is behind the backup (a new or wiped
+// cluster): neither knows the tokens the backup's cluster issued after the
+// backup was taken, so they are assumed fewer than this (etcd recommends
+// the same order for etcdutl's --bump-revision). Far below overflowing an
+// index after many restores, and below 2^53 for JSON readers.
+const DefaultRestoreBump = 1 << 30
+
+// RestoreBump is how far a restore raises the index above the backup's
+// and the cluster's last index (lastIndex): bump when the operator gave
+// one (explicit, 0 included: the opt-out), else DefaultRestoreBump when
+// the cluster's history is behind the backup, else nothing (the cluster
+// has issued every token up to lastIndex itself, and the backup's are
+// below its index).
+func RestoreBump(backupIndex, lastIndex, bump uint64, explicit bool) uint64 {
+	switch {
+	case explicit:
+		return bump
+	case lastIndex < backupIndex:
+		return DefaultRestoreBump
+	}
+	return 0
+}

@@ -49,6 +49,9 @@ func WriteState(w io.Writer, s *State) error {
 		// readable by builds that know no token records.
 		counts[recACLToken] = uint64(n)
 	}
+	if n := s.alarmTree().Len(); n > 0 {
+		counts[recAlarm] = uint64(n) // likewise (alarm.go)
+	}
 	sw, err := snapshot.NewWriter(w, snapshot.Header{Index: s.index, Term: s.term, Counts: counts})
 	if err != nil {
 		return err
@@ -85,6 +88,9 @@ func WriteState(w io.Writer, s *State) error {
 		func() error {
 			return walkRecords(sw, recACLToken, s.aclTokens, func(e *enc, _ []byte, t *ACLToken) { encodeToken(e, t) })
 		},
+		func() error {
+			return walkRecords(sw, recAlarm, s.alarmTree(), func(e *enc, _ []byte, a *Alarm) { encodeAlarm(e, a) })
+		},
 	}
 	for _, step := range steps {
 		if err := step(); err != nil {
@@ -110,6 +116,7 @@ func ReadState(r io.Reader) (*State, error) {
 	elections, dedup, byStamp := s.elections.Txn(), s.dedup.Txn(), s.dedupByStamp.Txn()
 	empties, delayed := s.emptyElections.Txn(), s.delayed.Txn()
 	tokens, owners := s.aclTokens.Txn(), map[string]int{}
+	alarms := s.alarmTree().Txn()
 	// dup reports a second record with the same key.
 	dup := func(d *dec, what string, found bool, key any) {
 		if found && d.err == nil {
@@ -177,6 +184,8 @@ func ReadState(r io.Reader) (*State, error) {
 			_, found := tokens.Insert([]byte(t.AccessorID), t)
 			dup(&d, "token", found, t.AccessorID)
 			verr = ValidateToken(t)
+		case recAlarm:
+			verr = readAlarm(&d, alarms, s.index)
 		default:
 			// Unknown record types come from a newer build; skipping them
 			// would silently lose state, so refuse.
@@ -193,6 +202,7 @@ func ReadState(r io.Reader) (*State, error) {
 	s.elections, s.dedup, s.dedupByStamp = elections.CommitOnly(), dedup.CommitOnly(), byStamp.CommitOnly()
 	s.emptyElections, s.delayed = empties.CommitOnly(), delayed.CommitOnly()
 	s.aclTokens = tokens.CommitOnly()
+	s.alarms = alarms.CommitOnly()
 	ot := s.leaseOwners.Txn()
 	for o, n := range owners {
 		ot.Insert([]byte(o), n)

@@ -8,8 +8,10 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 
@@ -557,5 +559,176 @@ func FuzzReadState(f *testing.F) {
 		if _, ok := st.Get("fuzz"); !ok {
 			t.Fatal("put on a restored state lost")
 		}
+		applyToRestored(t, s2, crc32.ChecksumIEEE(data))
 	})
+}
+
+// applyToRestored applies to a state read from a file what a cluster
+// could do next: revoke, expire, checkpoint and renew every lease, resign
+// every holder and waiter, promote every name, then random commands aimed
+// at what the state holds (seeded by seed). None may panic, and each must
+// apply purely (see applyPure): a file is input, and nothing in one may
+// make a later Apply panic.
+func applyToRestored(t *testing.T, s *fsm.State, seed uint32) {
+	t.Helper()
+	var cmds []fsm.Payload
+	for _, l := range s.Leases() {
+		cmds = append(cmds, fsm.LeaseRenew{ID: l.ID},
+			fsm.LeaseCheckpoint{Leases: []fsm.LeaseRemaining{{ID: l.ID, Epoch: l.Epoch, Remaining: 1}}},
+			fsm.LeaseExpire{Leases: []fsm.LeaseExpiry{{ID: l.ID, Epoch: l.Epoch}}}, fsm.LeaseRevoke{ID: l.ID})
+	}
+	for _, e := range s.Elections() {
+		for _, c := range append(append([]fsm.Candidate{}, e.Holders...), e.Waiting...) {
+			cmds = append(cmds, fsm.Proclaim{Name: e.Name, Lease: c.Lease, Token: c.Token, Value: []byte("p")},
+				fsm.Resign{Name: e.Name, Lease: c.Lease, Token: c.Token})
+		}
+		cmds = append(cmds, fsm.Promote{Name: e.Name})
+	}
+	cmds = append(cmds, fsm.KVDelete{Prefix: true}, fsm.Restored{})
+	index := s.Index()
+	for i, p := range cmds {
+		cmd, err := fsm.NewCommand(p)
+		if err != nil {
+			continue // not a command a leader could build
+		}
+		index++
+		applyPure(t, s, index, cmd, fmt.Sprint("state command ", i)) // each on the restored state
+	}
+	rng := rand.New(rand.NewPCG(uint64(seed), 16))
+	cur := s
+	for i := range 16 {
+		cmd, err := fsm.NewCommand(randomPayload(rng, cur))
+		if err != nil {
+			continue
+		}
+		index++
+		cur, _ = applyPure(t, cur, index, cmd, fmt.Sprint("random command ", i))
+	}
+}
+
+// rewriteRecords reads the snapshot file b and writes it again with every
+// record of type typ replaced by what edit returns (nil: dropped): a
+// crafted file with a valid checksum.
+func rewriteRecords(t *testing.T, b []byte, typ byte, edit func(data []byte) []byte) []byte {
+	t.Helper()
+	sr, err := snapshot.NewReader(bytes.NewReader(b))
+	if err != nil {
+		t.Fatal(err)
+	}
+	type record struct {
+		typ  byte
+		data []byte
+	}
+	var recs []record
+	counts := map[byte]uint64{}
+	for {
+		rt, data, err := sr.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rt == typ {
+			if data = edit(bytes.Clone(data)); data == nil {
+				continue
+			}
+		}
+		recs = append(recs, record{rt, bytes.Clone(data)})
+		counts[rt]++
+	}
+	h := sr.Header()
+	var buf bytes.Buffer
+	w, err := snapshot.NewWriter(&buf, snapshot.Header{Index: h.Index, Term: h.Term, Counts: counts})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range recs {
+		if err := w.Record(r.typ, r.data); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+// TestRestore_RefusesCraftedAttachKeys is the finding of a crafted backup
+// that passed verification and crashed every replica later: the reader
+// accepted attach keys of 9 bytes and more while the code that uses them
+// indexes k[16] and k[17:], so a backup with a 16-byte key restored fine
+// and revoking its lease panicked. Every odd key is now refused by the
+// reader with a clear error, and a file it accepts survives revoking
+// every lease it holds.
+func TestRestore_RefusesCraftedAttachKeys(t *testing.T) {
+	t.Parallel()
+	src := fsm.New()
+	for i, c := range []fsm.Command{
+		cmdOf(fsm.LeaseGrant{TTL: 1000}), // 1
+		cmdOf(fsm.KVPut{Key: "k", Value: []byte("v"), Lease: 1}),
+		cmdOf(fsm.Campaign{Kind: fsm.KindLock, Name: "l", Lease: 1}),
+	} {
+		if res := applyTo(t, src, uint64(i+1), c); res.Err != nil {
+			t.Fatal(res.Err)
+		}
+	}
+	good := persist(t, src)
+	// keyOf turns an attach record into its key and back.
+	keyOf := func(data []byte) []byte { return data[1:] } // a uvarint length below 128, then the key
+	record := func(k []byte) []byte { return append([]byte{byte(len(k))}, k...) }
+	lease1 := []byte{0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1}
+	cases := map[string]func(k []byte) []byte{
+		"a 16-byte key (a lease id, no kind)":  func([]byte) []byte { return lease1 },
+		"a 9-byte key":                         func(k []byte) []byte { return k[:9] },
+		"a 15-byte key":                        func(k []byte) []byte { return k[:15] },
+		"an empty key":                         func([]byte) []byte { return []byte{} },
+		"an election key without a name":       func([]byte) []byte { return append(bytes.Clone(lease1), 'e') },
+		"an unknown kind":                      func(k []byte) []byte { k[16] = 'x'; return k },
+		"a lease id that is not nibbles":       func(k []byte) []byte { k[3] = 0x41; return k },
+		"a key of a lease that does not exist": func(k []byte) []byte { k[15] = 2; return k },
+		"an election key the lease is not in":  func([]byte) []byte { return append(append(bytes.Clone(lease1), 'e'), "other"...) },
+		"a key attach for a key not attached":  func([]byte) []byte { return append(append(bytes.Clone(lease1), 'k'), "nokey"...) },
+	}
+	for name, edit := range cases {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			first := true
+			bad := rewriteRecords(t, good, 5, func(data []byte) []byte {
+				if !first {
+					return data
+				}
+				first = false
+				return record(edit(keyOf(data)))
+			})
+			s, err := fsm.ReadState(bytes.NewReader(bad))
+			if err == nil {
+				// What the finding did next: revoke every lease.
+				for _, l := range s.Leases() {
+					func() {
+						defer func() {
+							if p := recover(); p != nil {
+								t.Errorf("revoking lease %d of the accepted file panicked: %v", l.ID, p)
+							}
+						}()
+						fsm.ApplyCommand(s, s.Index()+1, s.Term(), cmdOf(fsm.LeaseRevoke{ID: l.ID}))
+					}()
+				}
+				t.Fatal("ReadState accepted the crafted file")
+			}
+			if !strings.Contains(err.Error(), "attach key") {
+				t.Fatalf("error %q does not name the attach key", err)
+			}
+			restoreMustFail(t, richFSM(t), bad, name)
+		})
+	}
+	// The file as written restores, and revoking its lease releases all.
+	s, err := fsm.ReadState(bytes.NewReader(rewriteRecords(t, good, 5, func(d []byte) []byte { return d })))
+	if err != nil {
+		t.Fatal(err)
+	}
+	after, res := fsm.ApplyCommand(s, s.Index()+1, s.Term(), cmdOf(fsm.LeaseRevoke{ID: 1}))
+	if res.Err != nil || after.LeaseCount() != 0 || after.KVLen() != 0 {
+		t.Fatalf("revoke after restore: %v, %d leases, %d keys", res.Err, after.LeaseCount(), after.KVLen())
+	}
 }

@@ -51,6 +51,8 @@ type State struct {
 	aclBySecret *iradix.Tree[string]    // secret hash -> accessor id; derived, rebuilt on read
 	// aclBootstrap is the index of the entry that bootstrapped ACLs (0: never).
 	aclBootstrap uint64
+
+	alarms *iradix.Tree[*Alarm] // by member id (alarm.go)
 }
 
 func emptyState() *State {
@@ -60,6 +62,7 @@ func emptyState() *State {
 		emptyElections: iradix.New[struct{}](), delayed: iradix.New[int64](),
 		dedup: iradix.New[*dedupEntry](), dedupByStamp: iradix.New[string](),
 		aclTokens: iradix.New[*ACLToken](), aclBySecret: iradix.New[string](), leaseOwners: iradix.New[int](),
+		alarms: iradix.New[*Alarm](),
 	}
 }
 

@@ -45,6 +45,8 @@ var permissions = map[string]permission{
 	"PUT /v1/kv/{key...}":    {res: acl.KV, access: acl.Write, name: kvName},
 	"DELETE /v1/kv/{key...}": {res: acl.KV, access: acl.Write, name: kvName},
 	"/v1/kv":                 {anyToken: true},
+	// A transaction is checked op by op (txnAllowed).
+	"POST /v1/txn": {anyToken: true},
 
 	"POST /v1/leases":                {res: acl.Lease, access: acl.Write},
 	"GET /v1/leases":                 {res: acl.Lease, access: acl.Read},

@@ -154,6 +154,7 @@ func New(node Node, opts Options) *API {
 	a.mux.HandleFunc("PUT /v1/kv/{key...}", a.kvPut)
 	a.mux.HandleFunc("DELETE /v1/kv/{key...}", a.kvDelete)
 	a.mux.HandleFunc("/v1/kv", a.kvNoKey)
+	a.mux.HandleFunc("POST /v1/txn", a.txn)
 	a.mux.HandleFunc("POST /v1/leases", a.leaseGrant)
 	a.mux.HandleFunc("GET /v1/leases", a.leaseList)
 	a.mux.HandleFunc("GET /v1/leases/{id}", a.leaseGet)

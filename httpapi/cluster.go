@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"strconv"
@@ -58,7 +59,8 @@ func decodeJSON(body []byte, v any) error {
 	if err := dec.Decode(v); err != nil {
 		return badRequest("invalid JSON body: " + err.Error())
 	}
-	if dec.More() {
+	// dec.More is false before a stray ']' or '}': look for the end.
+	if _, err := dec.Token(); err != io.EOF {
 		return badRequest("invalid JSON body: data after the JSON object")
 	}
 	return nil

@@ -308,7 +308,8 @@ func (n *fakeNode) Restore(ctx context.Context, backup *fsm.State, opts httpapi.
 		return api.RestoreResult{}, err
 	}
 	n.applyMu.Lock()
-	prepared := fsm.PrepareRestore(backup, n.fsm.State().Members(), max(n.index, backup.Index())+opts.Bump)
+	bump := fsm.RestoreBump(backup.Index(), n.index, opts.Bump, opts.ExplicitBump)
+	prepared := fsm.PrepareRestore(backup, n.fsm.State().Members(), max(n.index, backup.Index())+bump)
 	var buf bytes.Buffer
 	if err := fsm.WriteState(&buf, prepared); err != nil {
 		n.applyMu.Unlock()
@@ -322,7 +323,7 @@ func (n *fakeNode) Restore(ctx context.Context, backup *fsm.State, opts httpapi.
 	n.applyMu.Unlock()
 	res := n.applyLocal(fsmCmd(fsm.Restored{}))
 	st := n.fsm.State()
-	return api.RestoreResult{BackupIndex: backup.Index(), Index: res.Index, Keys: st.KVLen(),
+	return api.RestoreResult{BackupIndex: backup.Index(), Index: res.Index, Bump: bump, Keys: st.KVLen(),
 		Leases: st.LeaseCount(), Elections: len(st.Elections()), Digest: st.Digest()}, nil
 }
 

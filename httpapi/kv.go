@@ -166,12 +166,17 @@ func (a *API) kvNoKey(w http.ResponseWriter, r *http.Request) {
 
 func (a *API) kvPut(w http.ResponseWriter, r *http.Request) {
 	key := r.PathValue("key")
-	q, err := query(r, "cas", "lease")
+	q, err := query(r, "cas", "lease", api.FenceQuery)
 	if err != nil {
 		writeError(w, err)
 		return
 	}
 	cas, hasCAS, err := uintParam(q, "cas")
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	fence, fenced, err := parseFence(q)
 	if err != nil {
 		writeError(w, err)
 		return
@@ -198,6 +203,15 @@ func (a *API) kvPut(w http.ResponseWriter, r *http.Request) {
 			Message: fmt.Sprintf("value is %d bytes; the maximum is %d", len(body), a.opts.MaxValueBytes)})
 		return
 	}
+	if fenced {
+		var cond *fsm.TxnCompare
+		if hasCAS {
+			// A missing key has modify index 0: cas=0 is create-only.
+			cond = &fsm.TxnCompare{Target: fsm.CompareModifyIndex, Key: key, Op: fsm.OpEqual, Number: cas}
+		}
+		a.fencedWrite(w, r, body, fence, cond, fsm.TxnOp{Kind: fsm.TxnPut, Key: key, Value: body, Lease: lease})
+		return
+	}
 	p := fsm.KVPut{Key: key, Value: body, Lease: lease}
 	switch {
 	case hasCAS && cas == 0:
@@ -221,14 +235,15 @@ func (a *API) kvPut(w http.ResponseWriter, r *http.Request) {
 
 func (a *API) kvDelete(w http.ResponseWriter, r *http.Request) {
 	key := r.PathValue("key")
-	q, err := query(r, "cas", "prefix")
+	q, err := query(r, "cas", "prefix", api.FenceQuery)
 	if err != nil {
 		writeError(w, err)
 		return
 	}
 	cas, hasCAS, err1 := uintParam(q, "cas")
 	prefix, err2 := flag(q, "prefix")
-	for _, err := range []error{err1, err2} {
+	fence, fenced, err3 := parseFence(q)
+	for _, err := range []error{err1, err2, err3} {
 		if err != nil {
 			writeError(w, err)
 			return
@@ -240,6 +255,18 @@ func (a *API) kvDelete(w http.ResponseWriter, r *http.Request) {
 	}
 	if prefix && hasCAS {
 		writeError(w, badRequest("?cas cannot be combined with ?prefix"))
+		return
+	}
+	if fenced {
+		switch {
+		case prefix:
+			a.fencedWrite(w, r, nil, fence, nil, fsm.TxnOp{Kind: fsm.TxnDeletePrefix, Key: key})
+		case hasCAS:
+			a.fencedWrite(w, r, nil, fence, &fsm.TxnCompare{Target: fsm.CompareModifyIndex, Key: key, Op: fsm.OpEqual, Number: cas},
+				fsm.TxnOp{Kind: fsm.TxnDelete, Key: key})
+		default:
+			a.fencedWrite(w, r, nil, fence, &fsm.TxnCompare{Target: fsm.CompareExists, Key: key}, fsm.TxnOp{Kind: fsm.TxnDelete, Key: key})
+		}
 		return
 	}
 	p := fsm.KVDelete{Key: key, Prefix: prefix, CAS: hasCAS, CASIndex: cas}

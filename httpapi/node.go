@@ -122,11 +122,16 @@ type LeaderView struct {
 	Changed <-chan struct{}
 }
 
-// RestoreOptions adjust a restore.
+// RestoreOptions adjust a restore. The zero value is the safe default.
 type RestoreOptions struct {
 	// Bump raises the restored index by this much above the backup's and
 	// the log's last index.
 	Bump uint64
+	// ExplicitBump says Bump was given (?bump=N, 0 included): without it,
+	// a restore into a cluster whose history is behind the backup (a new
+	// or wiped cluster) bumps by fsm.DefaultRestoreBump, so that no token
+	// issued later is lower than one the backup's cluster issued.
+	ExplicitBump bool
 }
 
 // Staleness describes a local read.

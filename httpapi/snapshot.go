@@ -50,16 +50,18 @@ const MaxRestoreBump = 1 << 48
 // A follower streams the upload to the leader.
 //
 // ?bump=N raises the index (and so every token issued after the restore) by
-// N above the backup's and the log's: use it when restoring into a new or
-// wiped cluster, whose log knows nothing of the tokens the old cluster
-// issued after the backup was taken (like etcdutl's --bump-revision).
+// N above the backup's and the log's (like etcdutl's --bump-revision).
+// Without it, a restore into a cluster whose history is behind the backup
+// (a new or wiped cluster, whose log knows nothing of the tokens the old
+// cluster issued after the backup was taken) bumps by
+// fsm.DefaultRestoreBump; ?bump=0 opts out.
 func (a *API) snapshotPost(w http.ResponseWriter, r *http.Request) {
 	q, err := query(r, "bump")
 	if err != nil {
 		writeError(w, err)
 		return
 	}
-	bump, _, err := uintParam(q, "bump")
+	bump, explicit, err := uintParam(q, "bump")
 	if err == nil && bump > MaxRestoreBump {
 		err = badRequest("query parameter \"bump\" must be at most " + strconv.FormatUint(MaxRestoreBump, 10))
 	}
@@ -98,7 +100,7 @@ func (a *API) snapshotPost(w http.ResponseWriter, r *http.Request) {
 			Message: "the body is not a sound coordd snapshot; nothing was changed: " + err.Error()})
 		return
 	}
-	res, err := a.node.Restore(r.Context(), backup, RestoreOptions{Bump: bump})
+	res, err := a.node.Restore(r.Context(), backup, RestoreOptions{Bump: bump, ExplicitBump: explicit})
 	if err != nil {
 		writeError(w, err)
 		return

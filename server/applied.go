@@ -71,6 +71,8 @@ type trackedFSM struct {
 	observe func(*fsm.Result)
 	// log records why the node stops when an entry cannot be applied.
 	log hclog.Logger
+	// digests takes the replica digests at agreed points (digest.go).
+	digests *digester
 }
 
 // trackedFSM must not become a raft.BatchingFSM without the same care:
@@ -91,10 +93,13 @@ func (t *trackedFSM) Apply(l *raft.Log) any {
 			panic(p)
 		}
 	}()
+	prev := t.FSM.State()
 	res := t.FSM.Apply(l)
-	if r, ok := res.(*fsm.Result); ok {
+	r, _ := res.(*fsm.Result)
+	if r != nil {
 		t.observe(r)
 	}
+	t.digests.afterApply(prev, t.FSM.State(), l.Index, r)
 	t.mu.Unlock()
 	t.applied.advance(l.Index)
 	return res

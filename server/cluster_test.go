@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -18,24 +19,12 @@ import (
 	"github.com/coordd/coordd/server"
 )
 
-// putRetry writes key=value, retrying while the cluster has no ready leader
-// (503 with a code that says nothing was applied). It returns the answer.
+// putRetry writes key=value with an Idempotency-Key, retrying while the
+// cluster has no ready leader or the outcome is unknown (c.Call). It
+// returns the answer.
 func putRetry(t *testing.T, c *testcluster.Cluster, n *testcluster.Node, key, value string) *testcluster.Response {
 	t.Helper()
-	var r *testcluster.Response
-	testcluster.Poll(t, 15*time.Second, func() error {
-		var err error
-		r, err = c.Try(http.MethodPut, n.URL()+"/v1/kv/"+key, value)
-		if err != nil {
-			return err
-		}
-		switch r.ErrorCode() {
-		case api.CodeNoLeader, api.CodeNotLeader, api.CodeLeaderNotReady:
-			return fmt.Errorf("retryable: %s", r.Body)
-		}
-		return nil
-	})
-	return r
+	return keyed(c, http.MethodPut, n.URL()+"/v1/kv/"+key, value)
 }
 
 func getKV(t *testing.T, c *testcluster.Cluster, url string) (api.KV, *testcluster.Response) {
@@ -207,6 +196,9 @@ func Test_Cluster_RestartedNodes_RecoverStateFromDataDir(t *testing.T) {
 	}
 }
 
+// Test_Cluster_CASConflict_ReportsCurrentIndex: each write carries an
+// Idempotency-Key, so an outcome_unknown (a leader that lost its quorum
+// under load) is retried without ever applying a compare-and-set twice.
 func Test_Cluster_CASConflict_ReportsCurrentIndex(t *testing.T) {
 	t.Parallel()
 	c := testcluster.New(t, 3)
@@ -216,7 +208,7 @@ func Test_Cluster_CASConflict_ReportsCurrentIndex(t *testing.T) {
 	r.JSON(t, &wr)
 
 	// Create-only on an existing key.
-	r = c.Do(http.MethodPut, f.URL()+"/v1/kv/cfg?cas=0", "v2")
+	r = keyed(c, http.MethodPut, f.URL()+"/v1/kv/cfg?cas=0", "v2")
 	if r.Status != http.StatusConflict || r.ErrorCode() != api.CodeCASConflict {
 		t.Fatalf("create-only on existing key: %d %s", r.Status, r.Body)
 	}
@@ -226,24 +218,31 @@ func Test_Cluster_CASConflict_ReportsCurrentIndex(t *testing.T) {
 		t.Fatalf("current_index = %v, want %d", eb.Error.CurrentIndex, wr.ModifyIndex)
 	}
 	// CAS on a stale index, then on the right one.
-	if r = c.Do(http.MethodPut, f.URL()+"/v1/kv/cfg?cas="+strconv.FormatUint(wr.ModifyIndex-1, 10), "v2"); r.Status != http.StatusConflict {
+	if r = keyed(c, http.MethodPut, f.URL()+"/v1/kv/cfg?cas="+strconv.FormatUint(wr.ModifyIndex-1, 10), "v2"); r.Status != http.StatusConflict {
 		t.Fatalf("stale cas: %d %s", r.Status, r.Body)
 	}
-	if r = c.Do(http.MethodPut, f.URL()+"/v1/kv/cfg?cas="+strconv.FormatUint(wr.ModifyIndex, 10), "v2"); r.Status != http.StatusOK {
+	if r = keyed(c, http.MethodPut, f.URL()+"/v1/kv/cfg?cas="+strconv.FormatUint(wr.ModifyIndex, 10), "v2"); r.Status != http.StatusOK {
 		t.Fatalf("cas: %d %s", r.Status, r.Body)
 	}
 	// CAS delete with the old index fails, and the value is untouched.
-	if r = c.Do(http.MethodDelete, f.URL()+"/v1/kv/cfg?cas="+strconv.FormatUint(wr.ModifyIndex, 10), ""); r.Status != http.StatusConflict {
+	if r = keyed(c, http.MethodDelete, f.URL()+"/v1/kv/cfg?cas="+strconv.FormatUint(wr.ModifyIndex, 10), ""); r.Status != http.StatusConflict {
 		t.Fatalf("stale cas delete: %d %s", r.Status, r.Body)
 	}
 	if kv, _ := getKV(t, c, f.URL()+"/v1/kv/cfg"); string(kv.Value) != "v2" || kv.Version != 2 {
 		t.Fatalf("after CAS: %+v", kv)
 	}
 	// Create-only on a missing key succeeds once.
-	if r = c.Do(http.MethodPut, f.URL()+"/v1/kv/fresh?cas=0", "x"); r.Status != http.StatusOK {
+	if r = keyed(c, http.MethodPut, f.URL()+"/v1/kv/fresh?cas=0", "x"); r.Status != http.StatusOK {
 		t.Fatalf("create-only: %d %s", r.Status, r.Body)
 	}
 }
+
+// keyed sends a write with a fresh Idempotency-Key through c.Call.
+func keyed(c *testcluster.Cluster, method, url, body string) *testcluster.Response {
+	return c.Call(method, url, body, api.HeaderIdempotencyKey, fmt.Sprintf("test-%d", keySeq.Add(1)))
+}
+
+var keySeq atomic.Uint64
 
 func Test_Cluster_BlockingRead_WakesOnChangeAndTimesOut(t *testing.T) {
 	t.Parallel()

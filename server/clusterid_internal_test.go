@@ -351,14 +351,16 @@ func TestClusterStreamLayer_CloseInboundWaitsForTheHandlers(t *testing.T) {
 		done := make(chan struct{})
 		handlers = append(handlers, done)
 		go func() { // as Raft's handleConn: read until an error, then close
-			defer close(done)
-			defer in.Close()
 			for {
 				if _, err := in.Read(make([]byte, 1)); err != nil {
 					if err != io.EOF { // Raft logs any other error at ERROR
 						t.Errorf("read after closeInbound: %v, want io.EOF itself", err)
 					}
 					time.Sleep(200 * time.Millisecond) // a heartbeat being handled
+					// done first: closeInbound may return as soon as
+					// the connection is closed.
+					close(done)
+					in.Close()
 					return
 				}
 			}

@@ -176,6 +176,22 @@ type Config struct {
 	// ignored.
 	PeerRaftAddrs map[string]string
 
+	// State digests and shadow members (see digest.go): a replica digest
+	// every DigestInterval applied entries (0: DefaultDigestInterval),
+	// compared by the leader every DigestPoll (0: DefaultDigestPoll);
+	// DigestsOff turns digests off (to measure their cost). CorruptCheck
+	// is "warn" (the default) or "refuse": refuse stops serving and
+	// leading while an alarm names this node. Shadow joins as a
+	// non-voter that serves only stale reads; ReadShadowRate is the
+	// fraction of reads this node mirrors to shadow members to compare
+	// the answers (0: none).
+	DigestInterval uint64
+	DigestPoll     time.Duration
+	DigestsOff     bool
+	CorruptCheck   string
+	Shadow         bool
+	ReadShadowRate float64
+
 	// Knobs let tests stop the server at chosen points; nil in production.
 	Knobs *Knobs
 
@@ -195,6 +211,7 @@ func (c *Config) setDefaults() {
 			*d = v
 		}
 	}
+	c.digestDefaults()
 	def(&c.HeartbeatTimeout, DefaultHeartbeatTimeout)
 	def(&c.ElectionTimeout, DefaultElectionTimeout)
 	def(&c.LeaderLeaseTimeout, DefaultLeaderLeaseTimeout)
@@ -256,7 +273,13 @@ func (c *Config) validate() error {
 	case len(c.Bootstrap) > 0 && c.Join != "":
 		return bad("bootstrap and join are mutually exclusive")
 	}
+	if err := c.validateLimits(); err != nil {
+		return err
+	}
 	if err := c.validateTLS(); err != nil {
+		return err
+	}
+	if err := c.validateDigest(); err != nil {
 		return err
 	}
 	if len(c.Bootstrap) > 0 {
@@ -333,4 +356,8 @@ type Knobs struct {
 	// is finished; an error makes Restore return it there, as if the
 	// leader had died at that point.
 	AfterRestoreInstall func() error
+	// FinishRestore runs before the leader's duties commit CmdRestored
+	// for an installed restore; an error skips this attempt (they retry),
+	// as if the leader could not commit it.
+	FinishRestore func() error
 }

@@ -116,14 +116,9 @@ func (s *Server) leaderDuties(ctx context.Context) {
 	}
 	// A restore whose leader died before finishing it is finished first:
 	// nothing may be served from a restored state with its old tokens.
-	for s.fsm.State().Restore().Pending {
-		if _, err := s.finishRestore(ctx); err == nil {
-			s.log.Warn("finished a restore left pending by the previous leader", "index", s.fsm.State().Index())
-			break
-		} else if ctx.Err() != nil {
+	for s.finishPendingRestore(ctx) {
+		if ctx.Err() != nil {
 			return
-		} else {
-			s.log.Warn("could not finish the pending restore; retrying", "error", err)
 		}
 		select {
 		case <-ctx.Done():

@@ -40,6 +40,9 @@ const (
 	// leaseTick bounds how late the leader looks at expiries, checkpoints
 	// and lock-delays.
 	leaseTick = 10 * time.Millisecond
+	// restoreRetry is how soon the leader's duties try again to finish an
+	// installed restore.
+	restoreRetry = 50 * time.Millisecond
 )
 
 // LeaseTTLRange is the range of TTLs a grant may ask for.
@@ -65,6 +68,12 @@ func (s *Server) observeApplied(res *fsm.Result) {
 		s.metrics.holderChanges.Add(float64(res.Promoted))
 	}
 	if !s.lessor.Active() {
+		return
+	}
+	if res.Reset {
+		// A restore finished: the lease clock restarts from the restored
+		// leases (whatever became of the request that asked for it).
+		s.promoteLessorLocked()
 		return
 	}
 	switch res.Type {
@@ -101,6 +110,11 @@ func (s *Server) observeApplied(res *fsm.Result) {
 func (s *Server) promoteLessor() {
 	s.leaseMu.Lock()
 	defer s.leaseMu.Unlock()
+	s.promoteLessorLocked()
+}
+
+// promoteLessorLocked is promoteLessor with leaseMu held.
+func (s *Server) promoteLessorLocked() {
 	ls := s.fsm.State().Leases()
 	infos := make([]lease.Info, 0, len(ls))
 	for _, l := range ls {
@@ -256,6 +270,13 @@ func (s *Server) leaseDuties(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-timer.C:
+		case <-s.restoreKick:
+		}
+		if s.finishPendingRestore(ctx) || s.restoring.Load() {
+			// The lease clock holds the leases of the state before the
+			// restore until CmdRestored applies (observeApplied).
+			timer.Reset(restoreRetry)
+			continue
 		}
 		s.expireLeases(ctx)
 		s.checkpointLeases(ctx)

@@ -22,20 +22,7 @@ import (
 // and a retry is safe (no leader yet, leadership moving).
 func call(t *testing.T, c *testcluster.Cluster, method, url, body string, hdr ...string) *testcluster.Response {
 	t.Helper()
-	var r *testcluster.Response
-	testcluster.Poll(t, 15*time.Second, func() error {
-		var err error
-		r, err = c.TryWith(method, url, body, hdr...)
-		if err != nil {
-			return err
-		}
-		switch r.ErrorCode() {
-		case api.CodeNoLeader, api.CodeNotLeader, api.CodeLeaderNotReady, api.CodeForwardFailed:
-			return fmt.Errorf("retryable: %s", r.Body)
-		}
-		return nil
-	})
-	return r
+	return c.Call(method, url, body, hdr...)
 }
 
 func grant(t *testing.T, c *testcluster.Cluster, n *testcluster.Node, ttl string) api.Lease {

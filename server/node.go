@@ -68,7 +68,7 @@ func (s *Server) waitLeaderReady(ctx context.Context) error {
 		if s.raft.State() != raft.Leader {
 			return ErrNotLeader
 		}
-		if s.leaderReady.Load() && !s.restoring.Load() {
+		if s.leaderReady.Load() && !s.restoring.Load() && !s.fsm.State().Restore().Pending {
 			return nil
 		}
 		if !s.restoring.Load() {
@@ -228,6 +228,7 @@ func (s *Server) Status() api.Status {
 			st.Snapshot.AgeSeconds = time.Since(snap.Time).Round(time.Millisecond).Seconds()
 		}
 	}
+	s.integrityStatus(&st)
 	if r := s.fsm.State().Restore(); r.Pending || r.Index != 0 {
 		st.LastRestore = &api.RestoreStatus{Pending: r.Pending, BackupIndex: r.SourceIndex, Index: r.Index}
 	}
@@ -245,7 +246,7 @@ func (s *Server) Ready() error {
 	if id == "" {
 		return ErrNoLeader
 	}
-	if s.raft.State() == raft.Leader && (!s.leaderReady.Load() || s.restoring.Load()) {
+	if s.raft.State() == raft.Leader && (!s.leaderReady.Load() || s.restoring.Load() || s.fsm.State().Restore().Pending) {
 		return ErrLeaderNotReady
 	}
 	if !s.caughtUp.Load() {

@@ -31,18 +31,24 @@ var ErrRestoreInProgress = httpapi.ErrRestoreInProgress
 //
 //  1. Hold requests back and wait for what is in flight (a barrier).
 //  2. Prepare the backup: this cluster's member table, no idempotency
-//     records, index at least the log's last index (plus opts.Bump),
-//     marked pending.
+//     records, index at least the log's last index plus the bump
+//     (fsm.RestoreBump: opts.Bump if given, else fsm.DefaultRestoreBump
+//     when the cluster's history is behind the backup), marked pending.
 //  3. raft.Restore: Raft writes it to the snapshot store under an index
 //     above its whole log, installs it in this FSM, and sends it to
 //     followers as an InstallSnapshot (they cannot be sent the hole in the
 //     log).
 //  4. Commit CmdRestored: fresh tokens above every earlier one, and fresh
-//     lease TTLs; then restart the lease clock from the restored leases.
+//     lease TTLs; applying it restarts the lease clock from the restored
+//     leases (observeApplied).
 //
-// A failure before step 3 installs the snapshot changes nothing. If this
-// node loses leadership after step 3, the next leader finishes step 4
-// before it serves (leaderDuties).
+// Invariant (a restore completes or changes nothing, whatever the request
+// does): ctx bounds steps 1 and 2 only; a request that goes away then
+// changes nothing. From step 3 on the node owns the restore: the leader's
+// duties commit CmdRestored (retrying, see finishPendingRestore), this
+// node or the next leader, and no request is served from the pending
+// state (waitLeaderReady); Restore only waits for the outcome, bounded by
+// ctx, and answers ErrOutcomeUnknown if it ends first.
 func (s *Server) Restore(ctx context.Context, backup *fsm.State, opts httpapi.RestoreOptions) (api.RestoreResult, error) {
 	if !s.restoreMu.TryLock() {
 		return api.RestoreResult{}, ErrRestoreInProgress
@@ -65,7 +71,9 @@ func (s *Server) Restore(ctx context.Context, backup *fsm.State, opts httpapi.Re
 
 	// The running cluster's access tokens stay: a restore replaces data,
 	// not who may reach it.
-	prepared := fsm.PrepareRestore(backup, s.fsm.State().Members(), max(s.raft.LastIndex(), backup.Index())+opts.Bump).WithACLOf(s.fsm.State())
+	last := s.raft.LastIndex()
+	bump := fsm.RestoreBump(backup.Index(), last, opts.Bump, opts.ExplicitBump)
+	prepared := fsm.PrepareRestore(backup, s.fsm.State().Members(), max(last, backup.Index())+bump).WithACLOf(s.fsm.State())
 	f, err := os.CreateTemp(s.cfg.DataDir, "restore-*.snap")
 	if err != nil {
 		return api.RestoreResult{}, fmt.Errorf("server: restore: %w", err)
@@ -82,8 +90,14 @@ func (s *Server) Restore(ctx context.Context, backup *fsm.State, opts httpapi.Re
 	if err != nil {
 		return api.RestoreResult{}, fmt.Errorf("server: restore: %w", err)
 	}
+	if err := ctx.Err(); err != nil {
+		return api.RestoreResult{}, fmt.Errorf("server: restore: nothing changed: %w", err)
+	}
+	// From here on the node finishes the restore whatever ctx does:
+	// raft.Restore does not stop halfway, and the leader's duties commit
+	// CmdRestored.
 	meta := &raft.SnapshotMeta{Version: raft.SnapshotVersionMax, Index: prepared.Index(), Term: s.raft.CurrentTerm(), Size: size}
-	if err := s.raft.Restore(meta, f, time.Until(deadlineOf(ctx))); err != nil {
+	if err := s.raft.Restore(meta, f, restoreTimeout); err != nil {
 		if s.fsm.State().Restore().Pending {
 			// Installed, but the entry after it did not commit: the next
 			// leader (perhaps this node again) finishes it.
@@ -91,24 +105,70 @@ func (s *Server) Restore(ctx context.Context, backup *fsm.State, opts httpapi.Re
 		}
 		return api.RestoreResult{}, fmt.Errorf("server: restore: %w", translate(err))
 	}
+	s.log.Warn("backup installed; committing the restore", "index", s.fsm.State().Index(), "bump", bump)
 	if k := s.cfg.Knobs; k != nil && k.AfterRestoreInstall != nil {
 		if err := k.AfterRestoreInstall(); err != nil {
 			return api.RestoreResult{}, fmt.Errorf("%w: restore installed but not finished: %v", ErrOutcomeUnknown, err)
 		}
 	}
-	res, err := s.finishRestore(ctx)
+	st, err := s.waitRestoreFinished(ctx, prepared.Index())
 	if err != nil {
 		return api.RestoreResult{}, err
 	}
-	s.promoteLessor()
-	st := s.fsm.State()
 	out := api.RestoreResult{
-		BackupIndex: backup.Index(), Index: res.Index, Keys: st.KVLen(), Leases: st.LeaseCount(),
+		BackupIndex: backup.Index(), Index: st.Restore().Index, Bump: bump, Keys: st.KVLen(), Leases: st.LeaseCount(),
 		Elections: len(st.Elections()), Digest: st.Digest(), Took: time.Since(start),
 	}
-	s.log.Warn("backup restored", "backup_index", out.BackupIndex, "index", out.Index, "keys", out.Keys,
+	s.log.Warn("backup restored", "backup_index", out.BackupIndex, "index", out.Index, "bump", bump, "keys", out.Keys,
 		"leases", out.Leases, "elections", out.Elections, "took", out.Took)
 	return out, nil
+}
+
+// waitRestoreFinished waits until the restore installed at index is
+// finished (CmdRestored applied here), bounded by ctx. The leader's duties
+// finish it; this only watches.
+func (s *Server) waitRestoreFinished(ctx context.Context, index uint64) (*fsm.State, error) {
+	for {
+		st := s.fsm.State()
+		if r := st.Restore(); !r.Pending && r.Index > index {
+			return st, nil
+		}
+		select {
+		case s.restoreKick <- struct{}{}:
+		default:
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("%w: restore installed; the leader finishes it: %v", ErrOutcomeUnknown, ctx.Err())
+		case <-s.stop:
+			return nil, fmt.Errorf("%w: restore installed; the next leader finishes it: %v", ErrOutcomeUnknown, ErrShutdown)
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+}
+
+// finishPendingRestore is the leader's duty of finishing an installed
+// restore (CmdRestored), whoever installed it and whatever became of the
+// request that asked for it. It returns whether a restore is pending
+// still, so that other duties (expiry, checkpoints, which work from the
+// lease clock of the state before) wait for it.
+func (s *Server) finishPendingRestore(ctx context.Context) (pending bool) {
+	if !s.fsm.State().Restore().Pending {
+		return false
+	}
+	if k := s.cfg.Knobs; k != nil && k.FinishRestore != nil {
+		if err := k.FinishRestore(); err != nil {
+			return true
+		}
+	}
+	if _, err := s.finishRestore(ctx); err != nil {
+		if ctx.Err() == nil {
+			s.log.Warn("could not finish the pending restore; retrying", "error", err)
+		}
+		return true
+	}
+	s.log.Warn("restore finished", "index", s.fsm.State().Restore().Index)
+	return false
 }
 
 // finishRestore commits CmdRestored (bypassing the readiness wait that

@@ -62,6 +62,9 @@ type Server struct {
 	// request back while one runs on this leader.
 	restoreMu sync.Mutex
 	restoring atomic.Bool
+	// restoreKick wakes the leader's duties to finish an installed
+	// restore at once (finishPendingRestore).
+	restoreKick chan struct{}
 
 	// lessor is the leader's lease clock; leaseMu orders lease commands
 	// applied by the FSM against its promotion.
@@ -87,6 +90,14 @@ type Server struct {
 	readyTarget atomic.Uint64
 	caughtUp    atomic.Bool
 
+	// digests, collector, refusing, peerClient and readShadow: state
+	// digests, alarms and shadow members (digest.go).
+	digests    *digester
+	collector  *collector
+	refusing   atomic.Bool
+	peerClient *http.Client
+	readShadow *readShadower
+
 	stop     chan struct{}
 	stopOnce sync.Once
 	wg       sync.WaitGroup
@@ -104,8 +115,10 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, log: cfg.Logger, applied: newIndexWaiter(), stop: make(chan struct{})}
+	s := &Server{cfg: cfg, log: cfg.Logger, applied: newIndexWaiter(), stop: make(chan struct{}), restoreKick: make(chan struct{}, 1)}
 	s.fsm = fsm.New()
+	s.digests, s.collector, s.readShadow = newDigester(&s.cfg), newCollector(), newReadShadower(&s.cfg)
+	s.digests.perturb = unsafePerturb(&s.cfg, s.fsm)
 	var skew *lease.SkewClock
 	if cfg.UnsafeLeaseClockControl {
 		base := cfg.LeaseClock
@@ -241,7 +254,7 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 		return nil, fmt.Errorf("server: inspect raft state: %w", err)
 	}
 
-	s.raft, err = raft.NewRaft(rc, &trackedFSM{FSM: s.fsm, applied: s.applied, mu: &s.leaseMu, observe: s.observeApplied, log: s.log}, logs, s.store, snaps, s.transport)
+	s.raft, err = raft.NewRaft(rc, &trackedFSM{FSM: s.fsm, applied: s.applied, mu: &s.leaseMu, observe: s.observeApplied, log: s.log, digests: s.digests}, logs, s.store, snaps, s.transport)
 	if err != nil {
 		return nil, fmt.Errorf("server: start raft: %w", snaps.snapshotRestoreError(err))
 	}
@@ -279,6 +292,10 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	if s.metrics, err = registerMetrics(cfg.Registry, s); err != nil {
 		return nil, err
 	}
+	if err := s.registerDigestMetrics(cfg.Registry); err != nil {
+		return nil, err
+	}
+	s.peerClient = s.peerHTTPClient(10 * time.Second)
 
 	s.leaders = newLeaderView(s.httpAddrOf)
 	hapi := httpapi.New(s, httpapi.Options{
@@ -302,6 +319,7 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	if cfg.Pprof {
 		handler = withPprof(hapi, hapi.Guard)
 	}
+	handler = s.withIntegrity(handler, hapi.GuardRead, hapi.Guard)
 	handler = ui.Wrap(handler, ui.Options{TLS: s.tls != nil, Members: s.memberHTTPAddrs})
 	handler = withClusterID(handler, s.clusterID)
 	// No ReadTimeout or WriteTimeout: blocking queries, streams and lock
@@ -332,6 +350,11 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	go func() {
 		defer s.wg.Done()
 		s.runLeaderWatch()
+	}()
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		s.runDigests()
 	}()
 	if !existing && cfg.Join != "" {
 		s.wg.Add(1)

@@ -326,12 +326,13 @@ func Test_Restore_LeftPendingByADeadLeader_IsFinishedByTheNext(t *testing.T) {
 	var die atomic.Bool
 	die.Store(true)
 	c := testcluster.New(t, 3, func(cfg *server.Config) {
-		cfg.Knobs = &server.Knobs{AfterRestoreInstall: func() error {
+		dies := func() error {
 			if die.Load() {
 				return errors.New("leader dies now")
 			}
 			return nil
-		}}
+		}
+		cfg.Knobs = &server.Knobs{AfterRestoreInstall: dies, FinishRestore: dies}
 	})
 	l := c.Leader()
 	lease := grant(t, c, l, "1h")
@@ -345,8 +346,8 @@ func Test_Restore_LeftPendingByADeadLeader_IsFinishedByTheNext(t *testing.T) {
 	if !l.Server().State().Restore().Pending {
 		t.Fatal("the installed restore is not pending")
 	}
-	die.Store(false)
 	c.Kill(l)
+	die.Store(false)
 	next := c.Leader()
 	c.WaitReady(next)
 	st := next.Server().State()

@@ -5,13 +5,14 @@ import (
 	"fmt"
 	"io"
 	"strconv"
+	"strings"
 
 	"github.com/coordd/coordd/client"
 )
 
 const kvSynopsis = `  coordctl kv get KEY [-stale] [-raw]
-  coordctl kv put KEY VALUE [-cas N | -create] [-lease ID]   (VALUE "-" reads stdin)
-  coordctl kv del KEY [-cas N | -prefix]
+  coordctl kv put KEY VALUE [-cas N | -create] [-lease ID] [-fence NAME:TOKEN]   (VALUE "-" reads stdin)
+  coordctl kv del KEY [-cas N | -prefix] [-fence NAME:TOKEN]
   coordctl kv ls [PREFIX]
   coordctl kv watch KEY
 `
@@ -83,7 +84,8 @@ func cmdKVGet(e *env, args []string) int {
 }
 
 func cmdKVPut(e *env, args []string) int {
-	fs := e.newFlags("kv put KEY VALUE [-cas N | -create] [-lease ID]")
+	fs := e.newFlags("kv put KEY VALUE [-cas N | -create] [-lease ID] [-fence NAME:TOKEN]")
+	fence := fs.String("fence", "", "write only while `NAME:TOKEN` is a current holder's fencing token of lock or election NAME")
 	var cas, lease optUint
 	fs.Var(&cas, "cas", "write only if the key's modify index is `N` (0: only if absent)")
 	create := fs.Bool("create", false, "write only if the key does not exist")
@@ -114,6 +116,13 @@ func cmdKVPut(e *env, args []string) int {
 	if lease.set {
 		opts = append(opts, client.WithLease(lease.v))
 	}
+	if *fence != "" {
+		f, ok := e.parseFence(*fence)
+		if !ok {
+			return exitUsage
+		}
+		opts = append(opts, client.FencedBy(f))
+	}
 	return e.call(func(ctx context.Context, c *client.Client) int {
 		res, err := c.Put(ctx, key, value, opts...)
 		if err != nil {
@@ -127,7 +136,8 @@ func cmdKVPut(e *env, args []string) int {
 }
 
 func cmdKVDel(e *env, args []string) int {
-	fs := e.newFlags("kv del KEY [-cas N | -prefix]")
+	fs := e.newFlags("kv del KEY [-cas N | -prefix] [-fence NAME:TOKEN]")
+	fence := fs.String("fence", "", "delete only while `NAME:TOKEN` is a current holder's fencing token of lock or election NAME")
 	var cas optUint
 	fs.Var(&cas, "cas", "delete only if the key's modify index is `N`")
 	prefix := fs.Bool("prefix", false, "delete every key under KEY as a prefix")
@@ -147,6 +157,13 @@ func cmdKVDel(e *env, args []string) int {
 		opts = append(opts, client.DeletePrefix())
 	case cas.set:
 		opts = append(opts, client.DeleteCAS(cas.v))
+	}
+	if *fence != "" {
+		f, ok := e.parseFence(*fence)
+		if !ok {
+			return exitUsage
+		}
+		opts = append(opts, client.FencedBy(f))
 	}
 	return e.call(func(ctx context.Context, c *client.Client) int {
 		res, err := c.Delete(ctx, pos[0], opts...)
@@ -235,4 +252,15 @@ func cmdKVWatch(e *env, args []string) int {
 		}
 	}
 	return exitInterrupted // the watch ends only with ctx
+}
+
+// parseFence parses NAME:TOKEN (the name may contain ':').
+func (e *env) parseFence(s string) (client.Fence, bool) {
+	i := strings.LastIndexByte(s, ':')
+	if i <= 0 {
+		e.usagef("-fence %q: want NAME:TOKEN", s)
+		return client.Fence{}, false
+	}
+	tok, ok := e.parseID("-fence token", s[i+1:])
+	return client.Fence{Name: s[:i], Token: tok}, ok
 }

@@ -63,8 +63,12 @@ Commands (flags may come before or after the arguments):
   members remove ID
   members transfer [ID]                  hand leadership over (default: the most up-to-date voter)
   kv get KEY [-stale] [-raw]
-  kv put KEY VALUE [-cas N | -create] [-lease ID]   VALUE "-" reads stdin
-  kv del KEY [-cas N | -prefix]
+  kv put KEY VALUE [-cas N | -create] [-lease ID] [-fence NAME:TOKEN]   VALUE "-" reads stdin
+  kv del KEY [-cas N | -prefix] [-fence NAME:TOKEN]
+                                         -fence: only while TOKEN is a current holder's token of
+                                         lock or election NAME (else 'stale token', exit 1)
+  txn [-idempotency-key K] < TXN.json    compares, then ops, else ops, in one step (JSON as
+                                         POST /v1/txn takes it); exit 1 when the else branch ran
   kv ls [PREFIX]
   kv watch KEY                           print the key's state now and after every change
   lease grant TTL                        e.g. 10s, 500ms (a bare number is seconds)
@@ -160,6 +164,7 @@ func commands() map[string]command {
 			"grant": cmdLeaseGrant, "keepalive": cmdLeaseKeepalive, "revoke": cmdLeaseRevoke,
 			"ls": cmdLeaseLs, "get": cmdLeaseGet,
 		}, leaseSynopsis),
+		"txn":     cmdTxn,
 		"elect":   cmdElect,
 		"observe": cmdObserve,
 		"lock":    cmdLock,

@@ -179,6 +179,7 @@ func TestCoordctl(t *testing.T) {
 	t.Run("LockInterrupted", f.testLockInterrupted)
 	t.Run("ElectAndObserve", f.testElectAndObserve)
 	t.Run("ElectLost", f.testElectLost)
+	t.Run("TxnAndFencedKV", f.testTxn)
 }
 
 func (f *fixture) testUsage(t *testing.T) {

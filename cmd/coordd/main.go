@@ -139,6 +139,7 @@ func newFlagSet(o *options) *flag.FlagSet {
 	fs.StringVar(&o.peerRaftAddrs, "peer-raft-addrs", "", "dial these peers' Raft at these addresses instead of the configured ones (proxies, fault injection): id=host:port,...")
 	fs.StringVar(&c.Join, "join", "", "HTTP address of a running member to join through when the data dir is empty")
 	fs.BoolVar(&c.NonVoter, "non-voter", false, "join as a non-voting member")
+	integrityFlags(fs, c)
 	fs.StringVar(&c.ClusterName, "cluster-name", "", "with -bootstrap: a name that enters the cluster id (give clusters with identical bootstrap lists different names)")
 	fs.DurationVar(&c.HeartbeatTimeout, "heartbeat-timeout", server.DefaultHeartbeatTimeout, "Raft heartbeat timeout")
 	fs.DurationVar(&c.ElectionTimeout, "election-timeout", server.DefaultElectionTimeout, "Raft election timeout")

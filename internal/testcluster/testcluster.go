@@ -106,7 +106,7 @@ func (c *Cluster) config(node *Node) server.Config {
 		// and fault-injection tests, which start real processes.
 		HeartbeatTimeout:   2 * server.DefaultHeartbeatTimeout,
 		ElectionTimeout:    2 * server.DefaultElectionTimeout,
-		LeaderLeaseTimeout: server.DefaultLeaderLeaseTimeout,
+		LeaderLeaseTimeout: 2 * server.DefaultLeaderLeaseTimeout,
 	}
 	c.tune(&cfg)
 	return cfg
@@ -284,6 +284,38 @@ func (c *Cluster) Do(method, url string, body string) *Response {
 	if err != nil {
 		c.t.Fatalf("%s %s: %v", method, url, err)
 	}
+	return r
+}
+
+// Call sends a request as a patient client does: an answer the API
+// documents as retryable (no_leader, not_leader, leader_not_ready,
+// catching_up, forward_failed — an election under CPU starvation) is
+// retried for up to 15 s, as is outcome_unknown when the request carries
+// an Idempotency-Key (the retry then gets the recorded result, never a
+// second apply). It returns the first other answer; transport errors are
+// retried too, and fail the test at the deadline.
+func (c *Cluster) Call(method, url string, body string, hdr ...string) *Response {
+	c.t.Helper()
+	keyed := false
+	for i := 0; i+1 < len(hdr); i += 2 {
+		keyed = keyed || http.CanonicalHeaderKey(hdr[i]) == api.HeaderIdempotencyKey
+	}
+	var r *Response
+	Poll(c.t, 15*time.Second, func() error {
+		var err error
+		if r, err = c.TryWith(method, url, body, hdr...); err != nil {
+			return err
+		}
+		switch code := r.ErrorCode(); code {
+		case api.CodeNoLeader, api.CodeNotLeader, api.CodeLeaderNotReady, api.CodeCatchingUp, api.CodeForwardFailed:
+			return fmt.Errorf("retryable: %s", r.Body)
+		case api.CodeOutcomeUnknown:
+			if keyed {
+				return fmt.Errorf("retryable with its Idempotency-Key: %s", r.Body)
+			}
+		}
+		return nil
+	})
 	return r
 }
 

@@ -57,8 +57,12 @@ func TestMain(m *testing.M) {
 type proc struct {
 	id, raftAddr, httpAddr, dataDir, logPath string
 	args                                     []string
-	cmd                                      *exec.Cmd
-	exited                                   chan struct{}
+	// bin and env, when set, start another build and add to the
+	// environment (the digest tests' perturbing build).
+	bin    string
+	env    []string
+	cmd    *exec.Cmd
+	exited chan struct{}
 }
 
 func (p *proc) url() string { return "http://" + p.httpAddr }
@@ -69,7 +73,14 @@ func (p *proc) start(t testing.TB) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p.cmd = exec.Command(coorddBin, p.args...)
+	bin := coorddBin
+	if p.bin != "" {
+		bin = p.bin
+	}
+	p.cmd = exec.Command(bin, p.args...)
+	if len(p.env) > 0 {
+		p.cmd.Env = append(os.Environ(), p.env...)
+	}
 	p.cmd.Stdout, p.cmd.Stderr = logf, logf
 	// Own process group, and killed if this test process dies.
 	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}

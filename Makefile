@@ -7,7 +7,7 @@ BIN       := bin
 GOBUILD   = $(GO) build -buildvcs=auto
 TEST_TIMEOUT ?= 14m
 
-.PHONY: all build run run-tls test test-tools test-docs test-e2e test-crash test-ui test-alerts jepsen jepsen-long jepsen-disk bench-e2e bench-recovery bench-stall bench-churn bench bench-quick bench-micro fuzz vet fmt clean bench-txn test-digests bench-digests
+.PHONY: all build run run-tls test test-tools test-docs test-e2e test-crash test-ui test-alerts jepsen jepsen-long jepsen-disk bench-e2e bench-recovery bench-stall bench-churn bench bench-quick bench-micro fuzz vet fmt clean bench-txn test-digests bench-digests bench-sessions
 
 all: build
 
@@ -173,6 +173,14 @@ bench-churn:
 bench-micro:
 	$(GO) test -run '^$$' -bench . -benchmem -count 3 ./fsm/ ./lease/
 	$(GO) test -run '^$$' -bench BenchmarkAuthorize -benchmem -count 3 ./httpapi/
+
+# SESSION_TRIALS sets the trials of each fault of bench-sessions (the issue's full run: 20).
+SESSION_TRIALS ?= 20
+
+## bench-sessions: coordbench leader-faults: 20 Sessions with TTL 3 s and 20 with TTL 1 s through a 5 s and a 60 s stall (SIGSTOP), an isolation and a SIGKILL of the Raft leader, SESSION_TRIALS (20) trials each: sessions lost per fault (about 35 minutes; SESSION_TRIALS=3 for a shorter run)
+bench-sessions: build
+	$(GOBUILD) -o $(BIN)/coordbench ./cmd/coordbench
+	$(BIN)/coordbench -mode leader-faults -coordd $(BIN)/coordd -runs 1 -rounds $(SESSION_TRIALS) $(BENCH_FLAGS)
 
 ## bench-quick: a smoke run of every coordbench mode (about a minute)
 bench-quick: build

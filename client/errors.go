@@ -41,6 +41,9 @@ var (
 	ErrStaleToken = errors.New("coordd: stale token")
 	// ErrLocked: TryLock found the lock held.
 	ErrLocked = errors.New("coordd: lock held by another session")
+	// ErrAlreadyLocked: Lock or TryLock on a Mutex that holds the lock, or
+	// while another acquisition of the same Mutex runs.
+	ErrAlreadyLocked = errors.New("coordd: mutex already locked (or being locked) by this Mutex")
 	// ErrBadRequest: the server refused the input (4xx other than the above).
 	ErrBadRequest = errors.New("coordd: bad request")
 	// ErrUnknownMember: no cluster member has that id.

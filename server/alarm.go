@@ -13,7 +13,7 @@ import (
 // finds itself leading. Without refuse it only logs. Disarming the alarm
 // (coordctl alarm disarm) ends it.
 func (s *Server) runAlarmWatch() {
-	tick := time.NewTicker(100 * time.Millisecond)
+	tick := time.NewTicker(250 * time.Millisecond)
 	defer tick.Stop()
 	var lastTransfer, lastSuffrage time.Time
 	alarmed, warnedVoter := false, false

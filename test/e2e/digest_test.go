@@ -86,6 +86,19 @@ func postJSON(url string, body any, v any) (int, error) {
 	return resp.StatusCode, nil
 }
 
+// postRetry is postJSON retried while the answer is 503 (an election under
+// way on a loaded machine), for up to 15 s.
+func postRetry(url string, body any, v any) (int, error) {
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		code, err := postJSON(url, body, v)
+		if (err == nil && code != http.StatusServiceUnavailable) || time.Now().After(deadline) {
+			return code, err
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
 // mixedLoad writes n entries of every kind through the given nodes: keys
 // put and deleted, leases granted and revoked, locks and elections
 // campaigned for with new leases, idempotent retries. It returns the

@@ -321,7 +321,7 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 
 	s.leaders = newLeaderView(s.httpAddrOf)
 	s.verify = newVerifyGroup(s.verifyLeadership, verifyGap, s.metrics.verifyRounds.Inc)
-	s.pauses = newPauseWatch(s.cfg.HeartbeatTimeout / 2)
+	s.pauses = newPauseWatch(s.cfg.HeartbeatTimeout)
 	hapi := httpapi.New(s, httpapi.Options{
 		LeaderWait:        s.cfg.ElectionTimeout + s.cfg.HeartbeatTimeout,
 		ForwardGrace:      s.cfg.HeartbeatTimeout,

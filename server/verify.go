@@ -149,7 +149,9 @@ const pauseSuspectFor = time.Second
 // pauseWatch notices when this process did not run for a while (SIGSTOP, a
 // long GC or swap pause, a frozen VM, CPU starvation): a goroutine ticks
 // every pauseTick, and a tick later than threshold after the one before
-// marks a pause that ended then.
+// marks a pause that ended then. The server's threshold is the heartbeat
+// timeout: the others cannot have elected a new leader during a shorter
+// pause (they wait at least that long without hearing from the leader).
 type pauseWatch struct {
 	threshold time.Duration
 	origin    time.Time

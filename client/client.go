@@ -547,12 +547,26 @@ func (c *Client) discover(ctx context.Context, slow *endpoint, within time.Durat
 	d := &discovery{slow: slow, done: make(chan struct{})}
 	c.disc = d
 	c.dmu.Unlock()
-	d.ep, d.leader = c.askWhoLeads(ctx, slow, within)
-	c.dmu.Lock()
-	c.disc = nil
-	c.dmu.Unlock()
-	close(d.done)
-	return d.ep, d.leader
+	// The round belongs to every call that shares it: it must not end
+	// with the call that started it (bounded by within; Close ends it).
+	if !c.background(func() {
+		d.ep, d.leader = c.askWhoLeads(c.life, slow, within)
+		c.dmu.Lock()
+		c.disc = nil
+		c.dmu.Unlock()
+		close(d.done)
+	}) {
+		c.dmu.Lock()
+		c.disc = nil
+		c.dmu.Unlock()
+		return nil, false // closing
+	}
+	select {
+	case <-d.done:
+		return d.ep, d.leader
+	case <-ctx.Done():
+		return nil, false
+	}
 }
 
 // discovery is a round of questions in flight, shared by the calls that

@@ -152,7 +152,7 @@ func TestNew_AStalledEndpointDoesNotDelayLeaderDiscovery(t *testing.T) {
 // stalled leader outlasted the deadline and the session was lost.
 func TestSession_KeepsItsLeaseThroughAStalledLeader(t *testing.T) {
 	t.Parallel()
-	const ttl = 2 * time.Second
+	const ttl = 3 * time.Second // a first attempt to the stalled node would outlast the 1.7 s a keepalive has
 	fc := newFakeCluster(t, 3, ttl)
 	c := newClient(t, fc.endpoints())
 	ctx := ctxT(t, 60*time.Second)

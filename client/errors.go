@@ -71,6 +71,8 @@ var codeSentinels = map[string]error{
 	api.CodeLeaderNotReady:    ErrNoLeader,
 	api.CodeCatchingUp:        ErrNoLeader,
 	api.CodeShuttingDown:      ErrUnavailable,
+	api.CodeStateCorrupt:      ErrUnavailable,
+	api.CodeShadowMember:      ErrUnavailable,
 	api.CodeForwardFailed:     ErrUnavailable,
 	api.CodeOutcomeUnknown:    ErrOutcomeUnknown,
 	api.CodeKeyNotFound:       ErrKeyNotFound,
@@ -160,6 +162,10 @@ func (e *Error) Is(target error) bool {
 func (e *Error) retryable() bool {
 	switch e.Code {
 	case api.CodeNotLeader, api.CodeNoLeader, api.CodeLeaderNotReady, api.CodeCatchingUp, api.CodeShuttingDown, api.CodeRateLimited:
+		return true
+	case api.CodeStateCorrupt, api.CodeShadowMember:
+		// This node serves nothing (its state is alarmed, or it is a
+		// shadow): another endpoint will.
 		return true
 	}
 	return false

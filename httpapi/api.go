@@ -120,6 +120,11 @@ type API struct {
 	fwd     *http.Client
 	metrics *httpMetrics
 	limits  *limits
+	// csrf refuses state-changing requests that a browser sends from a
+	// page of another origin (Sec-Fetch-Site, or Origin against Host).
+	// Requests without those headers — curl, the Go client, other nodes —
+	// pass; so do GET, HEAD and OPTIONS, which change nothing here.
+	csrf *http.CrossOriginProtection
 }
 
 // New returns the HTTP handler for node.
@@ -151,7 +156,8 @@ func New(node Node, opts Options) *API {
 	opts.MaxLeasesPerToken = limitOption(opts.MaxLeasesPerToken, DefaultMaxLeasesPerToken)
 	opts.MaxCandidates = limitOption(opts.MaxCandidates, DefaultMaxCandidates)
 	setLimitDefaults(&opts)
-	a := &API{node: node, opts: opts, log: opts.Logger, mux: http.NewServeMux(), fwd: opts.Forwarder}
+	a := &API{node: node, opts: opts, log: opts.Logger, mux: http.NewServeMux(), fwd: opts.Forwarder,
+		csrf: http.NewCrossOriginProtection()}
 	if a.fwd == nil {
 		a.fwd = &http.Client{Transport: &http.Transport{
 			DialContext:         (&net.Dialer{Timeout: 2 * time.Second}).DialContext,
@@ -233,6 +239,15 @@ func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		// not silently become another key.
 		writeErrorDetail(rec, http.StatusBadRequest, api.ErrorDetail{Code: api.CodeBadRequest,
 			Message: "path " + strconv.Quote(r.URL.Path) + " has empty, '.' or '..' segments; keys cannot contain them"})
+		return
+	}
+	if err := a.csrf.Check(r); err != nil {
+		// Any web page a user visits could otherwise make the browser POST
+		// (as text/plain, with no preflight) to a node on localhost or on
+		// the user's network: revoke a lease, resign a holder, restore a
+		// backup.
+		writeErrorDetail(rec, http.StatusForbidden, api.ErrorDetail{Code: api.CodeCrossOrigin,
+			Message: r.Method + " " + r.URL.Path + " from a web page of another origin is refused (" + err.Error() + "); send it from that page's own server, or through a proxy on this node's origin"})
 		return
 	}
 	if k := r.Header.Get(api.HeaderIdempotencyKey); len(k) > maxIdempotencyKey || !printable(k) {

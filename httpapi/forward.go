@@ -16,6 +16,10 @@ import (
 	"github.com/coordd/coordd/api"
 )
 
+// edgeHeaders are checked by the node a client sent the request to
+// (a.csrf) and not forwarded.
+var edgeHeaders = []string{"Origin", "Sec-Fetch-Site"}
+
 // hopHeaders are not copied across a proxy hop (RFC 9110 §7.6.1).
 var hopHeaders = []string{
 	"Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate",
@@ -305,7 +309,12 @@ func (a *API) forwardOnce(ctx context.Context, w http.ResponseWriter, r *http.Re
 	for _, h := range hopHeaders {
 		req.Header.Del(h)
 	}
-	req.Header.Set(api.HeaderForwardedBy, a.node.ID())
+	// This node checked the request's origin against its own Host; the
+	// leader, at another address, would see any page's origin as foreign.
+	for _, h := range edgeHeaders {
+		req.Header.Del(h)
+	}
+	a.signForward(req) // X-Coordd-Forwarded-By, authenticated (peerauth.go)
 	a.metrics.forwarded.Inc()
 	resp, err := a.fwd.Do(req)
 	if err != nil {

@@ -118,6 +118,9 @@ func (s *Server) leaderDuties(ctx context.Context) {
 	if s.clusterID.get() == "" {
 		go s.giveClusterID(ctx)
 	}
+	if s.fsm.State().PeerSecret() == nil {
+		go s.givePeerSecret(ctx)
+	}
 	// A restore whose leader died before finishing it is finished first:
 	// nothing may be served from a restored state with its old tokens.
 	for s.finishPendingRestore(ctx) {

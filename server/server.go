@@ -138,6 +138,7 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	s.skew = newSkewEstimator(skewWindow)
 	s.digests, s.collector, s.readShadow = newDigester(&s.cfg), newCollector(), newReadShadower(&s.cfg)
 	s.digests.perturb = unsafePerturb(&s.cfg, s.fsm)
+	s.readShadow.s = s
 	var skew *lease.SkewClock
 	if cfg.UnsafeLeaseClockControl {
 		base := cfg.LeaseClock
@@ -316,6 +317,7 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 		return nil, err
 	}
 	s.peerClient = s.peerHTTPClient(10 * time.Second)
+	s.readShadow.scheme, s.readShadow.client = s.httpScheme(), s.peerClient
 
 	s.leaders = newLeaderView(s.httpAddrOf)
 	s.verify = newVerifyGroup(s.verifyLeadership, verifyGap, s.metrics.verifyRounds.Inc)
@@ -344,6 +346,7 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	handler = s.withIntegrity(handler, hapi.GuardRead, hapi.Guard)
 	handler = ui.Wrap(handler, ui.Options{TLS: s.tls != nil, Members: s.memberHTTPAddrs})
 	handler = withClusterID(handler, s.clusterID)
+	handler = withPeerAuthSupport(handler)
 	// No ReadTimeout or WriteTimeout: blocking queries, streams and lock
 	// waits are long answers. The API bounds the time to receive a body
 	// itself (httpapi.DefaultBodyReadTimeout).

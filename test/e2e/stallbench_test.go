@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"os"
@@ -48,8 +49,7 @@ func TestStallBench(t *testing.T) {
 		byKind := map[string][]stallAnswer{}
 		seq := 0
 		for trial := range trials {
-			leader := leaderOf(t, procs)
-			lease := grantLease(t, leader, "120s")
+			leader, lease := stallSetup(t, procs)
 			if err := leader.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
 				t.Fatal(err)
 			}
@@ -107,5 +107,32 @@ func TestStallBench(t *testing.T) {
 		if err := os.WriteFile(out, []byte(report.String()), 0o644); err != nil {
 			t.Fatal(err)
 		}
+	}
+}
+
+// stallSetup waits until the cluster serves again after a stall (the old
+// leader may still say it leads for a moment after it is continued, or a
+// new one not be ready) and grants a lease through its leader, which it
+// returns.
+func stallSetup(t *testing.T, procs []*proc) (*proc, uint64) {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		leader := leaderOf(t, procs)
+		var l leaseResp
+		resp, err := httpc.Post(leader.url()+"/v1/leases", "application/json", strings.NewReader(`{"ttl":"120s"}`))
+		if err == nil {
+			ok := resp.StatusCode == http.StatusOK && json.NewDecoder(resp.Body).Decode(&l) == nil
+			resp.Body.Close()
+			if ok {
+				if st, err := getStatus(leader); err == nil && st.State == "Leader" {
+					return leader, l.ID
+				}
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no lease granted within a minute of the stall: %v", err)
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }

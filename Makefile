@@ -7,7 +7,7 @@ BIN       := bin
 GOBUILD   = $(GO) build -buildvcs=auto
 TEST_TIMEOUT ?= 14m
 
-.PHONY: all build run run-tls test test-tools test-docs test-e2e test-crash test-ui test-alerts jepsen jepsen-long jepsen-disk bench-e2e bench-recovery bench-churn bench bench-quick bench-micro fuzz vet fmt clean
+.PHONY: all build run run-tls test test-tools test-docs test-e2e test-crash test-ui test-alerts jepsen jepsen-long jepsen-disk bench-e2e bench-recovery bench-stall bench-churn bench bench-quick bench-micro fuzz vet fmt clean
 
 all: build
 
@@ -127,6 +127,15 @@ bench-e2e:
 	$(GO) test -run '^$$' -bench 'E2E_HolderStops' -benchtime 10x -count 3 -timeout 20m ./test/e2e/
 	$(GO) test -run '^$$' -bench 'E2E_Keepalive' -benchtime 1x -count 3 -timeout 20m ./test/e2e/
 	$(GO) test -run '^$$' -bench 'E2E_ClientFailover' -benchtime 5x -timeout 20m ./test/e2e/
+
+# STALL_SECONDS lists the stalls of make bench-stall (5,60 adds a minute);
+# STALL_TRIALS is the number of trials of each.
+STALL_SECONDS ?= 5
+STALL_TRIALS  ?= 20
+
+## bench-stall: a 3-node cluster with the default Raft timing, its leader SIGSTOPped for STALL_SECONDS (5; STALL_SECONDS=5,60 adds a minute-long stall) STALL_TRIALS times (20); 50 ms into each stall GET, PUT, single and batched keepalive, lock and campaign with and without wait go to both other nodes: median and max time to their answer (COORDD_E2E_BIN=path measures another build; not part of make test)
+bench-stall:
+	COORDD_STALL_BENCH=1 COORDD_STALL_SECONDS=$(STALL_SECONDS) COORDD_STALL_TRIALS=$(STALL_TRIALS) $(GO) test -count=1 -timeout 90m -run 'TestStallBench' -v ./test/e2e/
 
 ## bench-recovery: snapshot and recovery benchmarks: write latency during a snapshot of 1M leases, restart-to-ready and join catch-up with 64 and 256 MiB of state (not part of make test)
 bench-recovery:

@@ -56,6 +56,9 @@ const (
 	CodeTooManyLeases = "too_many_leases"
 	// CodeTooManyCandidates: the name has as many candidates as allowed.
 	CodeTooManyCandidates = "too_many_candidates"
+	// CodeCrossOrigin: a browser sent a state-changing request from a page
+	// of another origin (cross-site request forgery); nothing was done (403).
+	CodeCrossOrigin = "cross_origin_refused"
 )
 
 // ErrorBody is the JSON body of every error response.

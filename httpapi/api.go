@@ -46,6 +46,9 @@ const (
 	// DefaultLeaderWait is Options.LeaderWait's default: one election
 	// timeout plus one heartbeat timeout at the default Raft timing.
 	DefaultLeaderWait = 300 * time.Millisecond
+	// DefaultForwardGrace is Options.ForwardGrace's default: one
+	// heartbeat timeout at the default Raft timing.
+	DefaultForwardGrace = 150 * time.Millisecond
 )
 
 // Options configures the API.
@@ -69,6 +72,12 @@ type Options struct {
 	// or whose forward was cancelled because the leader changed, waits
 	// until the view is that old, then answers. 0 means DefaultLeaderWait.
 	LeaderWait time.Duration
+	// ForwardGrace is how long a forward in flight may still take once
+	// this node sees that its target no longer leads, before it is
+	// cancelled: a deposed leader that is alive answers by then (with the
+	// outcome of a commit it was finishing), a stalled one does not. 0
+	// means DefaultForwardGrace; negative, none.
+	ForwardGrace time.Duration
 	// LeaseClock, when set, is this node's lease clock, exposed for fault
 	// injection at /v1/debug/lease-clock. Nil (production) disables it.
 	LeaseClock *lease.SkewClock
@@ -111,6 +120,11 @@ type API struct {
 	fwd     *http.Client
 	metrics *httpMetrics
 	limits  *limits
+	// csrf refuses state-changing requests that a browser sends from a
+	// page of another origin (Sec-Fetch-Site, or Origin against Host).
+	// Requests without those headers — curl, the Go client, other nodes —
+	// pass; so do GET, HEAD and OPTIONS, which change nothing here.
+	csrf *http.CrossOriginProtection
 }
 
 // New returns the HTTP handler for node.
@@ -136,10 +150,14 @@ func New(node Node, opts Options) *API {
 	if opts.LeaderWait <= 0 {
 		opts.LeaderWait = DefaultLeaderWait
 	}
+	if opts.ForwardGrace == 0 {
+		opts.ForwardGrace = DefaultForwardGrace
+	}
 	opts.MaxLeasesPerToken = limitOption(opts.MaxLeasesPerToken, DefaultMaxLeasesPerToken)
 	opts.MaxCandidates = limitOption(opts.MaxCandidates, DefaultMaxCandidates)
 	setLimitDefaults(&opts)
-	a := &API{node: node, opts: opts, log: opts.Logger, mux: http.NewServeMux(), fwd: opts.Forwarder}
+	a := &API{node: node, opts: opts, log: opts.Logger, mux: http.NewServeMux(), fwd: opts.Forwarder,
+		csrf: http.NewCrossOriginProtection()}
 	if a.fwd == nil {
 		a.fwd = &http.Client{Transport: &http.Transport{
 			DialContext:         (&net.Dialer{Timeout: 2 * time.Second}).DialContext,
@@ -221,6 +239,15 @@ func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		// not silently become another key.
 		writeErrorDetail(rec, http.StatusBadRequest, api.ErrorDetail{Code: api.CodeBadRequest,
 			Message: "path " + strconv.Quote(r.URL.Path) + " has empty, '.' or '..' segments; keys cannot contain them"})
+		return
+	}
+	if err := a.csrf.Check(r); err != nil {
+		// Any web page a user visits could otherwise make the browser POST
+		// (as text/plain, with no preflight) to a node on localhost or on
+		// the user's network: revoke a lease, resign a holder, restore a
+		// backup.
+		writeErrorDetail(rec, http.StatusForbidden, api.ErrorDetail{Code: api.CodeCrossOrigin,
+			Message: r.Method + " " + r.URL.Path + " from a web page of another origin is refused (" + err.Error() + "); send it from that page's own server, or through a proxy on this node's origin"})
 		return
 	}
 	if k := r.Header.Get(api.HeaderIdempotencyKey); len(k) > maxIdempotencyKey || !printable(k) {

@@ -109,6 +109,10 @@ func (s *Server) leaderDuties(ctx context.Context) {
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
+	// The replicated clock starts now that every stamp of earlier leaders
+	// is applied here (clock.go).
+	s.stamps.begin(s.fsm.State().Stamp())
+	defer s.stamps.end()
 	// A cluster whose data dirs predate cluster ids gets one from its
 	// leader once every member runs a build that knows them (clusterid.go).
 	if s.clusterID.get() == "" {

@@ -178,7 +178,7 @@ func (s *Server) finishRestore(ctx context.Context) (*fsm.Result, error) {
 	if err != nil {
 		return nil, fmt.Errorf("server: finish restore: %w", err)
 	}
-	cmd.Stamp = time.Now().UnixNano()
+	cmd.Stamp = s.stamps.now(s.fsm.State().Stamp())
 	f := s.raft.Apply(cmd.Encode(), raftTimeout)
 	if err := waitFuture(ctx, f); err != nil {
 		return nil, fmt.Errorf("%w: finish restore: %v", ErrOutcomeUnknown, translate(err))

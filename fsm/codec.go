@@ -46,8 +46,27 @@ func (d *dec) uvarint() uint64 {
 		d.fail(errShort)
 		return 0
 	}
+	if n != uvarintLen(v) {
+		d.fail(errOverlong)
+		return 0
+	}
 	d.b = d.b[n:]
 	return v
+}
+
+// errOverlong is returned for a varint written with more bytes than it
+// needs (0x80 0x00 for 0): the encoder never writes one, and accepting it
+// would give a command two encodings (and two request digests).
+var errOverlong = errors.New("fsm: overlong varint")
+
+// uvarintLen is the length of v's shortest (the encoder's) encoding.
+func uvarintLen(v uint64) int {
+	n := 1
+	for v >= 0x80 {
+		v >>= 7
+		n++
+	}
+	return n
 }
 
 func (d *dec) varint() int64 {
@@ -57,6 +76,10 @@ func (d *dec) varint() int64 {
 	v, n := binary.Varint(d.b)
 	if n <= 0 {
 		d.fail(errShort)
+		return 0
+	}
+	if ux := uint64(v) << 1; n != uvarintLen(ux^uint64(v>>63)) {
+		d.fail(errOverlong)
 		return 0
 	}
 	d.b = d.b[n:]

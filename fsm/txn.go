@@ -324,6 +324,13 @@ func (op TxnOp) validate() error {
 	if op.Key == "" && op.Kind != TxnDeletePrefix {
 		return fmt.Errorf("%s op without a key", op.Kind)
 	}
+	// The rules of the single-key commands hold inside a transaction too.
+	switch op.Kind {
+	case TxnPut:
+		return KVPut{Key: op.Key, Value: op.Value, Lease: op.Lease}.validate()
+	case TxnDelete, TxnDeletePrefix:
+		return KVDelete{Key: op.Key, Prefix: op.Kind == TxnDeletePrefix}.validate()
+	}
 	return nil
 }
 

@@ -204,12 +204,12 @@ func (a *API) kvPut(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if fenced {
-		var cond *fsm.TxnCompare
+		var conds []fsm.TxnCompare
 		if hasCAS {
 			// A missing key has modify index 0: cas=0 is create-only.
-			cond = &fsm.TxnCompare{Target: fsm.CompareModifyIndex, Key: key, Op: fsm.OpEqual, Number: cas}
+			conds = []fsm.TxnCompare{{Target: fsm.CompareModifyIndex, Key: key, Op: fsm.OpEqual, Number: cas}}
 		}
-		a.fencedWrite(w, r, body, fence, cond, fsm.TxnOp{Kind: fsm.TxnPut, Key: key, Value: body, Lease: lease})
+		a.fencedWrite(w, r, body, fence, conds, fsm.TxnOp{Kind: fsm.TxnPut, Key: key, Value: body, Lease: lease})
 		return
 	}
 	p := fsm.KVPut{Key: key, Value: body, Lease: lease}
@@ -262,10 +262,11 @@ func (a *API) kvDelete(w http.ResponseWriter, r *http.Request) {
 		case prefix:
 			a.fencedWrite(w, r, nil, fence, nil, fsm.TxnOp{Kind: fsm.TxnDeletePrefix, Key: key})
 		case hasCAS:
-			a.fencedWrite(w, r, nil, fence, &fsm.TxnCompare{Target: fsm.CompareModifyIndex, Key: key, Op: fsm.OpEqual, Number: cas},
-				fsm.TxnOp{Kind: fsm.TxnDelete, Key: key})
+			// As without a fence, a missing key is a conflict (current 0).
+			a.fencedWrite(w, r, nil, fence, []fsm.TxnCompare{{Target: fsm.CompareExists, Key: key},
+				{Target: fsm.CompareModifyIndex, Key: key, Op: fsm.OpEqual, Number: cas}}, fsm.TxnOp{Kind: fsm.TxnDelete, Key: key})
 		default:
-			a.fencedWrite(w, r, nil, fence, &fsm.TxnCompare{Target: fsm.CompareExists, Key: key}, fsm.TxnOp{Kind: fsm.TxnDelete, Key: key})
+			a.fencedWrite(w, r, nil, fence, []fsm.TxnCompare{{Target: fsm.CompareExists, Key: key}}, fsm.TxnOp{Kind: fsm.TxnDelete, Key: key})
 		}
 		return
 	}

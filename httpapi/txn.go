@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -291,15 +292,14 @@ func parseFence(q url.Values) (fsm.TxnCompare, bool, error) {
 }
 
 // fencedWrite runs a fenced PUT or DELETE of /v1/kv/{key} as a
-// transaction: the fence first, then the write's own condition (cas, or
-// for a single-key delete that the key exists), then the op. A compare
-// that fails is answered as the unfenced write would answer it; a stale
-// fence is 409 stale_token with the current token.
-func (a *API) fencedWrite(w http.ResponseWriter, r *http.Request, body []byte, fence fsm.TxnCompare, cond *fsm.TxnCompare, op fsm.TxnOp) {
-	p := fsm.Txn{Compares: []fsm.TxnCompare{fence}, Then: []fsm.TxnOp{op}}
-	if cond != nil {
-		p.Compares = append(p.Compares, *cond)
-	}
+// transaction: the fence first, then the write's own conditions (cas, or
+// for a single-key delete that the key exists), then the op. A condition
+// that fails is answered as the unfenced write would answer it
+// (cas_conflict with the current index when the write had ?cas, else
+// key_not_found); a stale fence is 409 stale_token with the current token.
+func (a *API) fencedWrite(w http.ResponseWriter, r *http.Request, body []byte, fence fsm.TxnCompare, conds []fsm.TxnCompare, op fsm.TxnOp) {
+	p := fsm.Txn{Compares: append([]fsm.TxnCompare{fence}, conds...), Then: []fsm.TxnOp{op}}
+	hasCAS := slices.ContainsFunc(conds, func(c fsm.TxnCompare) bool { return c.Target == fsm.CompareModifyIndex })
 	if err := a.txnAllowed(r, p); err != nil {
 		writeError(w, err)
 		return
@@ -317,10 +317,10 @@ func (a *API) fencedWrite(w http.ResponseWriter, r *http.Request, body []byte, f
 			switch {
 			case t.Failed == 0:
 				return &fsm.StaleTokenError{Name: fence.Key, Token: fence.Number, Current: t.Current}
-			case cond.Target == fsm.CompareExists:
-				return fmt.Errorf("%w: %q", fsm.ErrKeyNotFound, op.Key)
-			default:
+			case hasCAS:
 				return &fsm.CASConflictError{Key: op.Key, CurrentIndex: t.Current}
+			default:
+				return fmt.Errorf("%w: %q", fsm.ErrKeyNotFound, op.Key)
 			}
 		}
 		r0 := t.Ops[0]

@@ -202,6 +202,15 @@ func TestFencedKV_StaleTokenIs409WithTheCurrentToken(t *testing.T) {
 	// The write's own conditions keep their answers.
 	wantError(t, ta.do(t, "PUT", fmt.Sprintf("/v1/kv/db/cfg?fence=db:%d&cas=0", token), "v2"), http.StatusConflict, api.CodeCASConflict)
 	wantError(t, ta.do(t, "DELETE", fmt.Sprintf("/v1/kv/db/none?fence=db:%d", token), ""), http.StatusNotFound, api.CodeKeyNotFound)
+	// As without a fence: a cas delete of a missing key is a conflict
+	// (current 0), a stale index one with the current index.
+	for _, q := range []string{"/v1/kv/db/none?cas=0", "/v1/kv/db/none?cas=3", "/v1/kv/db/cfg?cas=1"} {
+		plain := wantError(t, ta.do(t, "DELETE", q, ""), http.StatusConflict, api.CodeCASConflict)
+		fenced := wantError(t, ta.do(t, "DELETE", fmt.Sprintf("%s&fence=db:%d", q, token), ""), http.StatusConflict, api.CodeCASConflict)
+		if *plain.CurrentIndex != *fenced.CurrentIndex {
+			t.Errorf("DELETE %s: current index %d unfenced, %d fenced", q, *plain.CurrentIndex, *fenced.CurrentIndex)
+		}
+	}
 	var del api.KVDeleteResult
 	wantJSON(t, ta.do(t, "DELETE", fmt.Sprintf("/v1/kv/db/cfg?fence=db:%d&cas=%d", token, w.ModifyIndex), ""), &del)
 	if del.Deleted != 1 || del.Prev == nil || string(del.Prev.Value) != "v1" {

@@ -138,6 +138,7 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	s.skew = newSkewEstimator(skewWindow)
 	s.digests, s.collector, s.readShadow = newDigester(&s.cfg), newCollector(), newReadShadower(&s.cfg)
 	s.digests.perturb = unsafePerturb(&s.cfg, s.fsm)
+	s.readShadow.s = s
 	var skew *lease.SkewClock
 	if cfg.UnsafeLeaseClockControl {
 		base := cfg.LeaseClock
@@ -316,6 +317,7 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 		return nil, err
 	}
 	s.peerClient = s.peerHTTPClient(10 * time.Second)
+	s.readShadow.scheme, s.readShadow.client = s.httpScheme(), s.peerClient
 
 	s.leaders = newLeaderView(s.httpAddrOf)
 	s.verify = newVerifyGroup(s.verifyLeadership, verifyGap, s.metrics.verifyRounds.Inc)

@@ -7,7 +7,7 @@ BIN       := bin
 GOBUILD   = $(GO) build -buildvcs=auto
 TEST_TIMEOUT ?= 14m
 
-.PHONY: all build run run-tls test test-tools test-docs test-e2e test-crash test-ui test-alerts jepsen jepsen-long jepsen-disk bench-e2e bench-recovery bench-txn bench bench-quick bench-micro fuzz vet fmt clean
+.PHONY: all build run run-tls test test-tools test-docs test-e2e test-crash test-ui test-alerts jepsen jepsen-long jepsen-disk bench-e2e bench-recovery bench-stall bench-churn bench-txn bench bench-quick bench-micro fuzz vet fmt clean
 
 all: build
 
@@ -134,6 +134,15 @@ bench-e2e:
 bench-txn:
 	$(GO) test -run '^$$' -bench 'TxnVsPut' -benchtime 3000x -count 3 -timeout 30m ./client/
 
+# STALL_SECONDS lists the stalls of make bench-stall (5,60 adds a minute);
+# STALL_TRIALS is the number of trials of each.
+STALL_SECONDS ?= 5
+STALL_TRIALS  ?= 20
+
+## bench-stall: a 3-node cluster with the default Raft timing, its leader SIGSTOPped for STALL_SECONDS (5; STALL_SECONDS=5,60 adds a minute-long stall) STALL_TRIALS times (20); 50 ms into each stall GET, PUT, single and batched keepalive, lock and campaign with and without wait go to both other nodes: median and max time to their answer (COORDD_E2E_BIN=path measures another build; not part of make test)
+bench-stall:
+	COORDD_STALL_BENCH=1 COORDD_STALL_SECONDS=$(STALL_SECONDS) COORDD_STALL_TRIALS=$(STALL_TRIALS) $(GO) test -count=1 -timeout 90m -run 'TestStallBench' -v ./test/e2e/
+
 ## bench-recovery: snapshot and recovery benchmarks: write latency during a snapshot of 1M leases, restart-to-ready and join catch-up with 64 and 256 MiB of state (not part of make test)
 bench-recovery:
 	$(GO) test -run '^$$' -bench 'WriteState' -count 3 ./fsm/
@@ -147,6 +156,10 @@ BENCH_FLAGS ?=
 bench: build
 	$(GOBUILD) -o $(BIN)/coordbench ./cmd/coordbench
 	$(BIN)/coordbench -mode standard -own-cluster -coordd $(BIN)/coordd -runs 3 -hold-runs 3 -idle 10s $(BENCH_FLAGS)
+
+## bench-churn: 1,000 unique lock names a second for 10 minutes on one in-process node: state entries, heap and snapshot size at 1, 5 and 10 minutes stay flat (COORDD_BENCH_CHURN_DURATION shortens it; not part of make test)
+bench-churn:
+	$(GO) test -run '^$$' -bench 'Churn_UniqueLockNames' -benchtime 1x -timeout 20m ./server/
 
 ## bench-micro: go test microbenchmarks: FSM apply and command encoding, snapshot persist (100k leases), the lease clock with 100k leases, the cost of access control per request (about a minute)
 bench-micro:

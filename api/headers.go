@@ -20,6 +20,11 @@ const (
 	// HeaderForwardedBy names the node that forwarded a request to the
 	// leader (on the forwarded request, and on the answer relayed back).
 	HeaderForwardedBy = "X-Coordd-Forwarded-By"
+	// HeaderPeerAuth authenticates HeaderForwardedBy on a forwarded
+	// request: "v1 UNIXSECONDS HMAC" (HMAC-SHA256 with the cluster's peer
+	// secret, hex). Without it, or under TLS without a node certificate,
+	// HeaderForwardedBy is ignored.
+	HeaderPeerAuth = "X-Coordd-Peer-Auth"
 	// HeaderServedBy names the node that served a request.
 	HeaderServedBy = "X-Coordd-Served-By"
 	// HeaderClusterID is the id of the cluster of the node that answered.

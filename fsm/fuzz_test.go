@@ -123,6 +123,7 @@ func decodeApplySeeds() []fsm.Command {
 		cmdOf(fsm.LeaseGrant{TTL: 1000, Owner: fuzzAccessor1, MaxLeases: 1}),
 		cmdOf(fsm.Campaign{Kind: fsm.KindLock, Name: "l", NewLeaseTTL: 1000, Owner: fuzzAccessor2, MaxLeases: 3, MaxCandidates: 2}),
 		cmdOf(fsm.Campaign{Kind: fsm.KindElection, Name: "e", Lease: 11, MaxCandidates: 1}),
+		cmdOf(fsm.PeerSecret{Secret: bytes.Repeat([]byte{1}, fsm.PeerSecretSize)}),
 		cmdOf(txnSeeds()[1]),
 		cmdOf(txnSeeds()[2]),
 		withKey(cmdOf(txnSeeds()[3]), "idem-txn"),

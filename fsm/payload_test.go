@@ -61,6 +61,7 @@ func TestEveryPayloadSurvivesNewCommandAndDecodePayload(t *testing.T) {
 			fsm.Promote{Name: randString(rng, 20)},
 			fsm.Restored{},
 			fsm.ACLTokenDelete{AccessorID: randString(rng, 32)},
+			fsm.PeerSecret{Secret: []byte(randString(rng, 0) + string(bytes.Repeat([]byte{byte(i)}, fsm.PeerSecretSize)))},
 		} {
 			c, err := fsm.NewCommand(p)
 			if err != nil {
@@ -176,6 +177,7 @@ func FuzzPayloadDecoders(f *testing.F) {
 		fsm.ACLTokenDelete{AccessorID: fuzzAccessor1},
 		fsm.LeaseGrant{TTL: 10, Owner: fuzzAccessor2, MaxLeases: 2},
 		fsm.Campaign{Kind: fsm.KindLock, Name: "l", NewLeaseTTL: 9, Owner: fuzzAccessor2, MaxCandidates: 3},
+		fsm.PeerSecret{Secret: bytes.Repeat([]byte{3}, fsm.PeerSecretSize)},
 	} {
 		c := cmdOf(p)
 		f.Add(uint8(c.Type), c.Version, c.Payload)

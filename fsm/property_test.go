@@ -87,7 +87,7 @@ func randomPayload(rng *rand.Rand, s *fsm.State) fsm.Payload {
 	if rng.IntN(3) == 0 {
 		owner = fuzzAccessor1
 	}
-	switch rng.IntN(17) {
+	switch rng.IntN(18) {
 	case 0:
 		return fsm.KVPut{Key: keys[rng.IntN(len(keys))], Value: []byte(fmt.Sprint(rng.IntN(9))),
 			Mode: fsm.PutMode(rng.IntN(4)), CASIndex: rng.Uint64N(s.Index() + 2), Lease: leaseID() * uint64(rng.IntN(2))}
@@ -140,6 +140,8 @@ func randomPayload(rng *rand.Rand, s *fsm.State) fsm.Payload {
 		return fsm.Promote{Name: name}
 	case 14:
 		return fsm.Restored{}
+	case 16:
+		return fsm.PeerSecret{Secret: bytes.Repeat([]byte{byte(rng.IntN(256))}, []int{0, 31, 32, 33}[rng.IntN(4)])}
 	case 15:
 		return fsm.ACLBootstrap{Token: fsm.ACLToken{AccessorID: fuzzAccessor1, SecretHash: acl.HashSecret("p"), Management: true}}
 	}

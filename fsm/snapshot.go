@@ -44,6 +44,9 @@ func WriteState(w io.Writer, s *State) error {
 		recLease: uint64(s.leases.Len()), recAttach: uint64(s.attach.Len()),
 		recElection: uint64(s.elections.Len()), recDedup: uint64(s.dedup.Len()),
 	}
+	if s.peerSecret != nil {
+		counts[recPeerSecret] = 1 // only when set, as for tokens
+	}
 	if n := s.aclTokens.Len(); n > 0 {
 		// Only when there are tokens: snapshots without ACLs stay
 		// readable by builds that know no token records.
@@ -87,6 +90,14 @@ func WriteState(w io.Writer, s *State) error {
 		},
 		func() error {
 			return walkRecords(sw, recACLToken, s.aclTokens, func(e *enc, _ []byte, t *ACLToken) { encodeToken(e, t) })
+		},
+		func() error {
+			if s.peerSecret == nil {
+				return nil
+			}
+			e := enc{}
+			e.bytes(s.peerSecret)
+			return sw.Record(recPeerSecret, e.b)
 		},
 		func() error {
 			return walkRecords(sw, recAlarm, s.alarmTree(), func(e *enc, _ []byte, a *Alarm) { encodeAlarm(e, a) })
@@ -184,6 +195,12 @@ func ReadState(r io.Reader) (*State, error) {
 			_, found := tokens.Insert([]byte(t.AccessorID), t)
 			dup(&d, "token", found, t.AccessorID)
 			verr = ValidateToken(t)
+		case recPeerSecret:
+			if s.peerSecret != nil && d.err == nil {
+				d.fail(errors.New("peer secret twice"))
+			}
+			s.peerSecret = d.bytes()
+			verr = validatePeerSecret(s.peerSecret)
 		case recAlarm:
 			verr = readAlarm(&d, alarms, s.index)
 		default:

@@ -526,6 +526,7 @@ func FuzzReadState(f *testing.F) {
 		cmdOf(fsm.KVPut{Key: "k", Value: []byte("x"), Lease: 2}),
 		cmdOf(fsm.LeaseCheckpoint{Leases: []fsm.LeaseRemaining{{ID: 1, Epoch: 1, Remaining: 300}}}),
 		cmdOf(fsm.LeaseRevoke{ID: 1}),
+		cmdOf(fsm.PeerSecret{Secret: bytes.Repeat([]byte{9}, fsm.PeerSecretSize)}),
 	} {
 		c.IdempotencyKey = fmt.Sprint("k", i%3)
 		c.Stamp = int64(i+1) * 1e9

@@ -52,6 +52,9 @@ type State struct {
 	// aclBootstrap is the index of the entry that bootstrapped ACLs (0: never).
 	aclBootstrap uint64
 
+	// peerSecret authenticates forwarded requests (peer.go); nil: none yet.
+	peerSecret []byte
+
 	alarms *iradix.Tree[*Alarm] // by member id (alarm.go)
 }
 

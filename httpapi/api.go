@@ -46,6 +46,9 @@ const (
 	// DefaultLeaderWait is Options.LeaderWait's default: one election
 	// timeout plus one heartbeat timeout at the default Raft timing.
 	DefaultLeaderWait = 300 * time.Millisecond
+	// DefaultForwardGrace is Options.ForwardGrace's default: one
+	// heartbeat timeout at the default Raft timing.
+	DefaultForwardGrace = 150 * time.Millisecond
 )
 
 // Options configures the API.
@@ -69,6 +72,12 @@ type Options struct {
 	// or whose forward was cancelled because the leader changed, waits
 	// until the view is that old, then answers. 0 means DefaultLeaderWait.
 	LeaderWait time.Duration
+	// ForwardGrace is how long a forward in flight may still take once
+	// this node sees that its target no longer leads, before it is
+	// cancelled: a deposed leader that is alive answers by then (with the
+	// outcome of a commit it was finishing), a stalled one does not. 0
+	// means DefaultForwardGrace; negative, none.
+	ForwardGrace time.Duration
 	// LeaseClock, when set, is this node's lease clock, exposed for fault
 	// injection at /v1/debug/lease-clock. Nil (production) disables it.
 	LeaseClock *lease.SkewClock
@@ -140,6 +149,9 @@ func New(node Node, opts Options) *API {
 	}
 	if opts.LeaderWait <= 0 {
 		opts.LeaderWait = DefaultLeaderWait
+	}
+	if opts.ForwardGrace == 0 {
+		opts.ForwardGrace = DefaultForwardGrace
 	}
 	opts.MaxLeasesPerToken = limitOption(opts.MaxLeasesPerToken, DefaultMaxLeasesPerToken)
 	opts.MaxCandidates = limitOption(opts.MaxCandidates, DefaultMaxCandidates)

@@ -3,9 +3,13 @@ package httpapi_test
 import (
 	"bytes"
 	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -390,4 +394,24 @@ func fsmCmd(p fsm.Payload) fsm.Command {
 		panic(err)
 	}
 	return c
+}
+
+// testPeerSecret is the peer secret of every fake node: they form one
+// cluster.
+var testPeerSecret = bytes.Repeat([]byte{0x5e}, fsm.PeerSecretSize)
+
+// PeerSecret implements httpapi.Node.
+func (n *fakeNode) PeerSecret() []byte { return testPeerSecret }
+
+// forwardedBy returns the headers (name, value pairs for do) with which
+// node from forwards method uri: X-Coordd-Forwarded-By and its
+// X-Coordd-Peer-Auth signature, as docs/api.md describes them.
+func forwardedBy(from, method, uri string) []string {
+	now := time.Now().Unix()
+	m := hmac.New(sha256.New, testPeerSecret)
+	for _, f := range []string{"v1", method, uri, from, strconv.FormatInt(now, 10)} {
+		m.Write([]byte(f))
+		m.Write([]byte{0})
+	}
+	return []string{"X-Coordd-Forwarded-By", from, "X-Coordd-Peer-Auth", fmt.Sprintf("v1 %d %s", now, hex.EncodeToString(m.Sum(nil)))}
 }

@@ -142,8 +142,8 @@ func (a *API) forwardBody(w http.ResponseWriter, r *http.Request, rb io.Reader, 
 // or stream (sent at most once).
 //
 // A forward follows leadership: it targets the leader of this node's
-// current LeaderView and is cancelled the moment that view changes (another
-// leader, or none) — except membership changes and leadership transfers
+// current LeaderView and is cancelled when that view changes (another
+// leader, or none) and the target has not answered within ForwardGrace — except membership changes and leadership transfers
 // (/v1/cluster/), which change the leader themselves before answering. A request that cannot have reached the lost leader
 // (never written), or that is safe to repeat (see resendable), is then
 // forwarded to the new leader, up to maxForwardAttempts times; any other
@@ -274,10 +274,25 @@ func (a *API) forwardOnce(ctx context.Context, w http.ResponseWriter, r *http.Re
 	go func() {
 		select {
 		case <-view.Changed:
-			fcancel(errLeaderChanged)
 		case <-watching:
+			return
 		case <-fctx.Done():
+			return
 		}
+		// A leader that is alive answers within the grace (a commit it
+		// cannot finish fails once it steps down); a stalled one does not.
+		if g := a.opts.ForwardGrace; g > 0 {
+			t := time.NewTimer(g)
+			defer t.Stop()
+			select {
+			case <-t.C:
+			case <-watching:
+				return
+			case <-fctx.Done():
+				return
+			}
+		}
+		fcancel(errLeaderChanged)
 	}()
 	var wrote atomic.Bool
 	tctx := httptrace.WithClientTrace(fctx, &httptrace.ClientTrace{
@@ -299,7 +314,7 @@ func (a *API) forwardOnce(ctx context.Context, w http.ResponseWriter, r *http.Re
 	for _, h := range edgeHeaders {
 		req.Header.Del(h)
 	}
-	req.Header.Set(api.HeaderForwardedBy, a.node.ID())
+	a.signForward(req) // X-Coordd-Forwarded-By, authenticated (peerauth.go)
 	a.metrics.forwarded.Inc()
 	resp, err := a.fwd.Do(req)
 	if err != nil {

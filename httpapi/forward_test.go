@@ -218,7 +218,7 @@ func TestForwardNoLoop(t *testing.T) {
 		{"DELETE", "/v1/kv/k", ""},
 		{"POST", "/v1/cluster/transfer-leadership", ""},
 	} {
-		r := p.follower.do(t, c.m, c.path, c.body, "X-Coordd-Forwarded-By", "X")
+		r := p.follower.do(t, c.m, c.path, c.body, forwardedBy("X", c.m, c.path)...)
 		d := wantError(t, r, http.StatusServiceUnavailable, api.CodeNotLeader)
 		if d.Leader != "L" {
 			t.Errorf("%s %s: not_leader names %q, want L", c.m, c.path, d.Leader)

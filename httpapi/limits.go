@@ -59,6 +59,7 @@ type limits struct {
 	maxWatchers int64          // <= 0: no cap
 	watchers    atomic.Int64   // blocking queries and streams being served
 	refused     *prometheus.CounterVec
+	untrusted   prometheus.Counter // see peerauth.go
 }
 
 func newLimits(opts Options, reg *prometheus.Registry) *limits {
@@ -73,7 +74,8 @@ func newLimits(opts Options, reg *prometheus.Registry) *limits {
 	for _, reason := range []string{refusedRate, refusedWatchers, refusedTooLarge, refusedBodyTimeout} {
 		l.refused.WithLabelValues(reason) // export zeros
 	}
-	cs := []prometheus.Collector{l.refused,
+	l.untrusted = newUntrustedCounter()
+	cs := []prometheus.Collector{l.refused, l.untrusted,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "coordd_http_watchers",
 			Help: "Blocking queries and Server-Sent Events streams this node is serving.",
@@ -139,11 +141,12 @@ func noRelease() {}
 // A request that another coordd node forwarded (X-Coordd-Forwarded-By) was
 // rate-limited where it entered the cluster and is not limited again here:
 // otherwise every client of a follower would share one bucket on the
-// leader, keyed by the follower's address. The header is trusted; see
-// docs/api.md, "Limits". It still takes a watcher slot here, because
+// leader, keyed by the follower's address. The header is trusted only from
+// a node (peerauth.go; docs/api.md, "Limits"). It still takes a watcher slot here, because
 // its wait costs this node as much as any other.
 func (a *API) admit(w http.ResponseWriter, r *http.Request) (release func(), ok bool) {
 	l := a.limits
+	a.trustForwarded(r) // from here on, the header is a node's
 	switch r.URL.Path {
 	case "/healthz", "/readyz", "/metrics":
 		return noRelease, true

@@ -99,6 +99,10 @@ type Node interface {
 	// Restore replaces the replicated state with backup (a verified state
 	// read from a snapshot file); this node must be the leader.
 	Restore(ctx context.Context, backup *fsm.State, opts RestoreOptions) (api.RestoreResult, error)
+	// PeerSecret is the cluster's peer secret, which authenticates the
+	// requests nodes forward to each other (peerauth.go); nil while the
+	// cluster has none yet.
+	PeerSecret() []byte
 	// Ready returns nil when the node can serve: it knows a leader and has
 	// applied what was committed when it started (and, as leader, its first
 	// entry of the term).

@@ -108,7 +108,7 @@ func TestNotLeaderAfterForwarding_NamesTheLeader(t *testing.T) {
 		n.applyErr = httpapi.ErrNotLeader
 		n.leader = api.Member{ID: "n1", HTTPAddr: "127.0.0.1:1", Leader: true}
 	})
-	d := wantError(t, ta.do(t, "PUT", "/v1/kv/k", "v", "X-Coordd-Forwarded-By", "n3"), http.StatusServiceUnavailable, api.CodeNotLeader)
+	d := wantError(t, ta.do(t, "PUT", "/v1/kv/k", "v", forwardedBy("n3", "PUT", "/v1/kv/k")...), http.StatusServiceUnavailable, api.CodeNotLeader)
 	if d.Leader != "n1" {
 		t.Fatalf("leader = %q, want n1", d.Leader)
 	}
@@ -168,4 +168,26 @@ func TestSnapshotGet_StreamsTheWholeStateFromTheLeader(t *testing.T) {
 		t.Fatalf("X-Coordd-Index %q", r.header.Get("X-Coordd-Index"))
 	}
 	wantError(t, p.leader.do(t, "GET", "/v1/snapshot?x=1", ""), http.StatusBadRequest, api.CodeBadRequest)
+}
+
+// TestIdempotencyKey_ReusedForAnotherBodyIs422: a retry is the same
+// request; the same key with another body is refused with 422
+// idempotency_key_reused and changes nothing, and the first request's
+// retry is still answered from its record.
+func TestIdempotencyKey_ReusedForAnotherBodyIs422(t *testing.T) {
+	t.Parallel()
+	ta := newTestAPI(t, "n1", nil)
+	first := ta.do(t, "PUT", "/v1/kv/k", "v1", "Idempotency-Key", "job-1")
+	if first.status != http.StatusOK {
+		t.Fatalf("first: %d %s", first.status, first.body)
+	}
+	wantError(t, ta.do(t, "PUT", "/v1/kv/k", "v2", "Idempotency-Key", "job-1"), http.StatusUnprocessableEntity, api.CodeIdempotencyReused)
+	wantError(t, ta.do(t, "PUT", "/v1/kv/other", "v1", "Idempotency-Key", "job-1"), http.StatusUnprocessableEntity, api.CodeIdempotencyReused)
+	retry := ta.do(t, "PUT", "/v1/kv/k", "v1", "Idempotency-Key", "job-1")
+	if retry.status != http.StatusOK || retry.header.Get("Idempotent-Replayed") != "true" {
+		t.Fatalf("retry: %d %v %s", retry.status, retry.header, retry.body)
+	}
+	if kv, _ := ta.getKV(t, "k"); string(kv.Value) != "v1" || kv.Version != 1 {
+		t.Fatalf("k = %+v", kv)
+	}
 }

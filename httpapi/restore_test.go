@@ -3,6 +3,7 @@ package httpapi_test
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
@@ -123,5 +124,35 @@ func TestSnapshotPost_BumpRaisesTheIndexAndTokens(t *testing.T) {
 	}
 	for _, q := range []string{"bump=-1", "bump=x", "bump=1&bump=2", "bump=281474976710657"} {
 		wantError(t, ta.do(t, "POST", "/v1/snapshot?"+q, string(backup)), http.StatusBadRequest, api.CodeBadRequest)
+	}
+}
+
+// TestSnapshotPost_IntoANodeBehindTheBackupBumpsByDefault: without ?bump,
+// a node whose history is behind the backup bumps by
+// fsm.DefaultRestoreBump; ?bump=0 opts out; one at or past the backup's
+// index needs no bump.
+func TestSnapshotPost_IntoANodeBehindTheBackupBumpsByDefault(t *testing.T) {
+	t.Parallel()
+	src := newTestAPI(t, "S", nil)
+	for i := range 5 {
+		src.node.put(t, fmt.Sprint("k", i), "v")
+	}
+	backup := backupOf(t, src)
+	for _, c := range []struct {
+		query string
+		bump  uint64
+	}{{"", fsm.DefaultRestoreBump}, {"?bump=0", 0}, {"?bump=7", 7}} {
+		ta := newTestAPI(t, "L", nil) // a fresh node: its history is behind the backup
+		var res api.RestoreResult
+		wantJSON(t, ta.do(t, "POST", "/v1/snapshot"+c.query, string(backup)), &res)
+		if res.Bump != c.bump || res.Index <= res.BackupIndex+c.bump {
+			t.Fatalf("%q: bump %d, index %d (backup %d), want a bump of %d", c.query, res.Bump, res.Index, res.BackupIndex, c.bump)
+		}
+	}
+	// The source itself is not behind its own backup: no bump.
+	var res api.RestoreResult
+	wantJSON(t, src.do(t, "POST", "/v1/snapshot", string(backup)), &res)
+	if res.Bump != 0 {
+		t.Fatalf("restore into the backup's own node bumped by %d", res.Bump)
 	}
 }

@@ -11,7 +11,9 @@
 // # How the server uses it
 //
 //   - Once the first entry of its term is applied, a new leader calls
-//     Promote with every lease of the replicated state and its wall clock;
+//     Promote with every lease of the replicated state and the replicated
+//     clock's reading (the stamp it proposes with, which no leader's wall
+//     clock can freeze or rush);
 //     it calls Demote when it stops leading.
 //   - When the replicated state applies a grant, checkpoint, renew, revoke
 //     or expiry, the leader calls Grant, Checkpointed, Renewed or Forget.

@@ -69,6 +69,9 @@ type trackedFSM struct {
 	// every result right after it applied, under mu.
 	mu      *sync.Mutex
 	observe func(*fsm.Result)
+	// stamped, if set, sees the state's stamp and index after each
+	// command (the clock skew estimate), outside mu.
+	stamped func(stamp int64, index uint64)
 	// log records why the node stops when an entry cannot be applied.
 	log hclog.Logger
 	// digests takes the replica digests at agreed points (digest.go).
@@ -101,6 +104,9 @@ func (t *trackedFSM) Apply(l *raft.Log) any {
 	}
 	t.digests.afterApply(prev, t.FSM.State(), l.Index, r)
 	t.mu.Unlock()
+	if t.stamped != nil {
+		t.stamped(t.FSM.State().Stamp(), l.Index)
+	}
 	t.applied.advance(l.Index)
 	return res
 }

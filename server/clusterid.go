@@ -494,6 +494,21 @@ func withClusterID(h http.Handler, id *clusterID) http.Handler {
 // get in the way); known is false if the header is absent (a build without
 // cluster ids).
 func (s *Server) peerClusterID(ctx context.Context, httpAddr string) (id string, known bool, err error) {
+	h, err := s.peerHealthzHeader(ctx, httpAddr)
+	if err != nil {
+		return "", false, err
+	}
+	vs, known := h[http.CanonicalHeaderKey(ClusterIDHeader)]
+	if !known || len(vs) == 0 {
+		return "", false, nil
+	}
+	return vs[0], true, nil
+}
+
+// peerHealthzHeader asks a node's HTTP API (within 2 s) for /healthz and
+// returns the headers of its answer, which say what its build knows
+// without credentials.
+func (s *Server) peerHealthzHeader(ctx context.Context, httpAddr string) (http.Header, error) {
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
 	url := httpAddr
@@ -502,19 +517,38 @@ func (s *Server) peerClusterID(ctx context.Context, httpAddr string) (id string,
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimSuffix(url, "/")+"/healthz", nil)
 	if err != nil {
-		return "", false, err
+		return nil, err
 	}
 	resp, err := s.peerHTTPClient(2 * time.Second).Do(req)
 	if err != nil {
-		return "", false, err
+		return nil, err
 	}
 	defer resp.Body.Close()
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
-	vs, known := resp.Header[http.CanonicalHeaderKey(ClusterIDHeader)]
-	if !known || len(vs) == 0 {
-		return "", false, nil
+	return resp.Header, nil
+}
+
+// otherMembers calls f with the id and HTTP address of every other
+// member of the Raft configuration, in order, until f returns done or an
+// error.
+func (s *Server) otherMembers(ctx context.Context, f func(id, httpAddr string) (done bool, err error)) error {
+	cf := s.raft.GetConfiguration()
+	if err := waitFuture(ctx, cf); err != nil {
+		return err
 	}
-	return vs[0], true, nil
+	for _, srv := range cf.Configuration().Servers {
+		if string(srv.ID) == s.cfg.NodeID {
+			continue
+		}
+		addr := s.httpAddrOf(string(srv.ID))
+		if addr == "" {
+			return fmt.Errorf("no HTTP address for member %s", srv.ID)
+		}
+		if done, err := f(string(srv.ID), addr); done || err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // giveClusterID runs on a leader that has no cluster id (a cluster whose
@@ -537,27 +571,22 @@ func (s *Server) giveClusterID(ctx context.Context) {
 }
 
 func (s *Server) tryGiveClusterID(ctx context.Context) error {
-	f := s.raft.GetConfiguration()
-	if err := waitFuture(ctx, f); err != nil {
-		return err
-	}
-	for _, srv := range f.Configuration().Servers {
-		if string(srv.ID) == s.cfg.NodeID {
-			continue
-		}
-		addr := s.httpAddrOf(string(srv.ID))
-		if addr == "" {
-			return fmt.Errorf("no HTTP address for member %s", srv.ID)
-		}
+	adopted := false
+	err := s.otherMembers(ctx, func(member, addr string) (bool, error) {
 		id, known, err := s.peerClusterID(ctx, addr)
 		switch {
 		case err != nil:
-			return fmt.Errorf("member %s: %w", srv.ID, err)
+			return false, fmt.Errorf("member %s: %w", member, err)
 		case !known:
-			return fmt.Errorf("member %s runs a build without cluster ids", srv.ID)
+			return false, fmt.Errorf("member %s runs a build without cluster ids", member)
 		case id != "":
-			return s.clusterID.adopt(id, "member "+string(srv.ID))
+			adopted = true
+			return true, s.clusterID.adopt(id, "member "+member)
 		}
+		return false, nil
+	})
+	if err != nil || adopted {
+		return err
 	}
 	return s.clusterID.generate()
 }

@@ -141,6 +141,10 @@ type Config struct {
 	// that POST /v1/debug/lease-clock can jump or speed up: fault
 	// injection only. Never set it in production.
 	UnsafeLeaseClockControl bool
+	// UnsafeClockOffset shifts this node's wall clock, as a clock that is
+	// wrong by that much would: the stamps it starts its term with as
+	// leader, and its skew estimate. Tests only; never in production.
+	UnsafeClockOffset time.Duration
 
 	// ACL turns access control on (see package acl): every request but
 	// health checks and the one-time bootstrap needs a token. Every node

@@ -109,10 +109,17 @@ func (s *Server) leaderDuties(ctx context.Context) {
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
+	// The replicated clock starts now that every stamp of earlier leaders
+	// is applied here (clock.go).
+	s.stamps.begin(s.fsm.State().Stamp())
+	defer s.stamps.end()
 	// A cluster whose data dirs predate cluster ids gets one from its
 	// leader once every member runs a build that knows them (clusterid.go).
 	if s.clusterID.get() == "" {
 		go s.giveClusterID(ctx)
+	}
+	if s.fsm.State().PeerSecret() == nil {
+		go s.givePeerSecret(ctx)
 	}
 	// A restore whose leader died before finishing it is finished first:
 	// nothing may be served from a restored state with its old tokens.

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 	"sync"
 	"time"
 
@@ -120,24 +119,30 @@ func (s *Server) promoteLessorLocked() {
 	for _, l := range ls {
 		infos = append(infos, leaseInfo(l))
 	}
-	s.lessor.Promote(infos, time.Now().UnixNano())
+	s.lessor.Promote(infos, s.stamps.now(s.fsm.State().Stamp()))
 	s.log.Info("lease clock promoted", "leases", len(infos))
 }
 
 // Keepalive renews a lease. Keepalives are leader memory only, except the
 // first one after a checkpoint, which is committed (clearing the remainder)
 // before it is acknowledged.
+//
+// A keepalive is acknowledged only by a confirmed leader: after a quorum
+// round that started after it arrived (shared with the keepalives that
+// arrived meanwhile, see verifyGroup). A leader that was paused and
+// deposed still believes it leads and holds a lease clock frozen at its
+// last view: it must answer not_leader, never promise a deadline the new
+// leader does not know of (etcd #15247), nor say that a lease the new
+// leader keeps is gone.
 func (s *Server) Keepalive(ctx context.Context, id uint64) (time.Duration, error) {
 	if err := s.waitLeaderReady(ctx); err != nil {
 		return 0, err
 	}
+	if err := s.verify.wait(ctx); err != nil {
+		return 0, err
+	}
 	rem, needsCommit, err := s.lessor.Keepalive(id)
 	if err != nil {
-		if gone(err) {
-			if verr := s.confirmLeading(ctx); verr != nil {
-				return 0, verr
-			}
-		}
 		return 0, translateLease(id, err)
 	}
 	s.metrics.keepalives.Inc()
@@ -161,8 +166,14 @@ const keepaliveCommits = 64
 // (or has expired). An error (not the leader, not ready, a renewal that
 // could not be committed) fails the whole call; renewals done before it
 // stand, and a retry renews them again, which is harmless.
+//
+// Like Keepalive, the batch is answered only after a quorum round that
+// started after it arrived.
 func (s *Server) KeepaliveMany(ctx context.Context, ids []uint64) (remaining []time.Duration, err error) {
 	if err := s.waitLeaderReady(ctx); err != nil {
+		return nil, err
+	}
+	if err := s.verify.wait(ctx); err != nil {
 		return nil, err
 	}
 	remaining = make([]time.Duration, len(ids))
@@ -179,11 +190,6 @@ func (s *Server) KeepaliveMany(ctx context.Context, ids []uint64) (remaining []t
 		remaining[i] = rem
 		if needsCommit {
 			commit = append(commit, i)
-		}
-	}
-	if slices.Contains(remaining, -1) {
-		if err := s.confirmLeading(ctx); err != nil {
-			return nil, err
 		}
 	}
 	s.metrics.keepalives.Add(float64(len(ids)))
@@ -218,26 +224,6 @@ func (s *Server) KeepaliveMany(ctx context.Context, ids []uint64) (remaining []t
 // expired.
 func gone(err error) bool {
 	return errors.Is(err, lease.ErrNotFound) || errors.Is(err, lease.ErrExpired)
-}
-
-// confirmLeading checks with a quorum that this node still leads, before
-// it tells a holder that its lease is gone. A deposed leader that has not
-// noticed yet (it was paused, or cut off) keeps a lessor frozen at its last
-// view, in which a lease kept alive through the new leader since then looks
-// expired: answering lease_not_found would make the holder give up a lease
-// the cluster still keeps. Found by the fault-injection suite
-// (FullDisk_Election: a leader SIGSTOPped past a lease's TTL answered a
-// keepalive with lease_not_found when it was continued). A node that still
-// leads after the check has the authoritative view: no other node can have
-// renewed the lease meanwhile.
-func (s *Server) confirmLeading(ctx context.Context) error {
-	if err := waitFuture(ctx, s.raft.VerifyLeader()); err != nil {
-		if ctx.Err() != nil {
-			return fmt.Errorf("%w: verify leader: %v", ErrLeaderNotReady, ctx.Err())
-		}
-		return fmt.Errorf("%w: %v", ErrNotLeader, err)
-	}
-	return nil
 }
 
 // LeaseRemaining is this leader's view of a lease's remaining TTL.
@@ -337,9 +323,9 @@ func (s *Server) checkpointLeases(ctx context.Context) {
 }
 
 // promoteDelayed proposes a promote for each name whose lock-delay has
-// ended by this leader's clock. The FSM checks the stamp again.
+// ended by the replicated clock. The FSM checks the stamp again.
 func (s *Server) promoteDelayed(ctx context.Context) {
-	now := time.Now().UnixNano()
+	now := s.stamps.now(s.fsm.State().Stamp())
 	for name, until := range s.fsm.State().DelayedElections() {
 		if now < until {
 			continue

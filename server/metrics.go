@@ -22,6 +22,8 @@ type nodeMetrics struct {
 	// refusedCommands counts commands refused before Raft because they
 	// would not apply (a bug in the code that built them).
 	refusedCommands prometheus.Counter
+	// verifyRounds counts the quorum rounds keepalives waited for.
+	verifyRounds prometheus.Counter
 }
 
 func registerMetrics(reg *prometheus.Registry, s *Server) (*nodeMetrics, error) {
@@ -35,6 +37,8 @@ func registerMetrics(reg *prometheus.Registry, s *Server) (*nodeMetrics, error) 
 		holderChanges: counter("coordd_election_new_holders_total", "Candidates made holders of an election, lock or semaphore (applied on this node)."),
 		refusedCommands: counter("coordd_commands_refused_total",
 			"Commands this node refused to propose because they do not decode and validate as Apply would (a bug: see the error log)."),
+		verifyRounds: counter("coordd_leader_verify_rounds_total",
+			"Quorum rounds (Raft VerifyLeader) this node ran as leader to confirm its leadership before acknowledging keepalives; concurrent keepalives share one."),
 		handoff: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "coordd_election_handoff_seconds",
 			Help:    "On the leader: from proposing a resign, revoke, expiry or promote to the next holder being in place (one Raft commit).",
@@ -60,7 +64,7 @@ func registerMetrics(reg *prometheus.Registry, s *Server) (*nodeMetrics, error) 
 	}
 	cs := []prometheus.Collector{
 		m.applyDuration, m.leaderChanges, m.barrierLatency, m.leasesGranted, m.leasesExpired, m.keepalives,
-		m.holderChanges, m.handoff, m.refusedCommands,
+		m.holderChanges, m.handoff, m.refusedCommands, m.verifyRounds,
 		gauge("coordd_leases", "Leases in the replicated state.", func() float64 { return float64(s.fsm.State().LeaseCount()) }),
 		gauge("coordd_elections", "Elections and locks with a holder or a candidate.", func() float64 {
 			return float64(s.fsm.State().ElectionCount())
@@ -84,6 +88,8 @@ func registerMetrics(reg *prometheus.Registry, s *Server) (*nodeMetrics, error) 
 		gauge("coordd_fsm_index", "Index of the last command applied to the state machine.", func() float64 {
 			return float64(s.fsm.State().Index())
 		}),
+		gauge("coordd_clock_skew_seconds", "How far this node's wall clock is ahead of the replicated clock, the leader's stamps (negative: behind); the leader reads its own, a follower estimates it from the entries it applies. The lease bounds assume it stays within coordd_lease_extension_seconds.",
+			func() float64 { return s.clockSkew().Seconds() }),
 		gauge("coordd_kv_keys", "Number of keys in the KV store.", func() float64 { return float64(s.fsm.State().KVLen()) }),
 		gauge("coordd_ready", "1 if the node is ready to serve.", func() float64 {
 			if s.Ready() == nil {

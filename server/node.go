@@ -109,7 +109,7 @@ func (s *Server) Apply(ctx context.Context, cmd fsm.Command) (*fsm.Result, error
 	if err := s.waitLeaderReady(ctx); err != nil {
 		return nil, err
 	}
-	cmd.Stamp = time.Now().UnixNano()
+	cmd.Stamp = s.stamps.now(s.fsm.State().Stamp())
 	timeout := raftTimeout
 	if dl, ok := ctx.Deadline(); ok {
 		timeout = time.Until(dl)

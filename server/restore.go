@@ -69,11 +69,11 @@ func (s *Server) Restore(ctx context.Context, backup *fsm.State, opts httpapi.Re
 		return api.RestoreResult{}, fmt.Errorf("server: restore: wait for entries in flight: %w", translate(err))
 	}
 
-	// The running cluster's access tokens stay: a restore replaces data,
-	// not who may reach it.
+	// The running cluster's access tokens and peer secret stay: a restore
+	// replaces data, not who may reach it.
 	last := s.raft.LastIndex()
 	bump := fsm.RestoreBump(backup.Index(), last, opts.Bump, opts.ExplicitBump)
-	prepared := fsm.PrepareRestore(backup, s.fsm.State().Members(), max(last, backup.Index())+bump).WithACLOf(s.fsm.State())
+	prepared := fsm.PrepareRestore(backup, s.fsm.State().Members(), max(last, backup.Index())+bump).WithClusterOf(s.fsm.State())
 	f, err := os.CreateTemp(s.cfg.DataDir, "restore-*.snap")
 	if err != nil {
 		return api.RestoreResult{}, fmt.Errorf("server: restore: %w", err)
@@ -178,7 +178,7 @@ func (s *Server) finishRestore(ctx context.Context) (*fsm.Result, error) {
 	if err != nil {
 		return nil, fmt.Errorf("server: finish restore: %w", err)
 	}
-	cmd.Stamp = time.Now().UnixNano()
+	cmd.Stamp = s.stamps.now(s.fsm.State().Stamp())
 	f := s.raft.Apply(cmd.Encode(), raftTimeout)
 	if err := waitFuture(ctx, f); err != nil {
 		return nil, fmt.Errorf("%w: finish restore: %v", ErrOutcomeUnknown, translate(err))

@@ -81,6 +81,18 @@ type Server struct {
 
 	// leaders is this node's view of the leader (leaderview.go).
 	leaders *leaderView
+	// verify coalesces the leadership rounds of keepalives (verify.go).
+	verify *verifyGroup
+
+	// wall is this node's wall clock (shifted by -unsafe-clock-offset);
+	// stamps is the replicated clock it runs while it leads (clock.go);
+	// skew estimates the difference of the two (clockskew.go).
+	wall        func() time.Time
+	stamps      *stampClock
+	skew        *skewEstimator
+	skewWarnMu  sync.Mutex
+	skewWarned  time.Time
+	raftStarted atomic.Bool // s.raft is set
 
 	// leaderReady is true while this node leads and has applied its first
 	// entry of the term. A new leader serves nothing before that.
@@ -117,6 +129,13 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	}
 	s := &Server{cfg: cfg, log: cfg.Logger, applied: newIndexWaiter(), stop: make(chan struct{}), restoreKick: make(chan struct{}, 1)}
 	s.fsm = fsm.New()
+	offset := cfg.UnsafeClockOffset
+	s.wall = func() time.Time { return time.Now().Add(offset) }
+	if offset != 0 {
+		s.log.Warn("this node's wall clock is shifted (-unsafe-clock-offset): for tests only", "offset", offset)
+	}
+	s.stamps = newStampClock(s.wall)
+	s.skew = newSkewEstimator(skewWindow)
 	s.digests, s.collector, s.readShadow = newDigester(&s.cfg), newCollector(), newReadShadower(&s.cfg)
 	s.digests.perturb = unsafePerturb(&s.cfg, s.fsm)
 	var skew *lease.SkewClock
@@ -254,10 +273,11 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 		return nil, fmt.Errorf("server: inspect raft state: %w", err)
 	}
 
-	s.raft, err = raft.NewRaft(rc, &trackedFSM{FSM: s.fsm, applied: s.applied, mu: &s.leaseMu, observe: s.observeApplied, log: s.log, digests: s.digests}, logs, s.store, snaps, s.transport)
+	s.raft, err = raft.NewRaft(rc, &trackedFSM{FSM: s.fsm, applied: s.applied, mu: &s.leaseMu, observe: s.observeApplied, stamped: s.observeStamp, log: s.log, digests: s.digests}, logs, s.store, snaps, s.transport)
 	if err != nil {
 		return nil, fmt.Errorf("server: start raft: %w", snaps.snapshotRestoreError(err))
 	}
+	s.raftStarted.Store(true)
 	r := s.raft
 	cleanups = append(cleanups, func() { r.Shutdown().Error() })
 
@@ -298,8 +318,10 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	s.peerClient = s.peerHTTPClient(10 * time.Second)
 
 	s.leaders = newLeaderView(s.httpAddrOf)
+	s.verify = newVerifyGroup(s.verifyLeadership, verifyGap, s.metrics.verifyRounds.Inc)
 	hapi := httpapi.New(s, httpapi.Options{
 		LeaderWait:        s.cfg.ElectionTimeout + s.cfg.HeartbeatTimeout,
+		ForwardGrace:      s.cfg.HeartbeatTimeout,
 		Logger:            s.log.Named("http"),
 		MaxRequestBytes:   cfg.MaxRequestBytes,
 		MaxValueBytes:     cfg.MaxValueBytes,
@@ -322,6 +344,7 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	handler = s.withIntegrity(handler, hapi.GuardRead, hapi.Guard)
 	handler = ui.Wrap(handler, ui.Options{TLS: s.tls != nil, Members: s.memberHTTPAddrs})
 	handler = withClusterID(handler, s.clusterID)
+	handler = withPeerAuthSupport(handler)
 	// No ReadTimeout or WriteTimeout: blocking queries, streams and lock
 	// waits are long answers. The API bounds the time to receive a body
 	// itself (httpapi.DefaultBodyReadTimeout).

@@ -265,11 +265,11 @@ func verifySnapshot(path string) error {
 // cmdSnapshotRestore verifies FILE locally, then restores it into the
 // running cluster (POST /v1/snapshot): the whole state is replaced.
 // Restored holders get fresh fencing tokens, above every token issued
-// before; -bump raises them further, for a restore into a new or wiped
-// cluster that never saw the old cluster's later tokens.
+// before; a cluster whose history is behind the backup (new or wiped) is
+// bumped by 2^30 by default, and -bump N chooses the bump instead.
 func cmdSnapshotRestore(e *env, args []string) int {
 	fs := e.newFlags("snapshot restore [-bump N] FILE")
-	bump := fs.Uint64("bump", 0, "raise the index and every later fencing token by N (restoring into a new or wiped cluster)")
+	bump := fs.Uint64("bump", 0, "raise the index and every later fencing token by N (default: 2^30 when the cluster's history is behind the backup, else none)")
 	pos, err := e.parseArgs(fs, args, 1, 1, "FILE")
 	if err != nil {
 		return parseDone(err)

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -133,6 +134,96 @@ func Test_E2E_ResumedStaleLeader_DoesNotSayALiveLeaseIsGone(t *testing.T) {
 		}
 		if !ok {
 			t.Fatalf("round %d: no node renewed lease %d after the old leader resumed (answers %v)", round, id, last)
+		}
+	}
+}
+
+// Test_E2E_ResumedDeposedLeader_NeverAcknowledgesAKeepalive: a leader
+// SIGSTOPped while the others elect a new one and keep its leases alive,
+// then continued, still believes it leads. Keepalives sent to it (queued
+// while it was stopped, and sent the moment it is continued) must never be
+// acknowledged by it: a 200 may only come from the new leader (forwarded).
+// A keepalive is acknowledged only after a quorum round that started after
+// it arrived (etcd #15247). Before, the resumed node answered 200 from its
+// frozen lease clock.
+func Test_E2E_ResumedDeposedLeader_NeverAcknowledgesAKeepalive(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts real coordd processes")
+	}
+	procs := startClusterWith(t, 3, "info", 20*time.Second)
+	hc := &http.Client{Timeout: 5 * time.Second}
+	type answer struct {
+		what     string
+		status   int
+		servedBy string
+	}
+	send := func(p *proc, path, body string) answer {
+		resp, err := hc.Post(p.url()+path, "application/json", bytes.NewReader([]byte(body)))
+		if err != nil {
+			return answer{what: path + ": " + err.Error()}
+		}
+		defer resp.Body.Close()
+		return answer{what: path, status: resp.StatusCode, servedBy: resp.Header.Get("X-Coordd-Served-By")}
+	}
+	for round := range 3 {
+		old := leaderOf(t, procs)
+		short := grantLease(t, old, "1500ms") // expires in the old leader's frozen view
+		long := grantLease(t, old, "60s")     // still alive in it
+		batch := fmt.Sprintf(`{"ids":[%d,%d]}`, short, long)
+		if err := old.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+			t.Fatal(err)
+		}
+		// Keep both alive through the others for more than the short TTL.
+		kept := 0
+		for end := time.Now().Add(2500 * time.Millisecond); time.Now().Before(end); time.Sleep(200 * time.Millisecond) {
+			for _, p := range others(procs, old) {
+				if a := send(p, "/v1/leases/keepalive", batch); a.status == http.StatusOK {
+					kept++
+					break
+				}
+			}
+		}
+		if kept == 0 {
+			old.cmd.Process.Signal(syscall.SIGCONT) //nolint:errcheck // failing anyway
+			t.Fatalf("round %d: the leases could not be kept alive through the new leader", round)
+		}
+		// Keepalives that queue at the stopped node, and more the moment
+		// it is continued.
+		var (
+			mu      sync.Mutex
+			answers []answer
+			wg      sync.WaitGroup
+		)
+		fire := func() {
+			for _, c := range []struct{ path, body string }{
+				{fmt.Sprintf("/v1/leases/%d/keepalive", short), ""},
+				{fmt.Sprintf("/v1/leases/%d/keepalive", long), ""},
+				{"/v1/leases/keepalive", batch},
+			} {
+				wg.Go(func() {
+					a := send(old, c.path, c.body)
+					mu.Lock()
+					answers = append(answers, a)
+					mu.Unlock()
+				})
+			}
+		}
+		fire()
+		time.Sleep(100 * time.Millisecond)
+		if err := old.cmd.Process.Signal(syscall.SIGCONT); err != nil {
+			t.Fatal(err)
+		}
+		fire()
+		fire()
+		wg.Wait()
+		for _, a := range answers {
+			if a.status == http.StatusOK && a.servedBy == old.id {
+				t.Errorf("round %d: the resumed deposed leader %s acknowledged a keepalive itself: %+v (all: %+v)", round, old.id, a, answers)
+			}
+		}
+		t.Logf("round %d: %d keepalives through the new leader during the stall; the resumed node answered %+v", round, kept, answers)
+		if t.Failed() {
+			return
 		}
 	}
 }

@@ -1,0 +1,138 @@
+package e2e
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// TestStallBench is make bench-stall: a 3-node cluster with the default
+// Raft timing, its leader SIGSTOPped for COORDD_STALL_SECONDS (default 5;
+// "5,60" for both) COORDD_STALL_TRIALS times (default 20); 50 ms into each
+// stall every kind of request is sent to both other nodes at once, and the
+// time to its answer recorded. It prints, per stall and request kind, the
+// median and maximum answer time and how the requests were answered. Set
+// COORDD_E2E_BIN to measure another build. Only runs with
+// COORDD_STALL_BENCH=1.
+func TestStallBench(t *testing.T) {
+	if os.Getenv("COORDD_STALL_BENCH") == "" {
+		t.Skip("set COORDD_STALL_BENCH=1 (make bench-stall)")
+	}
+	trials := 20
+	if n, err := strconv.Atoi(os.Getenv("COORDD_STALL_TRIALS")); err == nil && n > 0 {
+		trials = n
+	}
+	stalls := []time.Duration{5 * time.Second}
+	if s := os.Getenv("COORDD_STALL_SECONDS"); s != "" {
+		stalls = nil
+		for _, f := range strings.Split(s, ",") {
+			n, err := strconv.Atoi(strings.TrimSpace(f))
+			if err != nil || n <= 0 {
+				t.Fatalf("COORDD_STALL_SECONDS=%q: want seconds, comma-separated", s)
+			}
+			stalls = append(stalls, time.Duration(n)*time.Second)
+		}
+	}
+	procs := startClusterWith(t, 3, "info", 20*time.Second)
+	var report strings.Builder
+	fmt.Fprintf(&report, "binary %s, %d trials per stall, each kind sent to both healthy nodes 50 ms into the stall\n", coorddBin, trials)
+	fmt.Fprintf(&report, "%-6s %-16s %9s %9s  %s\n", "stall", "request", "median", "max", "answers")
+	for _, stall := range stalls {
+		hc := &http.Client{Timeout: stall + 30*time.Second}
+		byKind := map[string][]stallAnswer{}
+		seq := 0
+		for trial := range trials {
+			leader, lease := stallSetup(t, procs)
+			if err := leader.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+				t.Fatal(err)
+			}
+			stopped := time.Now()
+			time.Sleep(50 * time.Millisecond)
+			done := make(chan []stallAnswer, 1)
+			go func() { done <- stallWave(hc, others(procs, leader), lease, &seq) }()
+			var answers []stallAnswer
+			select {
+			case answers = <-done:
+				time.Sleep(time.Until(stopped.Add(stall)))
+			case <-time.After(time.Until(stopped.Add(stall))):
+			}
+			if err := leader.cmd.Process.Signal(syscall.SIGCONT); err != nil {
+				t.Fatal(err)
+			}
+			if answers == nil {
+				answers = <-done
+			}
+			for _, a := range answers {
+				byKind[a.kind] = append(byKind[a.kind], a)
+			}
+			for _, p := range procs {
+				waitReady(t, p, 30*time.Second)
+			}
+			t.Logf("stall %s trial %d done", stall, trial+1)
+		}
+		for _, k := range stallKinds {
+			as := byKind[k.name]
+			var took []time.Duration
+			codes := map[string]int{}
+			for _, a := range as {
+				took = append(took, a.took)
+				switch {
+				case a.err != nil:
+					codes["error"]++
+				case a.status == http.StatusOK:
+					codes["200"]++
+				default:
+					codes[fmt.Sprintf("%d %s", a.status, a.code)]++
+				}
+			}
+			slices.Sort(took)
+			var parts []string
+			for c, n := range codes {
+				parts = append(parts, fmt.Sprintf("%s×%d", c, n))
+			}
+			slices.Sort(parts)
+			fmt.Fprintf(&report, "%-6s %-16s %9s %9s  %s\n", stall, k.name,
+				took[len(took)/2].Round(time.Millisecond), took[len(took)-1].Round(time.Millisecond), strings.Join(parts, " "))
+		}
+	}
+	t.Log("\n" + report.String())
+	if out := os.Getenv("COORDD_STALL_BENCH_OUT"); out != "" {
+		if err := os.WriteFile(out, []byte(report.String()), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// stallSetup waits until the cluster serves again after a stall (the old
+// leader may still say it leads for a moment after it is continued, or a
+// new one not be ready) and grants a lease through its leader, which it
+// returns.
+func stallSetup(t *testing.T, procs []*proc) (*proc, uint64) {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		leader := leaderOf(t, procs)
+		var l leaseResp
+		resp, err := httpc.Post(leader.url()+"/v1/leases", "application/json", strings.NewReader(`{"ttl":"120s"}`))
+		if err == nil {
+			ok := resp.StatusCode == http.StatusOK && json.NewDecoder(resp.Body).Decode(&l) == nil
+			resp.Body.Close()
+			if ok {
+				if st, err := getStatus(leader); err == nil && st.State == "Leader" {
+					return leader, l.ID
+				}
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no lease granted within a minute of the stall: %v", err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}

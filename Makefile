@@ -7,7 +7,7 @@ BIN       := bin
 GOBUILD   = $(GO) build -buildvcs=auto
 TEST_TIMEOUT ?= 14m
 
-.PHONY: all build run run-tls test test-tools test-docs test-e2e test-crash test-ui test-alerts jepsen jepsen-long jepsen-disk bench-e2e bench-recovery bench-stall bench-churn bench-txn bench bench-quick bench-micro fuzz vet fmt clean
+.PHONY: all build run run-tls test test-tools test-docs test-e2e test-crash test-ui test-alerts jepsen jepsen-long jepsen-disk bench-e2e bench-recovery bench-stall bench-churn bench bench-quick bench-micro fuzz vet fmt clean bench-txn test-digests bench-digests bench-sessions
 
 all: build
 
@@ -90,6 +90,14 @@ test-alerts:
 	else echo "skipping promtool: it is not installed (Debian's prometheus package has it)"; fi
 	$(GO) test -count=1 -timeout 5m -run 'TestMonitoring_|Test_E2E_Monitoring_' -v ./test/e2e/
 
+## test-digests: the state digest end-to-end test at full size: a 3-node cluster and a shadow keep equal digests over 100k mixed entries with snapshots, a restart and a leader SIGKILL (not part of make test, which writes 3k)
+test-digests:
+	COORDD_DIGEST_ENTRIES=100000 $(GO) test -count=1 -timeout 40m -run 'Test_E2E_Digest_ClusterAndShadowAgree' -v ./test/e2e/
+
+## bench-digests: the time from one member perturbing its own state (a coordd_unsafe_perturb test build) to the alarm naming it, 5 runs (median and max)
+bench-digests:
+	$(GO) test -run '^$$' -bench 'E2E_DigestPerturbToAlarm' -benchtime 5x -timeout 20m -v ./test/e2e/
+
 ## test-crash: the crash-safety end-to-end test with 50 rounds of SIGKILLs (one node or all three) under load (not part of make test)
 test-crash:
 	COORDD_CRASH_ROUNDS=50 $(GO) test -race -timeout 30m -run Test_E2E_Crash -v ./test/e2e/
@@ -130,10 +138,6 @@ bench-e2e:
 	$(GO) test -run '^$$' -bench 'E2E_Keepalive' -benchtime 1x -count 3 -timeout 20m ./test/e2e/
 	$(GO) test -run '^$$' -bench 'E2E_ClientFailover' -benchtime 5x -timeout 20m ./test/e2e/
 
-## bench-txn: transactions (3 compares + 3 puts) vs plain puts on a 3-node in-process cluster, 1/16/64 clients, at the leader and through every node: ops/s, p50/p99/max (about 2 minutes; not part of make test)
-bench-txn:
-	$(GO) test -run '^$$' -bench 'TxnVsPut' -benchtime 3000x -count 3 -timeout 30m ./client/
-
 # STALL_SECONDS lists the stalls of make bench-stall (5,60 adds a minute);
 # STALL_TRIALS is the number of trials of each.
 STALL_SECONDS ?= 5
@@ -142,6 +146,10 @@ STALL_TRIALS  ?= 20
 ## bench-stall: a 3-node cluster with the default Raft timing, its leader SIGSTOPped for STALL_SECONDS (5; STALL_SECONDS=5,60 adds a minute-long stall) STALL_TRIALS times (20); 50 ms into each stall GET, PUT, single and batched keepalive, lock and campaign with and without wait go to both other nodes: median and max time to their answer (COORDD_E2E_BIN=path measures another build; not part of make test)
 bench-stall:
 	COORDD_STALL_BENCH=1 COORDD_STALL_SECONDS=$(STALL_SECONDS) COORDD_STALL_TRIALS=$(STALL_TRIALS) $(GO) test -count=1 -timeout 90m -run 'TestStallBench' -v ./test/e2e/
+
+## bench-txn: transactions (3 compares + 3 puts) vs plain puts on a 3-node in-process cluster, 1/16/64 clients, at the leader and through every node: ops/s, p50/p99/max (about 2 minutes; not part of make test)
+bench-txn:
+	$(GO) test -run '^$$' -bench 'TxnVsPut' -benchtime 3000x -count 3 -timeout 30m ./client/
 
 ## bench-recovery: snapshot and recovery benchmarks: write latency during a snapshot of 1M leases, restart-to-ready and join catch-up with 64 and 256 MiB of state (not part of make test)
 bench-recovery:
@@ -165,6 +173,14 @@ bench-churn:
 bench-micro:
 	$(GO) test -run '^$$' -bench . -benchmem -count 3 ./fsm/ ./lease/
 	$(GO) test -run '^$$' -bench BenchmarkAuthorize -benchmem -count 3 ./httpapi/
+
+# SESSION_TRIALS sets the trials of each fault of bench-sessions (the issue's full run: 20).
+SESSION_TRIALS ?= 20
+
+## bench-sessions: coordbench leader-faults: 20 Sessions with TTL 3 s and 20 with TTL 1 s through a 5 s and a 60 s stall (SIGSTOP), an isolation and a SIGKILL of the Raft leader, SESSION_TRIALS (20) trials each: sessions lost per fault (about 35 minutes; SESSION_TRIALS=3 for a shorter run)
+bench-sessions: build
+	$(GOBUILD) -o $(BIN)/coordbench ./cmd/coordbench
+	$(BIN)/coordbench -mode leader-faults -coordd $(BIN)/coordd -runs 1 -rounds $(SESSION_TRIALS) $(BENCH_FLAGS)
 
 ## bench-quick: a smoke run of every coordbench mode (about a minute)
 bench-quick: build

@@ -46,28 +46,30 @@ func (l *Leadership) Context() context.Context { return l.ctx }
 // session is lost: then it fails at once with ErrLeaseLost) and returns the
 // Leadership. If ctx ends first, the candidacy is withdrawn.
 func (e *Election) Campaign(ctx context.Context, value string) (*Leadership, error) {
-	res, err := acquireLoop(ctx, e.s, func(cctx context.Context) (*CampaignResult, error) {
+	res, err := acquireLoop(ctx, e.s, "elections", e.name, func(cctx context.Context) (*CampaignResult, error) {
 		return e.s.c.Campaign(cctx, e.name, e.s.lease, value, campaignChunk)
-	}, func(wctx context.Context) { _, _ = e.s.c.Resign(wctx, e.name, e.s.lease, 0) })
+	})
 	if err != nil {
 		return nil, err
 	}
 	return hold(e, res.Token, "elections"), nil
 }
 
-// acquireLoop repeats a blocking campaign until it leads, the session is
-// lost or ctx ends (then withdraw runs).
-func acquireLoop(ctx context.Context, s *Session, call func(context.Context) (*CampaignResult, error), withdraw func(context.Context)) (*CampaignResult, error) {
+// withdrawTimeout bounds the withdrawal of a failed or abandoned campaign.
+const withdrawTimeout = 5 * time.Second
+
+// acquireLoop repeats a blocking campaign (or lock) until it leads, the
+// session is lost or ctx ends. Whenever it fails for another reason than a
+// lost lease — ctx ended, an error, an answer lost on the way — it
+// withdraws the session's lease from name, whether it waits in the queue
+// or was made a holder meanwhile: a candidacy nobody knows of must not be
+// promoted later.
+func acquireLoop(ctx context.Context, s *Session, kind, name string, call func(context.Context) (*CampaignResult, error)) (*CampaignResult, error) {
 	// The calls stop at once when the session ends.
 	cctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	go func() {
-		select {
-		case <-s.Done():
-			cancel()
-		case <-cctx.Done():
-		}
-	}()
+	stop := context.AfterFunc(sessionContext(s), cancel)
+	defer stop()
 	for {
 		res, err := call(cctx)
 		switch {
@@ -75,25 +77,81 @@ func acquireLoop(ctx context.Context, s *Session, call func(context.Context) (*C
 			return nil, fmt.Errorf("coordd: campaign: %w", s.Err())
 		case errors.Is(err, ErrLeaseLost), errors.Is(err, ErrLeaseNotFound):
 			return nil, fmt.Errorf("coordd: campaign: %w: %v", ErrLeaseLost, err)
-		case ctx.Err() != nil:
-			wctx, wcancel := context.WithTimeout(context.Background(), 5*time.Second)
-			withdraw(wctx)
-			wcancel()
-			return nil, ctx.Err()
-		case err != nil:
-			return nil, err
-		case res.Leader:
+		case err == nil && res.Leader:
 			return res, nil
+		case err == nil && ctx.Err() == nil:
+			continue // the wait ran out: wait again
 		}
+		if err == nil {
+			err = ctx.Err()
+		}
+		if werr := s.withdraw(kind, name); werr != nil {
+			return nil, fmt.Errorf("coordd: campaign for %q: %w (withdrawing the candidacy failed too: %v)", name, err, werr)
+		}
+		return nil, err
 	}
 }
 
-// hold starts watching a held election or lock.
+// sessionContext is a context cancelled when s ends.
+func sessionContext(s *Session) context.Context { return s.ctx }
+
+// withdraw removes the session's lease from name, whether it waits there
+// (token 0) or holds it (its token), with a linearizable read first. A
+// name that does not exist, or does not list the lease, needs nothing.
+func (s *Session) withdraw(kind, name string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), withdrawTimeout)
+	defer cancel()
+	var err error
+	for range 3 {
+		var st *ElectionState
+		st, err = s.c.readElection(ctx, kind, name)
+		if errors.Is(err, ErrNotHolder) { // election_not_found
+			return nil
+		}
+		if err != nil {
+			continue
+		}
+		token, found := uint64(0), false
+		for _, h := range st.Holders {
+			if h.Lease == s.lease {
+				token, found = h.Token, true
+			}
+		}
+		if st.Leader != nil && st.Leader.Lease == s.lease {
+			token, found = st.Leader.Token, true
+		}
+		for _, w := range st.Candidates {
+			if w.Lease == s.lease && !found {
+				found = true
+			}
+		}
+		if !found {
+			return nil
+		}
+		if kind == "locks" {
+			err = s.c.Unlock(ctx, name, s.lease, token)
+		} else {
+			_, err = s.c.Resign(ctx, name, s.lease, token)
+		}
+		if err == nil || errors.Is(err, ErrLeaseNotFound) {
+			return nil
+		}
+		// ErrNotHolder: promoted (or released) between the read and the
+		// withdrawal: read again.
+	}
+	return err
+}
+
+// hold starts watching a held election or lock (in the background: the
+// client's Close ends the session, which ends the watch).
 func hold(e *Election, token uint64, kind string) *Leadership {
 	ctx, cancel := context.WithCancelCause(context.Background())
 	l := &Leadership{e: e, token: token, ctx: ctx, cancel: cancel}
 	l.wg.Add(1)
-	go l.watch(kind)
+	if !e.s.c.background(func() { l.watch(kind) }) {
+		l.wg.Done()
+		cancel(fmt.Errorf("coordd: leadership lost: %w", ErrClosed))
+	}
 	return l
 }
 
@@ -101,13 +159,10 @@ func hold(e *Election, token uint64, kind string) *Leadership {
 // another leader (or none).
 func (l *Leadership) watch(kind string) {
 	defer l.wg.Done()
-	go func() {
-		select {
-		case <-l.e.s.Done():
-			l.cancel(fmt.Errorf("coordd: leadership lost: %w", l.e.s.Err()))
-		case <-l.ctx.Done():
-		}
-	}()
+	stop := context.AfterFunc(sessionContext(l.e.s), func() {
+		l.cancel(fmt.Errorf("coordd: leadership lost: %w", l.e.s.Err()))
+	})
+	defer stop()
 	lost := func(st *ElectionState) bool {
 		for _, h := range st.Holders {
 			if h.Lease == l.e.s.lease && h.Token == l.token {
@@ -120,10 +175,9 @@ func (l *Leadership) watch(kind string) {
 	for l.ctx.Err() == nil {
 		st, err := l.e.s.c.electionState(l.ctx, kind, l.e.name, index, campaignChunk)
 		if err != nil {
-			if l.ctx.Err() != nil {
+			if sleep(l.ctx, 50*time.Millisecond) != nil {
 				return
 			}
-			time.Sleep(50 * time.Millisecond)
 			continue
 		}
 		if lost(st) {
@@ -200,7 +254,9 @@ func sameLeader(a, b *Candidate) bool {
 // not when only the queue of candidates changes.
 func (c *Client) Observe(ctx context.Context, name string) <-chan LeaderEvent {
 	ch := make(chan LeaderEvent, 1)
-	go func() {
+	ctx, unbind := c.bind(ctx)
+	started := c.background(func() {
+		defer unbind()
 		defer close(ch)
 		var index, changes uint64
 		var last *Candidate
@@ -216,7 +272,9 @@ func (c *Client) Observe(ctx context.Context, name string) <-chan LeaderEvent {
 				case <-ctx.Done():
 					return
 				}
-				time.Sleep(100 * time.Millisecond)
+				if sleep(ctx, 100*time.Millisecond) != nil {
+					return
+				}
 				continue
 			}
 			if !first && (st.Index == index || sameLeader(st.Leader, last)) {
@@ -234,7 +292,11 @@ func (c *Client) Observe(ctx context.Context, name string) <-chan LeaderEvent {
 				return
 			}
 		}
-	}()
+	})
+	if !started {
+		unbind()
+		close(ch)
+	}
 	return ch
 }
 
@@ -245,8 +307,9 @@ type Mutex struct {
 	name string
 	opts LockOptions
 
-	mu sync.Mutex
-	l  *Leadership
+	mu        sync.Mutex
+	l         *Leadership
+	acquiring bool
 }
 
 // NewMutex returns the lock name for session s.
@@ -254,38 +317,73 @@ func NewMutex(s *Session, name string, opts LockOptions) *Mutex {
 	return &Mutex{s: s, name: name, opts: opts}
 }
 
-// Lock waits until the session holds the lock (or ctx ends: the waiting
-// acquisition is withdrawn; or the session is lost: ErrLeaseLost).
-func (m *Mutex) Lock(ctx context.Context) error {
-	res, err := acquireLoop(ctx, m.s, func(cctx context.Context) (*CampaignResult, error) {
-		return m.s.c.Lock(cctx, m.name, m.s.lease, campaignChunk, m.opts)
-	}, func(wctx context.Context) { _ = m.s.c.Unlock(wctx, m.name, m.s.lease, 0) })
-	if err != nil {
-		return err
-	}
-	m.hold(res.Token)
-	return nil
-}
-
-// TryLock takes the lock if it is free, or returns ErrLocked at once.
-func (m *Mutex) TryLock(ctx context.Context) error {
-	res, err := m.s.c.Lock(ctx, m.name, m.s.lease, 0, m.opts)
-	if err != nil {
-		return err
-	}
-	if !res.Leader {
-		_ = m.s.c.Unlock(ctx, m.name, m.s.lease, 0)
-		return ErrLocked
-	}
-	m.hold(res.Token)
-	return nil
-}
-
-func (m *Mutex) hold(token uint64) {
-	l := hold(&Election{s: m.s, name: m.name}, token, "locks")
+// begin claims the Mutex for one Lock or TryLock: ErrAlreadyLocked when it
+// holds the lock (and has not lost it) or another acquisition runs.
+func (m *Mutex) begin() error {
 	m.mu.Lock()
-	m.l = l
+	defer m.mu.Unlock()
+	if m.acquiring || m.l != nil && m.l.ctx.Err() == nil {
+		return fmt.Errorf("%w: %q", ErrAlreadyLocked, m.name)
+	}
+	if m.l != nil { // lost: forget it
+		m.l.cancel(errors.New("coordd: lock taken again"))
+		m.l = nil
+	}
+	m.acquiring = true
+	return nil
+}
+
+func (m *Mutex) finish(l *Leadership) {
+	m.mu.Lock()
+	m.acquiring = false
+	if l != nil {
+		m.l = l
+	}
 	m.mu.Unlock()
+}
+
+// Lock waits until the session holds the lock (or ctx ends: the waiting
+// acquisition is withdrawn; or the session is lost: ErrLeaseLost). Lock on
+// a Mutex that holds the lock, or while another Lock of it waits, returns
+// ErrAlreadyLocked.
+func (m *Mutex) Lock(ctx context.Context) error {
+	if err := m.begin(); err != nil {
+		return err
+	}
+	res, err := acquireLoop(ctx, m.s, "locks", m.name, func(cctx context.Context) (*CampaignResult, error) {
+		return m.s.c.Lock(cctx, m.name, m.s.lease, campaignChunk, m.opts)
+	})
+	if err != nil {
+		m.finish(nil)
+		return err
+	}
+	m.finish(hold(&Election{s: m.s, name: m.name}, res.Token, "locks"))
+	return nil
+}
+
+// TryLock takes the lock if it is free, or returns ErrLocked at once
+// (ErrAlreadyLocked if this Mutex holds it already).
+func (m *Mutex) TryLock(ctx context.Context) error {
+	if err := m.begin(); err != nil {
+		return err
+	}
+	res, err := m.s.c.Lock(ctx, m.name, m.s.lease, 0, m.opts)
+	switch {
+	case err == nil && res.Leader:
+		m.finish(hold(&Election{s: m.s, name: m.name}, res.Token, "locks"))
+		return nil
+	case err == nil:
+		err = ErrLocked
+	}
+	m.finish(nil)
+	if errors.Is(err, ErrLeaseLost) || errors.Is(err, ErrLeaseNotFound) {
+		return err
+	}
+	// Queued, or the answer was lost: leave nothing behind.
+	if werr := m.s.withdraw("locks", m.name); werr != nil {
+		return fmt.Errorf("%w (withdrawing the attempt failed too: %v)", err, werr)
+	}
+	return err
 }
 
 // Unlock releases the lock.

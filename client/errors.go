@@ -41,6 +41,9 @@ var (
 	ErrStaleToken = errors.New("coordd: stale token")
 	// ErrLocked: TryLock found the lock held.
 	ErrLocked = errors.New("coordd: lock held by another session")
+	// ErrAlreadyLocked: Lock or TryLock on a Mutex that holds the lock, or
+	// while another acquisition of the same Mutex runs.
+	ErrAlreadyLocked = errors.New("coordd: mutex already locked (or being locked) by this Mutex")
 	// ErrBadRequest: the server refused the input (4xx other than the above).
 	ErrBadRequest = errors.New("coordd: bad request")
 	// ErrUnknownMember: no cluster member has that id.
@@ -68,6 +71,8 @@ var codeSentinels = map[string]error{
 	api.CodeLeaderNotReady:    ErrNoLeader,
 	api.CodeCatchingUp:        ErrNoLeader,
 	api.CodeShuttingDown:      ErrUnavailable,
+	api.CodeStateCorrupt:      ErrUnavailable,
+	api.CodeShadowMember:      ErrUnavailable,
 	api.CodeForwardFailed:     ErrUnavailable,
 	api.CodeOutcomeUnknown:    ErrOutcomeUnknown,
 	api.CodeKeyNotFound:       ErrKeyNotFound,
@@ -157,6 +162,10 @@ func (e *Error) Is(target error) bool {
 func (e *Error) retryable() bool {
 	switch e.Code {
 	case api.CodeNotLeader, api.CodeNoLeader, api.CodeLeaderNotReady, api.CodeCatchingUp, api.CodeShuttingDown, api.CodeRateLimited:
+		return true
+	case api.CodeStateCorrupt, api.CodeShadowMember:
+		// This node serves nothing (its state is alarmed, or it is a
+		// shadow): another endpoint will.
 		return true
 	}
 	return false

@@ -171,7 +171,9 @@ func (c *Client) Watch(ctx context.Context, key string) <-chan WatchEvent {
 			return false
 		}
 	}
-	go func() {
+	ctx, unbind := c.bind(ctx)
+	started := c.background(func() {
+		defer unbind()
 		defer close(ch)
 		var index uint64
 		first := true
@@ -195,10 +197,9 @@ func (c *Client) Watch(ctx context.Context, key string) <-chan WatchEvent {
 				ev.Index, err = se.Index, nil
 			}
 			if err != nil {
-				if ctx.Err() != nil || !send(WatchEvent{Err: err}) {
+				if ctx.Err() != nil || !send(WatchEvent{Err: err}) || sleep(ctx, 100*time.Millisecond) != nil {
 					return
 				}
-				time.Sleep(100 * time.Millisecond)
 				continue
 			}
 			if !first && ev.Index == index {
@@ -209,7 +210,11 @@ func (c *Client) Watch(ctx context.Context, key string) <-chan WatchEvent {
 				return
 			}
 		}
-	}()
+	})
+	if !started {
+		unbind()
+		close(ch)
+	}
 	return ch
 }
 

@@ -117,3 +117,23 @@ func BenchmarkReplicaDigest_10kKeys(b *testing.B) {
 		_ = s.ReplicaDigest()
 	}
 }
+
+// BenchmarkReplicaDigest_100kLeases is the cost of one digest of a large
+// state: 100k leases, each holding a lock (docs/performance.md).
+func BenchmarkReplicaDigest_100kLeases(b *testing.B) {
+	s := fsm.New().State()
+	for i := range 100000 {
+		c := cmdOf(fsm.Campaign{Kind: fsm.KindLock, Name: fmt.Sprintf("lock/%06d", i), NewLeaseTTL: 10000})
+		c.Stamp = int64(i)
+		s, _ = fsm.ApplyCommand(s, uint64(i+1), 1, c)
+	}
+	var buf bytes.Buffer
+	if err := fsm.WriteState(&buf, s); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportMetric(float64(buf.Len())/(1<<20), "state-MiB")
+	b.ResetTimer()
+	for range b.N {
+		_ = s.ReplicaDigest()
+	}
+}

@@ -631,7 +631,7 @@ func alarmsJSON(as []fsm.Alarm) []api.Alarm {
 
 // registerDigestMetrics adds the digest metrics to reg.
 func (s *Server) registerDigestMetrics(reg *prometheus.Registry) error {
-	cs := []prometheus.Collector{
+	cs := append(s.readShadow.collectors(),
 		s.digests.computed, s.digests.skips, s.digests.seconds, s.collector.mismatchTotal, s.collector.comparedTotal,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "coordd_state_digest_mismatch",
 			Help: "Members named by a digest-mismatch alarm (replicated: the same on every member; 0 when all agree)."},
@@ -659,7 +659,7 @@ func (s *Server) registerDigestMetrics(reg *prometheus.Registry) error {
 				}
 				return 0
 			}),
-	}
+	)
 	for _, c := range cs {
 		if err := reg.Register(c); err != nil {
 			return fmt.Errorf("server: register digest metrics: %w", err)

@@ -83,6 +83,8 @@ type Server struct {
 	leaders *leaderView
 	// verify coalesces the leadership rounds of keepalives (verify.go).
 	verify *verifyGroup
+	// pauses notices pauses of this process (verify.go).
+	pauses *pauseWatch
 
 	// wall is this node's wall clock (shifted by -unsafe-clock-offset);
 	// stamps is the replicated clock it runs while it leads (clock.go);
@@ -138,6 +140,7 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	s.skew = newSkewEstimator(skewWindow)
 	s.digests, s.collector, s.readShadow = newDigester(&s.cfg), newCollector(), newReadShadower(&s.cfg)
 	s.digests.perturb = unsafePerturb(&s.cfg, s.fsm)
+	s.readShadow.s = s
 	var skew *lease.SkewClock
 	if cfg.UnsafeLeaseClockControl {
 		base := cfg.LeaseClock
@@ -316,9 +319,11 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 		return nil, err
 	}
 	s.peerClient = s.peerHTTPClient(10 * time.Second)
+	s.readShadow.scheme, s.readShadow.client = s.httpScheme(), s.peerClient
 
 	s.leaders = newLeaderView(s.httpAddrOf)
 	s.verify = newVerifyGroup(s.verifyLeadership, verifyGap, s.metrics.verifyRounds.Inc)
+	s.pauses = newPauseWatch(s.cfg.HeartbeatTimeout)
 	hapi := httpapi.New(s, httpapi.Options{
 		LeaderWait:        s.cfg.ElectionTimeout + s.cfg.HeartbeatTimeout,
 		ForwardGrace:      s.cfg.HeartbeatTimeout,
@@ -363,6 +368,11 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	go func() {
 		defer s.wg.Done()
 		s.runLeaderView()
+	}()
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		s.pauses.run(s.stop)
 	}()
 	go func() {
 		defer s.wg.Done()

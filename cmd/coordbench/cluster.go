@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/coordd/coordd/internal/loopport"
+	"github.com/coordd/coordd/test/jepsen/netproxy"
 )
 
 // cluster is a 3-node coordd cluster coordbench started on loopback, with
@@ -23,6 +24,10 @@ import (
 type cluster struct {
 	dir   string
 	nodes []*node
+	// net, when the cluster was started with proxied Raft links: every
+	// node dials its peers through loopback proxies, which can cut a node
+	// off (clients still reach every node directly).
+	net *netproxy.Net
 }
 
 // node is one coordd node of an own cluster. Its data dir survives
@@ -89,6 +94,8 @@ type clusterOptions struct {
 	bin       string   // coordd binary
 	extraArgs []string // added to every node's flags
 	logLevel  string
+	// proxied: Raft between nodes goes through netproxy links.
+	proxied bool
 }
 
 // startCluster starts 3 bootstrapped coordd nodes on free loopback ports
@@ -120,9 +127,31 @@ func startCluster(ctx context.Context, o clusterOptions) (*cluster, error) {
 		peers = append(peers, fmt.Sprintf("%s=%s,%s", n.id, n.raftAddr, n.httpAddr))
 		c.nodes = append(c.nodes, n)
 	}
+	if o.proxied {
+		real := map[string]string{}
+		for _, n := range c.nodes {
+			real[n.id] = n.raftAddr
+		}
+		if c.net, err = netproxy.New(real); err != nil {
+			theReaper.removeDir(dir)
+			return nil, fmt.Errorf("own cluster: raft proxies: %w", err)
+		}
+	}
 	for _, n := range c.nodes {
 		n.args = append([]string{"-id", n.id, "-data-dir", n.dataDir, "-raft-addr", n.raftAddr,
 			"-http-addr", n.httpAddr, "-bootstrap", strings.Join(peers, ";"), "-log-level", o.logLevel}, o.extraArgs...)
+		if c.net != nil {
+			pa, err := c.net.PeerAddrs(n.id)
+			if err != nil {
+				c.stop()
+				return nil, err
+			}
+			var via []string
+			for id, addr := range pa {
+				via = append(via, id+"="+addr)
+			}
+			n.args = append(n.args, "-peer-raft-addrs", strings.Join(via, ","))
+		}
 		if err := n.start(); err != nil {
 			c.stop()
 			return nil, err
@@ -154,6 +183,9 @@ func (c *cluster) stop() {
 	}
 	for _, n := range c.nodes {
 		n.kill()
+	}
+	if c.net != nil {
+		_ = c.net.Close()
 	}
 	theReaper.removeDir(c.dir)
 }

@@ -31,6 +31,11 @@
 //	              errors the client returned; then -idle with no load: term changes.
 //	recovery      on its own cluster: -state-mib of KV state, a snapshot, a follower SIGKILLed
 //	              and restarted: time to /readyz 200, and the size of its data dir.
+//	leader-faults on its own cluster (Raft through loopback proxies): -rounds trials (3) of each
+//	              fault of the Raft leader — a 5 s stall (SIGSTOP), a -long-stall stall (60 s), an
+//	              isolation from its peers for 5 s, a SIGKILL — with 20 Sessions of TTL 3 s and 20
+//	              of TTL 1 s open through one client: sessions lost per fault and TTL. Not in the
+//	              standard set (make bench-sessions runs 20 trials).
 //	standard      all of the above; keepalive twice: with -leases (10,000), and with
 //	              -hold-leases (100,000) for -hold-runs (1) run(s).
 //
@@ -88,11 +93,13 @@ type config struct {
 	holdLeases int
 	holdRuns   int
 
-	rounds   int
-	writers  int
-	idle     time.Duration
-	stateMiB int
-	valueKiB int
+	rounds    int
+	longStall time.Duration
+	faults    []string
+	writers   int
+	idle      time.Duration
+	stateMiB  int
+	valueKiB  int
 
 	json    bool
 	jsonOut string
@@ -104,12 +111,15 @@ type config struct {
 // modes in the order of the standard set.
 var modeNames = []string{"acquire", "acquire-new", "keepalive", "handoff", "holder-crash", "leader-kill", "recovery"}
 
+// extraModes run only when asked for by name (they take long).
+var extraModes = []string{"leader-faults"}
+
 func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	c := &config{}
 	fs := flag.NewFlagSet("coordbench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var endpoints, nodeFlags string
-	fs.StringVar(&c.mode, "mode", "standard", "what to run: "+strings.Join(modeNames, ", ")+", or standard (all of them)")
+	fs.StringVar(&c.mode, "mode", "standard", "what to run: "+strings.Join(append(slices.Clone(modeNames), extraModes...), ", ")+", or standard (all but "+strings.Join(extraModes, ", ")+")")
 	fs.StringVar(&endpoints, "endpoints", "http://127.0.0.1:7101,http://127.0.0.1:7102,http://127.0.0.1:7103", "the cluster to measure (make run's by default), comma-separated")
 	fs.BoolVar(&c.ownCluster, "own-cluster", false, "start a fresh 3-node cluster on loopback for each mode instead of using -endpoints")
 	fs.StringVar(&c.coordd, "coordd", "./bin/coordd", "coordd binary for own clusters (built with go build if this default does not exist)")
@@ -126,7 +136,10 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.IntVar(&c.holdLeases, "hold-leases", 100000, "standard: leases of the second keepalive step, which shows that many are held")
 	fs.IntVar(&c.holdRuns, "hold-runs", 1, "standard: runs of that step (it takes a minute or so per run)")
 	fs.IntVar(&c.batch, "batch", 1000, "keepalive: leases per KeepAliveMany call (1: one KeepAlive per lease)")
-	fs.IntVar(&c.rounds, "rounds", 0, "rounds per run (default per mode: handoff 500, holder-crash 20, leader-kill 3, recovery 3)")
+	fs.IntVar(&c.rounds, "rounds", 0, "rounds per run (default per mode: handoff 500, holder-crash 20, leader-kill 3, recovery 3, leader-faults 3 trials of each fault)")
+	fs.DurationVar(&c.longStall, "long-stall", time.Minute, "leader-faults: the long stall of the leader")
+	var faults string
+	fs.StringVar(&faults, "faults", "", "leader-faults: only these faults, comma-separated (stall-5s, stall-60s, isolate-5s, kill; default all)")
 	fs.IntVar(&c.writers, "writers", 16, "leader-kill: concurrent writers")
 	fs.DurationVar(&c.idle, "idle", 20*time.Second, "leader-kill: idle time watched for spurious elections")
 	fs.IntVar(&c.stateMiB, "state-mib", 64, "recovery: MiB of KV state to load")
@@ -160,6 +173,11 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 		}
 	}
 	c.nodeFlags = strings.Fields(nodeFlags)
+	for _, f := range strings.Split(faults, ",") {
+		if f = strings.TrimSpace(f); f != "" {
+			c.faults = append(c.faults, f)
+		}
+	}
 	if c.quick {
 		quick := map[string]func(){
 			"runs":        func() { c.runs = 1 },
@@ -182,8 +200,10 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	switch {
 	case c.childHolder:
 		return c, nil
-	case c.mode != "standard" && !slices.Contains(modeNames, c.mode):
-		return nil, fmt.Errorf("unknown -mode %q: want one of %s, or standard", c.mode, strings.Join(modeNames, ", "))
+	case c.mode != "standard" && !slices.Contains(modeNames, c.mode) && !slices.Contains(extraModes, c.mode):
+		return nil, fmt.Errorf("unknown -mode %q: want one of %s, or standard", c.mode, strings.Join(append(slices.Clone(modeNames), extraModes...), ", "))
+	case c.longStall <= 0:
+		return nil, errors.New("-long-stall must be positive")
 	case c.runs < 1 || c.runs > 100:
 		return nil, fmt.Errorf("-runs %d: want 1..100", c.runs)
 	case c.clients < 1 || c.clients > 4096:

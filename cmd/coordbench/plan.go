@@ -58,6 +58,8 @@ func modeByName(name string) mode {
 		return mode{name: name, ownsClusters: true, run: runLeaderKill}
 	case "recovery":
 		return mode{name: name, ownsClusters: true, run: runRecovery}
+	case "leader-faults":
+		return mode{name: name, ownsClusters: true, run: runLeaderFaults}
 	}
 	panic("coordbench: unknown mode " + name)
 }

@@ -64,6 +64,16 @@ var goals = map[string]map[string]goal{
 		"past_deadline_ack_p99_ms": {true, 20}, "past_deadline_send_p99_ms": {true, 20}},
 	"leader-kill": {"max_write_gap_ms": {true, 500}, "errors": {true, 0}, "idle_term_changes": {true, 0}},
 	"recovery":    {"ready_ms": {true, 700}, "datadir_mib": {true, 100}},
+	"leader-faults": func() map[string]goal {
+		g := map[string]goal{}
+		for _, f := range leaderFaults(time.Minute) {
+			for _, ttl := range sessionTTLs {
+				g[fmt.Sprintf("%s.ttl%s_lost", f.name, ttl)] = goal{true, 0}
+			}
+			g[f.name+".unnoticed"] = goal{true, 0}
+		}
+		return g
+	}(),
 }
 
 // reporter prints progress on stderr, JSON lines to jsonw (if any), and

@@ -83,6 +83,11 @@ Commands (flags may come before or after the arguments):
                                          run CMD only while holding the lock; its environment
                                          has COORDD_LOCK_NAME, COORDD_FENCING_TOKEN, COORDD_LEASE
   check NAME TOKEN                       is TOKEN a current holder's fencing token?
+  check consistency [-no-point]          every member's state digest at one common index (exit 1
+                                         if one differs or does not answer)
+  alarm list                             the cluster's alarms (members whose state differs)
+  alarm disarm MEMBER | -all             clear an alarm (after replacing that member's data)
+  shadow status [-all]                   shadow members: digest agreement, apply errors, lag
   snapshot save FILE                     a consistent backup of the whole state, from the leader
   snapshot restore [-bump N] FILE        replace the whole state with a backup (verified first);
                                          holders get fresh tokens above every earlier one
@@ -168,7 +173,11 @@ func commands() map[string]command {
 		"elect":   cmdElect,
 		"observe": cmdObserve,
 		"lock":    cmdLock,
-		"check":   cmdCheck,
+		"check":   cmdCheckOrConsistency,
+		"alarm": group("alarm", map[string]command{
+			"list": cmdAlarmList, "ls": cmdAlarmList, "disarm": cmdAlarmDisarm,
+		}, alarmSynopsis),
+		"shadow": group("shadow", map[string]command{"status": cmdShadowStatus}, shadowSynopsis),
 		"snapshot": group("snapshot", map[string]command{
 			"save": cmdSnapshotSave, "restore": cmdSnapshotRestore,
 		}, snapshotSynopsis),

@@ -172,6 +172,7 @@ func TestCoordctl(t *testing.T) {
 	t.Run("LeaseKeepaliveUntilInterrupted", f.testLeaseKeepalive)
 	t.Run("StatusAndMembers", f.testStatusAndMembers)
 	t.Run("Check", f.testCheck)
+	t.Run("CheckConsistencyAndAlarms", f.testIntegrity)
 	t.Run("SnapshotSave", f.testSnapshotSave)
 	t.Run("LockRunsTheCommandWithItsToken", f.testLockRunsChild)
 	t.Run("LockLost", f.testLockLost)

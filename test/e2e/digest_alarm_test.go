@@ -341,3 +341,37 @@ func BenchmarkE2E_DigestPerturbToAlarm(b *testing.B) {
 	b.ReportMetric(float64(took[len(took)-1].Milliseconds()), "max-ms")
 	b.Logf("perturbation to alarm over %d runs: median %s, max %s, all %v", len(took), took[len(took)/2], took[len(took)-1], took)
 }
+
+func Test_E2E_Shadow_ReadShadowingComparesAnswersAndReturnsOnlyThePrimarys(t *testing.T) {
+	procs := startClusterWith(t, 3, "info", 20*time.Second, append([]string{"-read-shadow-rate", "1"}, digestFlags...)...)
+	shadow := startShadow(t, procs[0], "shadow1", "", nil, digestFlags...)
+	waitReady(t, shadow, 30*time.Second)
+	leader := leaderOf(t, procs)
+	writeKeys(t, leader, "rs", 30)
+	for i := range 60 {
+		resp, err := httpc.Get(fmt.Sprintf("%s/v1/kv/rs/%d", leader.url(), i%30))
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("read %d: %d", i, resp.StatusCode)
+		}
+	}
+	var ss api.ShadowStatusList
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		if err := getJSON(leader.url()+"/v1/shadow/status", &ss); err == nil && len(ss.Members) == 1 && ss.Members[0].ReadsCompared >= 30 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("shadow status: %+v", ss)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if m := ss.Members[0]; m.ReadsDiffered != 0 {
+		t.Fatalf("mirrored reads differed: %+v", m)
+	}
+	t.Logf("mirrored reads compared: %d, differed: %d", ss.Members[0].ReadsCompared, ss.Members[0].ReadsDiffered)
+}

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/coordd/coordd/test/jepsen/harness"
+	"github.com/coordd/coordd/test/jepsen/history"
 	"github.com/coordd/coordd/test/jepsen/workload"
 )
 
@@ -87,6 +88,9 @@ type scenario struct {
 	mustFail bool
 	// disk: the scenario fills disks; opt-in with -jepsen.disk.
 	disk bool
+	// answerBound, answerKinds: check answer times (harness.Scenario).
+	answerBound time.Duration
+	answerKinds []history.Kind
 }
 
 // seedFor derives a scenario's seed from the run's seed and its name, so
@@ -127,6 +131,7 @@ func run(t *testing.T, sc scenario) {
 	rep, err := harness.Run(ctx, harness.Scenario{
 		Name: t.Name(), Workload: sc.workload, Nodes: nodes, Faults: faults, Rounds: rounds,
 		Seed: s, Bin: coorddBin, Dir: dir, Logf: t.Logf,
+		AnswerBound: sc.answerBound, AnswerKinds: sc.answerKinds,
 	})
 	if rep != nil {
 		t.Logf("report:\n%s", rep.Summary())

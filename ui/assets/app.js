@@ -610,6 +610,10 @@
       else if (!st) role = '<span class="pill follower">answers</span>';
       else role = `<span class="pill ${st.state === 'Leader' ? 'leader' : st.state === 'Candidate' ? 'candidate' : 'follower'}">${esc(st.state.toLowerCase())}</span>`;
       if (!m.voter) role += ' <span class="pill nonvoter">non-voter</span>';
+      if (st && st.integrity && st.integrity.shadow) role += ' <span class="pill nonvoter">shadow</span>';
+      const alarm = alarmsNow().find((a) => a.member === m.id);
+      if (alarm) role += ` <span class="pill no" data-alarm="${esc(m.id)}" title="its state digest at index ${alarm.index} differs from the majority's">state differs</span>`;
+      if (st && st.integrity && st.integrity.refusing) role += ' <span class="pill down">refusing</span>';
       const behind = st && best ? Math.max(0, best.commit_index - st.applied_index) : null;
       const snap = st && st.snapshot ? `#${st.snapshot.index} · ${fmtAge(st.snapshot.age_seconds)} ago · ${fmtBytes(st.snapshot.size_bytes)}` : st ? 'none yet' : '—';
       const contact = st ? (st.state === 'Leader' ? 'leads' : esc(st.last_contact || '—')) : `<span class="small">${esc((n && n.err) || 'no answer yet')}</span>`;
@@ -707,11 +711,25 @@
     }
   }
 
+  // alarmsNow are the cluster's alarms (replicated: any fresh status has
+  // them all).
+  function alarmsNow() {
+    for (const n of fresh()) if (n.status && n.status.alarms) return n.status.alarms;
+    return [];
+  }
+
   function renderBanner() {
     const b = $('banner');
     let kind = 'warn';
     let text = '';
-    if (S.conn === 'reconnecting') text = `Connection lost — ${S.connText} The page keeps the last data it had until another member answers.`;
+    const alarms = alarmsNow();
+    if (alarms.length) {
+      const a = alarms[0];
+      text = `State digest mismatch: the state of ${alarms.map((x) => x.member).join(', ')} differs from the other members' ` +
+        `(index ${a.index}: digest ${a.digest.slice(0, 12)}…, the majority has ${a.expected.slice(0, 12)}…). ` +
+        `Replace that member's data, then run coordctl alarm disarm ${a.member}. See coordctl alarm list.`;
+      kind = 'bad';
+    } else if (S.conn === 'reconnecting') text = `Connection lost — ${S.connText} The page keeps the last data it had until another member answers.`;
     else if (S.needToken && !S.token) { text = 'This cluster has access control on: paste an access token above to see what it may read. The token stays in this tab only (session storage).'; kind = 'info'; }
     else if (S.needToken) { text = 'The cluster did not accept this token: check it, or clear it.'; kind = 'bad'; }
     else if (S.best && !S.leader && !S.denied.cluster) { text = 'No Raft leader: the members are electing one. Writes wait; reads of the last state follow.'; kind = 'bad'; }

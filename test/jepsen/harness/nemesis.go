@@ -7,6 +7,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/coordd/coordd/test/jepsen/check"
 )
 
 // Event is one thing the nemesis did, at a time on the history's clock
@@ -42,6 +44,37 @@ type nemesis struct {
 	noDisk string
 	// filled lists the nodes whose disk is full.
 	filled []string
+	// hit lists the nodes the fault being injected affects (inject sets
+	// it; a fault on every link affects every node); windows are the
+	// times each was faulted, until ready again (for check.AnswerTime).
+	hit     []string
+	windows []check.Window
+}
+
+// closeWindows records a window from start for every node the round's fault
+// hit, ending when the node's /readyz answers 200 again (bounded; -1 if it
+// never does).
+func (m *nemesis) closeWindows(ctx context.Context, round int, start int64) {
+	for _, id := range m.hit {
+		n := m.c.Node(id)
+		rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		err := m.c.waitReady(rctx, n)
+		cancel()
+		w := check.Window{Node: n.HTTPAddr, Start: start, End: m.now()}
+		if err != nil {
+			w.End = -1
+		}
+		m.windows = append(m.windows, w)
+		m.emit(Event{At: m.now(), Round: round, Phase: "info", Detail: fmt.Sprintf("%s ready again (%v)", id, orNone(errString(err)))})
+	}
+	m.hit = nil
+}
+
+func errString(err error) string {
+	if err == nil {
+		return ""
+	}
+	return err.Error()
 }
 
 // heal undoes one fault; it returns what it did.
@@ -76,6 +109,7 @@ func (m *nemesis) inject(ctx context.Context, r Round) (string, heal, error) {
 			id, how = m.leaderOr(ctx, r.Pick)
 		}
 		c.Node(id).Kill()
+		m.hit = []string{id}
 		return fmt.Sprintf("SIGKILL %s (%s)", id, how), m.restart(id), nil
 	case KillAll:
 		order := slices.Clone(ids)
@@ -83,6 +117,7 @@ func (m *nemesis) inject(ctx context.Context, r Round) (string, heal, error) {
 		for _, id := range order {
 			c.Node(id).Kill()
 		}
+		m.hit = order
 		return "SIGKILL " + strings.Join(order, " "), m.restart(order...), nil
 	case PauseLeader, PauseRandom:
 		id, how := m.random(r.Pick), "random"
@@ -92,6 +127,7 @@ func (m *nemesis) inject(ctx context.Context, r Round) (string, heal, error) {
 		if err := c.Node(id).Pause(); err != nil {
 			return "", nil, err
 		}
+		m.hit = []string{id}
 		return fmt.Sprintf("SIGSTOP %s (%s)", id, how), func(context.Context) (string, error) {
 			return "SIGCONT " + id, c.Node(id).Resume()
 		}, nil
@@ -100,6 +136,7 @@ func (m *nemesis) inject(ctx context.Context, r Round) (string, heal, error) {
 		if err := c.Net.Isolate(id); err != nil {
 			return "", nil, err
 		}
+		m.hit = []string{id}
 		return fmt.Sprintf("isolate %s (%s)", id, how), m.healNet, nil
 	case Split:
 		order := slices.Clone(ids)
@@ -108,6 +145,7 @@ func (m *nemesis) inject(ctx context.Context, r Round) (string, heal, error) {
 		if err := c.Net.Partition(minority); err != nil {
 			return "", nil, err
 		}
+		m.hit = slices.Clone(minority)
 		leader := c.Leader(ctx)
 		return fmt.Sprintf("partition %v | %v (leader before: %s)", minority, order[len(minority):], orNone(leader)), m.healNet, nil
 	case OneWay:
@@ -126,22 +164,26 @@ func (m *nemesis) inject(ctx context.Context, r Round) (string, heal, error) {
 			}
 			cuts = append(cuts, from+"->"+to)
 		}
+		m.hit = []string{id}
 		return fmt.Sprintf("one-way cuts around %s (%s): %s", id, how, strings.Join(cuts, " ")), m.healNet, nil
 	case Ring:
 		cuts, err := m.ring(r.Pick)
 		if err != nil {
 			return "", nil, err
 		}
+		m.hit = slices.Clone(ids)
 		return "ring: cut " + strings.Join(cuts, " "), m.healNet, nil
 	case Slow:
 		if err := c.Net.SlowAll(time.Duration(r.Delay), time.Duration(r.Jitter)); err != nil {
 			return "", nil, err
 		}
+		m.hit = slices.Clone(ids)
 		return fmt.Sprintf("every link delayed %s±%s", time.Duration(r.Delay), time.Duration(r.Jitter)), m.healNet, nil
 	case Lossy:
 		if err := c.Net.LoseAll(r.Loss); err != nil {
 			return "", nil, err
 		}
+		m.hit = slices.Clone(ids)
 		return fmt.Sprintf("every link resets with probability %.3f per chunk", r.Loss), m.healNet, nil
 	case ClockJump, ClockRate:
 		id, how := m.random(r.Pick), "random"
@@ -167,6 +209,7 @@ func (m *nemesis) inject(ctx context.Context, r Round) (string, heal, error) {
 		}
 		n, err := fillDisk(c.Node(id).DataDir)
 		m.filled = append(m.filled, id)
+		m.hit = []string{id}
 		if err != nil {
 			return "", nil, err
 		}

@@ -42,7 +42,24 @@ type Scenario struct {
 	// it is refused the FullDisk rounds are skipped with the reason. The
 	// mounts are gone when Run returns, with the data dirs on them.
 	DiskMiB int
+	// AnswerBound, when not zero, adds check.AnswerTime to the workload's
+	// checks: every op of AnswerKinds sent to a healthy node while a
+	// quorum is healthy must be answered within AnswerBound (see
+	// AnswerBoundDefault).
+	AnswerBound time.Duration
+	AnswerKinds []history.Kind
 }
+
+// AnswerBoundDefault is the answer-time bound of the liveness scenarios:
+// the followers notice a silent leader within a heartbeat timeout
+// randomised up to twice ElectionTimeout's base (150 ms, so ≤ 300 ms),
+// elect within about one more round trip, and a node whose forward
+// followed the old leader answers as soon as it sees the change (or
+// no_leader within one election timeout): about 0.5 s. Doubled for the
+// race detector on a loaded 2-core machine, plus half a second of margin:
+// 1.5 s, still below the workloads' 2 s request timeout, so a request held
+// until it times out always fails the check.
+const AnswerBoundDefault = 1500 * time.Millisecond
 
 // Files in a scenario's output folder.
 const (
@@ -286,6 +303,9 @@ func Run(ctx context.Context, sc Scenario) (*Report, error) {
 		rep.Kinds[op.Kind]++
 	}
 	rep.Workload = wl.Check(ops, final, sc.Dir)
+	if sc.AnswerBound > 0 {
+		rep.Workload = append(rep.Workload, check.AnswerTime(ops, m.windows, sc.Nodes, sc.AnswerBound, sc.AnswerKinds...))
+	}
 	rep.Harness = append(rep.Harness,
 		check.Logs(cl.LogPaths()...),
 		processesResult(cl.Crashes(), cl.Exits()),
@@ -322,6 +342,8 @@ func runSchedule(ctx context.Context, plan Plan, m *nemesis, rep *Report, runDon
 		if !sleepCtx(ctx, time.Duration(r.Wait)) {
 			return ctx.Err()
 		}
+		m.hit = nil
+		faultStart := m.now()
 		what, h, err := m.inject(ctx, r)
 		if err != nil {
 			m.emit(Event{At: m.now(), Round: r.N, Fault: r.Fault, Phase: "skip", Detail: "failed: " + err.Error()})
@@ -347,6 +369,7 @@ func runSchedule(ctx context.Context, plan Plan, m *nemesis, rep *Report, runDon
 			did += ": " + err.Error()
 		}
 		m.emit(Event{At: m.now(), Round: r.N, Fault: r.Fault, Phase: "heal", Detail: did})
+		m.closeWindows(context.WithoutCancel(ctx), r.N, faultStart)
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}

@@ -15,9 +15,18 @@ import (
 func (s *Server) runAlarmWatch() {
 	tick := time.NewTicker(100 * time.Millisecond)
 	defer tick.Stop()
-	var lastTransfer time.Time
-	alarmed := false
+	var lastTransfer, lastSuffrage time.Time
+	alarmed, warnedVoter := false, false
 	for {
+		if s.cfg.Shadow && time.Since(lastSuffrage) > 5*time.Second {
+			lastSuffrage = time.Now()
+			if voter := s.isVoter(); voter && !warnedVoter {
+				s.log.Error("this shadow member was made a voter: a shadow must never vote or lead; remove it (coordctl members remove " + s.cfg.NodeID + ") and rejoin it with -shadow")
+				warnedVoter = true
+			} else if !voter {
+				warnedVoter = false
+			}
+		}
 		st := s.fsm.State()
 		a, named := st.Alarm(s.cfg.NodeID)
 		refuse := named && s.cfg.CorruptCheck == CorruptCheckRefuse
@@ -35,9 +44,15 @@ func (s *Server) runAlarmWatch() {
 			}
 		}
 		s.refusing.Store(refuse)
-		if refuse && s.raft.State() == raft.Leader && time.Since(lastTransfer) > time.Second {
+		// A shadow joins as a non-voter and cannot be elected; should an
+		// operator make it a voter anyway, it still hands leadership away.
+		if (refuse || s.cfg.Shadow) && s.raft.State() == raft.Leader && time.Since(lastTransfer) > time.Second {
 			lastTransfer = time.Now()
-			s.log.Warn("refusing leadership: an alarm names this node; transferring leadership")
+			if s.cfg.Shadow {
+				s.log.Error("a shadow member must never lead (was it made a voter? remove it and rejoin it with -shadow); transferring leadership")
+			} else {
+				s.log.Warn("refusing leadership: an alarm names this node; transferring leadership")
+			}
 			if err := s.raft.LeadershipTransfer().Error(); err != nil {
 				s.log.Warn("leadership transfer failed; retrying", "error", err)
 			}
@@ -50,4 +65,18 @@ func (s *Server) runAlarmWatch() {
 		case <-tick.C:
 		}
 	}
+}
+
+// isVoter reports whether the Raft configuration makes this node a voter.
+func (s *Server) isVoter() bool {
+	f := s.raft.GetConfiguration()
+	if f.Error() != nil {
+		return false
+	}
+	for _, srv := range f.Configuration().Servers {
+		if string(srv.ID) == s.cfg.NodeID {
+			return srv.Suffrage == raft.Voter
+		}
+	}
+	return false
 }

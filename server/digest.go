@@ -312,6 +312,9 @@ type mismatch struct {
 // add records a member's digests.
 func (c *collector) add(member string, ds []api.Digest) {
 	m := c.members[member]
+	if m == nil {
+		return
+	}
 	for _, g := range ds {
 		r := c.reports[g.Index]
 		if r == nil {
@@ -481,9 +484,10 @@ func (s *Server) collectDigests() {
 			delete(c.members, id)
 		}
 	}
-	self := c.members[s.cfg.NodeID]
-	self.AppliedIndex, self.ApplyErrors = s.applied.load(), s.digests.applyErrors.Load()
-	c.add(s.cfg.NodeID, s.digests.since(self.after, 0))
+	if self := c.members[s.cfg.NodeID]; self != nil {
+		self.AppliedIndex, self.ApplyErrors = s.applied.load(), s.digests.applyErrors.Load()
+		c.add(s.cfg.NodeID, s.digests.since(self.after, 0))
+	}
 	c.mu.Unlock()
 
 	// Ask the others in parallel, without the lock.

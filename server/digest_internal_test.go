@@ -17,6 +17,7 @@ func TestCollector_NamesTheMemberThatDiffersFromTheQuorum(t *testing.T) {
 	c.add("n1", []api.Digest{{Index: 100, Digest: "a"}, {Index: 200, Digest: "b"}})
 	c.add("n2", []api.Digest{{Index: 100, Digest: "a"}, {Index: 200, Digest: "b"}})
 	c.add("n3", []api.Digest{{Index: 100, Digest: "a"}, {Index: 200, Digest: "X"}})
+	c.add("gone", []api.Digest{{Index: 200, Digest: "Z"}}) // removed from the configuration: ignored
 	found := c.compare(3, known, hclog.NewNullLogger())
 	if len(found) != 1 || found[0].member != "n3" || found[0].index != 200 || found[0].expected != "b" || len(found[0].agreeing) != 2 {
 		t.Fatalf("found %+v", found)

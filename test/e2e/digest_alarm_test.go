@@ -300,6 +300,27 @@ func Test_E2E_Shadow_NeverVotesNeverLeadsServesOnlyStaleReads(t *testing.T) {
 		waitReady(t, p, 30*time.Second)
 	}
 	writeKeys(t, procs[0], "after", 5)
+
+	// An operator makes the shadow a voter by mistake: it says so, and
+	// hands leadership away whenever it gets it.
+	voter := true
+	if code, err := postJSON(leaderOf(t, procs).url()+"/v1/cluster/members",
+		api.JoinRequest{ID: "shadow1", RaftAddr: shadow.raftAddr, HTTPAddr: shadow.httpAddr, Voter: &voter}, nil); err != nil || code != http.StatusOK {
+		t.Fatalf("promoting the shadow: %d %v", code, err)
+	}
+	postJSON(leaderOf(t, procs).url()+"/v1/cluster/transfer-leadership", api.TransferRequest{ID: "shadow1"}, nil)
+	all := append(append([]*proc(nil), procs...), shadow)
+	deadline = time.Now().Add(20 * time.Second)
+	for {
+		logb, _ := os.ReadFile(shadow.logPath)
+		if l := leaderOf(t, all); l != shadow && strings.Contains(string(logb), "this shadow member was made a voter") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the promoted shadow leads, or did not say it was made a voter")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }
 
 // BenchmarkE2E_DigestPerturbToAlarm measures the time from one member

@@ -43,9 +43,10 @@ type Config struct {
 	// shorter for short TTLs.
 	AttemptTimeout time.Duration
 	// HedgeAfter is how long an attempt of a call that does not block may
-	// go unanswered before the client asks the other nodes who leads and
-	// sends the same call there too, keeping whichever answer comes first
-	// (default 450ms: three heartbeats of the default Raft timing). Only
+	// go unanswered before the client asks the other nodes who leads and,
+	// when they name another node, sends the same call there too, keeping
+	// whichever answer comes first (default 450ms: three heartbeats of the
+	// default Raft timing). Only
 	// calls that are safe to repeat are hedged: reads, keepalives, and
 	// writes carrying an Idempotency-Key (every write of this client). A
 	// call whose budget is short hedges sooner: after a quarter of it.
@@ -78,6 +79,9 @@ type Client struct {
 	mu       sync.Mutex
 	closing  bool
 	sessions map[*Session]struct{}
+
+	dmu  sync.Mutex
+	disc *discovery // the round of discover in flight
 }
 
 type endpoint struct {
@@ -428,13 +432,18 @@ func (c *Client) hedgeDelay(ctx context.Context) time.Duration {
 // maxHedges bounds the extra attempts of one hedged call.
 const maxHedges = 3
 
+// hedgeViaFollower is how many hedge delays a call waits, while the other
+// nodes still name the silent node as leader, before it goes through one
+// of them.
+const hedgeViaFollower = 2
+
 // hedged sends rq to ep. When ep leaves it unanswered past the hedge delay
-// and rq is safe to repeat, it asks the other nodes who leads and sends rq
-// to the node they name too (or, if they still name ep, to one of them,
-// which forwards it); while nothing answers it asks again every hedge
-// delay and sends rq once more when the answer changed (a follower that
-// was still forwarding to the stalled leader has become the leader). The
-// first answer wins and the other attempts are cancelled. A call that
+// and rq is safe to repeat, it asks the other nodes who leads, and sends
+// rq to the node they name when that is another node; it asks again every
+// hedge delay, and sends rq once more when the answer changes. If they
+// keep naming ep for hedgeViaFollower delays, rq goes through one of them
+// (which forwards it). The first answer wins and the other attempts are
+// cancelled. A call that
 // blocks on purpose (a campaign's wait, a blocking read) is not hedged: its
 // silence is expected.
 func (c *Client) hedged(ctx context.Context, ep *endpoint, rq request) (*reply, error) {
@@ -470,6 +479,7 @@ func (c *Client) hedged(ctx context.Context, ep *endpoint, rq request) (*reply, 
 	hedge := make(chan found, 1)
 	var (
 		hedges      int
+		ticks       int
 		last        *endpoint
 		lastLeader  bool
 		discovering bool
@@ -477,10 +487,7 @@ func (c *Client) hedged(ctx context.Context, ep *endpoint, rq request) (*reply, 
 	for {
 		select {
 		case <-timer.C:
-			// ep is slow or stalled: avoid it for a while, find the
-			// leader through the others.
-			ep.suspectUntil.Store(time.Now().Add(c.cfg.BreakerOpenFor).UnixNano())
-			c.leader.CompareAndSwap(c.index(ep), -1)
+			ticks++
 			if !discovering && hedges < maxHedges {
 				discovering = true
 				wg.Add(1)
@@ -492,7 +499,19 @@ func (c *Client) hedged(ctx context.Context, ep *endpoint, rq request) (*reply, 
 			}
 		case f := <-hedge:
 			discovering = false
-			if f.ep != nil && (f.ep != last || f.leader && !lastLeader) {
+			// Move to the leader the others name when it is another node.
+			// While they still name ep (slow, not stalled: a loaded
+			// leader, or an election not over yet), a copy through a
+			// follower would only queue behind the first at the same
+			// leader: wait, and ask again; only after hedgeViaFollower
+			// delays does the call go through a follower (this client
+			// may be the one cut off from the leader).
+			switch {
+			case f.ep == nil:
+			case f.leader && (f.ep != last || !lastLeader), !f.leader && ticks >= hedgeViaFollower && last == nil:
+				// ep proved slow: avoid it for a while.
+				ep.suspectUntil.Store(time.Now().Add(c.cfg.BreakerOpenFor).UnixNano())
+				c.leader.CompareAndSwap(c.index(ep), -1)
 				run(f.ep)
 				hedges++
 				last, lastLeader = f.ep, f.leader
@@ -513,32 +532,98 @@ func (c *Client) hedged(ctx context.Context, ep *endpoint, rq request) (*reply, 
 // the first other endpoint that answered (it forwards to whoever leads, or
 // says there is no leader); nil when none answered within the given time.
 func (c *Client) discover(ctx context.Context, slow *endpoint, within time.Duration) (*endpoint, bool) {
+	// Concurrent calls hedging away from the same node share one round
+	// of questions.
+	c.dmu.Lock()
+	if d := c.disc; d != nil && d.slow == slow {
+		c.dmu.Unlock()
+		select {
+		case <-d.done:
+			return d.ep, d.leader
+		case <-ctx.Done():
+			return nil, false
+		}
+	}
+	d := &discovery{slow: slow, done: make(chan struct{})}
+	c.disc = d
+	c.dmu.Unlock()
+	// The round belongs to every call that shares it: it must not end
+	// with the call that started it (bounded by within; Close ends it).
+	if !c.background(func() {
+		d.ep, d.leader = c.askWhoLeads(c.life, slow, within)
+		c.dmu.Lock()
+		c.disc = nil
+		c.dmu.Unlock()
+		close(d.done)
+	}) {
+		c.dmu.Lock()
+		c.disc = nil
+		c.dmu.Unlock()
+		return nil, false // closing
+	}
+	select {
+	case <-d.done:
+		return d.ep, d.leader
+	case <-ctx.Done():
+		return nil, false
+	}
+}
+
+// discovery is a round of questions in flight, shared by the calls that
+// hedge away from the same node.
+type discovery struct {
+	slow   *endpoint
+	done   chan struct{}
+	ep     *endpoint
+	leader bool
+}
+
+// askWhoLeads is one round of discover.
+func (c *Client) askWhoLeads(ctx context.Context, slow *endpoint, within time.Duration) (*endpoint, bool) {
 	ctx, cancel := context.WithTimeout(ctx, within)
 	defer cancel()
 	type answer struct {
 		ep *endpoint
 		st *Status
 	}
+	// The questions outlive this call by up to within (bounded, and ended
+	// by Close): the answers that come after the leader was found still
+	// teach the client which node each endpoint is.
+	sctx, scancel := context.WithTimeout(c.life, within)
 	answers := make(chan answer, len(c.endpoints))
-	asked := 0
+	var asking []*endpoint
 	for _, ep := range c.endpoints {
-		if ep == slow || ep.breaker.State() == gobreaker.StateOpen {
-			continue
+		if ep != slow && ep.breaker.State() != gobreaker.StateOpen {
+			asking = append(asking, ep)
 		}
-		asked++
-		go func() {
-			var st Status
-			r, err := c.send(ctx, ep, http.MethodGet, "/v1/status", nil, nil)
-			if err != nil || r.decode(&st) != nil {
-				answers <- answer{ep, nil}
-				return
-			}
-			answers <- answer{ep, &st}
-		}()
+	}
+	if !c.background(func() {
+		var wg sync.WaitGroup
+		for _, ep := range asking {
+			wg.Go(func() {
+				var st Status
+				r, err := c.send(sctx, ep, http.MethodGet, "/v1/status", nil, nil)
+				if err != nil || r.decode(&st) != nil {
+					answers <- answer{ep, nil}
+					return
+				}
+				answers <- answer{ep, &st}
+			})
+		}
+		wg.Wait()
+		scancel()
+	}) {
+		scancel()
+		return nil, false // closing
 	}
 	var responsive *endpoint
-	for range asked {
-		a := <-answers
+	for range asking {
+		var a answer
+		select {
+		case a = <-answers:
+		case <-ctx.Done():
+			return responsive, false
+		}
 		if a.st == nil {
 			continue
 		}

@@ -146,26 +146,27 @@ func TestNew_AStalledEndpointDoesNotDelayLeaderDiscovery(t *testing.T) {
 	}
 }
 
-// A Session with a short TTL keeps its lease while its leader stalls for
-// several TTLs and the others elect a new one: its keepalives are hedged
-// to the new leader within the safe deadline. Before the fix one attempt
-// to the stalled leader outlasted the deadline and the session was lost.
+// A Session keeps its lease while its leader stalls for longer than the
+// TTL and the others elect a new one: its keepalives are hedged to the new
+// leader within the safe deadline. Before the fix one attempt to the
+// stalled leader outlasted the deadline and the session was lost.
 func TestSession_KeepsItsLeaseThroughAStalledLeader(t *testing.T) {
 	t.Parallel()
-	fc := newFakeCluster(t, 3, time.Second)
+	const ttl = 3 * time.Second // a first attempt to the stalled node would outlast the 1.7 s a keepalive has
+	fc := newFakeCluster(t, 3, ttl)
 	c := newClient(t, fc.endpoints())
 	ctx := ctxT(t, 60*time.Second)
-	s, err := client.NewSession(ctx, c, time.Second)
+	s, err := client.NewSession(ctx, c, ttl)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer s.Close(context.Background())
-	for i := range 3 { // each node leads in turn, then stalls for 2 TTLs
-		time.Sleep(700 * time.Millisecond)
+	for i := range 2 { // the leader stalls, the next node leads
+		time.Sleep(ttl / 2)
 		fc.nodes[i].stalled.Store(true)
 		time.Sleep(50 * time.Millisecond) // the others elect a new leader
 		fc.leader.Store(int32((i + 1) % 3))
-		time.Sleep(2 * time.Second)
+		time.Sleep(ttl + ttl/2)
 		fc.nodes[i].stalled.Store(false)
 		if err := s.Err(); err != nil {
 			t.Fatalf("stall %d: session lost: %v", i+1, err)

@@ -150,6 +150,9 @@ func (s *Session) run(ctx context.Context) {
 	interval := s.ttl / 3
 	next := time.NewTimer(interval)
 	defer next.Stop()
+	// Why the last keepalive did not extend the deadline, for the error
+	// that ends a session at its safe deadline.
+	var why string
 	for {
 		deadline := s.Deadline()
 		expire := time.NewTimer(time.Until(deadline))
@@ -158,7 +161,7 @@ func (s *Session) run(ctx context.Context) {
 			expire.Stop()
 			return
 		case <-expire.C:
-			s.end(fmt.Errorf("%w: no keepalive succeeded before the safe deadline %s", ErrLeaseLost, deadline.Format(time.RFC3339Nano)))
+			s.end(fmt.Errorf("%w: no keepalive succeeded before the safe deadline %s%s", ErrLeaseLost, deadline.Format(time.RFC3339Nano), why))
 			return
 		case <-next.C:
 		}
@@ -173,7 +176,10 @@ func (s *Session) run(ctx context.Context) {
 		case err == nil:
 			s.mu.Lock()
 			if d := sent.Add(l.Remaining() - s.drift); d.After(s.deadline) {
-				s.deadline = d
+				s.deadline, why = d, ""
+			} else {
+				why = fmt.Sprintf(" (the last keepalive, sent %s before its answer, left %s: no later deadline)",
+					time.Since(sent).Round(time.Millisecond), l.Remaining())
 			}
 			s.mu.Unlock()
 			next.Reset(interval)
@@ -185,6 +191,7 @@ func (s *Session) run(ctx context.Context) {
 		default:
 			// The deadline check at the top of the loop ends the session
 			// if nothing succeeds in time; try again soon.
+			why = fmt.Sprintf(" (last keepalive, sent %s before it failed: %v)", time.Since(sent).Round(time.Millisecond), err)
 			next.Reset(min(interval, 50*time.Millisecond))
 		}
 	}

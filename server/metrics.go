@@ -24,6 +24,9 @@ type nodeMetrics struct {
 	refusedCommands prometheus.Counter
 	// verifyRounds counts the quorum rounds keepalives waited for.
 	verifyRounds prometheus.Counter
+	// verifyBarriers counts the rounds confirmed by a committed entry
+	// because this process had just been paused.
+	verifyBarriers prometheus.Counter
 }
 
 func registerMetrics(reg *prometheus.Registry, s *Server) (*nodeMetrics, error) {
@@ -39,6 +42,8 @@ func registerMetrics(reg *prometheus.Registry, s *Server) (*nodeMetrics, error) 
 			"Commands this node refused to propose because they do not decode and validate as Apply would (a bug: see the error log)."),
 		verifyRounds: counter("coordd_leader_verify_rounds_total",
 			"Quorum rounds (Raft VerifyLeader) this node ran as leader to confirm its leadership before acknowledging keepalives; concurrent keepalives share one."),
+		verifyBarriers: counter("coordd_leader_verify_barriers_total",
+			"Leadership rounds for keepalives that this node, just after a pause of its process, confirmed with a committed entry (a Raft barrier) as well."),
 		handoff: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "coordd_election_handoff_seconds",
 			Help:    "On the leader: from proposing a resign, revoke, expiry or promote to the next holder being in place (one Raft commit).",
@@ -64,7 +69,7 @@ func registerMetrics(reg *prometheus.Registry, s *Server) (*nodeMetrics, error) 
 	}
 	cs := []prometheus.Collector{
 		m.applyDuration, m.leaderChanges, m.barrierLatency, m.leasesGranted, m.leasesExpired, m.keepalives,
-		m.holderChanges, m.handoff, m.refusedCommands, m.verifyRounds,
+		m.holderChanges, m.handoff, m.refusedCommands, m.verifyRounds, m.verifyBarriers,
 		gauge("coordd_leases", "Leases in the replicated state.", func() float64 { return float64(s.fsm.State().LeaseCount()) }),
 		gauge("coordd_elections", "Elections and locks with a holder or a candidate.", func() float64 {
 			return float64(s.fsm.State().ElectionCount())

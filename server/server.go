@@ -83,6 +83,8 @@ type Server struct {
 	leaders *leaderView
 	// verify coalesces the leadership rounds of keepalives (verify.go).
 	verify *verifyGroup
+	// pauses notices pauses of this process (verify.go).
+	pauses *pauseWatch
 
 	// wall is this node's wall clock (shifted by -unsafe-clock-offset);
 	// stamps is the replicated clock it runs while it leads (clock.go);
@@ -321,6 +323,7 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 
 	s.leaders = newLeaderView(s.httpAddrOf)
 	s.verify = newVerifyGroup(s.verifyLeadership, verifyGap, s.metrics.verifyRounds.Inc)
+	s.pauses = newPauseWatch(s.cfg.HeartbeatTimeout)
 	hapi := httpapi.New(s, httpapi.Options{
 		LeaderWait:        s.cfg.ElectionTimeout + s.cfg.HeartbeatTimeout,
 		ForwardGrace:      s.cfg.HeartbeatTimeout,
@@ -365,6 +368,11 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	go func() {
 		defer s.wg.Done()
 		s.runLeaderView()
+	}()
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		s.pauses.run(s.stop)
 	}()
 	go func() {
 		defer s.wg.Done()

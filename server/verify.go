@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -25,12 +26,18 @@ type verifyGroup struct {
 	verify func() error // one quorum round
 	gap    time.Duration
 	rounds func() // counts a round (a metric); may be nil
+	// maxInFlight bounds the rounds that run at once.
+	maxInFlight int
 
 	mu        sync.Mutex
 	next      *verifyRound // the round the next caller joins; nil: none yet
 	running   bool         // a goroutine runs rounds
+	inFlight  int          // rounds started and not finished
 	lastStart time.Time
 }
+
+// maxVerifyInFlight bounds the rounds of one group that run at once.
+const maxVerifyInFlight = 4
 
 type verifyRound struct {
 	done    chan struct{}
@@ -39,7 +46,7 @@ type verifyRound struct {
 }
 
 func newVerifyGroup(verify func() error, gap time.Duration, rounds func()) *verifyGroup {
-	return &verifyGroup{verify: verify, gap: gap, rounds: rounds}
+	return &verifyGroup{verify: verify, gap: gap, rounds: rounds, maxInFlight: maxVerifyInFlight}
 }
 
 // wait returns the result of a round that started after the call: nil if
@@ -65,7 +72,9 @@ func (g *verifyGroup) wait(ctx context.Context) error {
 	}
 }
 
-// run starts rounds while callers wait for one, then ends.
+// run starts rounds while callers wait for one, then ends. Rounds may
+// overlap (up to maxInFlight), so that a slow round does not delay
+// the next by more than the gap.
 func (g *verifyGroup) run() {
 	for {
 		g.mu.Lock()
@@ -75,21 +84,27 @@ func (g *verifyGroup) run() {
 			g.mu.Unlock()
 			return
 		}
-		if d := time.Until(g.lastStart.Add(g.gap)); d > 0 {
+		if d := time.Until(g.lastStart.Add(g.gap)); d > 0 || g.inFlight >= g.maxInFlight {
 			g.mu.Unlock()
-			time.Sleep(d)
+			time.Sleep(max(d, time.Millisecond))
 			continue
 		}
 		// Whoever joined r did so before this point: r starts after all
 		// of them arrived. Later callers make a new round.
 		g.next = nil
 		g.lastStart = time.Now()
+		g.inFlight++
 		g.mu.Unlock()
 		if g.rounds != nil {
 			g.rounds()
 		}
-		r.err = g.verify()
-		close(r.done)
+		go func() {
+			r.err = g.verify()
+			close(r.done)
+			g.mu.Lock()
+			g.inFlight--
+			g.mu.Unlock()
+		}()
 	}
 }
 
@@ -97,7 +112,17 @@ func (g *verifyGroup) run() {
 // confirms that this node still leads, in the same term as when the round
 // began (a node that stepped down and was elected again meanwhile may hold
 // a lessor view that missed renewals made by the leader in between).
+//
+// Raft's VerifyLeader counts every heartbeat answer that arrives after it
+// was called, even one to a heartbeat sent before: a leader paused while a
+// heartbeat was in flight finds, when it resumes, an answer given before
+// the others elected a new leader, and could count it. So a round that
+// began within pauseSuspectFor of a pause of this process (or while one may
+// not have been noticed yet) confirms leadership with a committed entry
+// too (a Raft barrier): only followers that accept this term after it was
+// written can commit it.
 func (s *Server) verifyLeadership() error {
+	start := s.pauses.now()
 	term := s.raft.CurrentTerm()
 	if s.raft.State() != raft.Leader {
 		return ErrNotLeader
@@ -105,8 +130,76 @@ func (s *Server) verifyLeadership() error {
 	if err := s.raft.VerifyLeader().Error(); err != nil {
 		return fmt.Errorf("%w: leadership not confirmed by a quorum: %v", ErrNotLeader, err)
 	}
+	if s.pauses.suspect(start) {
+		s.metrics.verifyBarriers.Inc()
+		if err := s.raft.Barrier(raftTimeout).Error(); err != nil {
+			return fmt.Errorf("%w: leadership not confirmed by a committed entry after a pause: %v", ErrNotLeader, err)
+		}
+	}
 	if s.raft.State() != raft.Leader || s.raft.CurrentTerm() != term {
 		return fmt.Errorf("%w: leadership changed while it was confirmed", ErrNotLeader)
 	}
 	return nil
+}
+
+// pauseSuspectFor is how long after a pause of this process a leadership
+// round is not trusted on heartbeats alone.
+const pauseSuspectFor = time.Second
+
+// pauseWatch notices when this process did not run for a while (SIGSTOP, a
+// long GC or swap pause, a frozen VM, CPU starvation): a goroutine ticks
+// every pauseTick, and a tick later than threshold after the one before
+// marks a pause that ended then. The server's threshold is the heartbeat
+// timeout: the others cannot have elected a new leader during a shorter
+// pause (they wait at least that long without hearing from the leader).
+type pauseWatch struct {
+	threshold time.Duration
+	origin    time.Time
+	lastTick  atomic.Int64 // since origin
+	lastPause atomic.Int64 // end of the last pause, since origin (0: none)
+}
+
+const pauseTick = 10 * time.Millisecond
+
+func newPauseWatch(threshold time.Duration) *pauseWatch {
+	return &pauseWatch{threshold: max(threshold, 5*pauseTick), origin: time.Now()}
+}
+
+// now reads the watch's monotonic clock.
+func (w *pauseWatch) now() int64 { return int64(time.Since(w.origin)) }
+
+// tick records one tick at now.
+func (w *pauseWatch) tick(now int64) {
+	if last := w.lastTick.Load(); last != 0 && time.Duration(now-last) > w.threshold {
+		w.lastPause.Store(now)
+	}
+	w.lastTick.Store(now)
+}
+
+// run ticks until stop is closed.
+func (w *pauseWatch) run(stop <-chan struct{}) {
+	t := time.NewTicker(pauseTick)
+	defer t.Stop()
+	w.tick(w.now())
+	for {
+		select {
+		case <-stop:
+			return
+		case <-t.C:
+			w.tick(w.now())
+		}
+	}
+}
+
+// suspect reports whether a round that started at start may have counted
+// an answer given before a pause: a pause ended less than pauseSuspectFor
+// before it, or the watch has not ticked for longer than the threshold (a
+// pause that is not noticed yet).
+func (w *pauseWatch) suspect(start int64) bool {
+	now := w.now()
+	if last := w.lastTick.Load(); last == 0 || time.Duration(now-last) > w.threshold {
+		return true
+	}
+	p := w.lastPause.Load()
+	return p != 0 && time.Duration(start-p) < pauseSuspectFor
 }

@@ -48,6 +48,7 @@ func Test_VerifyGroup_AKeepaliveWaitsForARoundThatStartedAfterIt(t *testing.T) {
 	f := &fakeRounds{release: make(chan error)}
 	var rounds atomic.Int32
 	g := newVerifyGroup(f.verify, time.Millisecond, func() { rounds.Add(1) })
+	g.maxInFlight = 1 // round 2 waits for round 1: its callers are counted first
 	ctx := context.Background()
 
 	first := make(chan error, 1)
@@ -111,4 +112,64 @@ func Test_VerifyGroup_AKeepaliveWaitsForARoundThatStartedAfterIt(t *testing.T) {
 		defer g.mu.Unlock()
 		return !g.running
 	})
+}
+
+// Test_VerifyGroup_ASlowRoundDoesNotHoldBackTheNext: rounds overlap, so a
+// caller that arrives during a slow round is answered by the next one,
+// which starts a gap later, not when the slow one ends.
+func Test_VerifyGroup_ASlowRoundDoesNotHoldBackTheNext(t *testing.T) {
+	f := &fakeRounds{release: make(chan error, 2)}
+	g := newVerifyGroup(f.verify, time.Millisecond, nil)
+	ctx := context.Background()
+	first := make(chan error, 1)
+	go func() { first <- g.wait(ctx) }()
+	waitFor(t, "round 1 to start", func() bool { return f.started() == 1 })
+	second := make(chan error, 1)
+	go func() { second <- g.wait(ctx) }()
+	waitFor(t, "round 2 to start while round 1 runs", func() bool { return f.started() == 2 })
+	f.release <- nil // whichever round takes it
+	f.release <- nil
+	if err := <-first; err != nil {
+		t.Fatal(err)
+	}
+	if err := <-second; err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Test_PauseWatch_SuspectsRoundsRightAfterAPause: a round is suspect when
+// it began less than pauseSuspectFor after a pause ended, or while the
+// watch has not ticked for longer than the threshold (the pause is not
+// noticed yet); not otherwise.
+func Test_PauseWatch_SuspectsRoundsRightAfterAPause(t *testing.T) {
+	w := newPauseWatch(100 * time.Millisecond)
+	ms := func(n int) int64 { return int64(time.Duration(n) * time.Millisecond) }
+	// Simulated ticks: the watch's own clock is only read by suspect.
+	w.origin = time.Now().Add(-time.Hour)
+	base := w.now()
+	if !w.suspect(base) {
+		t.Error("a watch that never ticked trusts a round")
+	}
+	for i := range 10 {
+		w.tick(base + ms(10*i))
+	}
+	// Ticking regularly: nothing suspect, once it keeps up with now.
+	w.tick(w.now())
+	if w.suspect(w.now()) {
+		t.Error("a round without a pause is suspect")
+	}
+	// A pause: the next tick comes 5 s late.
+	now := w.now()
+	w.lastTick.Store(now - ms(5000))
+	if !w.suspect(now) {
+		t.Error("a round while the pause is not noticed yet is trusted")
+	}
+	w.tick(now)
+	if !w.suspect(now + ms(10)) {
+		t.Error("a round right after a pause is trusted")
+	}
+	w.lastPause.Store(now - int64(2*pauseSuspectFor))
+	if w.suspect(now) {
+		t.Error("a round long after a pause is suspect")
+	}
 }

@@ -223,7 +223,11 @@ func leaderFaultTrial(e *env, cl *cluster, f leaderFault) (lost []int, unnoticed
 		if s.s.Err() != nil {
 			lost[s.ttl]++
 			if why == "" {
-				why = fmt.Sprintf(" (first loss, %s into the fault: %v)", s.lostAt.Sub(faultAt).Round(time.Millisecond), s.s.Err())
+				at := s.lostAt
+				if at.IsZero() { // Done closed a moment ago: at its safe deadline
+					at = s.s.Deadline()
+				}
+				why = fmt.Sprintf(" (first loss, %s into the fault: %v)", at.Sub(faultAt).Round(time.Millisecond), s.s.Err())
 			}
 			continue
 		}

@@ -218,6 +218,12 @@ func Test_E2E_ResumedDeposedLeader_NeverAcknowledgesAKeepalive(t *testing.T) {
 		wg.Wait()
 		for _, a := range answers {
 			if a.status == http.StatusOK && a.servedBy == old.id {
+				// Legitimate only if it has been elected again since
+				// (a busy machine may hold an election at any time).
+				if st, err := getStatus(old); err == nil && st.State == "Leader" {
+					t.Logf("round %d: %s leads again: its 200 may come from its new term", round, old.id)
+					continue
+				}
 				t.Errorf("round %d: the resumed deposed leader %s acknowledged a keepalive itself: %+v (all: %+v)", round, old.id, a, answers)
 			}
 		}

@@ -247,3 +247,23 @@ func retry(ctx context.Context, f func() bool) bool {
 		}
 	}
 }
+
+// runClients runs n clients at once, client(i) for i in [0, n), and
+// returns the sum of what they return (the operations they recorded).
+func runClients(n int, client func(i int) int) int {
+	var wg sync.WaitGroup
+	counts := make([]int, n)
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			counts[i] = client(i)
+		}()
+	}
+	wg.Wait()
+	total := 0
+	for _, c := range counts {
+		total += c
+	}
+	return total
+}

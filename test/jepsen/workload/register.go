@@ -79,20 +79,9 @@ func (w *register) Run(ctx context.Context, env Env) error {
 	w.mu.Unlock()
 	c := newHTTPClient()
 	defer c.CloseIdleConnections()
-	var wg sync.WaitGroup
-	counts := make([]int, registerClients)
-	for i := range registerClients {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			counts[i] = w.client(ctx, env, c, registerProcessBase+i, newRNG(env.Seed, uint64(100+i)))
-		}()
-	}
-	wg.Wait()
-	total := 0
-	for _, n := range counts {
-		total += n
-	}
+	total := runClients(registerClients, func(i int) int {
+		return w.client(ctx, env, c, registerProcessBase+i, newRNG(env.Seed, uint64(100+i)))
+	})
 	w.mu.Lock()
 	used := len(w.used)
 	w.mu.Unlock()

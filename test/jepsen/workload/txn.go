@@ -88,20 +88,9 @@ func (w *txnWorkload) Run(ctx context.Context, env Env) error {
 	w.mu.Unlock()
 	c := newHTTPClient()
 	defer c.CloseIdleConnections()
-	var wg sync.WaitGroup
-	counts := make([]int, txnClients)
-	for i := range txnClients {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			counts[i] = w.client(ctx, env, c, txnProcessBase+i, newRNG(env.Seed, uint64(300+i)))
-		}()
-	}
-	wg.Wait()
-	total := 0
-	for _, n := range counts {
-		total += n
-	}
+	total := runClients(txnClients, func(i int) int {
+		return w.client(ctx, env, c, txnProcessBase+i, newRNG(env.Seed, uint64(300+i)))
+	})
 	env.logf("txn: %d transactions by %d clients on groups of %d keys", total, txnClients, txnKeys)
 	return nil
 }

@@ -267,3 +267,15 @@ func runClients(n int, client func(i int) int) int {
 	}
 	return total
 }
+
+// thinkAfter sleeps a little after op, and reports false if ctx ended. A
+// little think time keeps the per-key histories within what porcupine
+// checks quickly; a little more while the cluster has no leader or the
+// node is down.
+func thinkAfter(ctx context.Context, g *rng, op history.Op) bool {
+	think := g.duration(0, 5*time.Millisecond)
+	if op.Status == history.StatusFail && (notDone[op.Error] || op.Error == "connection_refused") {
+		think += 50 * time.Millisecond
+	}
+	return sleep(ctx, think)
+}

@@ -161,14 +161,7 @@ func (w *register) client(ctx context.Context, env Env, c *http.Client, p int, g
 			seen[key] = 0
 		}
 		env.record(op)
-		// A little think time keeps the per-key histories within what
-		// porcupine checks quickly; a little more while the cluster has
-		// no leader or the node is down.
-		think := g.duration(0, 5*time.Millisecond)
-		if op.Status == history.StatusFail && (notDone[op.Error] || op.Error == "connection_refused") {
-			think += 50 * time.Millisecond
-		}
-		if !sleep(ctx, think) {
+		if !thinkAfter(ctx, g, op) {
 			n++
 			break
 		}

@@ -40,7 +40,9 @@ import (
 // history is linearizable with ops that are atomic: a read sees either all
 // or none of a write's keys, a cas's branch is consistent with one state.
 // Writes of unknown outcome may take effect at any point after their call,
-// or never. Groups change every txnGeneration to keep each search short.
+// or never. Groups change every txnGeneration, or sooner after txnGroupOps
+// ops (a fast, idle machine), to keep each search short: a group of 475 ops
+// left porcupine's search undecided.
 
 // KindTxn is the history kind of the txn workload's ops.
 const KindTxn history.Kind = "txn"
@@ -50,6 +52,7 @@ const (
 	txnKeys       = 3
 	txnMaxOps     = 2000
 	txnGeneration = 3 * time.Second
+	txnGroupOps   = 150
 	txnPrefix     = "jepsen/txn/g"
 	// txnProcessBase is the first process id of the txn clients.
 	txnProcessBase = 3000
@@ -59,6 +62,11 @@ type txnWorkload struct {
 	mu    sync.Mutex
 	start time.Time
 	used  map[string]bool
+	// gen is the current group's number, since when it is used, and how
+	// many ops it has had.
+	gen      int
+	genStart time.Time
+	genOps   int
 }
 
 // Txn returns the transaction workload (see above).
@@ -72,7 +80,14 @@ func (w *txnWorkload) LeaseTTL() time.Duration { return 0 }
 func (w *txnWorkload) group() string {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	g := fmt.Sprintf("%s%d", txnPrefix, int(time.Since(w.start)/txnGeneration))
+	if w.genStart.IsZero() {
+		w.genStart = w.start
+	}
+	if w.genOps >= txnGroupOps || time.Since(w.genStart) >= txnGeneration {
+		w.gen, w.genStart, w.genOps = w.gen+1, time.Now(), 0
+	}
+	w.genOps++
+	g := fmt.Sprintf("%s%d", txnPrefix, w.gen)
 	w.used[g] = true
 	return g
 }
@@ -169,11 +184,10 @@ func (w *txnWorkload) client(ctx context.Context, env Env, c *http.Client, p int
 			}
 		}
 		env.record(op)
-		think := g.duration(0, 5*time.Millisecond)
-		if op.Status == history.StatusFail && (notDone[op.Error] || op.Error == "connection_refused") {
-			think += 50 * time.Millisecond
-		}
-		if !sleep(ctx, think) {
+		// More think time than the register's: a txn group's search grows
+		// with its concurrent writes of unknown outcome, and on an idle
+		// machine 4 clients without it left groups of 77 ops undecided.
+		if !thinkAfter(ctx, g, op) || !sleep(ctx, g.duration(50*time.Millisecond, 100*time.Millisecond)) {
 			n++
 			break
 		}

@@ -109,7 +109,7 @@ type config struct {
 }
 
 // modes in the order of the standard set.
-var modeNames = []string{"acquire", "acquire-new", "keepalive", "handoff", "holder-crash", "leader-kill", "recovery"}
+var modeNames = []string{"acquire", "acquire-new", "keepalive", "handoff", "holder-crash", "leader-kill", "recovery", "idle"}
 
 // extraModes run only when asked for by name (they take long).
 var extraModes = []string{"leader-faults"}
@@ -141,7 +141,7 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	var faults string
 	fs.StringVar(&faults, "faults", "", "leader-faults: only these faults, comma-separated (stall-5s, stall-60s, isolate-5s, kill; default all)")
 	fs.IntVar(&c.writers, "writers", 16, "leader-kill: concurrent writers")
-	fs.DurationVar(&c.idle, "idle", 20*time.Second, "leader-kill: idle time watched for spurious elections")
+	fs.DurationVar(&c.idle, "idle", 20*time.Second, "leader-kill: idle time watched for spurious elections; idle: the measured window")
 	fs.IntVar(&c.stateMiB, "state-mib", 64, "recovery: MiB of KV state to load")
 	fs.IntVar(&c.valueKiB, "value-kib", 4, "recovery: KiB per KV value")
 	fs.BoolVar(&c.json, "json", false, "print JSON lines on stdout (the table then goes to stderr)")

@@ -60,6 +60,8 @@ func modeByName(name string) mode {
 		return mode{name: name, ownsClusters: true, run: runRecovery}
 	case "leader-faults":
 		return mode{name: name, ownsClusters: true, run: runLeaderFaults}
+	case "idle":
+		return mode{name: name, ownsClusters: true, run: runIdle}
 	}
 	panic("coordbench: unknown mode " + name)
 }

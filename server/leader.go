@@ -9,9 +9,15 @@ import (
 	"github.com/coordd/coordd/fsm"
 )
 
+// leaderWatchTick is how often runLeaderWatch looks at Raft's state
+// without an observation: only observations dropped from a full channel
+// need it.
+const leaderWatchTick = 500 * time.Millisecond
+
 // runLeaderWatch follows Raft's observations (not LeaderCh, which may drop
 // signals) and starts or stops the leader's duties. Observations can be
-// dropped too when the channel is full, so a slow tick reconciles as well.
+// dropped too when the channel is full, so a slow tick (leaderWatchTick)
+// reconciles as well.
 func (s *Server) runLeaderWatch() {
 	obsCh := make(chan raft.Observation, 64)
 	obs := raft.NewObserver(obsCh, false, func(o *raft.Observation) bool {
@@ -24,7 +30,7 @@ func (s *Server) runLeaderWatch() {
 	s.raft.RegisterObserver(obs)
 	defer s.raft.DeregisterObserver(obs)
 
-	tick := time.NewTicker(100 * time.Millisecond)
+	tick := time.NewTicker(leaderWatchTick)
 	defer tick.Stop()
 
 	var (
@@ -38,6 +44,7 @@ func (s *Server) runLeaderWatch() {
 			cancelDuties()
 			<-dutiesDone
 			cancelDuties, dutiesDone = nil, nil
+			s.pauses.setActive(false)
 		}
 	}
 	defer stopDuties()
@@ -64,6 +71,9 @@ func (s *Server) runLeaderWatch() {
 		leading := s.raft.State() == raft.Leader
 		switch {
 		case leading && cancelDuties == nil:
+			// Pauses matter from now on (verify.go), before the
+			// barrier that makes this leader ready.
+			s.pauses.setActive(true)
 			ctx, cancel := context.WithCancel(context.Background())
 			cancelDuties, dutiesDone = cancel, make(chan struct{})
 			go func(done chan struct{}) {

@@ -65,6 +65,9 @@ type Server struct {
 	// restoreKick wakes the leader's duties to finish an installed
 	// restore at once (finishPendingRestore).
 	restoreKick chan struct{}
+	// leaseKick wakes the leader's lease duties after an applied command
+	// (leases.go).
+	leaseKick chan struct{}
 
 	// lessor is the leader's lease clock; leaseMu orders lease commands
 	// applied by the FSM against its promotion.
@@ -129,7 +132,7 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, log: cfg.Logger, applied: newIndexWaiter(), stop: make(chan struct{}), restoreKick: make(chan struct{}, 1)}
+	s := &Server{cfg: cfg, log: cfg.Logger, applied: newIndexWaiter(), stop: make(chan struct{}), restoreKick: make(chan struct{}, 1), leaseKick: make(chan struct{}, 1)}
 	s.fsm = fsm.New()
 	offset := cfg.UnsafeClockOffset
 	s.wall = func() time.Time { return time.Now().Add(offset) }

@@ -139,13 +139,15 @@ bench-e2e:
 	$(GO) test -run '^$$' -bench 'E2E_ClientFailover' -benchtime 5x -timeout 20m ./test/e2e/
 
 # STALL_SECONDS lists the stalls of make bench-stall (5,60 adds a minute);
-# STALL_TRIALS is the number of trials of each.
+# STALL_TRIALS is the number of trials of each; STALL_FAULTS the faults
+# of the leader: stop (SIGSTOP) and isolate (cut from its peers).
 STALL_SECONDS ?= 5
 STALL_TRIALS  ?= 20
+STALL_FAULTS  ?= stop,isolate
 
-## bench-stall: a 3-node cluster with the default Raft timing, its leader SIGSTOPped for STALL_SECONDS (5; STALL_SECONDS=5,60 adds a minute-long stall) STALL_TRIALS times (20); 50 ms into each stall GET, PUT, single and batched keepalive, lock and campaign with and without wait go to both other nodes: median and max time to their answer (COORDD_E2E_BIN=path measures another build; not part of make test)
+## bench-stall: a 3-node cluster with the default Raft timing (Raft through loopback proxies), its leader SIGSTOPped, then isolated from its peers (STALL_FAULTS=stop,isolate), for STALL_SECONDS (5; STALL_SECONDS=5,60 adds a minute-long fault) STALL_TRIALS times (20) each; 50 ms into each fault GET, PUT, single and batched keepalive, lock and campaign with and without wait go to both other nodes: median and max time to their answer (COORDD_E2E_BIN=path measures another build; not part of make test)
 bench-stall:
-	COORDD_STALL_BENCH=1 COORDD_STALL_SECONDS=$(STALL_SECONDS) COORDD_STALL_TRIALS=$(STALL_TRIALS) $(GO) test -count=1 -timeout 90m -run 'TestStallBench' -v ./test/e2e/
+	COORDD_STALL_BENCH=1 COORDD_STALL_SECONDS=$(STALL_SECONDS) COORDD_STALL_TRIALS=$(STALL_TRIALS) COORDD_STALL_FAULTS=$(STALL_FAULTS) $(GO) test -count=1 -timeout 90m -run 'TestStallBench' -v ./test/e2e/
 
 ## bench-txn: transactions (3 compares + 3 puts) vs plain puts on a 3-node in-process cluster, 1/16/64 clients, at the leader and through every node: ops/s, p50/p99/max (about 2 minutes; not part of make test)
 bench-txn:

@@ -69,7 +69,7 @@
 // does not replace: see goals in report.go; they hold at the default
 // parameters only), whether the median meets it (met / MISSED), and at the
 // end how many goals were met, missed or not measured. In the standard set
-// a goal whose mode did not run is listed as not measured.
+// a goal whose mode did not run is listed as not measured (not with -quick).
 //
 // Without -own-cluster the modes that need a cluster use -endpoints (by
 // default `make run`'s: http://127.0.0.1:7101,7102,7103); leader-kill and

@@ -61,6 +61,9 @@ func modeByName(name string) mode {
 	case "leader-faults":
 		return mode{name: name, ownsClusters: true, run: runLeaderFaults}
 	}
+	if m, ok := scaleModeByName(name); ok {
+		return m
+	}
 	panic("coordbench: unknown mode " + name)
 }
 
@@ -75,6 +78,9 @@ type step struct {
 // -hold-leases (100,000; 5,000 in -quick) for -hold-runs runs, to show
 // that many are held.
 func plan(cfg *config) []step {
+	if cfg.mode == "scale" {
+		return scaleSteps(cfg)
+	}
 	if cfg.mode != "standard" {
 		return []step{{modeByName(cfg.mode), *cfg}}
 	}

@@ -36,12 +36,13 @@
 //	              isolation from its peers for 5 s, a SIGKILL — with 20 Sessions of TTL 3 s and 20
 //	              of TTL 1 s open through one client: sessions lost per fault and TTL. Not in the
 //	              standard set (make bench-sessions runs 20 trials).
-//	standard      all of the above; keepalive twice: with -leases (10,000), and with
-//	              -hold-leases (100,000) for -hold-runs (1) run(s).
+//	standard      all of the above, then watchers and big-expiry (below); keepalive twice:
+//	              with -leases (10,000), and with -hold-leases (100,000) for -hold-runs (1) run(s).
 //
 // Scale modes (scale_*.go; each on its own cluster whose nodes run with
 // -rate-limit 0, -max-watchers above the total and -max-leases-per-token -1;
-// not in the standard set; -mode scale runs the three, make bench-scale):
+// watchers and big-expiry are in the standard set (about 30 s a run each),
+// million is not; -mode scale runs the three, make bench-scale):
 //
 //	million       -hold-leases leases (1,000,000 unless given) of -ttl (10s) granted by 256
 //	              callers and kept alive in batches of 10,000 every TTL/3, held for -hold:
@@ -132,10 +133,10 @@ type config struct {
 }
 
 // modes in the order of the standard set.
-var modeNames = []string{"acquire", "acquire-new", "keepalive", "handoff", "holder-crash", "leader-kill", "recovery"}
+var modeNames = []string{"acquire", "acquire-new", "keepalive", "handoff", "holder-crash", "leader-kill", "recovery", "watchers", "big-expiry"}
 
 // extraModes run only when asked for by name (they take long).
-var extraModes = append([]string{"leader-faults", "scale"}, scaleModeNames...)
+var extraModes = []string{"leader-faults", "million", "scale"}
 
 func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	c := &config{}

@@ -25,7 +25,8 @@ import (
 // requests started from the trigger (keepalives stopped, or revoke sent)
 // to 2 s after the release was seen (max_stall_ms; the goal is ≤ 50 ms),
 // its p99, the longest gap between probe answers in that window, the
-// probe's longest latency in the 2 s before the trigger (baseline), and
+// probe's longest latency among the requests started and answered in the
+// 2 s before the trigger (baseline), and
 // the time to release; max_stall_ms is the worse of the two variants.
 func runBigExpiry(e *env, run int) (Result, error) {
 	sc := e.cfg.scale
@@ -260,7 +261,7 @@ func bigRelease(e *env, run int, variant, leaderURL string, c, pc *client.Client
 			if op.err {
 				v.errors++
 			}
-		case op.start.Before(trigger) && !op.start.Before(trigger.Add(-2*time.Second)):
+		case op.end.Before(trigger) && !op.start.Before(trigger.Add(-2*time.Second)):
 			base = append(base, d)
 		}
 	}

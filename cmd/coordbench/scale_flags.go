@@ -16,9 +16,6 @@ import (
 // limit, watcher cap, leases per token). The unique-name churn figure is
 // `make bench-churn`'s (issue 16), not rebuilt here.
 
-// scaleModeNames are the scale modes; plan.go asks scaleModeByName.
-var scaleModeNames = []string{"million", "watchers", "big-expiry"}
-
 // scaleConfig holds the flags of the scale modes.
 type scaleConfig struct {
 	holdLeasesSet bool          // -hold-leases given: million holds that many
@@ -114,33 +111,10 @@ func (s *scaleConfig) validate() error {
 	return nil
 }
 
-// scaleModeByName returns a scale mode.
-func scaleModeByName(name string) (mode, bool) {
-	switch name {
-	case "million":
-		return mode{name: name, ownsClusters: true, run: runMillion}, true
-	case "watchers":
-		return mode{name: name, ownsClusters: true, run: runWatchers}, true
-	case "big-expiry":
-		return mode{name: name, ownsClusters: true, run: runBigExpiry}, true
-	}
-	return mode{}, false
-}
-
 // scaleNodeFlags lift the limits one loopback client (one IP, no token)
 // would hit: the per-client rate limit, the watcher cap and the leases per
 // token. -node-flags given by the user come after them and win.
 func scaleNodeFlags(watchers int) []string {
 	return []string{"-rate-limit", "0", "-max-watchers", strconv.Itoa(max(watchers+1000, 10000)),
 		"-max-leases-per-token", "-1"}
-}
-
-// scaleSteps are the steps of -mode scale: every scale mode.
-func scaleSteps(cfg *config) []step {
-	var steps []step
-	for _, name := range scaleModeNames {
-		m, _ := scaleModeByName(name)
-		steps = append(steps, step{m, *cfg})
-	}
-	return steps
 }

@@ -369,7 +369,6 @@ func runWatchers(e *env, run int) (Result, error) {
 		Figure{Key: "write_errors", Unit: "count", Value: float64(writeErrs.Load())},
 	)
 	return Result{Workload: fmt.Sprintf("watchers blocking=%d sse=%d node=%s", sc.watchers, sc.streams, sc.watchNode), Run: run, Figures: figs,
-		GoalSet: goalSetIf(sc.watchers == 10000 && sc.streams == 1000, "watchers"),
 		Params: map[string]any{"watchers": sc.watchers, "streams": sc.streams, "keys": sc.watchKeys, "write_rate": sc.writeRate,
 			"window_s": sc.watchFor.Seconds(), "node": sc.watchNode}}, nil
 }

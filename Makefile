@@ -7,7 +7,7 @@ BIN       := bin
 GOBUILD   = $(GO) build -buildvcs=auto
 TEST_TIMEOUT ?= 14m
 
-.PHONY: all build run run-tls test test-tools test-docs test-e2e test-crash test-ui test-alerts jepsen jepsen-long jepsen-disk bench-e2e bench-recovery bench-stall bench-churn bench bench-quick bench-micro fuzz vet fmt clean bench-txn test-digests bench-digests bench-sessions
+.PHONY: all build run run-tls test test-tools test-docs test-e2e test-crash test-ui test-alerts jepsen jepsen-long jepsen-disk bench-e2e bench-recovery bench-stall bench-churn bench bench-quick bench-micro fuzz vet fmt clean bench-txn test-digests bench-digests bench-sessions bench-scale
 
 all: build
 
@@ -166,6 +166,11 @@ BENCH_FLAGS ?=
 bench: build
 	$(GOBUILD) -o $(BIN)/coordbench ./cmd/coordbench
 	$(BIN)/coordbench -mode standard -own-cluster -coordd $(BIN)/coordd -runs 3 -hold-runs 3 -idle 10s $(BENCH_FLAGS)
+
+## bench-scale: coordbench's million mode, one run on a fresh loopback cluster of ./bin/coordd: 1,000,000 leases held with batched keepalives (memory per lease, keepalive CPU, snapshot and backup size and time, restart-to-ready of a follower, unintended expiries: goal 0) (about 15 minutes on 2 cores; not part of make bench, which runs the other scale modes, watchers and big-expiry)
+bench-scale: build
+	$(GOBUILD) -o $(BIN)/coordbench ./cmd/coordbench
+	$(BIN)/coordbench -mode million -coordd $(BIN)/coordd -runs 1 $(BENCH_FLAGS)
 
 ## bench-churn: 1,000 unique lock names a second for 10 minutes on one in-process node: state entries, heap and snapshot size at 1, 5 and 10 minutes stay flat (COORDD_BENCH_CHURN_DURATION shortens it; not part of make test)
 bench-churn:

@@ -69,7 +69,7 @@
 // does not replace: see goals in report.go; they hold at the default
 // parameters only), whether the median meets it (met / MISSED), and at the
 // end how many goals were met, missed or not measured. In the standard set
-// a goal whose mode did not run is listed as not measured.
+// a goal whose mode did not run is listed as not measured (not with -quick).
 //
 // Scale modes (scale_*.go; each on its own cluster whose nodes run with
 // -rate-limit 0, -max-watchers above the total and -max-leases-per-token -1;

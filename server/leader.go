@@ -100,19 +100,10 @@ func (s *Server) runLeaderWatch() {
 func (s *Server) leaderDuties(ctx context.Context) {
 	start := time.Now()
 	for {
-		// Every entry up to the barrier's own index is applied once the
-		// barrier is: no-op entries included, and the barrier itself,
-		// which never reach FSM.Apply. Count them, or the commit index
-		// stays above the applied index until the next command, and a
-		// linearizable read waits for it (forever, if nobody writes).
-		last := s.raft.LastIndex()
-		f := s.raft.Barrier(raftTimeout)
-		err := waitFuture(ctx, f)
+		// The barrier counts the term's no-op and itself as applied
+		// (barrier.go).
+		err := s.barrier(ctx)
 		if err == nil {
-			if b, ok := f.(interface{ Index() uint64 }); ok && b.Index() > last {
-				last = b.Index()
-			}
-			s.applied.advance(last)
 			break
 		}
 		if ctx.Err() != nil {

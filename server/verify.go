@@ -132,7 +132,7 @@ func (s *Server) verifyLeadership() error {
 	}
 	if s.pauses.suspect(start) {
 		s.metrics.verifyBarriers.Inc()
-		if err := s.raft.Barrier(raftTimeout).Error(); err != nil {
+		if err := s.barrier(context.Background()); err != nil {
 			return fmt.Errorf("%w: leadership not confirmed by a committed entry after a pause: %v", ErrNotLeader, err)
 		}
 	}

@@ -69,7 +69,29 @@
 // does not replace: see goals in report.go; they hold at the default
 // parameters only), whether the median meets it (met / MISSED), and at the
 // end how many goals were met, missed or not measured. In the standard set
-// a goal whose mode did not run is listed as not measured.
+// a goal whose mode did not run is listed as not measured (not with -quick).
+//
+// Scale modes (scale_*.go; each on its own cluster whose nodes run with
+// -rate-limit 0, -max-watchers above the total and -max-leases-per-token -1;
+// they ignore -target; watchers and big-expiry are in the standard set, about
+// 30 s a run each; million is not: make bench-scale):
+//
+//	million       -hold-leases leases (1,000,000 unless given) of -ttl (10s) granted by 256
+//	              callers and kept alive in batches of 10,000 every TTL/3, held for -hold:
+//	              leader RSS and Go heap per lease, keepalive CPU of the 3 nodes, unintended
+//	              expiries (goal 0), Raft snapshot and GET /v1/snapshot size and time,
+//	              restart-to-ready of a SIGKILLed follower. -project-from A,B measures A and
+//	              B and projects to -hold-leases linearly (workload "... projected").
+//	watchers      -watchers blocking queries (10,000) and -streams SSE election streams
+//	              (1,000) on one node (-watch-node) while keys and elections change at
+//	              -write-rate: fan-out latency (write ack → each answer) p50/p99/max, CPU and
+//	              memory of that node.
+//	big-expiry    a lease holding -big-locks locks and -big-keys keys (10,000 each) expires,
+//	              then (another) is revoked, while a probe sends -probe-rate small requests a
+//	              second: the longest request around the release (max_stall_ms, goal ≤ 50).
+//
+// The unique-name churn figure (state, heap and snapshot flat under 1,000 new
+// lock names a second) is make bench-churn's (issue 16).
 //
 // Without -own-cluster the modes that need a cluster use -endpoints (by
 // default `make run`'s: http://127.0.0.1:7101,7102,7103); leader-kill and
@@ -144,6 +166,8 @@ type config struct {
 
 	childHolder bool
 	childLock   string
+
+	scale scaleConfig // the scale modes' flags (scale_flags.go)
 }
 
 // modeList is every mode, one line each: a new mode adds its line. The
@@ -161,6 +185,9 @@ var modeList = []mode{
 	{name: "recovery", run: runRecovery, standard: true, ownsClusters: true},
 	{name: "idle", run: runIdle, standard: true, ownsClusters: true},
 	{name: "leader-faults", run: runLeaderFaults, ownsClusters: true},
+	{name: "watchers", run: runWatchers, standard: true, ownsClusters: true},
+	{name: "big-expiry", run: runBigExpiry, standard: true, ownsClusters: true},
+	{name: "million", run: runMillion, ownsClusters: true},
 }
 
 // modeNames are the modes of the standard set, in order; extraModes the
@@ -210,6 +237,7 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.IntVar(&c.valueKiB, "value-kib", 4, "recovery: KiB per KV value")
 	fs.BoolVar(&c.json, "json", false, "print JSON lines on stdout (the table then goes to stderr)")
 	fs.StringVar(&c.jsonOut, "json-out", "", "write JSON lines to this file")
+	c.scale.register(fs)
 	// Hidden: the holder process of holder-crash.
 	fs.BoolVar(&c.childHolder, "child-holder", false, "")
 	fs.StringVar(&c.childLock, "child-lock", "", "")
@@ -265,6 +293,7 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 			c.handoffQueued = 50 * time.Millisecond
 		}
 	}
+	c.scale.applyQuick(set, c.quick)
 	switch {
 	case c.childHolder:
 		return c, nil
@@ -296,6 +325,8 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 		return nil, errors.New("-duration must be positive; -warmup, -ttl and -idle not negative")
 	case len(c.endpoints) == 0:
 		return nil, errors.New("-endpoints is empty")
+	case c.scale.validate() != nil:
+		return nil, c.scale.validate()
 	}
 	return c, nil
 }

@@ -45,7 +45,6 @@ func (s *Server) runLeaderWatch() {
 			<-dutiesDone
 			cancelDuties, dutiesDone = nil, nil
 			s.pauses.setActive(false)
-			s.setLeaderTiming(false)
 		}
 	}
 	defer stopDuties()
@@ -75,7 +74,6 @@ func (s *Server) runLeaderWatch() {
 			// Pauses matter from now on (verify.go), before the
 			// barrier that makes this leader ready.
 			s.pauses.setActive(true)
-			s.setLeaderTiming(true)
 			ctx, cancel := context.WithCancel(context.Background())
 			cancelDuties, dutiesDone = cancel, make(chan struct{})
 			go func(done chan struct{}) {
@@ -85,10 +83,6 @@ func (s *Server) runLeaderWatch() {
 		case !leading && cancelDuties != nil:
 			s.log.Info("stepped down; stopping leader duties")
 			stopDuties()
-		case leading:
-			// Another reload of Raft's configuration may have put the
-			// configured timing back.
-			s.setLeaderTiming(true)
 		}
 	}
 }
@@ -180,40 +174,5 @@ func (s *Server) reconcileMembers(ctx context.Context) {
 			s.log.Warn("could not record member address", "member", m.ID, "error", err)
 			return
 		}
-	}
-}
-
-// leaderHeartbeatFactor: while this node leads, its Raft heartbeat timeout
-// is this many times the configured one. Raft's leader heartbeats every
-// tenth of its own heartbeat timeout (15-30 ms by default, the largest
-// part of an idle cluster's CPU with the commit-timeout appends), while a
-// follower's failure detection runs on the follower's timeout: so a leader
-// heartbeats every 45-90 ms instead, and a follower still starts an
-// election 150-300 ms after it last heard from the leader, as fast as
-// before. An idle leader also sends an append every commit timeout (20-40
-// ms), which counts as contact too; the heartbeats matter when a
-// follower's appends are held up by its disk, and then still come two to
-// three times per follower timeout. A heartbeat VerifyLeader asks for goes
-// out at once, whatever the timing. The configured timing comes back as
-// soon as this node stops leading.
-const leaderHeartbeatFactor = 3
-
-// setLeaderTiming sets Raft's reloadable timing for a leader (leading) or
-// back to the configured one.
-func (s *Server) setLeaderTiming(leading bool) {
-	s.reloadMu.Lock()
-	defer s.reloadMu.Unlock()
-	hb, el := s.cfg.HeartbeatTimeout, s.cfg.ElectionTimeout
-	if leading {
-		hb *= leaderHeartbeatFactor
-		el = max(el, hb)
-	}
-	rc := s.raft.ReloadableConfig()
-	if rc.HeartbeatTimeout == hb && rc.ElectionTimeout == el {
-		return
-	}
-	rc.HeartbeatTimeout, rc.ElectionTimeout = hb, el
-	if err := s.raft.ReloadConfig(rc); err != nil {
-		s.log.Warn("cannot set the Raft timing", "leading", leading, "error", err)
 	}
 }

@@ -68,9 +68,6 @@ type Server struct {
 	// leaseKick wakes the leader's lease duties after an applied command
 	// (leases.go).
 	leaseKick chan struct{}
-	// reloadMu serializes read-modify-writes of Raft's reloadable
-	// configuration (ReloadableConfig, then ReloadConfig).
-	reloadMu sync.Mutex
 
 	// lessor is the leader's lease clock; leaseMu orders lease commands
 	// applied by the FSM against its promotion.
@@ -447,13 +444,11 @@ func (s *Server) ShutdownWithCluster(ctx context.Context) error {
 		return nil
 	}
 	if s.raft.State() != raft.Leader {
-		s.reloadMu.Lock()
 		rc := s.raft.ReloadableConfig()
 		rc.HeartbeatTimeout, rc.ElectionTimeout = time.Hour, time.Hour
 		if err := s.raft.ReloadConfig(rc); err != nil {
 			s.log.Warn("cannot stop campaigning before the cluster stops", "error", err)
 		}
-		s.reloadMu.Unlock()
 		// The leader heartbeats every tenth of the heartbeat timeout:
 		// half of it without contact means it has stopped.
 		quiet := max(s.cfg.HeartbeatTimeout/2, 20*time.Millisecond)

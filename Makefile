@@ -7,7 +7,7 @@ BIN       := bin
 GOBUILD   = $(GO) build -buildvcs=auto
 TEST_TIMEOUT ?= 14m
 
-.PHONY: all build run run-tls test test-tools test-docs test-e2e test-crash test-ui test-alerts jepsen jepsen-long jepsen-disk bench-e2e bench-recovery bench-stall bench-churn bench bench-quick bench-micro fuzz vet fmt clean bench-txn test-digests bench-digests bench-sessions
+.PHONY: all build run run-tls test test-tools test-docs test-e2e test-crash test-ui test-alerts jepsen jepsen-long jepsen-disk bench-e2e bench-recovery bench-stall bench-churn bench bench-quick bench-micro fuzz vet fmt clean bench-txn test-digests bench-digests bench-sessions bench-scale
 
 all: build
 
@@ -139,13 +139,15 @@ bench-e2e:
 	$(GO) test -run '^$$' -bench 'E2E_ClientFailover' -benchtime 5x -timeout 20m ./test/e2e/
 
 # STALL_SECONDS lists the stalls of make bench-stall (5,60 adds a minute);
-# STALL_TRIALS is the number of trials of each.
+# STALL_TRIALS is the number of trials of each; STALL_FAULTS the faults
+# of the leader: stop (SIGSTOP) and isolate (cut from its peers).
 STALL_SECONDS ?= 5
 STALL_TRIALS  ?= 20
+STALL_FAULTS  ?= stop,isolate
 
-## bench-stall: a 3-node cluster with the default Raft timing, its leader SIGSTOPped for STALL_SECONDS (5; STALL_SECONDS=5,60 adds a minute-long stall) STALL_TRIALS times (20); 50 ms into each stall GET, PUT, single and batched keepalive, lock and campaign with and without wait go to both other nodes: median and max time to their answer (COORDD_E2E_BIN=path measures another build; not part of make test)
+## bench-stall: a 3-node cluster with the default Raft timing (Raft through loopback proxies), its leader SIGSTOPped, then isolated from its peers (STALL_FAULTS=stop,isolate), for STALL_SECONDS (5; STALL_SECONDS=5,60 adds a minute-long fault) STALL_TRIALS times (20) each; 50 ms into each fault GET, PUT, single and batched keepalive, lock and campaign with and without wait go to both other nodes: median and max time to their answer (COORDD_E2E_BIN=path measures another build; not part of make test)
 bench-stall:
-	COORDD_STALL_BENCH=1 COORDD_STALL_SECONDS=$(STALL_SECONDS) COORDD_STALL_TRIALS=$(STALL_TRIALS) $(GO) test -count=1 -timeout 90m -run 'TestStallBench' -v ./test/e2e/
+	COORDD_STALL_BENCH=1 COORDD_STALL_SECONDS=$(STALL_SECONDS) COORDD_STALL_TRIALS=$(STALL_TRIALS) COORDD_STALL_FAULTS=$(STALL_FAULTS) $(GO) test -count=1 -timeout 90m -run 'TestStallBench' -v ./test/e2e/
 
 ## bench-txn: transactions (3 compares + 3 puts) vs plain puts on a 3-node in-process cluster, 1/16/64 clients, at the leader and through every node: ops/s, p50/p99/max (about 2 minutes; not part of make test)
 bench-txn:
@@ -160,10 +162,15 @@ bench-recovery:
 # BENCH_FLAGS adds coordbench flags, e.g. BENCH_FLAGS="-json-out bench.jsonl".
 BENCH_FLAGS ?=
 
-## bench: coordbench's standard set (acquire, keepalive, handoff, holder crash, leader kill, recovery) on fresh loopback clusters of ./bin/coordd: a table of median [min..max] over 3 runs with the goals (about 10 minutes on 2 cores)
+## bench: coordbench's standard set on fresh loopback clusters of ./bin/coordd, clients spread over every node (-target rr; acquire and the single-call keepalive also at the leader only, and compared): acquire, acquire-new, keepalive (10,000 single calls, 10,000 in batches, 100,000 held), handoff, holder crash, leader kill, recovery: a table of median [min..max] over 3 runs, each goal met or MISSED, and the count of goals met and missed (about 25 minutes on 2 cores)
 bench: build
 	$(GOBUILD) -o $(BIN)/coordbench ./cmd/coordbench
 	$(BIN)/coordbench -mode standard -own-cluster -coordd $(BIN)/coordd -runs 3 -hold-runs 3 -idle 10s $(BENCH_FLAGS)
+
+## bench-scale: coordbench's million mode, one run on a fresh loopback cluster of ./bin/coordd: 1,000,000 leases held with batched keepalives (memory per lease, keepalive CPU, snapshot and backup size and time, restart-to-ready of a follower, unintended expiries: goal 0) (about 15 minutes on 2 cores; not part of make bench, which runs the other scale modes, watchers and big-expiry)
+bench-scale: build
+	$(GOBUILD) -o $(BIN)/coordbench ./cmd/coordbench
+	$(BIN)/coordbench -mode million -coordd $(BIN)/coordd -runs 1 $(BENCH_FLAGS)
 
 ## bench-churn: 1,000 unique lock names a second for 10 minutes on one in-process node: state entries, heap and snapshot size at 1, 5 and 10 minutes stay flat (COORDD_BENCH_CHURN_DURATION shortens it; not part of make test)
 bench-churn:
@@ -182,7 +189,7 @@ bench-sessions: build
 	$(GOBUILD) -o $(BIN)/coordbench ./cmd/coordbench
 	$(BIN)/coordbench -mode leader-faults -coordd $(BIN)/coordd -runs 1 -rounds $(SESSION_TRIALS) $(BENCH_FLAGS)
 
-## bench-quick: a smoke run of every coordbench mode (about a minute)
+## bench-quick: a smoke run of every coordbench mode of the standard set, acquire and the single-call keepalive with both targets (about two minutes)
 bench-quick: build
 	$(GOBUILD) -o $(BIN)/coordbench ./cmd/coordbench
 	$(BIN)/coordbench -mode standard -own-cluster -coordd $(BIN)/coordd -quick $(BENCH_FLAGS)

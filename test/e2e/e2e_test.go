@@ -7,11 +7,13 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"math/rand/v2"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -20,6 +22,7 @@ import (
 	"time"
 
 	"github.com/coordd/coordd/internal/loopport"
+	"github.com/coordd/coordd/test/jepsen/netproxy"
 )
 
 var coorddBin string
@@ -165,21 +168,72 @@ func startClusterWith(t testing.TB, n int, logLevel string, readyWithin time.Dur
 	return procs
 }
 
+// startClusterProxied is startClusterWith for a cluster whose Raft
+// traffic goes through loopback proxies, one per ordered pair of nodes, so
+// that a test can cut a node off from its peers (netproxy.Net.Isolate)
+// while clients still reach it. The proxies close in t.Cleanup.
+func startClusterProxied(t testing.TB, n int, logLevel string, readyWithin time.Duration) ([]*proc, *netproxy.Net) {
+	t.Helper()
+	procs := newProcs(t, n)
+	raftAddrs := map[string]string{}
+	for _, p := range procs {
+		raftAddrs[p.id] = p.raftAddr
+	}
+	pnet, err := netproxy.New(raftAddrs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pnet.Close() })
+	startProcs(t, procs, logLevel, func(p *proc) []string {
+		pa, err := pnet.PeerAddrs(p.id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var via []string
+		for _, peer := range slices.Sorted(maps.Keys(pa)) {
+			via = append(via, peer+"="+pa[peer])
+		}
+		return []string{"-peer-raft-addrs", strings.Join(via, ",")}
+	})
+	for _, p := range procs {
+		waitReady(t, p, readyWithin)
+	}
+	return procs, pnet
+}
+
 // launchCluster starts n bootstrapped coordd processes with extra flags
 // for every node and perNode's for each (perNode may be nil), without
 // waiting for them. Every process is killed in t.Cleanup; on failure the
 // tail of each node's log is printed.
 func launchCluster(t testing.TB, n int, logLevel string, perNode func(p *proc) []string, extra ...string) []*proc {
 	t.Helper()
+	procs := newProcs(t, n)
+	startProcs(t, procs, logLevel, perNode, extra...)
+	return procs
+}
+
+// newProcs chooses the addresses, data dirs and log files of n nodes
+// without starting them.
+func newProcs(t testing.TB, n int) []*proc {
+	t.Helper()
 	dir := t.TempDir()
 	var procs []*proc
-	var peers []string
 	for i := range n {
 		p := &proc{id: fmt.Sprintf("n%d", i+1), raftAddr: freePort(t), httpAddr: freePort(t)}
 		p.dataDir = filepath.Join(dir, p.id)
 		p.logPath = filepath.Join(dir, p.id+".log")
-		peers = append(peers, fmt.Sprintf("%s=%s,%s", p.id, p.raftAddr, p.httpAddr))
 		procs = append(procs, p)
+	}
+	return procs
+}
+
+// startProcs starts procs (from newProcs) as one bootstrapped cluster, as
+// launchCluster does.
+func startProcs(t testing.TB, procs []*proc, logLevel string, perNode func(p *proc) []string, extra ...string) {
+	t.Helper()
+	var peers []string
+	for _, p := range procs {
+		peers = append(peers, fmt.Sprintf("%s=%s,%s", p.id, p.raftAddr, p.httpAddr))
 	}
 	for _, p := range procs {
 		p.args = append([]string{"-id", p.id, "-data-dir", p.dataDir, "-raft-addr", p.raftAddr,
@@ -203,7 +257,6 @@ func launchCluster(t testing.TB, n int, logLevel string, perNode func(p *proc) [
 			}
 		}
 	})
-	return procs
 }
 
 var httpc = &http.Client{Timeout: 3 * time.Second}

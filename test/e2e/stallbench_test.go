@@ -11,15 +11,21 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/coordd/coordd/test/jepsen/netproxy"
 )
 
 // TestStallBench is make bench-stall: a 3-node cluster with the default
-// Raft timing, its leader SIGSTOPped for COORDD_STALL_SECONDS (default 5;
-// "5,60" for both) COORDD_STALL_TRIALS times (default 20); 50 ms into each
-// stall every kind of request is sent to both other nodes at once, and the
-// time to its answer recorded. It prints, per stall and request kind, the
-// median and maximum answer time and how the requests were answered. Set
-// COORDD_E2E_BIN to measure another build. Only runs with
+// Raft timing, whose Raft traffic goes through loopback proxies
+// (test/jepsen/netproxy). Its leader is faulted for COORDD_STALL_SECONDS
+// (default 5; "5,60" for both) COORDD_STALL_TRIALS times (default 20) by
+// each of COORDD_STALL_FAULTS (default "stop"; "stop,isolate" for both):
+// stop is SIGSTOP (a stall), isolate cuts the leader off from both peers,
+// both ways, while it keeps running and serving HTTP. 50 ms into each
+// fault every kind of request is sent to both other nodes at once, and the
+// time to its answer recorded. It prints, per fault, duration and request
+// kind, the median and maximum answer time and how the requests were
+// answered. Set COORDD_E2E_BIN to measure another build. Only runs with
 // COORDD_STALL_BENCH=1.
 func TestStallBench(t *testing.T) {
 	if os.Getenv("COORDD_STALL_BENCH") == "" {
@@ -40,66 +46,79 @@ func TestStallBench(t *testing.T) {
 			stalls = append(stalls, time.Duration(n)*time.Second)
 		}
 	}
-	procs := startClusterWith(t, 3, "info", 20*time.Second)
-	var report strings.Builder
-	fmt.Fprintf(&report, "binary %s, %d trials per stall, each kind sent to both healthy nodes 50 ms into the stall\n", coorddBin, trials)
-	fmt.Fprintf(&report, "%-6s %-16s %9s %9s  %s\n", "stall", "request", "median", "max", "answers")
-	for _, stall := range stalls {
-		hc := &http.Client{Timeout: stall + 30*time.Second}
-		byKind := map[string][]stallAnswer{}
-		seq := 0
-		for trial := range trials {
-			leader, lease := stallSetup(t, procs)
-			if err := leader.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
-				t.Fatal(err)
+	faults := []string{"stop"}
+	if s := os.Getenv("COORDD_STALL_FAULTS"); s != "" {
+		faults = nil
+		for _, f := range strings.Split(s, ",") {
+			f = strings.TrimSpace(f)
+			if f != "stop" && f != "isolate" {
+				t.Fatalf("COORDD_STALL_FAULTS=%q: want stop and/or isolate, comma-separated", s)
 			}
-			stopped := time.Now()
-			time.Sleep(50 * time.Millisecond)
-			done := make(chan []stallAnswer, 1)
-			go func() { done <- stallWave(hc, others(procs, leader), lease, &seq) }()
-			var answers []stallAnswer
-			select {
-			case answers = <-done:
-				time.Sleep(time.Until(stopped.Add(stall)))
-			case <-time.After(time.Until(stopped.Add(stall))):
-			}
-			if err := leader.cmd.Process.Signal(syscall.SIGCONT); err != nil {
-				t.Fatal(err)
-			}
-			if answers == nil {
-				answers = <-done
-			}
-			for _, a := range answers {
-				byKind[a.kind] = append(byKind[a.kind], a)
-			}
-			for _, p := range procs {
-				waitReady(t, p, 30*time.Second)
-			}
-			t.Logf("stall %s trial %d done", stall, trial+1)
+			faults = append(faults, f)
 		}
-		for _, k := range stallKinds {
-			as := byKind[k.name]
-			var took []time.Duration
-			codes := map[string]int{}
-			for _, a := range as {
-				took = append(took, a.took)
-				switch {
-				case a.err != nil:
-					codes["error"]++
-				case a.status == http.StatusOK:
-					codes["200"]++
-				default:
-					codes[fmt.Sprintf("%d %s", a.status, a.code)]++
+	}
+	procs, pnet := startClusterProxied(t, 3, "info", 20*time.Second)
+	var report strings.Builder
+	fmt.Fprintf(&report, "binary %s, %d trials per fault, each kind sent to both healthy nodes 50 ms into the fault\n", coorddBin, trials)
+	fmt.Fprintf(&report, "%-8s %-6s %-16s %9s %9s  %s\n", "fault", "length", "request", "median", "max", "answers")
+	for _, fault := range faults {
+		for _, stall := range stalls {
+			hc := &http.Client{Timeout: stall + 30*time.Second}
+			byKind := map[string][]stallAnswer{}
+			seq := 0
+			for trial := range trials {
+				leader, lease := stallSetup(t, procs)
+				if err := faultLeader(pnet, leader, fault, true); err != nil {
+					t.Fatal(err)
 				}
+				stopped := time.Now()
+				time.Sleep(50 * time.Millisecond)
+				done := make(chan []stallAnswer, 1)
+				go func() { done <- stallWave(hc, others(procs, leader), lease, &seq) }()
+				var answers []stallAnswer
+				select {
+				case answers = <-done:
+					time.Sleep(time.Until(stopped.Add(stall)))
+				case <-time.After(time.Until(stopped.Add(stall))):
+				}
+				if err := faultLeader(pnet, leader, fault, false); err != nil {
+					t.Fatal(err)
+				}
+				if answers == nil {
+					answers = <-done
+				}
+				for _, a := range answers {
+					byKind[a.kind] = append(byKind[a.kind], a)
+				}
+				for _, p := range procs {
+					waitReady(t, p, 30*time.Second)
+				}
+				t.Logf("%s %s trial %d done", fault, stall, trial+1)
 			}
-			slices.Sort(took)
-			var parts []string
-			for c, n := range codes {
-				parts = append(parts, fmt.Sprintf("%s×%d", c, n))
+			for _, k := range stallKinds {
+				as := byKind[k.name]
+				var took []time.Duration
+				codes := map[string]int{}
+				for _, a := range as {
+					took = append(took, a.took)
+					switch {
+					case a.err != nil:
+						codes["error"]++
+					case a.status == http.StatusOK:
+						codes["200"]++
+					default:
+						codes[fmt.Sprintf("%d %s", a.status, a.code)]++
+					}
+				}
+				slices.Sort(took)
+				var parts []string
+				for c, n := range codes {
+					parts = append(parts, fmt.Sprintf("%s×%d", c, n))
+				}
+				slices.Sort(parts)
+				fmt.Fprintf(&report, "%-8s %-6s %-16s %9s %9s  %s\n", fault, stall, k.name,
+					took[len(took)/2].Round(time.Millisecond), took[len(took)-1].Round(time.Millisecond), strings.Join(parts, " "))
 			}
-			slices.Sort(parts)
-			fmt.Fprintf(&report, "%-6s %-16s %9s %9s  %s\n", stall, k.name,
-				took[len(took)/2].Round(time.Millisecond), took[len(took)-1].Round(time.Millisecond), strings.Join(parts, " "))
 		}
 	}
 	t.Log("\n" + report.String())
@@ -107,6 +126,23 @@ func TestStallBench(t *testing.T) {
 		if err := os.WriteFile(out, []byte(report.String()), 0o644); err != nil {
 			t.Fatal(err)
 		}
+	}
+}
+
+// faultLeader starts (on) or ends the fault on leader: "stop" is SIGSTOP
+// and SIGCONT, "isolate" cuts its Raft traffic to and from every peer
+// through the proxies and heals the network.
+func faultLeader(pnet *netproxy.Net, leader *proc, fault string, on bool) error {
+	switch {
+	case fault == "stop" && on:
+		return leader.cmd.Process.Signal(syscall.SIGSTOP)
+	case fault == "stop":
+		return leader.cmd.Process.Signal(syscall.SIGCONT)
+	case on:
+		return pnet.Isolate(leader.id)
+	default:
+		pnet.Heal()
+		return nil
 	}
 }
 

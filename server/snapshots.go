@@ -259,7 +259,7 @@ const (
 	snapshotLogMinBytes = 4 << 20
 	snapshotLogFraction = 8
 	trailingLogBytes    = 2 << 20
-	minTrailingLogs     = 64
+	minTrailingLogs     = 16
 )
 
 // logBytes counts the command entries applied since the last snapshot

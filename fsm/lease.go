@@ -64,7 +64,10 @@ func init() {
 
 // ReleasePerEntry is the release limit the server proposes: the most
 // attachments (elections, locks, keys) one entry releases
-// (BenchmarkApply_ExpireLeaseWith10kLocksAndKeys: about 2 ms per 1,000).
+// (BenchmarkApply_ExpireLeaseWith10kLocksAndKeys_Bounded, 2 shared cores:
+// the longest entry 23 ms [22..29] for 1,000 locks handed over and keys
+// deleted; the whole release of 10,000 of each in one entry took 482 ms
+// before and 151 ms with one transaction per tree).
 const ReleasePerEntry = 1000
 
 // MaxRelease bounds a release limit.

@@ -155,6 +155,9 @@ type Lessor struct {
 	leases map[uint64]*entry
 	exp    leaseHeap
 	cp     leaseHeap
+	// wake is signalled when a keepalive brings an event forward (see
+	// Wake).
+	wake chan struct{}
 }
 
 // New returns an inactive Lessor; it serves nothing until Promote.
@@ -166,6 +169,7 @@ func New(cfg Config) *Lessor {
 		maxBatch: cfg.MaxBatch,
 		exp:      leaseHeap{w: expHeap},
 		cp:       leaseHeap{w: cpHeap},
+		wake:     make(chan struct{}, 1),
 	}
 	if l.clock == nil {
 		l.clock = SystemClock{}
@@ -401,6 +405,7 @@ func (l *Lessor) Keepalive(id uint64) (remaining time.Duration, needsCommit bool
 	if d < e.key[expHeap] {
 		e.key[expHeap] = d
 		l.exp.fix(e)
+		l.signal()
 	}
 	return time.Duration(e.ttl), e.held || e.pending, nil
 }
@@ -606,6 +611,30 @@ func (l *Lessor) NextEvent() (t time.Time, ok bool) {
 		return time.Time{}, false
 	}
 	return l.origin.Add(time.Duration(next)), true
+}
+
+// NextEventIn is NextEvent as a time from now on the Lessor's clock (0 if
+// the event is due already).
+func (l *Lessor) NextEventIn() (time.Duration, bool) {
+	t, ok := l.NextEvent()
+	if !ok {
+		return 0, false
+	}
+	return max(t.Sub(l.clock.Now()), 0), true
+}
+
+// Wake returns a channel that receives when a keepalive brought the next
+// event forward (a keepalive inside the extension Promote gave moves the
+// deadline earlier). A caller that sleeps until NextEvent selects on it.
+// Applied grants, renewals, checkpoints and retries do not signal it: the
+// caller knows of those (it applies or proposes them).
+func (l *Lessor) Wake() <-chan struct{} { return l.wake }
+
+func (l *Lessor) signal() {
+	select {
+	case l.wake <- struct{}{}:
+	default:
+	}
 }
 
 // Len returns the number of leases the Lessor tracks (0 when inactive).

@@ -9,9 +9,15 @@ import (
 	"github.com/coordd/coordd/fsm"
 )
 
+// leaderWatchTick is how often runLeaderWatch looks at Raft's state
+// without an observation: only observations dropped from a full channel
+// need it.
+const leaderWatchTick = 500 * time.Millisecond
+
 // runLeaderWatch follows Raft's observations (not LeaderCh, which may drop
 // signals) and starts or stops the leader's duties. Observations can be
-// dropped too when the channel is full, so a slow tick reconciles as well.
+// dropped too when the channel is full, so a slow tick (leaderWatchTick)
+// reconciles as well.
 func (s *Server) runLeaderWatch() {
 	obsCh := make(chan raft.Observation, 64)
 	obs := raft.NewObserver(obsCh, false, func(o *raft.Observation) bool {
@@ -24,7 +30,7 @@ func (s *Server) runLeaderWatch() {
 	s.raft.RegisterObserver(obs)
 	defer s.raft.DeregisterObserver(obs)
 
-	tick := time.NewTicker(100 * time.Millisecond)
+	tick := time.NewTicker(leaderWatchTick)
 	defer tick.Stop()
 
 	var (
@@ -38,6 +44,8 @@ func (s *Server) runLeaderWatch() {
 			cancelDuties()
 			<-dutiesDone
 			cancelDuties, dutiesDone = nil, nil
+			s.pauses.setActive(false)
+			s.setLeaderTiming(false)
 		}
 	}
 	defer stopDuties()
@@ -64,6 +72,10 @@ func (s *Server) runLeaderWatch() {
 		leading := s.raft.State() == raft.Leader
 		switch {
 		case leading && cancelDuties == nil:
+			// Pauses matter from now on (verify.go), before the
+			// barrier that makes this leader ready.
+			s.pauses.setActive(true)
+			s.setLeaderTiming(true)
 			ctx, cancel := context.WithCancel(context.Background())
 			cancelDuties, dutiesDone = cancel, make(chan struct{})
 			go func(done chan struct{}) {
@@ -73,6 +85,10 @@ func (s *Server) runLeaderWatch() {
 		case !leading && cancelDuties != nil:
 			s.log.Info("stepped down; stopping leader duties")
 			stopDuties()
+		case leading:
+			// Another reload of Raft's configuration may have put the
+			// configured timing back.
+			s.setLeaderTiming(true)
 		}
 	}
 }
@@ -84,19 +100,10 @@ func (s *Server) runLeaderWatch() {
 func (s *Server) leaderDuties(ctx context.Context) {
 	start := time.Now()
 	for {
-		// Every entry up to the barrier's own index is applied once the
-		// barrier is: no-op entries included, and the barrier itself,
-		// which never reach FSM.Apply. Count them, or the commit index
-		// stays above the applied index until the next command, and a
-		// linearizable read waits for it (forever, if nobody writes).
-		last := s.raft.LastIndex()
-		f := s.raft.Barrier(raftTimeout)
-		err := waitFuture(ctx, f)
+		// The barrier counts the term's no-op and itself as applied
+		// (barrier.go).
+		err := s.barrier(ctx)
 		if err == nil {
-			if b, ok := f.(interface{ Index() uint64 }); ok && b.Index() > last {
-				last = b.Index()
-			}
-			s.applied.advance(last)
 			break
 		}
 		if ctx.Err() != nil {
@@ -179,5 +186,40 @@ func (s *Server) reconcileMembers(ctx context.Context) {
 			s.log.Warn("could not record member address", "member", m.ID, "error", err)
 			return
 		}
+	}
+}
+
+// leaderHeartbeatFactor: while this node leads, its Raft heartbeat timeout
+// is this many times the configured one. Raft's leader heartbeats every
+// tenth of its own heartbeat timeout (15-30 ms by default, the largest
+// part of an idle cluster's CPU with the commit-timeout appends), while a
+// follower's failure detection runs on the follower's timeout: so a leader
+// heartbeats every 45-90 ms instead, and a follower still starts an
+// election 150-300 ms after it last heard from the leader, as fast as
+// before. An idle leader also sends an append every commit timeout (20-40
+// ms), which counts as contact too; the heartbeats matter when a
+// follower's appends are held up by its disk, and then still come two to
+// three times per follower timeout. A heartbeat VerifyLeader asks for goes
+// out at once, whatever the timing. The configured timing comes back as
+// soon as this node stops leading.
+const leaderHeartbeatFactor = 3
+
+// setLeaderTiming sets Raft's reloadable timing for a leader (leading) or
+// back to the configured one.
+func (s *Server) setLeaderTiming(leading bool) {
+	s.reloadMu.Lock()
+	defer s.reloadMu.Unlock()
+	hb, el := s.cfg.HeartbeatTimeout, s.cfg.ElectionTimeout
+	if leading {
+		hb *= leaderHeartbeatFactor
+		el = max(el, hb)
+	}
+	rc := s.raft.ReloadableConfig()
+	if rc.HeartbeatTimeout == hb && rc.ElectionTimeout == el {
+		return
+	}
+	rc.HeartbeatTimeout, rc.ElectionTimeout = hb, el
+	if err := s.raft.ReloadConfig(rc); err != nil {
+		s.log.Warn("cannot set the Raft timing", "leading", leading, "error", err)
 	}
 }

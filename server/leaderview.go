@@ -76,20 +76,44 @@ func (s *Server) contactBound() time.Duration {
 
 // updateLeaderView refreshes the leader view from Raft. A follower whose
 // last contact with the leader is older than contactBound knows no leader.
-func (s *Server) updateLeaderView() (id string, changed bool) {
+// recheck is when the view should be refreshed again at the latest even if
+// Raft reports nothing: when the leader's contact would go stale, or soon
+// while the view and Raft disagree (contact lost, or no leader).
+func (s *Server) updateLeaderView() (id string, changed bool, recheck time.Duration) {
 	addr, rid := s.raft.LeaderWithID()
 	id = string(rid)
-	if id != "" && id != s.cfg.NodeID && s.raft.State() != raft.Leader {
-		if lc := s.raft.LastContact(); !lc.IsZero() && time.Since(lc) > s.contactBound() {
-			id, addr = "", ""
+	recheck = s.leaderViewPoll()
+	switch {
+	case id == "":
+		// No leader: an election runs; observations tell its end.
+	case id != s.cfg.NodeID && s.raft.State() != raft.Leader:
+		if lc := s.raft.LastContact(); !lc.IsZero() {
+			if stale := time.Until(lc.Add(s.contactBound())); stale < 0 {
+				id, addr = "", "" // keep polling: contact may resume
+			} else {
+				recheck = stale + time.Millisecond
+			}
 		}
+	default:
+		// This node leads: Raft observes its stepping down.
+		recheck = s.contactBound()
 	}
-	return id, s.leaders.set(id, string(addr), s.raft.CurrentTerm())
+	return id, s.leaders.set(id, string(addr), s.raft.CurrentTerm()), recheck
+}
+
+// leaderViewPoll is how often the view is refreshed while it is not
+// settled: half a heartbeat timeout.
+func (s *Server) leaderViewPoll() time.Duration {
+	return max(s.cfg.HeartbeatTimeout/2, 10*time.Millisecond)
 }
 
 // runLeaderView keeps the leader view current: on every leader
-// observation of Raft at once, and every half heartbeat timeout for the
-// contact check (and for observations dropped when the channel was full).
+// observation of Raft at once; on a follower when the leader's last
+// contact would become older than contactBound (so a follower that keeps
+// hearing from its leader wakes about once per contactBound, not per
+// heartbeat); every half heartbeat timeout while there is no leader or its
+// contact was lost; and at least every contactBound (observations dropped
+// when the channel was full).
 func (s *Server) runLeaderView() {
 	obsCh := make(chan raft.Observation, 16)
 	obs := raft.NewObserver(obsCh, false, func(o *raft.Observation) bool {
@@ -101,16 +125,17 @@ func (s *Server) runLeaderView() {
 	})
 	s.raft.RegisterObserver(obs)
 	defer s.raft.DeregisterObserver(obs)
-	tick := time.NewTicker(max(s.cfg.HeartbeatTimeout/2, 10*time.Millisecond))
-	defer tick.Stop()
+	timer := time.NewTimer(s.leaderViewPoll())
+	defer timer.Stop()
 	for {
 		select {
 		case <-s.stop:
 			return
 		case <-obsCh:
-		case <-tick.C:
+		case <-timer.C:
 		}
-		s.updateLeaderView()
+		_, _, recheck := s.updateLeaderView()
+		resetTimer(timer, min(recheck, s.contactBound()))
 	}
 }
 

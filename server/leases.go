@@ -36,9 +36,15 @@ import (
 const (
 	DefaultLeaseCheckpointInterval = 5 * time.Second
 	DefaultMaxLeaseTTL             = 24 * time.Hour
-	// leaseTick bounds how late the leader looks at expiries, checkpoints
-	// and lock-delays.
+	// leaseTick is the least time between two looks of the leader at
+	// expiries, checkpoints and lock-delays when applied commands wake it
+	// (a busy leader looks at most this often); and the most time between
+	// two looks when the lease clock is not the system's (tests move it
+	// without waking anyone).
 	leaseTick = 10 * time.Millisecond
+	// leaseIdleLook bounds the time between two looks when nothing is
+	// due: the look finds nothing then, it only backs up the wake-ups.
+	leaseIdleLook = time.Second
 	// restoreRetry is how soon the leader's duties try again to finish an
 	// installed restore.
 	restoreRetry = 50 * time.Millisecond
@@ -69,6 +75,7 @@ func (s *Server) observeApplied(res *fsm.Result) {
 	if !s.lessor.Active() {
 		return
 	}
+	defer s.kickLeaseDuties()
 	if res.Reset {
 		// A restore finished: the lease clock restarts from the restored
 		// leases (whatever became of the request that asked for it).
@@ -248,30 +255,77 @@ func translateLease(id uint64, err error) error {
 // leaseDuties runs while this node leads and is ready: it proposes expiries
 // (conditional, after re-checking leadership), checkpoints, and the promotion
 // of candidates whose lock-delay ended.
+//
+// It sleeps until the next event is due: the lessor's next expiry or
+// checkpoint, the end of the first lock-delay. Whatever may bring an event
+// forward wakes it: every applied command (grants, renewals, expiries and
+// revokes that start lock-delays; observeApplied) and a keepalive that
+// moves a deadline earlier (the lessor's Wake). A wake-up looks at most
+// every leaseTick, so a busy leader looks no more often than before.
 func (s *Server) leaseDuties(ctx context.Context) {
+	// A lease clock that is not the system's may jump or stand still:
+	// look every leaseTick, as its deadlines cannot be slept until.
+	maxWait := leaseIdleLook
+	if s.cfg.LeaseClock != nil || s.cfg.UnsafeLeaseClockControl {
+		maxWait = leaseTick
+	}
 	timer := time.NewTimer(0)
 	defer timer.Stop()
+	due := time.Now() // when the timer fires
+	var last time.Time
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-timer.C:
 		case <-s.restoreKick:
+		case <-s.lessor.Wake():
+		case <-s.leaseKick:
+			if at := last.Add(leaseTick); time.Now().Before(at) {
+				// Looked a moment ago: look again leaseTick after that,
+				// or when the timer says, whichever comes first.
+				if at.Before(due) {
+					due = at
+					resetTimer(timer, time.Until(at))
+				}
+				continue
+			}
 		}
-		if s.finishPendingRestore(ctx) || s.restoring.Load() {
-			// The lease clock holds the leases of the state before the
-			// restore until CmdRestored applies (observeApplied).
-			timer.Reset(restoreRetry)
-			continue
+		last = time.Now()
+		next := restoreRetry
+		if !s.finishPendingRestore(ctx) && !s.restoring.Load() {
+			s.expireLeases(ctx)
+			s.checkpointLeases(ctx)
+			next = min(maxWait, s.promoteDelayed(ctx))
+			if d, ok := s.lessor.NextEventIn(); ok {
+				next = min(next, d)
+			}
+			next = max(next, time.Millisecond)
 		}
-		s.expireLeases(ctx)
-		s.checkpointLeases(ctx)
-		s.promoteDelayed(ctx)
-		next := leaseTick
-		if t, ok := s.lessor.NextEvent(); ok {
-			next = min(next, max(time.Until(t), time.Millisecond))
+		// (While a restore is pending, the lease clock holds the leases of
+		// the state before it until CmdRestored applies: observeApplied.)
+		due = time.Now().Add(next)
+		resetTimer(timer, next)
+	}
+}
+
+// resetTimer resets t to d, draining a tick that fired meanwhile.
+func resetTimer(t *time.Timer, d time.Duration) {
+	if !t.Stop() {
+		select {
+		case <-t.C:
+		default:
 		}
-		timer.Reset(next)
+	}
+	t.Reset(d)
+}
+
+// kickLeaseDuties wakes the leader's lease duties: an applied command may
+// have brought an event forward. It never blocks.
+func (s *Server) kickLeaseDuties() {
+	select {
+	case s.leaseKick <- struct{}{}:
+	default:
 	}
 }
 
@@ -323,11 +377,19 @@ func (s *Server) checkpointLeases(ctx context.Context) {
 }
 
 // promoteDelayed proposes a promote for each name whose lock-delay has
-// ended by the replicated clock. The FSM checks the stamp again.
-func (s *Server) promoteDelayed(ctx context.Context) {
+// ended by the replicated clock. The FSM checks the stamp again. It
+// returns the time until the next lock-delay ends (leaseIdleLook if none;
+// leaseTick after a failed promote, to try again).
+func (s *Server) promoteDelayed(ctx context.Context) time.Duration {
+	next := leaseIdleLook
+	delayed := s.fsm.State().DelayedElections()
+	if len(delayed) == 0 {
+		return next
+	}
 	now := s.stamps.now(s.fsm.State().Stamp())
-	for name, until := range s.fsm.State().DelayedElections() {
+	for name, until := range delayed {
 		if now < until {
+			next = min(next, time.Duration(until-now))
 			continue
 		}
 		actx, cancel := context.WithTimeout(ctx, raftTimeout)
@@ -335,7 +397,8 @@ func (s *Server) promoteDelayed(ctx context.Context) {
 		cancel()
 		if err != nil {
 			s.log.Warn("promote after lock-delay failed", "name", name, "error", err)
-			return
+			return leaseTick
 		}
 	}
+	return next
 }

@@ -65,7 +65,7 @@ func (s *Server) Restore(ctx context.Context, backup *fsm.State, opts httpapi.Re
 
 	ctx, cancel := context.WithTimeout(ctx, restoreTimeout)
 	defer cancel()
-	if err := waitFuture(ctx, s.raft.Barrier(raftTimeout)); err != nil {
+	if err := s.barrier(ctx); err != nil {
 		return api.RestoreResult{}, fmt.Errorf("server: restore: wait for entries in flight: %w", translate(err))
 	}
 

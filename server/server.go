@@ -68,6 +68,12 @@ type Server struct {
 	// restoreKick wakes the leader's duties to finish an installed
 	// restore at once (finishPendingRestore).
 	restoreKick chan struct{}
+	// leaseKick wakes the leader's lease duties after an applied command
+	// (leases.go).
+	leaseKick chan struct{}
+	// reloadMu serializes read-modify-writes of Raft's reloadable
+	// configuration (ReloadableConfig, then ReloadConfig).
+	reloadMu sync.Mutex
 
 	// lessor is the leader's lease clock; leaseMu orders lease commands
 	// applied by the FSM against its promotion.
@@ -132,7 +138,7 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, log: cfg.Logger, applied: newIndexWaiter(), stop: make(chan struct{}), restoreKick: make(chan struct{}, 1)}
+	s := &Server{cfg: cfg, log: cfg.Logger, applied: newIndexWaiter(), stop: make(chan struct{}), restoreKick: make(chan struct{}, 1), leaseKick: make(chan struct{}, 1)}
 	s.fsm = fsm.New()
 	offset := cfg.UnsafeClockOffset
 	s.wall = func() time.Time { return time.Now().Add(offset) }
@@ -450,11 +456,13 @@ func (s *Server) ShutdownWithCluster(ctx context.Context) error {
 		return nil
 	}
 	if s.raft.State() != raft.Leader {
+		s.reloadMu.Lock()
 		rc := s.raft.ReloadableConfig()
 		rc.HeartbeatTimeout, rc.ElectionTimeout = time.Hour, time.Hour
 		if err := s.raft.ReloadConfig(rc); err != nil {
 			s.log.Warn("cannot stop campaigning before the cluster stops", "error", err)
 		}
+		s.reloadMu.Unlock()
 		// The leader heartbeats every tenth of the heartbeat timeout:
 		// half of it without contact means it has stopped.
 		quiet := max(s.cfg.HeartbeatTimeout/2, 20*time.Millisecond)

@@ -132,7 +132,7 @@ func (s *Server) verifyLeadership() error {
 	}
 	if s.pauses.suspect(start) {
 		s.metrics.verifyBarriers.Inc()
-		if err := s.raft.Barrier(raftTimeout).Error(); err != nil {
+		if err := s.barrier(context.Background()); err != nil {
 			return fmt.Errorf("%w: leadership not confirmed by a committed entry after a pause: %v", ErrNotLeader, err)
 		}
 	}
@@ -148,21 +148,35 @@ const pauseSuspectFor = time.Second
 
 // pauseWatch notices when this process did not run for a while (SIGSTOP, a
 // long GC or swap pause, a frozen VM, CPU starvation): a goroutine ticks
-// every pauseTick, and a tick later than threshold after the one before
+// every period, and a tick later than threshold after the one before
 // marks a pause that ended then. The server's threshold is the heartbeat
 // timeout: the others cannot have elected a new leader during a shorter
 // pause (they wait at least that long without hearing from the leader).
+//
+// Only a leader's rounds need it, so it ticks only while active: the
+// server activates it when this node becomes the Raft leader, before its
+// duties start (so before the barrier that makes it ready: a pause before
+// that barrier is caught by the barrier itself, which cannot commit once
+// the others moved on), and deactivates it when the node steps down. While
+// inactive every round is suspect (as if it never ticked).
 type pauseWatch struct {
 	threshold time.Duration
+	period    time.Duration // between ticks: a fifth of the threshold
 	origin    time.Time
-	lastTick  atomic.Int64 // since origin
+	lastTick  atomic.Int64 // since origin (0: inactive or never ticked)
 	lastPause atomic.Int64 // end of the last pause, since origin (0: none)
+
+	mu     sync.Mutex
+	active bool
+	wake   chan struct{} // tells run that active changed
 }
 
+// pauseTick is the shortest period between ticks.
 const pauseTick = 10 * time.Millisecond
 
 func newPauseWatch(threshold time.Duration) *pauseWatch {
-	return &pauseWatch{threshold: max(threshold, 5*pauseTick), origin: time.Now()}
+	threshold = max(threshold, 5*pauseTick)
+	return &pauseWatch{threshold: threshold, period: threshold / 5, origin: time.Now(), wake: make(chan struct{}, 1)}
 }
 
 // now reads the watch's monotonic clock.
@@ -176,17 +190,56 @@ func (w *pauseWatch) tick(now int64) {
 	w.lastTick.Store(now)
 }
 
-// run ticks until stop is closed.
+// setActive starts (true) or stops the ticking. Activation counts as a
+// tick (without a pause before it).
+func (w *pauseWatch) setActive(on bool) {
+	w.mu.Lock()
+	if w.active != on {
+		w.active = on
+		if on {
+			w.lastTick.Store(w.now())
+		} else {
+			w.lastTick.Store(0)
+		}
+	}
+	w.mu.Unlock()
+	select {
+	case w.wake <- struct{}{}:
+	default:
+	}
+}
+
+// run ticks while active, until stop is closed.
 func (w *pauseWatch) run(stop <-chan struct{}) {
-	t := time.NewTicker(pauseTick)
-	defer t.Stop()
-	w.tick(w.now())
+	var t *time.Ticker
+	var tc <-chan time.Time
+	defer func() {
+		if t != nil {
+			t.Stop()
+		}
+	}()
 	for {
 		select {
 		case <-stop:
 			return
-		case <-t.C:
-			w.tick(w.now())
+		case <-w.wake:
+			w.mu.Lock()
+			on := w.active
+			w.mu.Unlock()
+			switch {
+			case on && t == nil:
+				t = time.NewTicker(w.period)
+				tc = t.C
+			case !on && t != nil:
+				t.Stop()
+				t, tc = nil, nil
+			}
+		case <-tc:
+			w.mu.Lock()
+			if w.active {
+				w.tick(w.now())
+			}
+			w.mu.Unlock()
 		}
 	}
 }

@@ -234,8 +234,15 @@ func leaderFaultTrial(e *env, cl *cluster, f leaderFault) (lost []int, unnoticed
 		ctx, cancel := context.WithTimeout(e.ctx, 5*time.Second)
 		_, err := c.TimeToLive(ctx, s.s.Lease())
 		cancel()
-		if errors.Is(err, client.ErrLeaseNotFound) && s.s.Err() == nil {
+		switch {
+		case errors.Is(err, client.ErrLeaseNotFound) && s.s.Err() == nil:
 			unnoticed++
+		case err != nil:
+			// Not checked is not fine: count it as unnoticed, and say why.
+			unnoticed++
+			if why == "" {
+				why = fmt.Sprintf(" (a live session's lease could not be read back: %v)", err)
+			}
 		}
 	}
 	return lost, unnoticed, victim, why, nil

@@ -183,6 +183,7 @@ var modeList = []mode{
 	{name: "holder-crash", run: runHolderCrash, standard: true, targets: true},
 	{name: "leader-kill", run: runLeaderKill, standard: true, targets: true, ownsClusters: true},
 	{name: "recovery", run: runRecovery, standard: true, ownsClusters: true},
+	{name: "idle", run: runIdle, standard: true, ownsClusters: true},
 	{name: "leader-faults", run: runLeaderFaults, ownsClusters: true},
 	{name: "watchers", run: runWatchers, standard: true, ownsClusters: true},
 	{name: "big-expiry", run: runBigExpiry, standard: true, ownsClusters: true},
@@ -231,7 +232,7 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	var faults string
 	fs.StringVar(&faults, "faults", "", "leader-faults: only these faults, comma-separated (stall-5s, stall-60s, isolate-5s, kill; default all)")
 	fs.IntVar(&c.writers, "writers", 16, "leader-kill: concurrent writers")
-	fs.DurationVar(&c.idle, "idle", 20*time.Second, "leader-kill: idle time watched for spurious elections")
+	fs.DurationVar(&c.idle, "idle", 20*time.Second, "leader-kill: idle time watched for spurious elections; idle: the measured window")
 	fs.IntVar(&c.stateMiB, "state-mib", 64, "recovery: MiB of KV state to load")
 	fs.IntVar(&c.valueKiB, "value-kib", 4, "recovery: KiB per KV value")
 	fs.BoolVar(&c.json, "json", false, "print JSON lines on stdout (the table then goes to stderr)")

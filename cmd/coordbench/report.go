@@ -353,9 +353,13 @@ func (r *reporter) summary() []summaryRow {
 		if seen[set] {
 			continue
 		}
+		label := "(" + set + ": not run)"
+		if slices.Contains(extraModes, set) {
+			label = "(" + set + ": not in the standard set; -mode " + set + ")"
+		}
 		for _, k := range slices.Sorted(maps.Keys(goals[set])) {
 			g := goals[set][k]
-			rows = append(rows, summaryRow{workload: "(" + set + ": not run)", key: k, na: true, goal: &g})
+			rows = append(rows, summaryRow{workload: label, key: k, na: true, goal: &g})
 		}
 	}
 	return rows

@@ -45,6 +45,7 @@ func TestSmoke_EveryModeOnAnOwnCluster(t *testing.T) {
 		{"holder-crash", []string{"-rounds", "2"}, []string{"kill_to_standby_p50_ms", "past_deadline_send_p99_ms"}, []string{"early_rounds"}},
 		{"leader-kill", []string{"-rounds", "1", "-idle", "1s"}, []string{"new_leader_p50_ms", "max_write_gap_ms"}, []string{"errors"}},
 		{"recovery", []string{"-rounds", "1", "-state-mib", "2"}, []string{"ready_p50_ms", "datadir_mib"}, nil},
+		{"idle", []string{"-idle", "1s"}, []string{"cpu_pct_one_core_3_members", "cpu_pct_leader"}, []string{"term_changes"}},
 	}
 	dir := t.TempDir()
 	for _, c := range cases {

@@ -148,7 +148,7 @@ func TestReporter_TableAndJSON(t *testing.T) {
 func TestReporter_DerivesRRVsLeaderAndListsGoalsNotRun(t *testing.T) {
 	var progress, table bytes.Buffer
 	r := newReporter(&progress, nil)
-	r.expect = []string{"acquire", "acquire-vs-leader", "idle"}
+	r.expect = []string{"acquire", "acquire-vs-leader", "idle", "leader-faults"}
 	for i, v := range []float64{5000, 4000, 6000} {
 		r.add(Result{Workload: "acquire clients=64 target=rr", Run: i + 1, GoalSet: "acquire", Figures: []Figure{
 			{Key: "ops_per_s", Unit: "ops/s", Value: v}, {Key: "p99_ms", Unit: "ms", Value: 30}}})
@@ -162,7 +162,8 @@ func TestReporter_DerivesRRVsLeaderAndListsGoalsNotRun(t *testing.T) {
 	// Run by run: 100, 80, 120 % of the leader's ops/s; p99 150 %.
 	for _, want := range []string{"acquire clients=64 rr-vs-leader", "ops_per_s_pct", "100 [80..120]", "% of leader",
 		"≥ 90 met", "p99_ms_pct 150", "(idle: not run)", "cpu_pct_one_core_3_members", "≤ 5 n/a",
-		"goals: 2 met, 1 MISSED, 1 not measured (of 4"} {
+		"(leader-faults: not in the standard set; -mode leader-faults)",
+		fmt.Sprintf("goals: 2 met, 1 MISSED, %d not measured (of %d", 1+len(goals["leader-faults"]), 4+len(goals["leader-faults"]))} {
 		if !strings.Contains(out, want) {
 			t.Errorf("table lacks %q:\n%s", want, out)
 		}

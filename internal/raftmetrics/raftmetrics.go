@@ -9,7 +9,9 @@ package raftmetrics
 
 import (
 	"fmt"
+	"slices"
 	"strings"
+	"sync"
 	"time"
 	"unicode"
 
@@ -82,20 +84,20 @@ func (s Sink) SetGauge(key []string, val float32) { s.SetGaugeWithLabels(key, va
 
 // SetGaugeWithLabels implements go-metrics' MetricSink.
 func (s Sink) SetGaugeWithLabels(key []string, val float32, labels []gometrics.Label) {
-	u := gauges[name(key)]
-	s.Next.SetGaugeWithLabels(rename(key, u.suffix), scale(val, u), snakeLabels(labels))
+	c := converted(kindGauge, key)
+	s.Next.SetGaugeWithLabels(c.key, scale(val, c.u), snakeLabels(labels))
 }
 
 // EmitKey implements go-metrics' MetricSink (Prometheus has no such type;
 // the Prometheus sink ignores it).
-func (s Sink) EmitKey(key []string, val float32) { s.Next.EmitKey(rename(key, ""), val) }
+func (s Sink) EmitKey(key []string, val float32) { s.Next.EmitKey(converted(kindKey, key).key, val) }
 
 // IncrCounter implements go-metrics' MetricSink.
 func (s Sink) IncrCounter(key []string, val float32) { s.IncrCounterWithLabels(key, val, nil) }
 
 // IncrCounterWithLabels implements go-metrics' MetricSink.
 func (s Sink) IncrCounterWithLabels(key []string, val float32, labels []gometrics.Label) {
-	s.Next.IncrCounterWithLabels(rename(key, "total"), val, snakeLabels(labels))
+	s.Next.IncrCounterWithLabels(converted(kindCounter, key).key, val, snakeLabels(labels))
 }
 
 // AddSample implements go-metrics' MetricSink.
@@ -103,11 +105,86 @@ func (s Sink) AddSample(key []string, val float32) { s.AddSampleWithLabels(key, 
 
 // AddSampleWithLabels implements go-metrics' MetricSink.
 func (s Sink) AddSampleWithLabels(key []string, val float32, labels []gometrics.Label) {
-	u, ok := samples[name(key)]
-	if !ok {
-		u = timer
+	c := converted(kindSample, key)
+	s.Next.AddSampleWithLabels(c.key, scale(val, c.u), snakeLabels(labels))
+}
+
+// Raft emits a few samples per RPC (dozens a second on an idle cluster, far
+// more under load): the conversion of a key is done once and kept, and the
+// hot path allocates nothing of its own.
+type kind uint8
+
+const (
+	kindGauge kind = iota
+	kindKey
+	kindCounter
+	kindSample
+)
+
+// conversion is a key as given and as passed on, with its unit.
+type conversion struct {
+	in  []string
+	key []string
+	u   unit
+}
+
+var (
+	convMu sync.RWMutex
+	convs  = map[uint64][]*conversion{} // by hash of kind and key
+	// labelNames are snake(name) by name.
+	labelNames = map[string]string{}
+)
+
+// maxConversions bounds the cache (raft's keys are a few dozen; a caller
+// that made keys from data would otherwise grow it without end).
+const maxConversions = 4096
+
+func hashKey(k kind, key []string) uint64 {
+	h := uint64(14695981039346656037) ^ uint64(k)
+	for _, p := range key {
+		for i := 0; i < len(p); i++ {
+			h = (h ^ uint64(p[i])) * 1099511628211
+		}
+		h = (h ^ 0xff) * 1099511628211
 	}
-	s.Next.AddSampleWithLabels(rename(key, u.suffix), scale(val, u), snakeLabels(labels))
+	return h
+}
+
+// converted returns the Prometheus name and unit of key as a metric of
+// kind k.
+func converted(k kind, key []string) *conversion {
+	h := hashKey(k, key)
+	convMu.RLock()
+	for _, c := range convs[h] {
+		if slices.Equal(c.in, key) {
+			convMu.RUnlock()
+			return c
+		}
+	}
+	n := len(convs)
+	convMu.RUnlock()
+	c := &conversion{in: slices.Clone(key)}
+	switch k {
+	case kindGauge:
+		c.u = gauges[name(key)]
+	case kindCounter:
+		c.u = unit{suffix: "total"}
+	case kindSample:
+		var ok bool
+		if c.u, ok = samples[name(key)]; !ok {
+			c.u = timer
+		}
+	}
+	c.key = rename(key, c.u.suffix)
+	if k == kindCounter {
+		c.u = unit{}
+	}
+	if n < maxConversions {
+		convMu.Lock()
+		convs[h] = append(convs[h], c)
+		convMu.Unlock()
+	}
+	return c
 }
 
 // name is key without the prefix, dotted: "raft.leader.lastContact".
@@ -137,15 +214,43 @@ func scale(val float32, u unit) float32 {
 	return val / u.per
 }
 
+// snakeLabels returns labels with snake_case names: labels itself when
+// they have them already.
 func snakeLabels(labels []gometrics.Label) []gometrics.Label {
-	if len(labels) == 0 {
+	var out []gometrics.Label
+	for i, l := range labels {
+		n := snakeLabel(l.Name)
+		if n == l.Name && out == nil {
+			continue
+		}
+		if out == nil {
+			out = make([]gometrics.Label, len(labels))
+			copy(out, labels[:i])
+		}
+		out[i] = gometrics.Label{Name: n, Value: l.Value}
+	}
+	if out == nil {
 		return labels
 	}
-	out := make([]gometrics.Label, len(labels))
-	for i, l := range labels {
-		out[i] = gometrics.Label{Name: snake(l.Name), Value: l.Value}
-	}
 	return out
+}
+
+// snakeLabel is snake(name), remembered.
+func snakeLabel(name string) string {
+	convMu.RLock()
+	n, ok := labelNames[name]
+	size := len(labelNames)
+	convMu.RUnlock()
+	if ok {
+		return n
+	}
+	n = snake(name)
+	if size < maxConversions {
+		convMu.Lock()
+		labelNames[name] = n
+		convMu.Unlock()
+	}
+	return n
 }
 
 // snake turns camelCase into snake_case: "appendEntries" is

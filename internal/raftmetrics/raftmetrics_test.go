@@ -72,4 +72,24 @@ func TestSink_RenamesByPrometheusConventions(t *testing.T) {
 	if !slices.Equal(r.calls, want) {
 		t.Errorf("got\n%s\nwant\n%s", strings.Join(r.calls, "\n"), strings.Join(want, "\n"))
 	}
+	// The second time the conversions come from the cache: the same.
+	r.calls = nil
+	s.AddSampleWithLabels([]string{"coordd", "raft", "net", "rpcDecode"}, 0.001, []gometrics.Label{{Name: "rpcType", Value: "AppendEntries"}})
+	s.SetGauge([]string{"coordd", "raft", "leader", "oldestLogAge"}, 1500)
+	s.IncrCounterWithLabels([]string{"coordd", "raft", "replication", "appendEntries", "logs"}, 3, peer)
+	if want := []string{want[8], want[6], want[1]}; !slices.Equal(r.calls, want) {
+		t.Errorf("again: got\n%s\nwant\n%s", strings.Join(r.calls, "\n"), strings.Join(want, "\n"))
+	}
+}
+
+// The hot path (a sample whose key and labels were seen) allocates nothing
+// of the sink's own.
+func TestSink_KnownKeysDoNotAllocate(t *testing.T) {
+	s := Sink{Next: &gometrics.BlackholeSink{}}
+	key := []string{"coordd", "raft", "net", "rpcDecode"}
+	labels := []gometrics.Label{{Name: "peer_id", Value: "n2"}}
+	s.AddSampleWithLabels(key, 1, labels)
+	if n := testing.AllocsPerRun(100, func() { s.AddSampleWithLabels(key, 1, labels) }); n != 0 {
+		t.Errorf("%v allocations per sample", n)
+	}
 }

@@ -172,7 +172,7 @@ func startClusterWith(t testing.TB, n int, logLevel string, readyWithin time.Dur
 // traffic goes through loopback proxies, one per ordered pair of nodes, so
 // that a test can cut a node off from its peers (netproxy.Net.Isolate)
 // while clients still reach it. The proxies close in t.Cleanup.
-func startClusterProxied(t testing.TB, n int, logLevel string, readyWithin time.Duration) ([]*proc, *netproxy.Net) {
+func startClusterProxied(t testing.TB, n int, logLevel string, readyWithin time.Duration, extra ...string) ([]*proc, *netproxy.Net) {
 	t.Helper()
 	procs := newProcs(t, n)
 	raftAddrs := map[string]string{}
@@ -194,7 +194,7 @@ func startClusterProxied(t testing.TB, n int, logLevel string, readyWithin time.
 			via = append(via, peer+"="+pa[peer])
 		}
 		return []string{"-peer-raft-addrs", strings.Join(via, ",")}
-	})
+	}, extra...)
 	for _, p := range procs {
 		waitReady(t, p, readyWithin)
 	}

@@ -3,8 +3,10 @@ package e2e
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -25,7 +27,9 @@ import (
 // fault every kind of request is sent to both other nodes at once, and the
 // time to its answer recorded. It prints, per fault, duration and request
 // kind, the median and maximum answer time and how the requests were
-// answered. Set COORDD_E2E_BIN to measure another build. Only runs with
+// answered, and every answer that took longer than a second (with the
+// nodes' logs copied to COORDD_STALL_BENCH_LOGS if set). Set
+// COORDD_E2E_BIN to measure another build. Only runs with
 // COORDD_STALL_BENCH=1.
 func TestStallBench(t *testing.T) {
 	if os.Getenv("COORDD_STALL_BENCH") == "" {
@@ -57,7 +61,11 @@ func TestStallBench(t *testing.T) {
 			faults = append(faults, f)
 		}
 	}
-	procs, pnet := startClusterProxied(t, 3, "info", 20*time.Second)
+	level := "info"
+	if os.Getenv("COORDD_STALL_BENCH_LOGS") != "" {
+		level = "debug"
+	}
+	procs, pnet := startClusterProxied(t, 3, level, 20*time.Second, "-pprof")
 	var report strings.Builder
 	fmt.Fprintf(&report, "binary %s, %d trials per fault, each kind sent to both healthy nodes 50 ms into the fault\n", coorddBin, trials)
 	fmt.Fprintf(&report, "%-8s %-6s %-16s %9s %9s  %s\n", "fault", "length", "request", "median", "max", "answers")
@@ -75,6 +83,18 @@ func TestStallBench(t *testing.T) {
 				time.Sleep(50 * time.Millisecond)
 				done := make(chan []stallAnswer, 1)
 				go func() { done <- stallWave(hc, others(procs, leader), lease, &seq) }()
+			if dir := os.Getenv("COORDD_STALL_BENCH_LOGS"); dir != "" {
+				// A wave still waiting after 1.5 s: what the healthy nodes are doing.
+				go func() {
+					time.Sleep(1500 * time.Millisecond)
+					select {
+					case a := <-done:
+						done <- a
+					default:
+						dumpGoroutines(t, others(procs, leader), filepath.Join(dir, fmt.Sprintf("%s-%s-trial%d", fault, stall, trial+1)))
+					}
+				}()
+			}
 				var answers []stallAnswer
 				select {
 				case answers = <-done:
@@ -87,8 +107,16 @@ func TestStallBench(t *testing.T) {
 				if answers == nil {
 					answers = <-done
 				}
+				slow := false
 				for _, a := range answers {
 					byKind[a.kind] = append(byKind[a.kind], a)
+					if a.took > time.Second {
+						slow = true
+						t.Logf("%s %s trial %d: %s to %s answered after %s: %d %s %v", fault, stall, trial+1, a.kind, a.node, a.took.Round(time.Millisecond), a.status, a.code, a.err)
+					}
+				}
+				if dir := os.Getenv("COORDD_STALL_BENCH_LOGS"); slow && dir != "" {
+					keepLogs(t, procs, filepath.Join(dir, fmt.Sprintf("%s-%s-trial%d", fault, stall, trial+1)))
 				}
 				for _, p := range procs {
 					waitReady(t, p, 30*time.Second)
@@ -126,6 +154,37 @@ func TestStallBench(t *testing.T) {
 		if err := os.WriteFile(out, []byte(report.String()), 0o644); err != nil {
 			t.Fatal(err)
 		}
+	}
+}
+
+// keepLogs copies the nodes' logs into dir, for a trial worth a look.
+func keepLogs(t *testing.T, procs []*proc, dir string) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Logf("keep logs: %v", err)
+		return
+	}
+	for _, p := range procs {
+		if b, err := os.ReadFile(p.logPath); err == nil {
+			_ = os.WriteFile(filepath.Join(dir, p.id+".log"), b, 0o644)
+		}
+	}
+	t.Logf("logs kept in %s", dir)
+}
+
+// dumpGoroutines saves the goroutines of procs into dir.
+func dumpGoroutines(t *testing.T, procs []*proc, dir string) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return
+	}
+	for _, p := range procs {
+		resp, err := httpc.Get(p.url() + "/debug/pprof/goroutine?debug=2")
+		if err != nil {
+			t.Logf("goroutines of %s: %v", p.id, err)
+			continue
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		_ = os.WriteFile(filepath.Join(dir, p.id+".goroutines"), b, 0o644)
 	}
 }
 

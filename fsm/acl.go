@@ -163,8 +163,8 @@ func (p ACLTokenDelete) apply(a *applier) {
 		a.res.Err = fmt.Errorf("%w: %s", ErrTokenNotFound, p.AccessorID)
 		return
 	}
-	s.aclTokens, _ = del(s.aclTokens, []byte(p.AccessorID), a.notify)
-	s.aclBySecret, _ = del(s.aclBySecret, t.SecretHash[:], a.notify)
+	s.aclTokens.del(s.w, []byte(p.AccessorID))
+	s.aclBySecret.del(s.w, t.SecretHash[:])
 	a.res.Token = t
 }
 
@@ -234,8 +234,8 @@ func createToken(a *applier, t ACLToken, bootstrap bool) {
 		return
 	}
 	t.CreateIndex, t.CreateStamp = s.index, a.stamp
-	s.aclTokens = put(s.aclTokens, []byte(t.AccessorID), &t, a.notify)
-	s.aclBySecret = put(s.aclBySecret, t.SecretHash[:], t.AccessorID, a.notify)
+	s.aclTokens.put(s.w, []byte(t.AccessorID), &t)
+	s.aclBySecret.put(s.w, t.SecretHash[:], t.AccessorID)
 	if bootstrap {
 		s.aclBootstrap = s.index
 	}

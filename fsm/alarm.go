@@ -168,7 +168,7 @@ func (p AlarmRaise) apply(a *applier) {
 	}
 	al := p.Alarm
 	al.RaisedIndex, al.RaisedStamp = a.res.Index, a.stamp
-	a.s.alarms = put(a.s.alarmTree(), []byte(p.Member), &al, a.notify)
+	a.s.alarms.put(a.s.w, []byte(p.Member), &al)
 }
 
 // AlarmDisarm is the payload of CmdAlarmDisarm: clear the alarm of one
@@ -198,20 +198,14 @@ func (p AlarmDisarm) apply(a *applier) {
 	t := a.s.alarmTree()
 	if p.Member == "" {
 		a.res.Deleted = t.Len()
-		if t.Len() > 0 {
-			txn := t.Txn()
-			txn.TrackMutate(a.notify)
-			txn.DeletePrefix(nil)
-			a.s.alarms = txn.Commit()
-		}
+		t.deletePrefix(a.s.w, nil, t.Len())
 		return
 	}
-	next, ok := del(t, []byte(p.Member), a.notify)
-	if !ok {
+	if _, ok := t.del(a.s.w, []byte(p.Member)); !ok {
 		a.res.Err = fmt.Errorf("%w: %q", ErrAlarmNotFound, p.Member)
 		return
 	}
-	a.s.alarms, a.res.Deleted = next, 1
+	a.res.Deleted = 1
 }
 
 // DigestPoint is the payload of CmdDigestPoint. It changes no data: its
@@ -225,13 +219,8 @@ func (DigestPoint) encode(*enc) uint8 { return payloadV1 }
 func (DigestPoint) validate() error   { return nil }
 func (DigestPoint) apply(*applier)    {}
 
-// alarmTree is s.alarms, empty when the state has none yet.
-func (s *State) alarmTree() *iradix.Tree[*Alarm] {
-	if s.alarms == nil {
-		return iradix.New[*Alarm]()
-	}
-	return s.alarms
-}
+// alarmTree is s.alarms (empty when the state has none yet: tree.base).
+func (s *State) alarmTree() *tree[*Alarm] { return &s.alarms }
 
 // Alarms returns the alarms in member id order.
 func (s *State) Alarms() []Alarm {

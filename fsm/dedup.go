@@ -46,10 +46,19 @@ type dedupEntry struct {
 // requestDigest identifies a command's request: its type, payload version
 // and payload.
 func requestDigest(c Command) []byte {
-	h := sha256.New()
-	h.Write([]byte{byte(c.Type), c.Version})
-	h.Write(c.Payload)
-	return h.Sum(nil)[:requestDigestSize]
+	var sum [sha256.Size]byte
+	if len(c.Payload) <= 254 {
+		// The common case, hashed from a stack buffer: one allocation (the
+		// digest kept) instead of the hasher's three.
+		var buf [256]byte
+		sum = sha256.Sum256(append(append(buf[:0], byte(c.Type), c.Version), c.Payload...))
+	} else {
+		h := sha256.New()
+		h.Write([]byte{byte(c.Type), c.Version})
+		h.Write(c.Payload)
+		h.Sum(sum[:0])
+	}
+	return append(make([]byte, 0, requestDigestSize), sum[:requestDigestSize]...)
 }
 
 // dedupSize is what a record counts against DedupMaxBytes: its key, the
@@ -93,9 +102,20 @@ func replay(s *State, index uint64, cmd Command) (*Result, bool) {
 // DedupMax or DedupMaxBytes.
 func collectDedup(s *State) {
 	cutoff := s.stamp - int64(DedupTTL)
+	count, size := s.dedup.Len(), s.dedupBytes
+	if count <= DedupMax && size <= DedupMaxBytes {
+		// The common case, nothing due: decided on the oldest record
+		// alone, without an iterator.
+		_, key, ok := s.dedupByStamp.Root().Minimum()
+		if !ok {
+			return
+		}
+		if e, found := s.dedup.Get([]byte(key)); found && e.Stamp >= cutoff {
+			return
+		}
+	}
 	it := s.dedupByStamp.Root().Iterator()
 	var drop [][]byte
-	count, size := s.dedup.Len(), s.dedupBytes
 	for k, key, ok := it.Next(); ok && len(drop) < dedupGCPerApply; k, key, ok = it.Next() {
 		e, found := s.dedup.Get([]byte(key))
 		if found && e.Stamp >= cutoff && count <= DedupMax && size <= DedupMaxBytes {
@@ -109,18 +129,17 @@ func collectDedup(s *State) {
 	if len(drop) == 0 {
 		return
 	}
-	byStamp, dedup := s.dedupByStamp.Txn(), s.dedup.Txn()
 	for _, k := range drop {
-		key, _ := byStamp.Delete(k)
-		dedup.Delete([]byte(key))
+		key, _ := s.dedupByStamp.del(s.w, k)
+		s.dedup.del(s.w, []byte(key))
 	}
-	s.dedupByStamp, s.dedup, s.dedupBytes = byStamp.CommitOnly(), dedup.CommitOnly(), size
+	s.dedupBytes = size
 }
 
 // recordDedup records cmd's result under its idempotency key.
 func recordDedup(s *State, cmd Command, res *Result) {
 	if old, ok := s.dedup.Get([]byte(cmd.IdempotencyKey)); ok {
-		s.dedupByStamp, _, _ = s.dedupByStamp.Delete(dedupStampKey(old.Stamp, old.Index))
+		s.dedupByStamp.del(s.w, dedupStampKey(old.Stamp, old.Index))
 		s.dedupBytes -= dedupSize(old)
 	}
 	// Keep only what a retry is answered with, so that a replica that
@@ -137,8 +156,8 @@ func recordDedup(s *State, cmd Command, res *Result) {
 	kept := &Result{Index: res.Index, Type: res.Type, Entry: entry, Prev: res.Prev, Deleted: res.Deleted,
 		Lease: res.Lease, Campaign: res.Campaign, Txn: keptTxn(res.Txn), Err: res.Err}
 	e := &dedupEntry{Key: cmd.IdempotencyKey, Type: cmd.Type, Stamp: s.stamp, Index: s.index, Result: kept, Request: requestDigest(cmd)}
-	s.dedup, _, _ = s.dedup.Insert([]byte(e.Key), e)
-	s.dedupByStamp, _, _ = s.dedupByStamp.Insert(dedupStampKey(e.Stamp, e.Index), e.Key)
+	s.dedup.put(s.w, []byte(e.Key), e)
+	s.dedupByStamp.put(s.w, dedupStampKey(e.Stamp, e.Index), e.Key)
 	s.dedupBytes += dedupSize(e)
 }
 

@@ -133,7 +133,7 @@ func (s *State) ReplicaDigest() string {
 		record(recACLToken)
 		return false
 	})
-	if s.alarms != nil {
+	if s.alarms.t != nil || s.alarms.txn != nil {
 		s.alarms.Root().Walk(func(_ []byte, a *Alarm) bool {
 			encodeAlarm(&e, a)
 			record(recAlarm)

@@ -240,7 +240,7 @@ func (p Campaign) apply(a *applier) {
 	}
 	e.Waiting = append(e.Waiting, Candidate{Lease: p.Lease, Value: p.Value, Since: a.stamp, QueuedIndex: s.index})
 	res.Promoted += e.promote(s.index, a.stamp)
-	s.attach = put(s.attach, attachKeyOf(p.Lease, attachElection, p.Name), struct{}{}, a.notify)
+	s.attach.put(s.w, attachKeyOf(p.Lease, attachElection, p.Name), struct{}{})
 	storeElection(a, old, e)
 	res.Campaign = campaignResult(e, p.Lease)
 	res.Election = e
@@ -286,7 +286,7 @@ func (p Resign) apply(a *applier) {
 	e := old.clone()
 	e.remove(p.Lease, false, a.stamp)
 	res.Promoted += e.promote(s.index, a.stamp)
-	s.attach, _ = del(s.attach, attachKeyOf(p.Lease, attachElection, p.Name), a.notify)
+	s.attach.del(s.w, attachKeyOf(p.Lease, attachElection, p.Name))
 	storeElection(a, old, e)
 	res.Election = e
 }
@@ -382,7 +382,10 @@ func (e *Election) Position(lease uint64) int {
 	return -1
 }
 
-// IsCurrent reports whether token is a current holder's token.
+// IsCurrent reports whether token is a current holder's token. A holder
+// whose lease expired and whose release entry is still to come
+// (lease.go: LeaseRelease) is current by this test; State.TokenCurrent
+// says no for it.
 func (e *Election) IsCurrent(token uint64) bool {
 	for _, h := range e.Holders {
 		if h.Token == token {
@@ -460,7 +463,7 @@ func storeElection(a *applier, old, e *Election) {
 	if old != nil {
 		oldHolders = old.Holders
 		if old.EmptySince != 0 {
-			s.emptyElections, _, _ = s.emptyElections.Delete(emptyKey(old.collectAt(), old.Name))
+			s.emptyElections.del(s.w, emptyKey(old.collectAt(), old.Name))
 		}
 	}
 	if !sameHolders(oldHolders, e.Holders) && !a.holdersChanged[e.Name] {
@@ -477,22 +480,22 @@ func storeElection(a *applier, old, e *Election) {
 			removeElection(a, e.Name)
 			return
 		}
-		s.emptyElections, _, _ = s.emptyElections.Insert(emptyKey(e.collectAt(), e.Name), struct{}{})
+		s.emptyElections.put(s.w, emptyKey(e.collectAt(), e.Name), struct{}{})
 	}
 	if e.delayedNow() {
-		s.delayed, _, _ = s.delayed.Insert([]byte(e.Name), e.DelayUntil)
+		s.delayed.put(s.w, []byte(e.Name), e.DelayUntil)
 	} else if _, ok := s.delayed.Get([]byte(e.Name)); ok {
-		s.delayed, _, _ = s.delayed.Delete([]byte(e.Name))
+		s.delayed.del(s.w, []byte(e.Name))
 	}
-	s.elections = put(s.elections, []byte(e.Name), e, a.notify)
+	s.elections.put(s.w, []byte(e.Name), e)
 }
 
 // removeElection forgets a name nobody holds or waits for.
 func removeElection(a *applier, name string) {
 	s := a.s
-	s.elections, _ = del(s.elections, []byte(name), a.notify)
+	s.elections.del(s.w, []byte(name))
 	if _, ok := s.delayed.Get([]byte(name)); ok {
-		s.delayed, _, _ = s.delayed.Delete([]byte(name))
+		s.delayed.del(s.w, []byte(name))
 	}
 	s.electionDeleteIndex = s.index
 }
@@ -504,6 +507,9 @@ const electionGCPerApply = 16
 // leader's stamp.
 func collectElections(a *applier) {
 	s := a.s
+	if k, _, ok := s.emptyElections.Root().Minimum(); !ok || int64(keyU64(k)) >= s.stamp {
+		return // nothing due (the common case), seen without an iterator
+	}
 	it := s.emptyElections.Root().Iterator()
 	var drop [][]byte
 	for k, _, ok := it.Next(); ok && len(drop) < electionGCPerApply; k, _, ok = it.Next() {
@@ -513,9 +519,22 @@ func collectElections(a *applier) {
 		drop = append(drop, k)
 	}
 	for _, k := range drop {
-		s.emptyElections, _, _ = s.emptyElections.Delete(k)
+		s.emptyElections.del(s.w, k)
 		removeElection(a, string(k[u64KeyLen:]))
 	}
+}
+
+// TokenCurrent reports whether token is the token of a current holder of
+// e whose lease is alive (not expired or revoked with its release still
+// to come: lease.go).
+func (s *State) TokenCurrent(e *Election, token uint64) bool {
+	for _, h := range e.Holders {
+		if h.Token == token {
+			_, ok := s.Lease(h.Lease)
+			return ok
+		}
+	}
+	return false
 }
 
 // Election returns the named election or lock.
@@ -587,6 +606,11 @@ func holderCheck(s *State, name string, lease, token uint64) (*Election, int, er
 		}
 		if h.Token != token {
 			return nil, 0, &StaleTokenError{Name: name, Token: token, Current: h.Token}
+		}
+		if _, ok := s.Lease(lease); !ok {
+			// Expired or revoked, its release still to come (lease.go):
+			// the holder can no longer act through it.
+			return nil, 0, fmt.Errorf("%w: %d (it holds %q until its release entry)", ErrLeaseNotFound, lease, name)
 		}
 		return e, i, nil
 	}

@@ -12,3 +12,7 @@ func mustCommand(p Payload) Command {
 	}
 	return c
 }
+
+// SetState replaces f's state (benchmarks that start every run from one
+// prepared state).
+func (f *FSM) SetState(s *State) { f.state.Store(s) }

@@ -96,18 +96,96 @@ func (f *FSM) ResetCh() <-chan struct{} {
 // diverge from the others, and the panic stops the node (Raft does not
 // recover it) before it serves anything derived from the entry.
 func (f *FSM) Apply(l *raft.Log) any {
+	b := f.Begin()
+	res := b.Apply(l)
+	b.Commit()
+	return res
+}
+
+// ApplyBatch applies a run of committed entries as one batch (see Batch)
+// and returns one result per entry: a *Result for a command, nil for
+// anything else (a configuration entry). It implements raft.BatchingFSM.
+// The results and the state reached are exactly those of applying the
+// entries one by one with Apply.
+func (f *FSM) ApplyBatch(logs []*raft.Log) []any {
+	b := f.Begin()
+	out := make([]any, len(logs))
+	for i, l := range logs {
+		if l.Type == raft.LogCommand {
+			out[i] = b.Apply(l)
+		}
+	}
+	b.Commit()
+	return out
+}
+
+var _ raft.BatchingFSM = (*FSM)(nil)
+
+// Batch applies a run of committed entries to one working copy of the
+// state, whose trees each take one radix transaction for the whole run
+// (tree), and publishes the result once, in Commit. Readers see the state
+// before the batch until Commit, then the state after it; the watch
+// channels of what changed are closed after it is published.
+//
+// Results are those of applying the entries one by one: every entry reads
+// what the entries before it in the batch wrote, and nothing else differs
+// (TestBatch_SameAsOneByOne). A Batch is used by one goroutine (Raft's FSM
+// goroutine), and no other Apply or Restore may run until it is committed.
+type Batch struct {
+	f       *FSM
+	s       State
+	applied bool
+	reset   bool
+}
+
+// Begin starts a batch on the current state.
+func (f *FSM) Begin() *Batch {
+	b := &Batch{f: f, s: *f.state.Load()}
+	b.s.w = &work{notify: true}
+	return b
+}
+
+// Apply applies one entry to the batch's state and returns its result. It
+// panics on an entry it cannot decode (see FSM.Apply).
+func (b *Batch) Apply(l *raft.Log) *Result {
 	cmd, err := DecodeCommand(l.Data)
 	if err != nil {
 		panic(applyPanic(l.Index, l.Term, err))
 	}
-	// Only the live state's watchers are notified, exactly once per change:
-	// closing the channels of a state twice would panic.
-	next, res := applyCommand(f.state.Load(), l.Index, l.Term, cmd, true)
-	f.state.Store(next)
-	if res.Reset {
-		f.reset()
-	}
+	res := applyTo(&b.s, l.Index, l.Term, cmd)
+	b.applied, b.reset = true, b.reset || res.Reset
 	return res
+}
+
+// Index is the index of the last entry applied to the batch (the state's
+// before the first).
+func (b *Batch) Index() uint64 { return b.s.index }
+
+// State returns the state after the entries applied so far, without
+// publishing it (a replica digest at an agreed point within the batch).
+// It commits the open transactions: later writes copy what they change.
+func (b *Batch) State() *State {
+	w := b.s.commit()
+	st := b.s
+	b.s.w = w
+	return &st
+}
+
+// Commit publishes the batch's state, then wakes the watchers of what it
+// changed (and, after a restore, the readers of ResetCh). It returns the
+// state published (the current one if nothing was applied).
+func (b *Batch) Commit() *State {
+	if !b.applied {
+		return b.f.state.Load()
+	}
+	w := b.s.commit()
+	st := b.s
+	b.f.state.Store(&st)
+	w.notifyAll()
+	if b.reset {
+		b.f.reset()
+	}
+	return &st
 }
 
 // ApplyCommand is the pure transition function: it returns the state after
@@ -129,21 +207,22 @@ func applyPanic(index, term uint64, err error) string {
 		"if it was written by a newer coordd, upgrade this node", index, term, err)
 }
 
-// applier is what a payload's apply works with: the next state (a
-// shallow copy of the one before, whose trees it replaces), the result it
-// reports, the entry's stamp, and whether the watch channels of what it
-// changes are closed (only for the live state: FSM.Apply).
+// applier is what a payload's apply works with: the state being worked
+// on (a shallow copy of a published one, whose trees take writes through
+// open transactions: tree), the result it reports and the entry's stamp.
 //
-// Invariant (pure): apply changes nothing reachable from the state it was
-// given (persistent trees, cloned records), closes watch channels only
-// when notify is set, and reads nothing but the state, the payload, the
-// index and the stamp; so ApplyCommand twice on one state gives the same
-// state and result.
+// Invariant (pure): apply changes nothing reachable from a published
+// state (persistent trees, cloned records), closes no watch channel
+// itself (the FSM does, after publishing: Batch.Commit), and reads
+// nothing but the state, the payload, the index and the stamp; so
+// ApplyCommand twice on one state gives the same state and result.
 type applier struct {
-	s      *State
-	res    *Result
-	stamp  int64
-	notify bool
+	s     *State
+	res   *Result
+	stamp int64
+	// budget is what the entry may still release of dead leases'
+	// attachments: > 0 that many, 0 no limit, < 0 nothing (spent).
+	budget int
 	// holdersChanged names the elections whose holders this entry changed
 	// already: Election.Changes counts an entry once.
 	holdersChanged map[string]bool
@@ -159,26 +238,35 @@ func (a *applier) mark(name string) {
 // applyCommand is ApplyCommand; with notify set it also closes the watch
 // channels of every part of s that the command changes.
 func applyCommand(s *State, index, term uint64, cmd Command, notify bool) (*State, *Result) {
+	next := *s
+	next.w = &work{notify: notify}
+	res := applyTo(&next, index, term, cmd)
+	next.commit().notifyAll()
+	return &next, res
+}
+
+// applyTo applies cmd at the given index and term to s, a state being
+// worked on (s.w set: its writes go to open transactions).
+func applyTo(s *State, index, term uint64, cmd Command) *Result {
 	p, err := DecodePayload(cmd)
 	if err != nil {
 		panic(applyPanic(index, term, err))
 	}
-	next := *s
-	next.index, next.term = index, term
-	next.stamp = max(s.stamp, cmd.Stamp) // never backwards, whatever the leaders' clocks
-	a := &applier{s: &next, res: &Result{Index: index, Type: cmd.Type}, stamp: next.stamp, notify: notify}
-	collectDedup(&next)
+	s.index, s.term = index, term
+	s.stamp = max(s.stamp, cmd.Stamp) // never backwards, whatever the leaders' clocks
+	a := &applier{s: s, res: &Result{Index: index, Type: cmd.Type}, stamp: s.stamp}
+	collectDedup(s)
 	collectElections(a)
 	if cmd.IdempotencyKey != "" {
-		if res, ok := replay(&next, index, cmd); ok {
-			return &next, res
+		if res, ok := replay(s, index, cmd); ok {
+			return res
 		}
 	}
 	p.apply(a)
 	if cmd.IdempotencyKey != "" {
-		recordDedup(&next, cmd, a.res)
+		recordDedup(s, cmd, a.res)
 	}
-	return &next, a.res
+	return a.res
 }
 
 // Snapshot captures the current state in O(1); the returned snapshot

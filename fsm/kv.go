@@ -140,20 +140,18 @@ func (p KVPut) apply(a *applier) {
 	if exists {
 		e.CreateIndex, e.Version = cur.CreateIndex, cur.Version+1
 		if cur.Lease != 0 && cur.Lease != p.Lease {
-			s.attach, _ = del(s.attach, attachKeyOf(cur.Lease, attachKey, p.Key), a.notify)
+			s.attach.del(s.w, attachKeyOf(cur.Lease, attachKey, p.Key))
 		}
 	}
 	if p.Lease != 0 {
-		s.attach = put(s.attach, attachKeyOf(p.Lease, attachKey, p.Key), struct{}{}, a.notify)
+		s.attach.put(s.w, attachKeyOf(p.Lease, attachKey, p.Key), struct{}{})
 	}
-	s.kv = put(s.kv, key, e, a.notify)
+	s.kv.put(s.w, key, e)
 	res.Entry = e
 }
 
 func (p KVDelete) apply(a *applier) {
 	s, res := a.s, a.res
-	txn := s.kv.Txn()
-	txn.TrackMutate(a.notify)
 	if p.Prefix {
 		n := 0
 		s.kv.Root().WalkPrefix([]byte(p.Key), func([]byte, *KVEntry) bool { n++; return false })
@@ -162,12 +160,11 @@ func (p KVDelete) apply(a *applier) {
 		}
 		s.kv.Root().WalkPrefix([]byte(p.Key), func(k []byte, e *KVEntry) bool {
 			if e.Lease != 0 {
-				s.attach, _ = del(s.attach, attachKeyOf(e.Lease, attachKey, string(k)), a.notify)
+				s.attach.del(s.w, attachKeyOf(e.Lease, attachKey, string(k)))
 			}
 			return false
 		})
-		txn.DeletePrefix([]byte(p.Key))
-		s.kv = txn.Commit()
+		s.kv.deletePrefix(s.w, []byte(p.Key), n)
 		s.kvDeleteIndex = s.index
 		res.Deleted = n
 		return
@@ -186,10 +183,9 @@ func (p KVDelete) apply(a *applier) {
 		res.Err = fmt.Errorf("%w: %q", ErrKeyNotFound, p.Key)
 		return
 	}
-	txn.Delete(key)
-	s.kv = txn.Commit()
+	s.kv.del(s.w, key)
 	if cur.Lease != 0 {
-		s.attach, _ = del(s.attach, attachKeyOf(cur.Lease, attachKey, p.Key), a.notify)
+		s.attach.del(s.w, attachKeyOf(cur.Lease, attachKey, p.Key))
 	}
 	s.kvDeleteIndex = s.index
 	res.Prev, res.Deleted = cur, 1

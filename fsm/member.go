@@ -49,7 +49,7 @@ func decodeMemberSet(_ uint8, d *dec) Payload { return MemberSet{decodeMember(d)
 func (MemberSet) validate() error { return nil }
 
 func (p MemberSet) apply(a *applier) {
-	a.s.members, _, _ = a.s.members.Insert([]byte(p.ID), p.Member)
+	a.s.members.put(a.s.w, []byte(p.ID), p.Member)
 }
 
 // MemberRemove is the payload of CmdMemberRemove.
@@ -70,8 +70,7 @@ func decodeMemberRemove(_ uint8, d *dec) Payload { return MemberRemove{ID: d.str
 func (MemberRemove) validate() error { return nil }
 
 func (p MemberRemove) apply(a *applier) {
-	var ok bool
-	if a.s.members, _, ok = a.s.members.Delete([]byte(p.ID)); !ok {
+	if _, ok := a.s.members.del(a.s.w, []byte(p.ID)); !ok {
 		a.res.Err = fmt.Errorf("%w: %q", ErrMemberNotFound, p.ID)
 	}
 }

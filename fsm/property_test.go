@@ -87,7 +87,7 @@ func randomPayload(rng *rand.Rand, s *fsm.State) fsm.Payload {
 	if rng.IntN(3) == 0 {
 		owner = fuzzAccessor1
 	}
-	switch rng.IntN(18) {
+	switch rng.IntN(19) {
 	case 0:
 		return fsm.KVPut{Key: keys[rng.IntN(len(keys))], Value: []byte(fmt.Sprint(rng.IntN(9))),
 			Mode: fsm.PutMode(rng.IntN(4)), CASIndex: rng.Uint64N(s.Index() + 2), Lease: leaseID() * uint64(rng.IntN(2))}
@@ -100,7 +100,7 @@ func randomPayload(rng *rand.Rand, s *fsm.State) fsm.Payload {
 	case 4:
 		return fsm.LeaseGrant{TTL: extremeTTL(rng), Owner: owner, MaxLeases: extremeInt(rng, fsm.MaxLimit)}
 	case 5:
-		return fsm.LeaseRevoke{ID: leaseID()}
+		return fsm.LeaseRevoke{ID: leaseID(), Release: rng.IntN(3)}
 	case 6:
 		return fsm.LeaseRenew{ID: leaseID()}
 	case 7:
@@ -110,6 +110,7 @@ func randomPayload(rng *rand.Rand, s *fsm.State) fsm.Payload {
 				p.Leases = append(p.Leases, fsm.LeaseExpiry{ID: l.ID, Epoch: l.Epoch - uint64(rng.IntN(2))})
 			}
 		}
+		p.Release = rng.IntN(3)
 		return p
 	case 8:
 		var p fsm.LeaseCheckpoint
@@ -142,6 +143,12 @@ func randomPayload(rng *rand.Rand, s *fsm.State) fsm.Payload {
 		return fsm.Restored{}
 	case 16:
 		return fsm.PeerSecret{Secret: bytes.Repeat([]byte{byte(rng.IntN(256))}, []int{0, 31, 32, 33}[rng.IntN(4)])}
+	case 17:
+		id := leaseID()
+		if ids := s.UnreleasedLeases(3); len(ids) > 0 && rng.IntN(4) != 0 {
+			id = ids[rng.IntN(len(ids))]
+		}
+		return fsm.LeaseRelease{ID: id, Release: extremeInt(rng, 3)}
 	case 15:
 		return fsm.ACLBootstrap{Token: fsm.ACLToken{AccessorID: fuzzAccessor1, SecretHash: acl.HashSecret("p"), Management: true}}
 	}

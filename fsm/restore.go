@@ -72,7 +72,7 @@ func PrepareRestore(backup *State, members []Member, lastIndex uint64) *State {
 	for _, m := range members {
 		mt.Insert([]byte(m.ID), m)
 	}
-	next.members = mt.CommitOnly()
+	next.members = committed(mt.CommitOnly())
 	empty := emptyState()
 	next.dedup, next.dedupByStamp = empty.dedup, empty.dedupByStamp
 	next.index = max(lastIndex, backup.index)
@@ -100,16 +100,19 @@ func (Restored) apply(a *applier) {
 		res.Err = ErrNoRestorePending
 		return
 	}
-	lt := s.leases.Txn()
-	s.leases.Root().Walk(func(k []byte, l *Lease) bool {
+	// Collected first, then written: a tree is not walked while written.
+	var leases []*Lease
+	s.leases.Root().Walk(func(_ []byte, l *Lease) bool {
 		c := *l
 		c.Epoch, c.Remaining, c.CheckpointStamp = index, 0, 0
-		lt.Insert(k, &c)
+		leases = append(leases, &c)
 		return false
 	})
-	s.leases = lt.CommitOnly()
-	et := s.elections.Txn()
-	s.elections.Root().Walk(func(k []byte, el *Election) bool {
+	for _, l := range leases {
+		s.leases.put(s.w, u64key(l.ID), l)
+	}
+	var elections []*Election
+	s.elections.Root().Walk(func(_ []byte, el *Election) bool {
 		if len(el.Holders) == 0 {
 			return false
 		}
@@ -120,10 +123,12 @@ func (Restored) apply(a *applier) {
 			c.Holders[i] = h
 		}
 		c.LastToken, c.ModifyIndex = index, index
-		et.Insert(k, &c)
+		elections = append(elections, &c)
 		return false
 	})
-	s.elections = et.CommitOnly()
+	for _, el := range elections {
+		s.elections.put(s.w, []byte(el.Name), el)
+	}
 	s.kvDeleteIndex, s.electionDeleteIndex = index, index
 	s.restore = RestoreInfo{SourceIndex: s.restore.SourceIndex, Index: index}
 	res.Reset = true

@@ -1,6 +1,7 @@
 package fsm
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -25,7 +26,7 @@ const (
 )
 
 // walkRecords writes one record per value of t.
-func walkRecords[T any](sw *snapshot.Writer, typ byte, t *iradix.Tree[T], f func(e *enc, k []byte, v T)) error {
+func walkRecords[T any](sw *snapshot.Writer, typ byte, t *tree[T], f func(e *enc, k []byte, v T)) error {
 	var werr error
 	e := enc{b: make([]byte, 0, 256)}
 	t.Root().Walk(func(k []byte, v T) bool {
@@ -66,13 +67,13 @@ func WriteState(w io.Writer, s *State) error {
 	}
 	steps := []func() error{
 		func() error {
-			return walkRecords(sw, recKV, s.kv, func(e *enc, _ []byte, kv *KVEntry) { encodeKV(e, kv) })
+			return walkRecords(sw, recKV, &s.kv, func(e *enc, _ []byte, kv *KVEntry) { encodeKV(e, kv) })
 		},
 		func() error {
-			return walkRecords(sw, recMember, s.members, func(e *enc, _ []byte, m Member) { encodeMember(e, m) })
+			return walkRecords(sw, recMember, &s.members, func(e *enc, _ []byte, m Member) { encodeMember(e, m) })
 		},
 		func() error {
-			return walkRecords(sw, recLease, s.leases, func(e *enc, _ []byte, l *Lease) {
+			return walkRecords(sw, recLease, &s.leases, func(e *enc, _ []byte, l *Lease) {
 				encodeLease(e, l)
 				if l.Owner != "" {
 					e.str(l.Owner) // optional trailing field of the lease record
@@ -80,16 +81,16 @@ func WriteState(w io.Writer, s *State) error {
 			})
 		},
 		func() error {
-			return walkRecords(sw, recAttach, s.attach, func(e *enc, k []byte, _ struct{}) { e.bytes(k) })
+			return walkRecords(sw, recAttach, &s.attach, func(e *enc, k []byte, _ struct{}) { e.bytes(k) })
 		},
 		func() error {
-			return walkRecords(sw, recElection, s.elections, func(e *enc, _ []byte, el *Election) { encodeElection(e, el) })
+			return walkRecords(sw, recElection, &s.elections, func(e *enc, _ []byte, el *Election) { encodeElection(e, el) })
 		},
 		func() error {
-			return walkRecords(sw, recDedup, s.dedup, func(e *enc, _ []byte, d *dedupEntry) { encodeDedup(e, d) })
+			return walkRecords(sw, recDedup, &s.dedup, func(e *enc, _ []byte, d *dedupEntry) { encodeDedup(e, d) })
 		},
 		func() error {
-			return walkRecords(sw, recACLToken, s.aclTokens, func(e *enc, _ []byte, t *ACLToken) { encodeToken(e, t) })
+			return walkRecords(sw, recACLToken, &s.aclTokens, func(e *enc, _ []byte, t *ACLToken) { encodeToken(e, t) })
 		},
 		func() error {
 			if s.peerSecret == nil {
@@ -215,19 +216,22 @@ func ReadState(r io.Reader) (*State, error) {
 			return nil, fmt.Errorf("fsm: snapshot record type %d: %w", typ, verr)
 		}
 	}
-	s.kv, s.members, s.leases, s.attach = kv.CommitOnly(), members.CommitOnly(), leases.CommitOnly(), attach.CommitOnly()
-	s.elections, s.dedup, s.dedupByStamp = elections.CommitOnly(), dedup.CommitOnly(), byStamp.CommitOnly()
-	s.emptyElections, s.delayed = empties.CommitOnly(), delayed.CommitOnly()
-	s.aclTokens = tokens.CommitOnly()
-	s.alarms = alarms.CommitOnly()
+	s.kv, s.members, s.leases, s.attach = committed(kv.CommitOnly()), committed(members.CommitOnly()), committed(leases.CommitOnly()), committed(attach.CommitOnly())
+	s.elections, s.dedup, s.dedupByStamp = committed(elections.CommitOnly()), committed(dedup.CommitOnly()), committed(byStamp.CommitOnly())
+	s.emptyElections, s.delayed = committed(empties.CommitOnly()), committed(delayed.CommitOnly())
+	s.aclTokens = committed(tokens.CommitOnly())
+	s.alarms = committed(alarms.CommitOnly())
 	ot := s.leaseOwners.Txn()
 	for o, n := range owners {
 		ot.Insert([]byte(o), n)
 	}
-	s.leaseOwners = ot.CommitOnly()
-	if s.aclBySecret, err = secretIndex(s.aclTokens); err != nil {
+	s.leaseOwners = committed(ot.CommitOnly())
+	secrets, err := secretIndex(s.aclTokens.t)
+	if err != nil {
 		return nil, err
 	}
+	s.aclBySecret = committed(secrets)
+	s.unreleased = committed(unreleasedIndex(s))
 	if err := checkRefs(s); err != nil {
 		return nil, fmt.Errorf("fsm: snapshot: %w", err)
 	}
@@ -264,6 +268,23 @@ func decodeMeta(d *dec, s *State, version uint16) {
 	}
 }
 
+// unreleasedIndex rebuilds the index of dead leases that still hold
+// something: the lease ids of attach keys without a lease.
+func unreleasedIndex(s *State) *iradix.Tree[struct{}] {
+	txn := iradix.New[struct{}]().Txn()
+	var last []byte
+	s.attach.Root().Walk(func(k []byte, _ struct{}) bool {
+		if id := k[:u64KeyLen]; !bytes.Equal(id, last) {
+			last = id
+			if _, ok := s.leases.Get(id); !ok {
+				txn.Insert(id, struct{}{})
+			}
+		}
+		return false
+	})
+	return txn.CommitOnly()
+}
+
 // checkRefs checks what records say of each other, so that a state read
 // from a file is one that applying commands could have built: every attach
 // key names an existing lease and, for a key, a key attached to that lease,
@@ -280,7 +301,11 @@ func checkRefs(s *State) error {
 	s.attach.Root().Walk(func(k []byte, _ struct{}) bool {
 		id, name := keyU64(k), string(k[u64KeyLen+1:])
 		if _, ok := s.Lease(id); !ok {
-			return fail("attach key %x: lease %d does not exist", k, id)
+			// An expired or revoked lease whose attachments are not all
+			// released yet (lease.go: LeaseRelease).
+			if _, ok := s.unreleased.Get(u64key(id)); !ok {
+				return fail("attach key %x: lease %d does not exist", k, id)
+			}
 		}
 		if k[u64KeyLen] == attachKey {
 			if e, ok := s.Get(name); !ok || e.Lease != id {

@@ -350,7 +350,7 @@ func (c TxnCompare) eval(s *State) (bool, uint64) {
 		for _, h := range el.Holders {
 			newest = max(newest, h.Token)
 		}
-		return el.IsCurrent(c.Number), newest
+		return s.TokenCurrent(el, c.Number), newest
 	}
 	e, exists := s.kv.Get([]byte(c.Key))
 	switch c.Target {
@@ -413,7 +413,7 @@ func (p Txn) apply(a *applier) {
 	}
 	res.Ops = make([]TxnOpResult, 0, len(ops))
 	for _, op := range ops {
-		sub := &applier{s: s, res: &Result{}, stamp: a.stamp, notify: a.notify, holdersChanged: a.holdersChanged}
+		sub := &applier{s: s, res: &Result{}, stamp: a.stamp, holdersChanged: a.holdersChanged}
 		r := TxnOpResult{Kind: op.Kind}
 		switch op.Kind {
 		case TxnPut:

@@ -347,13 +347,14 @@ func (a *API) fencingCheck(w http.ResponseWriter, r *http.Request) {
 		if err := a.readBarrier(r.Context(), stale); err != nil {
 			return err
 		}
-		e, idx, _ := a.node.State().WatchElection(name)
+		st := a.node.State()
+		e, idx, _ := st.WatchElection(name)
 		out := api.FencingCheck{Name: name, Asked: tok}
 		if e != nil {
 			if l, ok := e.Leader(); ok {
 				out.Token = l.Token
 			}
-			out.Current = e.IsCurrent(tok)
+			out.Current = st.TokenCurrent(e, tok) // not a holder whose lease expired, release pending
 		}
 		if !out.Current {
 			a.metrics.fencingRejected.Inc()

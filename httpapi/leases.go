@@ -167,7 +167,7 @@ func (a *API) leaseRevoke(w http.ResponseWriter, r *http.Request) {
 		if err := a.ownLease(r, id); err != nil {
 			return err
 		}
-		res, err := a.apply(w, r, fsm.LeaseRevoke{ID: id})
+		res, err := a.apply(w, r, fsm.LeaseRevoke{ID: id, Release: fsm.ReleasePerEntry})
 		if err != nil {
 			return err
 		}

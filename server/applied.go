@@ -76,11 +76,100 @@ type trackedFSM struct {
 	log hclog.Logger
 	// digests takes the replica digests at agreed points (digest.go).
 	digests *digester
+	// logBytes counts the bytes applied since the last snapshot (the
+	// size-aware snapshot trigger, snapshots.go).
+	logBytes *logBytes
+	// releaseKick wakes the leader's releaseDuties when an entry left
+	// attachments of dead leases to release (release.go).
+	releaseKick chan struct{}
 }
 
-// trackedFSM must not become a raft.BatchingFSM without the same care:
-// FSM.Apply is where a corrupt entry stops the node.
-var _ raft.FSM = (*trackedFSM)(nil)
+// trackedFSM is a raft.BatchingFSM: Raft hands it each run of committed
+// entries (up to MaxAppendEntries) at once, and the run shares one radix
+// transaction per tree (fsm.Batch). ApplyBatch keeps, for every entry,
+// what Apply does: a corrupt entry is logged and stops the node; every
+// result is observed; digests are taken at the agreed points.
+var _ raft.BatchingFSM = (*trackedFSM)(nil)
+
+// ApplyBatch applies a run of committed entries (commands and
+// configuration entries; Raft leaves barriers and no-ops out) and returns
+// one response per entry. The state is published once, after the last
+// entry; results, digests and the lease clock are exactly as if the
+// entries had been applied one by one.
+func (t *trackedFSM) ApplyBatch(logs []*raft.Log) []any {
+	out := make([]any, len(logs))
+	if t.digests != nil && t.digests.perturb != nil {
+		// Test builds only: the perturbation applies behind the
+		// batch's back, so entries go one by one.
+		for i, l := range logs {
+			if l.Type == raft.LogCommand {
+				out[i] = t.Apply(l)
+			} else {
+				t.applied.advance(l.Index)
+			}
+		}
+		return out
+	}
+	var cur *raft.Log
+	t.mu.Lock()
+	defer func() {
+		if p := recover(); p != nil {
+			if t.log != nil && cur != nil {
+				t.log.Error("stopping: a committed log entry cannot be applied", "index", cur.Index, "term", cur.Term, "error", p)
+			}
+			panic(p)
+		}
+	}()
+	b := t.FSM.Begin()
+	results := make([]*fsm.Result, 0, len(logs))
+	var st *fsm.State
+	// publish publishes what the batch applied so far and shows the
+	// lease clock its results, in order.
+	publish := func() {
+		st = b.Commit()
+		for _, r := range results {
+			t.observe(r)
+		}
+	}
+	var lastCmd uint64
+	for i, l := range logs {
+		if l.Type != raft.LogCommand {
+			continue // a configuration entry: counted in the applied index below
+		}
+		cur = l
+		prev := b.Index()
+		t.digests.beforeBatchEntry(b, prev, l.Index)
+		r := b.Apply(l)
+		t.digests.afterBatchEntry(b, prev, l.Index, r)
+		out[i], lastCmd = r, l.Index
+		results = append(results, r)
+		if r.Reset {
+			// A restore finished: the lease clock restarts from the
+			// state as of this entry (observeApplied reads it), so the
+			// batch is published here and goes on as a new one.
+			publish()
+			b, results = t.FSM.Begin(), results[:0]
+		}
+	}
+	cur = nil
+	publish()
+	t.mu.Unlock()
+	if t.stamped != nil && lastCmd != 0 {
+		t.stamped(st.Stamp(), lastCmd)
+	}
+	if len(logs) > 0 {
+		t.applied.advance(logs[len(logs)-1].Index)
+		var n uint64
+		for _, l := range logs {
+			n += uint64(len(l.Data))
+		}
+		t.logBytes.applied(uint64(len(logs)), n)
+	}
+	if st != nil && st.UnreleasedCount() > 0 {
+		kickRelease(t.releaseKick)
+	}
+	return out
+}
 
 func (t *trackedFSM) Apply(l *raft.Log) any {
 	t.mu.Lock()
@@ -108,6 +197,10 @@ func (t *trackedFSM) Apply(l *raft.Log) any {
 		t.stamped(t.FSM.State().Stamp(), l.Index)
 	}
 	t.applied.advance(l.Index)
+	t.logBytes.applied(1, uint64(len(l.Data)))
+	if t.FSM.State().UnreleasedCount() > 0 {
+		kickRelease(t.releaseKick)
+	}
 	return res
 }
 

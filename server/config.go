@@ -28,7 +28,11 @@ const (
 	DefaultSnapshotInterval   = 10 * time.Minute
 	DefaultSnapshotThreshold  = 8192
 	DefaultTrailingLogs       = 2048
-	DefaultSnapshotRetain     = 2
+	// DefaultSnapshotRetain is 1: a node starts only from its newest
+	// snapshot (snapshotGuard: the log behind an older one is compacted
+	// away), so an older one is only a copy for an operator, and with it
+	// a member needs twice its state on disk.
+	DefaultSnapshotRetain = 1
 	// DefaultSnapshotThresholdCheck is how often Raft checks the log-size
 	// threshold (plus a random stagger of up to as much again).
 	DefaultSnapshotThresholdCheck = 5 * time.Second

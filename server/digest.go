@@ -159,6 +159,42 @@ func (d *digester) afterApply(prev, next *fsm.State, index uint64, res *fsm.Resu
 	}
 }
 
+// beforeBatchEntry runs on the FSM goroutine before an entry of a batch
+// applies: when the agreed point lies between the batch's state and the
+// entry (prev < b < index: the entries in between were not commands), the
+// state to digest is the one before the entry.
+func (d *digester) beforeBatchEntry(b *fsm.Batch, prev, index uint64) {
+	if d == nil || d.off {
+		return
+	}
+	if at, after, ok := fsm.DigestBoundary(prev, index, d.every); ok && !after {
+		d.enqueue(digestJob{index: at, kind: api.DigestInterval, state: b.State()})
+	}
+}
+
+// afterBatchEntry is afterApply for an entry of a batch: the state after
+// the entry is taken from the batch (unpublished, committed) only at an
+// agreed point.
+func (d *digester) afterBatchEntry(b *fsm.Batch, prev, index uint64, res *fsm.Result) {
+	if d == nil || d.off {
+		return
+	}
+	if res != nil && res.Err != nil {
+		d.applyErrors.Add(1)
+	}
+	var st *fsm.State
+	if at, after, ok := fsm.DigestBoundary(prev, index, d.every); ok && after {
+		st = b.State()
+		d.enqueue(digestJob{index: at, kind: api.DigestInterval, state: st})
+	}
+	if res != nil && res.Type == fsm.CmdDigestPoint {
+		if st == nil {
+			st = b.State()
+		}
+		d.enqueue(digestJob{index: index, kind: api.DigestPoint, state: st})
+	}
+}
+
 // enqueue hands a job to the worker, or counts it skipped when the worker
 // is behind: Apply never waits for a digest.
 func (d *digester) enqueue(j digestJob) {
@@ -237,6 +273,9 @@ func (d *digester) last() *api.Digest {
 func (t *trackedFSM) Snapshot() (raft.FSMSnapshot, error) {
 	st := t.FSM.State()
 	snap, err := t.FSM.Snapshot()
+	if err == nil {
+		t.logBytes.snapshotTaken()
+	}
 	if err == nil && t.digests != nil && !t.digests.off && st.Index() > 0 {
 		t.digests.enqueue(digestJob{index: st.Index(), kind: api.DigestSnapshot, state: st})
 	}
@@ -249,6 +288,7 @@ func (t *trackedFSM) Restore(rc io.ReadCloser) error {
 	if err := t.FSM.Restore(rc); err != nil {
 		return err
 	}
+	t.logBytes.snapshotTaken() // the log behind an installed snapshot is gone
 	if d := t.digests; d != nil && !d.off {
 		st := t.FSM.State()
 		kind := api.DigestRestore

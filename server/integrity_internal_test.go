@@ -221,17 +221,6 @@ func TestCheckedLogStore_RefusesACorruptEntry(t *testing.T) {
 	}
 }
 
-// TestTrackedFSMIsNotABatchingFSM: Raft would call ApplyBatch instead of
-// Apply, bypassing the log line trackedFSM.Apply writes before a corrupt
-// entry stops the node. Whoever adds ApplyBatch must keep that (and
-// FSM.Apply's checks) for every entry of the batch.
-func TestTrackedFSMIsNotABatchingFSM(t *testing.T) {
-	t.Parallel()
-	if _, ok := any(&trackedFSM{}).(raft.BatchingFSM); ok {
-		t.Fatal("trackedFSM implements raft.BatchingFSM: check its corrupt-entry handling")
-	}
-}
-
 // fsmCmd is fsm.NewCommand for a payload the test knows is valid.
 func fsmCmd(p fsm.Payload) fsm.Command {
 	c, err := fsm.NewCommand(p)

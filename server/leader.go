@@ -141,6 +141,12 @@ func (s *Server) leaderDuties(ctx context.Context) {
 	s.leaderReady.Store(true)
 	s.metrics.barrierLatency.Observe(time.Since(start).Seconds())
 	s.log.Info("leader ready", "term", s.raft.CurrentTerm(), "after", time.Since(start))
+	released := make(chan struct{})
+	go func() {
+		defer close(released)
+		s.releaseDuties(ctx)
+	}()
+	defer func() { <-released }() // it ends with ctx, as leaseDuties does
 	s.reconcileMembers(ctx)
 	s.leaseDuties(ctx)
 }

@@ -344,7 +344,7 @@ func (s *Server) expireLeases(ctx context.Context) {
 		}
 		return
 	}
-	batch := fsm.LeaseExpire{Leases: make([]fsm.LeaseExpiry, len(exp))}
+	batch := fsm.LeaseExpire{Leases: make([]fsm.LeaseExpiry, len(exp)), Release: fsm.ReleasePerEntry}
 	for i, e := range exp {
 		batch.Leases[i] = fsm.LeaseExpiry{ID: e.ID, Epoch: e.Epoch}
 	}

@@ -57,6 +57,9 @@ type Server struct {
 
 	metrics   *nodeMetrics
 	snapStats *snapshotStats
+	logBytes  *logBytes // the size-aware snapshot trigger (snapshots.go)
+	// releaseKick wakes the leader's releaseDuties (release.go).
+	releaseKick chan struct{}
 
 	// restoreMu admits one restore at a time; restoring holds every
 	// request back while one runs on this leader.
@@ -248,6 +251,8 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	}
 	s.snapStats = newSnapshotStats()
 	snaps := newStatsSnapshotStore(fileSnaps, cfg.DataDir, s.snapStats)
+	s.logBytes = newLogBytes(s.snapStats.load().Size)
+	s.releaseKick = make(chan struct{}, 1)
 	if err := s.checkData(snaps, dbPath, logIndexes, checkStart); err != nil {
 		return nil, err
 	}
@@ -279,7 +284,7 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 		return nil, fmt.Errorf("server: inspect raft state: %w", err)
 	}
 
-	s.raft, err = raft.NewRaft(rc, &trackedFSM{FSM: s.fsm, applied: s.applied, mu: &s.leaseMu, observe: s.observeApplied, stamped: s.observeStamp, log: s.log, digests: s.digests}, logs, s.store, snaps, s.transport)
+	s.raft, err = raft.NewRaft(rc, &trackedFSM{FSM: s.fsm, applied: s.applied, mu: &s.leaseMu, observe: s.observeApplied, stamped: s.observeStamp, log: s.log, digests: s.digests, logBytes: s.logBytes, releaseKick: s.releaseKick}, logs, s.store, snaps, s.transport)
 	if err != nil {
 		return nil, fmt.Errorf("server: start raft: %w", snaps.snapshotRestoreError(err))
 	}
@@ -363,10 +368,14 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 		MaxHeaderBytes:    cfg.MaxHeaderBytes,
 		ErrorLog:          s.log.Named("http").StandardLogger(&hclog.StandardLoggerOptions{InferLevels: true}),
 	}
-	s.wg.Add(4)
+	s.wg.Add(5)
 	go func() {
 		defer s.wg.Done()
 		s.runSnapshotTimer()
+	}()
+	go func() {
+		defer s.wg.Done()
+		s.runLogBytesSnapshots()
 	}()
 	go func() {
 		defer s.wg.Done()

@@ -80,6 +80,33 @@ func Test_Snapshots_TakenOnTheLogThreshold_CompactTheLog(t *testing.T) {
 	}
 }
 
+// Test_Snapshots_TakenOnTheLogBytes_CompactTheLog: with Raft's entry
+// threshold and the interval out of reach, entries holding more than 4 MiB
+// (the size-aware trigger's floor) get every member a snapshot, and the
+// log is compacted behind it to about 2 MiB of entries.
+func Test_Snapshots_TakenOnTheLogBytes_CompactTheLog(t *testing.T) {
+	t.Parallel()
+	c := testcluster.New(t, 3, func(cfg *server.Config) {
+		cfg.SnapshotThreshold = 1 << 40
+		cfg.SnapshotInterval = time.Hour
+	})
+	l := c.Leader()
+	value := strings.Repeat("x", 256<<10)
+	const puts = 24 // 6 MiB
+	for i := range puts {
+		putRetry(t, c, l, fmt.Sprintf("big%03d", i), value)
+	}
+	for _, n := range c.Nodes {
+		testcluster.Poll(t, 20*time.Second, func() error {
+			st := status(t, c, n)
+			if st.Snapshot == nil || st.Snapshot.Index < 16 || st.FirstLogIndex <= 1 {
+				return fmt.Errorf("%s: snapshot %+v, first log index %d", n.ID, st.Snapshot, st.FirstLogIndex)
+			}
+			return nil
+		})
+	}
+}
+
 func Test_Snapshots_TakenOnTheInterval_OnlyWhenSomethingChanged(t *testing.T) {
 	t.Parallel()
 	c := testcluster.New(t, 1, func(cfg *server.Config) {

@@ -242,3 +242,120 @@ func (s *Server) runSnapshotTimer() {
 		}
 	}
 }
+
+// The size-aware trigger. Raft's own trigger counts entries
+// (SnapshotThreshold), and the log on disk is what a member pays for
+// the entries since its last snapshot plus TrailingLogs behind it: with
+// 4 KiB values, 8,192 + 2,048 entries are 40 MiB of log, about twice that
+// in bbolt pages (a 4 KiB value takes two), and a bbolt file never
+// shrinks. So coordd also snapshots when the entries applied since the
+// last snapshot hold more than max(snapshotLogMinBytes, last snapshot
+// size / snapshotLogFraction) bytes (a snapshot then costs at most
+// snapshotLogFraction times the log bytes that called for it), and keeps
+// about trailingLogBytes of entries behind a snapshot (at least
+// minTrailingLogs entries, at most -trailing-logs): the log stays a small
+// fraction of the state whatever the entries' size.
+const (
+	snapshotLogMinBytes = 4 << 20
+	snapshotLogFraction = 8
+	trailingLogBytes    = 2 << 20
+	minTrailingLogs     = 16
+)
+
+// logBytes counts the command entries applied since the last snapshot
+// began (trackedFSM counts on the FSM goroutine; the trigger reads).
+type logBytes struct {
+	bytes, entries atomic.Uint64
+	// limit is the byte count that calls for a snapshot.
+	limit atomic.Uint64
+	kick  chan struct{}
+}
+
+func newLogBytes(lastSnapshotSize int64) *logBytes {
+	lb := &logBytes{kick: make(chan struct{}, 1)}
+	lb.setLimit(lastSnapshotSize)
+	return lb
+}
+
+// setLimit derives the trigger from the size of the latest snapshot.
+func (lb *logBytes) setLimit(snapshotSize int64) {
+	lb.limit.Store(max(snapshotLogMinBytes, uint64(max(snapshotSize, 0))/snapshotLogFraction))
+}
+
+// applied counts entries of the given total size, and kicks the trigger
+// once the limit is passed. Nil-safe (tests build trackedFSMs without).
+func (lb *logBytes) applied(entries, bytes uint64) {
+	if lb == nil {
+		return
+	}
+	lb.entries.Add(entries)
+	if lb.bytes.Add(bytes) >= lb.limit.Load() {
+		select {
+		case lb.kick <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// snapshotTaken restarts the count: the log behind this snapshot is
+// compacted.
+func (lb *logBytes) snapshotTaken() {
+	if lb == nil {
+		return
+	}
+	lb.bytes.Store(0)
+	lb.entries.Store(0)
+}
+
+// trailingLogs is how many entries to keep behind a snapshot: about
+// trailingLogBytes of entries of the average size seen since the last
+// snapshot, within [minTrailingLogs, max].
+func (lb *logBytes) trailingLogs(most uint64) uint64 {
+	n, b := lb.entries.Load(), lb.bytes.Load()
+	if n == 0 || b == 0 {
+		return most
+	}
+	t := uint64(trailingLogBytes) / max(b/n, 1)
+	return min(max(t, minTrailingLogs), most)
+}
+
+// runLogBytesSnapshots takes a snapshot each time the entries applied
+// since the last one pass the byte limit (see logBytes), first sizing
+// Raft's TrailingLogs to the entries' average size.
+func (s *Server) runLogBytesSnapshots() {
+	lb := s.logBytes
+	for {
+		select {
+		case <-s.stop:
+			return
+		case <-lb.kick:
+		}
+		if lb.bytes.Load() < lb.limit.Load() {
+			continue // a snapshot came in between
+		}
+		cur := s.raft.ReloadableConfig()
+		if want := lb.trailingLogs(s.cfg.TrailingLogs); want != cur.TrailingLogs {
+			cur.TrailingLogs = want
+			if err := s.raft.ReloadConfig(cur); err != nil {
+				s.log.Warn("cannot size the trailing logs", "error", err)
+			}
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+		info, err := s.TakeSnapshot(ctx)
+		cancel()
+		switch {
+		case err == nil:
+			lb.setLimit(info.Size)
+			s.log.Info("snapshot taken (log size)", "index", info.Index, "bytes", info.Size, "took", info.Duration,
+				"trailing_logs", s.raft.ReloadableConfig().TrailingLogs)
+		case errors.Is(err, ErrNothingNewToSnapshot), errors.Is(err, ErrShutdown):
+		default:
+			s.log.Warn("log-size snapshot failed", "error", err)
+			select { // retry after a pause rather than at every apply
+			case <-s.stop:
+				return
+			case <-time.After(time.Second):
+			}
+		}
+	}
+}

@@ -44,6 +44,10 @@ const raftTimeout = 10 * time.Second
 
 // Server is one running coordd node.
 type Server struct {
+	// reloadMu serializes read-modify-writes of Raft's reloadable
+	// configuration (ReloadableConfig, then ReloadConfig), so that one
+	// writer does not undo another's change.
+	reloadMu sync.Mutex
 	cfg Config
 	log hclog.Logger
 
@@ -453,11 +457,13 @@ func (s *Server) ShutdownWithCluster(ctx context.Context) error {
 		return nil
 	}
 	if s.raft.State() != raft.Leader {
+		s.reloadMu.Lock()
 		rc := s.raft.ReloadableConfig()
 		rc.HeartbeatTimeout, rc.ElectionTimeout = time.Hour, time.Hour
 		if err := s.raft.ReloadConfig(rc); err != nil {
 			s.log.Warn("cannot stop campaigning before the cluster stops", "error", err)
 		}
+		s.reloadMu.Unlock()
 		// The leader heartbeats every tenth of the heartbeat timeout:
 		// half of it without contact means it has stopped.
 		quiet := max(s.cfg.HeartbeatTimeout/2, 20*time.Millisecond)

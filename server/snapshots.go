@@ -333,6 +333,7 @@ func (s *Server) runLogBytesSnapshots() {
 		if lb.bytes.Load() < lb.limit.Load() {
 			continue // a snapshot came in between
 		}
+		s.reloadMu.Lock()
 		cur := s.raft.ReloadableConfig()
 		if want := lb.trailingLogs(s.cfg.TrailingLogs); want != cur.TrailingLogs {
 			cur.TrailingLogs = want
@@ -340,6 +341,7 @@ func (s *Server) runLogBytesSnapshots() {
 				s.log.Warn("cannot size the trailing logs", "error", err)
 			}
 		}
+		s.reloadMu.Unlock()
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 		info, err := s.TakeSnapshot(ctx)
 		cancel()

@@ -44,12 +44,13 @@ const raftTimeout = 10 * time.Second
 
 // Server is one running coordd node.
 type Server struct {
+	cfg Config
+	log hclog.Logger
+
 	// reloadMu serializes read-modify-writes of Raft's reloadable
 	// configuration (ReloadableConfig, then ReloadConfig), so that one
 	// writer does not undo another's change.
 	reloadMu sync.Mutex
-	cfg Config
-	log hclog.Logger
 
 	fsm       *fsm.FSM
 	applied   *indexWaiter

@@ -118,7 +118,8 @@ func resendable(r *http.Request) bool {
 	if r.Method == http.MethodGet || r.Method == http.MethodHead {
 		return true
 	}
-	if r.Method == http.MethodPost && strings.HasPrefix(r.URL.Path, "/v1/leases/") && strings.HasSuffix(r.URL.Path, "/keepalive") {
+	if r.Method == http.MethodPost && (r.URL.Path == peerKeepalivePath ||
+		strings.HasPrefix(r.URL.Path, "/v1/leases/") && strings.HasSuffix(r.URL.Path, "/keepalive")) {
 		return true
 	}
 	return r.Header.Get(api.HeaderIdempotencyKey) != ""

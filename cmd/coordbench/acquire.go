@@ -38,7 +38,7 @@ func runAcquire(e *env, run int) (Result, error) {
 	defer e.revoke(clients[0], leases, 30*time.Second)
 
 	stamp := time.Now().UnixNano()
-	e.logf("acquire run %d: %d clients, %s warm-up, %s measured", run, len(clients), cfg.warmup, cfg.duration)
+	e.logf("acquire run %d: %d clients (target %s), %s warm-up, %s measured", run, len(clients), e.target(), cfg.warmup, cfg.duration)
 	cpu := e.watchCPU()
 	r := closedLoop(e.ctx, len(clients), cfg.warmup, cfg.duration, cpu, func(ctx context.Context, w, i int) error {
 		name := fmt.Sprintf("coordbench/acquire/%d/%d/%d", stamp, w, i)
@@ -57,11 +57,13 @@ func runAcquire(e *env, run int) (Result, error) {
 	if r.firstErr != nil {
 		e.logf("acquire run %d: %d errors, the first: %v", run, r.errors, r.firstErr)
 	}
-	return Result{Workload: fmt.Sprintf("acquire clients=%d", cfg.clients), Run: run, Figures: append(r.figures(), cpu.figures()...),
-		GoalSet: goalSetIf(cfg.clients == 64, "acquire"), Params: map[string]any{"clients": cfg.clients, "duration_s": cfg.duration.Seconds()}}, nil
+	return Result{Workload: fmt.Sprintf("acquire clients=%d", cfg.clients) + e.label(), Run: run, Figures: append(r.figures(), cpu.figures()...),
+		GoalSet: e.goalSet(goalSetIf(cfg.clients == 64, "acquire")),
+		Params:  map[string]any{"clients": cfg.clients, "duration_s": cfg.duration.Seconds(), "target": e.target()}}, nil
 }
 
-// clients returns n clients of the cluster under test.
+// clients returns the run's next n clients of the cluster under test
+// (endpoints by -target: see endpointsFor).
 func (e *env) clients(n int) ([]*client.Client, error) {
 	out := make([]*client.Client, 0, n)
 	for range n {

@@ -30,7 +30,7 @@ func runAcquireNew(e *env, run int) (Result, error) {
 	if cfg.twoCalls {
 		how = "Grant+Lock"
 	}
-	e.logf("acquire-new run %d: %d clients, %s, %s warm-up, %s measured", run, len(clients), how, cfg.warmup, cfg.duration)
+	e.logf("acquire-new run %d: %d clients (target %s), %s, %s warm-up, %s measured", run, len(clients), e.target(), how, cfg.warmup, cfg.duration)
 	cpu := e.watchCPU()
 	r := closedLoop(e.ctx, len(clients), cfg.warmup, cfg.duration, cpu, func(ctx context.Context, w, i int) error {
 		name := fmt.Sprintf("coordbench/acquire-new/%d/%d/%d", stamp, w, i)
@@ -74,6 +74,7 @@ func runAcquireNew(e *env, run int) (Result, error) {
 	if cfg.twoCalls {
 		wl += " two-calls"
 	}
-	return Result{Workload: wl, Run: run, Figures: append(r.figures(), cpu.figures()...), GoalSet: goalSetIf(cfg.clients == 64, "acquire-new"),
-		Params: map[string]any{"clients": cfg.clients, "duration_s": cfg.duration.Seconds(), "two_calls": cfg.twoCalls, "ttl_ms": ttl.Milliseconds()}}, nil
+	wl += e.label()
+	return Result{Workload: wl, Run: run, Figures: append(r.figures(), cpu.figures()...), GoalSet: e.goalSet(goalSetIf(cfg.clients == 64, "acquire-new")),
+		Params: map[string]any{"clients": cfg.clients, "duration_s": cfg.duration.Seconds(), "two_calls": cfg.twoCalls, "ttl_ms": ttl.Milliseconds(), "target": e.target()}}, nil
 }

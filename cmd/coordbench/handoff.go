@@ -21,10 +21,11 @@ type candidate struct {
 // runHandoff: two candidates on one election; the holder resigns while
 // the other waits in a blocking Campaign. Measured: from the start of the
 // Resign call to the waiter's Campaign returning as leader. Two cases,
-// alternating round by round: the waiter queued long before (≥ 50 ms, and
-// seen in the queue), and just before (its Campaign started 0–1 ms before
+// alternating round by round: the waiter queued long before
+// (-handoff-queued, 200 ms, and seen in the queue), and just before (its Campaign started 0–1 ms before
 // the Resign, so it may reach the leader after the resign). The roles swap
-// every round.
+// every round. With -target rr each candidate's client talks to one
+// follower (rr's first two nodes), with leader both talk to the leader.
 func runHandoff(e *env, run int) (Result, error) {
 	cfg := e.cfg
 	rounds := cfg.rounds
@@ -60,9 +61,9 @@ func runHandoff(e *env, run int) (Result, error) {
 	}
 	holder, token := 0, first.Token
 
-	e.logf("handoff run %d: %d rounds of each case on %s", run, rounds, name)
+	e.logf("handoff run %d: %d rounds of each case on %s (target %s, long case queued %s before)", run, rounds, name, e.target(), cfg.handoffQueued)
 	var long, just, longResign, justResign []time.Duration
-	deadline := time.Now().Add(time.Duration(rounds) * 2 * time.Second) // far above the expected ~60 ms/round
+	deadline := time.Now().Add(time.Duration(rounds) * (2*time.Second + cfg.handoffQueued)) // far above the expected queued+~10 ms/round
 	for r := 0; r < 2*rounds; r++ {
 		if e.ctx.Err() != nil {
 			return Result{}, e.ctx.Err()
@@ -71,7 +72,7 @@ func runHandoff(e *env, run int) (Result, error) {
 			return Result{}, fmt.Errorf("handoff: %d rounds not done by the deadline", 2*rounds)
 		}
 		longCase := r%2 == 0
-		took, resign, tok, err := handoffRound(e.ctx, name, cands[holder], cands[1-holder], token, longCase)
+		took, resign, tok, err := handoffRound(e.ctx, name, cands[holder], cands[1-holder], token, longCase, cfg.handoffQueued)
 		if err != nil {
 			return Result{}, fmt.Errorf("round %d: %w", r, err)
 		}
@@ -91,14 +92,18 @@ func runHandoff(e *env, run int) (Result, error) {
 	figs = append(figs, latencyFigures("just.", just)...)
 	figs = append(figs, latencyFigures("long.resign_call_", longResign)[:2]...)
 	figs = append(figs, latencyFigures("just.resign_call_", justResign)[:2]...)
-	return Result{Workload: "handoff", Run: run, Figures: figs, GoalSet: "handoff",
-		Params: map[string]any{"rounds": rounds}}, nil
+	wl, set := "handoff", "handoff"
+	if cfg.handoffQueued != 200*time.Millisecond {
+		wl, set = fmt.Sprintf("handoff queued=%s", cfg.handoffQueued), ""
+	}
+	return Result{Workload: wl + e.label(), Run: run, Figures: figs, GoalSet: e.goalSet(set),
+		Params: map[string]any{"rounds": rounds, "queued_ms": cfg.handoffQueued.Milliseconds(), "target": e.target()}}, nil
 }
 
 // handoffRound: waiter campaigns (blocking), holder resigns; it returns
 // the time from the resign call to the waiter leading, how long the resign
 // call itself took, and the waiter's token.
-func handoffRound(ctx context.Context, name string, holder, waiter candidate, token uint64, longCase bool) (took, resign time.Duration, tok uint64, err error) {
+func handoffRound(ctx context.Context, name string, holder, waiter candidate, token uint64, longCase bool, queued time.Duration) (took, resign time.Duration, tok uint64, err error) {
 	type won struct {
 		at  time.Time
 		res *client.CampaignResult
@@ -113,7 +118,7 @@ func handoffRound(ctx context.Context, name string, holder, waiter candidate, to
 		done <- won{time.Now(), res, err}
 	}()
 	if longCase {
-		// Queued for sure, and for at least 50 ms.
+		// Queued for sure, and for at least queued.
 		for {
 			st, err := holder.c.Election(ctx, name)
 			if err == nil && slices.ContainsFunc(st.Candidates, func(c client.Candidate) bool { return c.Lease == waiter.s.Lease() }) {
@@ -124,7 +129,7 @@ func handoffRound(ctx context.Context, name string, holder, waiter candidate, to
 			}
 			time.Sleep(2 * time.Millisecond)
 		}
-		time.Sleep(time.Until(started.Add(50 * time.Millisecond)))
+		time.Sleep(time.Until(started.Add(queued)))
 	} else {
 		time.Sleep(time.Duration(rand.Int64N(int64(time.Millisecond))))
 	}

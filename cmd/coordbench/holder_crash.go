@@ -29,7 +29,9 @@ import (
 // the ack-based figure then counts it as arriving at the kill, the
 // send-based one ignores it, so both stay bounds. A send-based lateness
 // below zero would mean the lock passed before a deadline the holder was
-// promised (counted in "early_rounds": must be 0).
+// promised (counted in "early_rounds": must be 0). With -target rr the
+// standby talks to rr's first node and the holder child to its second (two
+// followers); with leader both are given every endpoint.
 func runHolderCrash(e *env, run int) (Result, error) {
 	cfg := e.cfg
 	rounds := cfg.rounds
@@ -49,6 +51,7 @@ func runHolderCrash(e *env, run int) (Result, error) {
 		return Result{}, err
 	}
 	defer c.Close()
+	holderEndpoints := e.nextEndpoints()
 	ctx, cancel := e.bounded(30 * time.Second)
 	standby, err := client.NewSession(ctx, c, 10*time.Second)
 	cancel()
@@ -61,7 +64,7 @@ func runHolderCrash(e *env, run int) (Result, error) {
 		_ = standby.Close(ctx)
 	}()
 
-	e.logf("holder-crash run %d: %d rounds, holder TTL %s", run, rounds, ttl)
+	e.logf("holder-crash run %d: %d rounds, holder TTL %s (target %s)", run, rounds, ttl, e.target())
 	var killTo, pastAck, pastSend []time.Duration
 	inflight, early := 0, 0
 	stamp := time.Now().UnixNano()
@@ -70,7 +73,7 @@ func runHolderCrash(e *env, run int) (Result, error) {
 			return Result{}, e.ctx.Err()
 		}
 		name := fmt.Sprintf("coordbench/holder-crash/%d/%d", stamp, r)
-		m, err := holderCrashRound(e, self, c, standby, name, ttl)
+		m, err := holderCrashRound(e, self, holderEndpoints, c, standby, name, ttl)
 		if err != nil {
 			return Result{}, fmt.Errorf("round %d: %w", r, err)
 		}
@@ -95,9 +98,9 @@ func runHolderCrash(e *env, run int) (Result, error) {
 	figs = append(figs,
 		Figure{Key: "inflight_rounds", Unit: "count", Value: float64(inflight)},
 		Figure{Key: "early_rounds", Unit: "count", Value: float64(early)})
-	return Result{Workload: fmt.Sprintf("holder-crash ttl=%s", ttl), Run: run, Figures: figs,
-		GoalSet: goalSetIf(ttl == 500*time.Millisecond, "holder-crash"),
-		Params:  map[string]any{"rounds": rounds, "ttl_ms": ttl.Milliseconds()}}, nil
+	return Result{Workload: fmt.Sprintf("holder-crash ttl=%s", ttl) + e.label(), Run: run, Figures: figs,
+		GoalSet: e.goalSet(goalSetIf(ttl == 500*time.Millisecond, "holder-crash")),
+		Params:  map[string]any{"rounds": rounds, "ttl_ms": ttl.Milliseconds(), "target": e.target()}}, nil
 }
 
 // crashMeasure is one round's result.
@@ -145,12 +148,12 @@ func (h *holderLog) read(r io.Reader, eof chan<- struct{}) {
 	}
 }
 
-func holderCrashRound(e *env, self string, c *client.Client, standby *client.Session, name string, ttl time.Duration) (crashMeasure, error) {
+func holderCrashRound(e *env, self string, holderEndpoints []string, c *client.Client, standby *client.Session, name string, ttl time.Duration) (crashMeasure, error) {
 	var m crashMeasure
 	ctx, cancel := context.WithTimeout(e.ctx, 30*time.Second)
 	defer cancel()
 	cmd := exec.Command(self, "-child-holder", "-child-lock", name, "-ttl", ttl.String(),
-		"-endpoints", strings.Join(e.endpoints, ","))
+		"-endpoints", strings.Join(holderEndpoints, ","))
 	// A pipe of our own rather than StdoutPipe, which Wait (called as soon
 	// as the child dies) would close before its last lines are read.
 	out, w, err := os.Pipe()

@@ -16,7 +16,9 @@ import (
 // KeepAlive per lease), the batches spread evenly over the period. The
 // renewals start while the leases are still being granted, so that none
 // expires before the measured window, which starts one period after the
-// last grant and lasts -duration. Reported: batch latency, renewals/s, CPU
+// last grant and lasts -duration. With -target rr the renewals of worker w
+// go through node w mod 3 (one client per node), with leader through one
+// client that sends them to the leader. Reported: batch latency, renewals/s, CPU
 // of the three nodes over the window (% of one core, from /proc/PID/stat;
 // loopback endpoints only), ids the leader did not know during the run,
 // and, after the run, leases of ours that no longer exist.
@@ -29,11 +31,12 @@ func runKeepalive(e *env, run int) (Result, error) {
 	period := ttl / 3
 	n, size := cfg.leases, min(cfg.batch, cfg.leases)
 	nb := (n + size - 1) / size
-	c, err := e.newClient()
+	cs, err := e.clients(e.spread())
 	if err != nil {
 		return Result{}, err
 	}
-	defer c.Close()
+	defer closeAll(cs)
+	c := cs[0] // grants spread over cs too; revoke and list
 	nodes, cpuNote := e.nodePIDs()
 	if cpuNote != "" {
 		e.logf("keepalive: CPU n/a: %s", cpuNote)
@@ -70,7 +73,7 @@ func runKeepalive(e *env, run int) (Result, error) {
 						continue // not all granted yet
 					}
 					s := time.Now()
-					nf, err := renew(ctx, c, ids[lo:hi])
+					nf, err := renew(ctx, cs[w%len(cs)], ids[lo:hi])
 					took := time.Since(s)
 					if ctx.Err() != nil {
 						return
@@ -90,14 +93,14 @@ func runKeepalive(e *env, run int) (Result, error) {
 		}()
 	}
 
-	e.logf("keepalive run %d: granting %d leases of %s (renewed every %s in %d batches of %d)", run, n, ttl, period.Round(time.Millisecond), nb, size)
+	e.logf("keepalive run %d: granting %d leases of %s (renewed every %s in %d batches of %d, target %s)", run, n, ttl, period.Round(time.Millisecond), nb, size, e.target())
 	grantErr := parallel(n, 64, func(i int) error {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
 		gctx, gcancel := context.WithTimeout(ctx, 30*time.Second)
 		defer gcancel()
-		l, err := c.Grant(gctx, ttl)
+		l, err := cs[i%len(cs)].Grant(gctx, ttl)
 		if err != nil {
 			return fmt.Errorf("grant: %w", err)
 		}
@@ -171,12 +174,17 @@ func runKeepalive(e *env, run int) (Result, error) {
 		Figure{Key: "failed_calls", Unit: "count", Value: float64(sendErrs.Load())},
 		Figure{Key: "grant_per_s", Unit: "1/s", Value: float64(n) / grantTook.Seconds()},
 	)
+	// The goals of 10,000 leases of 10 s: single calls, batches (of
+	// any size), and, for other counts, only that none expires.
 	set := "keepalive-hold"
-	if n == 10000 && ttl == 10*time.Second {
+	switch {
+	case n == 10000 && ttl == 10*time.Second && size == 1:
+		set = "keepalive-single"
+	case n == 10000 && ttl == 10*time.Second:
 		set = "keepalive"
 	}
-	return Result{Workload: fmt.Sprintf("keepalive leases=%d batch=%d", n, size), Run: run, Figures: figs, GoalSet: set,
-		Params: map[string]any{"leases": n, "batch": size, "ttl_ms": ttl.Milliseconds(), "duration_s": cfg.duration.Seconds()}}, nil
+	return Result{Workload: fmt.Sprintf("keepalive leases=%d batch=%d", n, size) + e.label(), Run: run, Figures: figs, GoalSet: e.goalSet(set),
+		Params: map[string]any{"leases": n, "batch": size, "ttl_ms": ttl.Milliseconds(), "duration_s": cfg.duration.Seconds(), "target": e.target()}}, nil
 }
 
 // renew renews ids with one KeepAliveMany, or one KeepAlive when there is

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"sync"
@@ -12,8 +13,10 @@ import (
 )
 
 // runLeaderKill starts its own cluster (it must know the pids) and runs
-// -rounds rounds: -writers writers Put in a loop through one client; after
-// a warm-up the Raft leader is SIGKILLed. Measured: kill → a survivor
+// -rounds rounds: -writers writers Put in a loop (through one client that
+// sends to the leader with -target leader; each through one node with rr,
+// moving on when it stops answering: see writerPool); after a warm-up the
+// Raft leader is SIGKILLed. Measured: kill → a survivor
 // reports itself leader of a newer term (status polled every 2 ms), the
 // longest gap between successive successful writes (over all writers),
 // and the calls the client failed. The killed node is restarted (time to
@@ -35,29 +38,25 @@ func runLeaderKill(e *env, run int) (Result, error) {
 		return Result{}, err
 	}
 	defer cl.stop()
-	c, err := client.New(e.ctx, client.Config{Endpoints: cl.endpoints()})
-	if err != nil {
-		return Result{}, fmt.Errorf("client: %w", err)
-	}
-	defer c.Close()
 
 	var newLeader, gaps, restart []time.Duration
-	var errs int
+	var errs, failovers int
 	var rate []float64
 	for r := range rounds {
 		if e.ctx.Err() != nil {
 			return Result{}, e.ctx.Err()
 		}
-		m, err := leaderKillRound(e, cl, c, r, warm)
+		m, err := leaderKillRound(e, cl, r, warm)
 		if err != nil {
 			return Result{}, fmt.Errorf("round %d: %w", r, err)
 		}
-		e.logf("leader-kill run %d round %d: killed %s; new leader after %s; longest write gap %s; %d errors; restarted node ready after %s",
-			run, r+1, m.killed, m.newLeader.Round(time.Millisecond), m.gap.Round(time.Millisecond), m.errors, m.restartReady.Round(time.Millisecond))
+		e.logf("leader-kill run %d round %d: killed %s; new leader after %s; longest write gap %s; %d errors; %d writer failovers; restarted node ready after %s",
+			run, r+1, m.killed, m.newLeader.Round(time.Millisecond), m.gap.Round(time.Millisecond), m.errors, m.failovers, m.restartReady.Round(time.Millisecond))
 		newLeader = append(newLeader, m.newLeader)
 		gaps = append(gaps, m.gap)
 		restart = append(restart, m.restartReady)
 		errs += m.errors
+		failovers += m.failovers
 		rate = append(rate, m.writesPerSec)
 	}
 
@@ -71,24 +70,125 @@ func runLeaderKill(e *env, run int) (Result, error) {
 		Figure{Key: "max_write_gap_ms", Unit: "ms", Value: ms(slices.Max(gaps))},
 		Figure{Key: "write_gap_p50_ms", Unit: "ms", Value: ms(percentile(gaps, 0.5))},
 		Figure{Key: "errors", Unit: "count", Value: float64(errs)},
+		Figure{Key: "failovers", Unit: "count", Value: float64(failovers)},
 		Figure{Key: "writes_per_s_before_kill", Unit: "ops/s", Value: median(rate)},
 		Figure{Key: "restart_ready_p50_ms", Unit: "ms", Value: ms(percentile(restart, 0.5))},
 		Figure{Key: "idle_term_changes", Unit: "count", Value: float64(changes)},
 	)
-	return Result{Workload: fmt.Sprintf("leader-kill writers=%d", cfg.writers), Run: run, Figures: figs,
-		GoalSet: goalSetIf(cfg.writers == 16, "leader-kill"),
-		Params:  map[string]any{"rounds": rounds, "writers": cfg.writers, "idle_s": cfg.idle.Seconds()}}, nil
+	return Result{Workload: fmt.Sprintf("leader-kill writers=%d", cfg.writers) + e.label(), Run: run, Figures: figs,
+		GoalSet: e.goalSet(goalSetIf(cfg.writers == 16, "leader-kill")),
+		Params:  map[string]any{"rounds": rounds, "writers": cfg.writers, "idle_s": cfg.idle.Seconds(), "target": e.target()}}, nil
 }
 
 // killMeasure is one round of leader-kill.
 type killMeasure struct {
 	killed                       string
 	newLeader, gap, restartReady time.Duration
-	errors                       int
+	errors, failovers            int
 	writesPerSec                 float64
 }
 
-func leaderKillRound(e *env, cl *cluster, c *client.Client, round int, warm time.Duration) (killMeasure, error) {
+// writerPool is how leader-kill's writers reach the cluster. With target
+// leader: one client of every endpoint, which sends each write to the
+// node it believes leads. With rr: one client per node, each given that
+// node only, in rr order (from the node after the leader round to the
+// leader); writer w starts on node w mod 3 and moves to the next node
+// when its node counts as down, as a load balancer or etcd's balancer
+// moves off a dead member: a node counts as down for the rest of the round
+// once its client's circuit breaker opened (3 failed attempts in a row,
+// well under 200 ms after a SIGKILL: connections are refused at once).
+// The write in flight then is sent again to the next node (a Put of the
+// same key and value: safe to repeat) and counted as a failover, not an
+// error.
+type writerPool struct {
+	cs        []*client.Client
+	down      []context.Context // rr only: ended once node k counts as down
+	failovers atomic.Int64
+	stopWatch func()
+}
+
+func newWriterPool(e *env, cl *cluster, leader *node) (*writerPool, error) {
+	p := &writerPool{stopWatch: func() {}}
+	if e.target() == "leader" {
+		c, err := client.New(e.ctx, client.Config{Endpoints: cl.endpoints()})
+		if err != nil {
+			return nil, fmt.Errorf("client: %w", err)
+		}
+		p.cs = []*client.Client{c}
+		return p, nil
+	}
+	i := slices.Index(cl.nodes, leader)
+	order := append(slices.Clone(cl.nodes[i+1:]), cl.nodes[:i+1]...)
+	cancels := make([]context.CancelFunc, len(order))
+	for k, n := range order {
+		c, err := client.New(e.ctx, client.Config{Endpoints: []string{n.url()}})
+		if err != nil {
+			for _, cancel := range cancels[:k] {
+				cancel()
+			}
+			p.close()
+			return nil, fmt.Errorf("client: %w", err)
+		}
+		p.cs = append(p.cs, c)
+		ctx, cancel := context.WithCancel(context.Background())
+		p.down, cancels[k] = append(p.down, ctx), cancel
+	}
+	watch, stop := context.WithCancel(e.ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for sleepUntil(watch, time.Now().Add(5*time.Millisecond)) {
+			for k, c := range p.cs {
+				if h := c.Health(); len(h) == 1 && h[0].State == "open" {
+					cancels[k]()
+				}
+			}
+		}
+		for _, cancel := range cancels {
+			cancel()
+		}
+	}()
+	p.stopWatch = func() { stop(); <-done }
+	return p, nil
+}
+
+// put writes key through writer w's node (*k), moving on to the next node
+// while the current one counts as down.
+func (p *writerPool) put(ctx context.Context, k *int, key string, val []byte) error {
+	if p.down == nil {
+		pctx, cancel := context.WithTimeout(ctx, opTimeout)
+		defer cancel()
+		_, err := p.cs[0].Put(pctx, key, val)
+		return err
+	}
+	var err error
+	for range 2 * len(p.cs) {
+		if p.down[*k].Err() != nil {
+			*k = (*k + 1) % len(p.cs)
+			p.failovers.Add(1)
+			continue
+		}
+		pctx, cancel := context.WithTimeout(ctx, opTimeout)
+		stop := context.AfterFunc(p.down[*k], cancel)
+		_, err = p.cs[*k].Put(pctx, key, val)
+		stop()
+		cancel()
+		if err == nil || p.down[*k].Err() == nil || ctx.Err() != nil {
+			return err
+		}
+	}
+	if err == nil {
+		err = errors.New("every node counts as down")
+	}
+	return err
+}
+
+func (p *writerPool) close() {
+	p.stopWatch()
+	closeAll(p.cs)
+}
+
+func leaderKillRound(e *env, cl *cluster, round int, warm time.Duration) (killMeasure, error) {
 	var m killMeasure
 	leader, term, err := cl.leaderNode(e.ctx, 15*time.Second)
 	if err != nil {
@@ -97,6 +197,11 @@ func leaderKillRound(e *env, cl *cluster, c *client.Client, round int, warm time
 	m.killed = leader.id
 	ctx, cancel := context.WithTimeout(e.ctx, 60*time.Second)
 	defer cancel()
+	pool, err := newWriterPool(e, cl, leader)
+	if err != nil {
+		return m, err
+	}
+	defer pool.close()
 	stop := make(chan struct{})
 	writers := e.cfg.writers
 	acks := make([][]time.Time, writers)
@@ -109,6 +214,7 @@ func leaderKillRound(e *env, cl *cluster, c *client.Client, round int, warm time
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			k := w % len(pool.cs)
 			for i := 0; i < 1_000_000; i++ {
 				select {
 				case <-stop:
@@ -117,9 +223,7 @@ func leaderKillRound(e *env, cl *cluster, c *client.Client, round int, warm time
 					return
 				default:
 				}
-				pctx, pcancel := context.WithTimeout(ctx, opTimeout)
-				_, err := c.Put(pctx, fmt.Sprintf("coordbench/leader-kill/%d/%d/%d/%d", stamp, round, w, i), val)
-				pcancel()
+				err := pool.put(ctx, &k, fmt.Sprintf("coordbench/leader-kill/%d/%d/%d/%d", stamp, round, w, i), val)
 				if err != nil {
 					errCount.Add(1)
 					firstErr.CompareAndSwap(nil, err)
@@ -177,6 +281,7 @@ func leaderKillRound(e *env, cl *cluster, c *client.Client, round int, warm time
 		return m, fmt.Errorf("no write succeeded (first error: %v)", firstErr.Load())
 	}
 	m.errors = int(errCount.Load())
+	m.failovers = int(pool.failovers.Load())
 	if m.errors > 0 {
 		e.logf("leader-kill: %d write errors, the first: %v", m.errors, firstErr.Load())
 	}

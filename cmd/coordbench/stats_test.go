@@ -2,6 +2,8 @@ package main
 
 import (
 	"bytes"
+	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -123,22 +125,56 @@ func TestCPUPercent_TicksOverElapsed(t *testing.T) {
 func TestReporter_TableAndJSON(t *testing.T) {
 	var progress, js, table bytes.Buffer
 	r := newReporter(&progress, &js)
-	for i, v := range []float64{6000, 5000, 5800} {
-		r.add(Result{Workload: "acquire clients=64", Run: i + 1, GoalSet: "acquire", Figures: []Figure{
+	for i, v := range []float64{6000, 5000, 5900} {
+		r.add(Result{Workload: "acquire clients=64 target=rr", Run: i + 1, GoalSet: "acquire", Figures: []Figure{
 			{Key: "ops_per_s", Unit: "ops/s", Value: v}, {Key: "p99_ms", Unit: "ms", Value: 60},
 			{Key: "cpu_pct_one_core", Unit: "%", NA: true}}})
 	}
 	r.printSummary(&table)
-	out := table.String()
-	for _, want := range []string{"5800 [5000..6000]", "≥ 5523  ok", "≤ 50  MISSED", "n/a"} {
+	out := strings.Join(strings.Fields(table.String()), " ") // columns one space apart
+	for _, want := range []string{"5900 [5000..6000]", "≥ 5867 met", "≤ 41 MISSED", "n/a", "goal met",
+		"goals: 1 met, 1 MISSED, 0 not measured (of 2", "MISSED: acquire clients=64 target=rr p99_ms = 60 (goal ≤ 41)"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("table lacks %q:\n%s", want, out)
 		}
 	}
 	lines := strings.Split(strings.TrimSpace(js.String()), "\n")
 	if len(lines) != 4 || !strings.Contains(lines[0], `"type":"run"`) || !strings.Contains(lines[3], `"type":"summary"`) ||
-		!strings.Contains(lines[3], `"median":5800`) || !strings.Contains(lines[0], `"cpu_pct_one_core":null`) {
+		!strings.Contains(lines[3], `"median":5900`) || !strings.Contains(lines[0], `"cpu_pct_one_core":null`) {
 		t.Fatalf("JSON lines:\n%s", js.String())
+	}
+}
+
+func TestReporter_DerivesRRVsLeaderAndListsGoalsNotRun(t *testing.T) {
+	var progress, table bytes.Buffer
+	r := newReporter(&progress, nil)
+	r.expect = []string{"acquire", "acquire-vs-leader", "idle"}
+	for i, v := range []float64{5000, 4000, 6000} {
+		r.add(Result{Workload: "acquire clients=64 target=rr", Run: i + 1, GoalSet: "acquire", Figures: []Figure{
+			{Key: "ops_per_s", Unit: "ops/s", Value: v}, {Key: "p99_ms", Unit: "ms", Value: 30}}})
+	}
+	for i, v := range []float64{5000, 5000, 5000} {
+		r.add(Result{Workload: "acquire clients=64 target=leader", Run: i + 1, GoalSet: "acquire/leader", Figures: []Figure{
+			{Key: "ops_per_s", Unit: "ops/s", Value: v}, {Key: "p99_ms", Unit: "ms", Value: 20}}})
+	}
+	r.printSummary(&table)
+	out := strings.Join(strings.Fields(table.String()), " ")
+	// Run by run: 100, 80, 120 % of the leader's ops/s; p99 150 %.
+	for _, want := range []string{"acquire clients=64 rr-vs-leader", "ops_per_s_pct", "100 [80..120]", "% of leader",
+		"≥ 90 met", "p99_ms_pct 150", "(idle: not run)", "cpu_pct_one_core_3_members", "≤ 5 n/a",
+		"goals: 2 met, 1 MISSED, 1 not measured (of 4"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("table lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Index(out, "rr-vs-leader") < strings.Index(out, "target=leader") {
+		t.Errorf("the derived workload comes before the second of its two:\n%s", table.String())
+	}
+	// The leader workload has no throughput goals of its own.
+	for _, l := range strings.Split(table.String(), "\n") {
+		if strings.Contains(l, "target=leader") && strings.Contains(l, "≥") {
+			t.Errorf("a goal on the leader workload: %s", l)
+		}
 	}
 }
 
@@ -160,18 +196,66 @@ func TestParseFlags_QuickKeepsExplicitFlags(t *testing.T) {
 }
 
 func TestPlan_StandardRunsEveryModeAndHoldsManyLeases(t *testing.T) {
-	c := &config{mode: "standard", leases: 10000, holdLeases: 100000, runs: 3, holdRuns: 1}
-	steps := plan(c)
-	var names []string
-	leases := map[int]bool{}
-	for _, s := range steps {
-		names = append(names, s.mode.name)
-		if s.mode.name == "keepalive" {
-			leases[s.cfg.leases] = true
+	c := &config{mode: "standard", leases: 10000, batch: 1000, holdLeases: 100000, runs: 3, holdRuns: 1, target: "rr"}
+	var got []string
+	for _, s := range plan(c) {
+		got = append(got, fmt.Sprintf("%s/%d/%d/%s", s.mode.name, s.cfg.leases, s.cfg.batch, s.cfg.target))
+	}
+	want := []string{"acquire/10000/1000/rr", "acquire/10000/1000/leader", "acquire-new/10000/1000/rr",
+		"keepalive/10000/1/rr", "keepalive/10000/1/leader", "keepalive/10000/1000/rr", "keepalive/100000/1000/rr",
+		"handoff/10000/1000/rr", "holder-crash/10000/1000/rr", "leader-kill/10000/1000/rr", "recovery/10000/1000/"}
+	if !slices.Equal(got[:len(want)], want) || len(got) != len(want)+len(modeNames)-7 {
+		t.Fatalf("standard plan:\n got %v\nwant %v (then the modes after recovery)", got, want)
+	}
+	// An explicit -target holds for every step; -mode M -target both is M twice.
+	c.target, c.targetSet = "leader", true
+	for _, s := range plan(c) {
+		if s.cfg.target != "leader" && s.cfg.target != "" {
+			t.Errorf("-target leader: %s runs with %q", s.mode.name, s.cfg.target)
 		}
 	}
-	if len(steps) != len(modeNames)+1 || !leases[10000] || !leases[100000] {
-		t.Fatalf("standard plan: %v, keepalive leases %v", names, leases)
+	c.mode, c.target = "keepalive", "both"
+	if steps := plan(c); len(steps) != 2 || steps[0].cfg.target != "rr" || steps[1].cfg.target != "leader" {
+		t.Errorf("-mode keepalive -target both: %+v", steps)
+	}
+	c.mode = "recovery"
+	if steps := plan(c); len(steps) != 1 || steps[0].cfg.target != "" {
+		t.Errorf("-mode recovery -target both: %+v", steps)
+	}
+}
+
+func TestParseFlags_Target(t *testing.T) {
+	var stderr bytes.Buffer
+	c, err := parseFlags(nil, &stderr)
+	if err != nil || c.target != "rr" || c.targetSet {
+		t.Fatalf("default target: %+v %v", c, err)
+	}
+	if c, err = parseFlags([]string{"-target", "both"}, &stderr); err != nil || c.target != "both" || !c.targetSet {
+		t.Fatalf("-target both: %+v %v", c, err)
+	}
+	if _, err := parseFlags([]string{"-target", "followers"}, &stderr); err == nil {
+		t.Fatal("-target followers accepted")
+	}
+}
+
+func TestEnv_EndpointsByTarget(t *testing.T) {
+	eps := []string{"http://a", "http://b", "http://c"}
+	e := &env{cfg: config{target: "rr"}, endpoints: eps, order: []string{"http://b", "http://c", "http://a"}}
+	for i, want := range []string{"http://b", "http://c", "http://a", "http://b"} {
+		if got := e.nextEndpoints(); len(got) != 1 || got[0] != want {
+			t.Errorf("rr client %d: %v, want [%s]", i, got, want)
+		}
+	}
+	if e.spread() != 3 || e.label() != " target=rr" || e.goalSet("acquire") != "acquire" {
+		t.Errorf("rr: spread %d label %q goal set %q", e.spread(), e.label(), e.goalSet("acquire"))
+	}
+	e.cfg.target = "leader"
+	if got := e.nextEndpoints(); !slices.Equal(got, eps) || e.spread() != 1 || e.goalSet("keepalive") != "keepalive/leader" {
+		t.Errorf("leader: %v spread %d goal set %q", got, e.spread(), e.goalSet("keepalive"))
+	}
+	e.cfg.target = ""
+	if e.label() != "" || e.goalSet("recovery") != "recovery" {
+		t.Errorf("no target: label %q goal set %q", e.label(), e.goalSet("recovery"))
 	}
 }
 

@@ -314,3 +314,67 @@ func Test_Forward_H2C(t *testing.T) {
 		t.Errorf("protocols of the forwards: %v, want HTTP/1 then HTTP/2", protos)
 	}
 }
+
+// Test_Forward_H2C_FollowsLeadership: forwards that share one HTTP/2
+// connection to a leader that stalls are each cancelled when the follower
+// sees a new leader, and resent to it (or answered outcome_unknown), as
+// over HTTP/1.1.
+func Test_Forward_H2C_FollowsLeadership(t *testing.T) {
+	t.Parallel()
+	p := newPair(t)
+	p.leader.putKV(t, "k", "v1")
+	leases := grantLeases(t, p.leader, 1, "10s")
+	p.leader.node.mu.Lock()
+	newLeader := p.leader.node.leader
+	p.leader.node.mu.Unlock()
+
+	var mu sync.Mutex
+	stalled, h2 := 0, 0
+	done := make(chan struct{})
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-Coordd-Peer-Proto", "h2c")
+		if r.URL.Path == "/v1/kv/teach" {
+			return // the first answer tells the follower it speaks h2c
+		}
+		mu.Lock()
+		stalled++
+		if r.ProtoMajor == 2 {
+			h2++
+		}
+		mu.Unlock()
+		select {
+		case <-done:
+		case <-r.Context().Done():
+		}
+	}))
+	srv.Config.Protocols = new(http.Protocols)
+	srv.Config.Protocols.SetHTTP1(true)
+	srv.Config.Protocols.SetUnencryptedHTTP2(true)
+	srv.Start()
+	t.Cleanup(func() { close(done); srv.Close() })
+	addr := srv.Listener.Addr().String()
+	p.follower.node.set(func(n *fakeNode) { n.leader = api.Member{ID: "S", HTTPAddr: addr, Leader: true} })
+	// Teach the follower that S speaks h2c: a forward answered by S.
+	p.follower.do(t, "GET", "/v1/kv/teach", "")
+
+	get := p.follower.async(t, "GET", "/v1/kv/k")
+	ka := p.follower.asyncWith(t, "POST", fmt.Sprintf("/v1/leases/%d/keepalive", leases[0].ID), "")
+	put := p.follower.asyncWith(t, "PUT", "/v1/kv/k2", "v")
+	eventually(t, 10*time.Second, "the stalled leader got the forwards", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return stalled == 3
+	})
+	mu.Lock()
+	if h2 != 3 {
+		t.Errorf("%d of 3 forwards over HTTP/2", h2)
+	}
+	mu.Unlock()
+	p.follower.node.set(func(n *fakeNode) { n.leader = newLeader })
+	for _, ch := range []<-chan response{get, ka} {
+		if r := recv(t, ch, 5*time.Second); r.status != http.StatusOK || r.header.Get(api.HeaderServedBy) != "L" {
+			t.Fatalf("status %d served by %q: %s", r.status, r.header.Get(api.HeaderServedBy), r.body)
+		}
+	}
+	wantError(t, recv(t, put, 5*time.Second), http.StatusServiceUnavailable, api.CodeOutcomeUnknown)
+}

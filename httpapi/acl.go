@@ -53,7 +53,10 @@ var permissions = map[string]permission{
 	"GET /v1/leases/{id}":            {res: acl.Lease, access: acl.Read},
 	"DELETE /v1/leases/{id}":         {res: acl.Lease, access: acl.Write},
 	"POST /v1/leases/{id}/keepalive": {res: acl.Lease, access: acl.Write},
-	"POST /v1/leases/keepalive":      {res: acl.Lease, access: acl.Write},
+	// Coalesced keepalives come from followers only, and only without
+	// ACLs (peer.go); the handler also refuses any caller but a node.
+	"POST " + peerKeepalivePath: {res: acl.Lease, access: acl.Write},
+	"POST /v1/leases/keepalive": {res: acl.Lease, access: acl.Write},
 
 	"GET /v1/elections":                  {res: acl.Election, access: acl.Read, name: everything},
 	"GET /v1/elections/{name}":           {res: acl.Election, access: acl.Read, name: trimName("/v1/elections/", "")},

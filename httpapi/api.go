@@ -6,7 +6,6 @@ package httpapi
 
 import (
 	"fmt"
-	"net"
 	"net/http"
 	"runtime/debug"
 	"strconv"
@@ -78,6 +77,13 @@ type Options struct {
 	// outcome of a commit it was finishing), a stalled one does not. 0
 	// means DefaultForwardGrace; negative, none.
 	ForwardGrace time.Duration
+	// PeerH2C says that the server serving this API accepts unencrypted
+	// HTTP/2 with prior knowledge: every answer tells peers so, and their
+	// forwards then share one multiplexed connection (peer.go).
+	PeerH2C bool
+	// NoKeepaliveCoalescing makes a follower forward each keepalive as it
+	// came instead of coalescing them into batched renewals (peer.go).
+	NoKeepaliveCoalescing bool
 	// LeaseClock, when set, is this node's lease clock, exposed for fault
 	// injection at /v1/debug/lease-clock. Nil (production) disables it.
 	LeaseClock *lease.SkewClock
@@ -118,6 +124,7 @@ type API struct {
 	log     hclog.Logger
 	mux     *http.ServeMux
 	fwd     *http.Client
+	ka      *kaCoalescer
 	metrics *httpMetrics
 	limits  *limits
 	// csrf refuses state-changing requests that a browser sends from a
@@ -159,12 +166,9 @@ func New(node Node, opts Options) *API {
 	a := &API{node: node, opts: opts, log: opts.Logger, mux: http.NewServeMux(), fwd: opts.Forwarder,
 		csrf: http.NewCrossOriginProtection()}
 	if a.fwd == nil {
-		a.fwd = &http.Client{Transport: &http.Transport{
-			DialContext:         (&net.Dialer{Timeout: 2 * time.Second}).DialContext,
-			MaxIdleConnsPerHost: 64,
-			IdleConnTimeout:     90 * time.Second,
-		}}
+		a.fwd = &http.Client{Transport: newPeerTransport()}
 	}
+	a.ka = &kaCoalescer{a: a}
 	a.metrics = newHTTPMetrics(opts.Registry)
 	a.limits = newLimits(opts, opts.Registry)
 
@@ -179,6 +183,7 @@ func New(node Node, opts Options) *API {
 	a.mux.HandleFunc("DELETE /v1/leases/{id}", a.leaseRevoke)
 	a.mux.HandleFunc("POST /v1/leases/{id}/keepalive", a.leaseKeepalive)
 	a.mux.HandleFunc("POST /v1/leases/keepalive", a.leaseKeepaliveMany)
+	a.mux.HandleFunc("POST "+peerKeepalivePath, a.peerKeepalive)
 	a.mux.HandleFunc("GET /v1/elections", a.electionList(fsm.KindElection))
 	a.mux.HandleFunc("GET /v1/elections/{name}", a.electionGet)
 	a.mux.HandleFunc("POST /v1/elections/{name}/campaign", a.campaign(fsm.KindElection))
@@ -234,6 +239,9 @@ func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		a.limits.observe(rec, rec.status)
 	}()
 	rec.Header().Set(api.HeaderServedBy, a.node.ID())
+	if a.opts.PeerH2C {
+		rec.Header().Set(peerProtoHeader, "h2c")
+	}
 	if !isCleanPath(r.URL.Path) {
 		// The mux would redirect; a key such as "a//b" or "a/../b" must
 		// not silently become another key.
@@ -366,6 +374,10 @@ type httpMetrics struct {
 	duration        *prometheus.HistogramVec
 	forwarded       prometheus.Counter
 	fencingRejected prometheus.Counter
+	// Coalesced keepalives (peer.go).
+	kaBatches       prometheus.Counter
+	kaBatchLeases   prometheus.Histogram
+	kaBatchRequests prometheus.Histogram
 }
 
 func newHTTPMetrics(reg *prometheus.Registry) *httpMetrics {
@@ -390,5 +402,6 @@ func newHTTPMetrics(reg *prometheus.Registry) *httpMetrics {
 			panic(fmt.Sprintf("httpapi: register metrics: %v", err))
 		}
 	}
+	newKeepaliveBatchMetrics(m, reg)
 	return m
 }

@@ -92,6 +92,10 @@ func (a *API) leaseKeepalive(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
+	if a.coalesceKeepalive(r) {
+		a.keepaliveCoalesced(w, r, []uint64{id}, false)
+		return
+	}
 	a.onLeader(w, r, nil, func() error {
 		if err := a.ownLease(r, id); err != nil {
 			return err
@@ -130,6 +134,10 @@ func (a *API) leaseKeepaliveMany(w http.ResponseWriter, r *http.Request) {
 	}
 	if err != nil {
 		writeError(w, err)
+		return
+	}
+	if a.coalesceKeepalive(r) {
+		a.keepaliveCoalesced(w, r, req.IDs, true)
 		return
 	}
 	a.onLeader(w, r, body, func() error {

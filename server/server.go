@@ -351,6 +351,7 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 		RateBurst:         cfg.RateBurst,
 		MaxWatchers:       cfg.MaxWatchers,
 		Forwarder:         s.peerHTTPClient(0),
+		PeerH2C:           s.tls == nil,
 		ACL:               cfg.ACL,
 		MaxLeasesPerToken: cfg.MaxLeasesPerToken,
 		MaxCandidates:     cfg.MaxCandidates,
@@ -372,6 +373,14 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 		IdleTimeout:       HTTPIdleTimeout,
 		MaxHeaderBytes:    cfg.MaxHeaderBytes,
 		ErrorLog:          s.log.Named("http").StandardLogger(&hclog.StandardLoggerOptions{InferLevels: true}),
+		// Peers forward over HTTP/2: unencrypted with prior knowledge
+		// without TLS (httpapi.Options.PeerH2C), negotiated under TLS.
+		Protocols: httpProtocols(s.tls != nil),
+		HTTP2: &http.HTTP2Config{
+			// Forwarded blocking queries and streams each hold a stream
+			// of the one connection a follower keeps to the leader.
+			MaxConcurrentStreams: 1000,
+		},
 	}
 	s.wg.Add(5)
 	go func() {
@@ -561,4 +570,17 @@ func translate(err error) error {
 	default:
 		return err
 	}
+}
+
+// httpProtocols are the protocols of the HTTP API's server: HTTP/1.1 and
+// HTTP/2 (unencrypted, prior knowledge, without TLS).
+func httpProtocols(tls bool) *http.Protocols {
+	var p http.Protocols
+	p.SetHTTP1(true)
+	if tls {
+		p.SetHTTP2(true)
+	} else {
+		p.SetUnencryptedHTTP2(true)
+	}
+	return &p
 }

@@ -205,13 +205,16 @@ func (r *Reloader) ClientConfig(serverName string) *tls.Config {
 }
 
 // Dial connects to addr (host:port) and completes a TLS handshake with
-// ClientConfig(host) before it returns, all within timeout.
-func (r *Reloader) Dial(ctx context.Context, network, addr string, timeout time.Duration) (*tls.Conn, error) {
+// ClientConfig(host) before it returns, all within timeout. nextProtos,
+// if any, are offered in ALPN.
+func (r *Reloader) Dial(ctx context.Context, network, addr string, timeout time.Duration, nextProtos ...string) (*tls.Conn, error) {
 	host, _, err := net.SplitHostPort(addr)
 	if err != nil {
 		return nil, fmt.Errorf("tlsutil: dial %s: %w", addr, err)
 	}
-	d := &tls.Dialer{NetDialer: &net.Dialer{Timeout: timeout}, Config: r.ClientConfig(host)}
+	cfg := r.ClientConfig(host)
+	cfg.NextProtos = nextProtos
+	d := &tls.Dialer{NetDialer: &net.Dialer{Timeout: timeout}, Config: cfg}
 	if timeout > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, timeout)

@@ -1,0 +1,78 @@
+package httpapi
+
+import (
+	"slices"
+	"testing"
+)
+
+func TestKeepaliveIDs_RoundTrip(t *testing.T) {
+	for _, ids := range [][]uint64{{1}, {1, 2, 3}, {5, 1 << 40, 1<<64 - 1}} {
+		got, err := decodeKeepaliveIDs(encodeKeepaliveIDs(ids))
+		if err != nil || !slices.Equal(got, ids) {
+			t.Errorf("%v: got %v, %v", ids, got, err)
+		}
+	}
+	for _, bad := range [][]byte{nil, {}, {2, 1, 1}, {1, 0}, {1, 1}, {1, 1, 0}, {1, 2, 1, 0}, {1, 1, 1, 0}, {1, 0xff}} {
+		if ids, err := decodeKeepaliveIDs(bad); err == nil {
+			t.Errorf("%x decoded as %v", bad, ids)
+		}
+	}
+	ans := []keepaliveAnswer{{found: true, remaining: 0, ttl: 10}, {}, {found: true, remaining: 9999, ttl: 10000}}
+	got, err := decodeKeepaliveAnswer(encodeKeepaliveAnswer(ans), len(ans))
+	if err != nil || !slices.Equal(got, ans) {
+		t.Errorf("answers: got %v, %v", got, err)
+	}
+	if _, err := decodeKeepaliveAnswer(encodeKeepaliveAnswer(ans), 2); err == nil {
+		t.Error("an answer for 3 leases decoded for 2")
+	}
+}
+
+// FuzzDecodeKeepaliveIDs: the decoder of a coalesced keepalive never
+// panics, returns only what its encoder can produce (1 to the maximum ids,
+// strictly increasing, positive), and re-encoding is stable.
+func FuzzDecodeKeepaliveIDs(f *testing.F) {
+	f.Add(encodeKeepaliveIDs([]uint64{1, 2, 300}))
+	f.Add([]byte{1, 1, 0})
+	f.Add([]byte{1, 2, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01, 1})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		ids, err := decodeKeepaliveIDs(b)
+		if err != nil {
+			return
+		}
+		if len(ids) == 0 || len(ids) > maxPeerKeepaliveIDs {
+			t.Fatalf("%d ids", len(ids))
+		}
+		for i, id := range ids {
+			if id == 0 || i > 0 && id <= ids[i-1] {
+				t.Fatalf("ids %v", ids)
+			}
+		}
+		again, err := decodeKeepaliveIDs(encodeKeepaliveIDs(ids))
+		if err != nil || !slices.Equal(again, ids) {
+			t.Fatalf("re-encoded %v: %v, %v", ids, again, err)
+		}
+	})
+}
+
+// FuzzDecodeKeepaliveAnswer: the decoder of the leader's answer never
+// panics and re-encoding is stable.
+func FuzzDecodeKeepaliveAnswer(f *testing.F) {
+	f.Add(encodeKeepaliveAnswer([]keepaliveAnswer{{found: true, remaining: 5, ttl: 10}, {}}), 2)
+	f.Add([]byte{1, 1, 0}, 1)
+	f.Fuzz(func(t *testing.T, b []byte, n int) {
+		if n < 0 || n > maxPeerKeepaliveIDs {
+			return
+		}
+		ans, err := decodeKeepaliveAnswer(b, n)
+		if err != nil {
+			return
+		}
+		if len(ans) != n {
+			t.Fatalf("%d answers for %d", len(ans), n)
+		}
+		again, err := decodeKeepaliveAnswer(encodeKeepaliveAnswer(ans), n)
+		if err != nil || !slices.Equal(again, ans) {
+			t.Fatalf("re-encoded %v: %v, %v", ans, again, err)
+		}
+	})
+}

@@ -83,18 +83,18 @@ func TestStallBench(t *testing.T) {
 				time.Sleep(50 * time.Millisecond)
 				done := make(chan []stallAnswer, 1)
 				go func() { done <- stallWave(hc, others(procs, leader), lease, &seq) }()
-			if dir := os.Getenv("COORDD_STALL_BENCH_LOGS"); dir != "" {
-				// A wave still waiting after 1.5 s: what the healthy nodes are doing.
-				go func() {
-					time.Sleep(1500 * time.Millisecond)
-					select {
-					case a := <-done:
-						done <- a
-					default:
-						dumpGoroutines(t, others(procs, leader), filepath.Join(dir, fmt.Sprintf("%s-%s-trial%d", fault, stall, trial+1)))
-					}
-				}()
-			}
+				if dir := os.Getenv("COORDD_STALL_BENCH_LOGS"); dir != "" {
+					// A wave still waiting after 1.5 s: what the healthy nodes are doing.
+					go func() {
+						time.Sleep(1500 * time.Millisecond)
+						select {
+						case a := <-done:
+							done <- a
+						default:
+							dumpGoroutines(t, others(procs, leader), filepath.Join(dir, fmt.Sprintf("%s-%s-trial%d", fault, stall, trial+1)))
+						}
+					}()
+				}
 				var answers []stallAnswer
 				select {
 				case answers = <-done:

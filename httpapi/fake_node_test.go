@@ -56,12 +56,15 @@ type fakeNode struct {
 	viewSince time.Time
 
 	barrierCalls int
-	resetCalls   int
-	applyCalls   int
-	applied      []fsm.Command
-	joins        []api.JoinRequest
-	removes      []string
-	transfers    []string
+	// secret, when set, replaces testPeerSecret for this node (a node
+	// that does not share the cluster's secret).
+	secret     []byte
+	resetCalls int
+	applyCalls int
+	applied    []fsm.Command
+	joins      []api.JoinRequest
+	removes    []string
+	transfers  []string
 }
 
 var _ httpapi.Node = (*fakeNode)(nil)
@@ -401,7 +404,14 @@ func fsmCmd(p fsm.Payload) fsm.Command {
 var testPeerSecret = bytes.Repeat([]byte{0x5e}, fsm.PeerSecretSize)
 
 // PeerSecret implements httpapi.Node.
-func (n *fakeNode) PeerSecret() []byte { return testPeerSecret }
+func (n *fakeNode) PeerSecret() []byte {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.secret != nil {
+		return n.secret
+	}
+	return testPeerSecret
+}
 
 // forwardedBy returns the headers (name, value pairs for do) with which
 // node from forwards method uri: X-Coordd-Forwarded-By and its

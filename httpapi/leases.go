@@ -92,8 +92,7 @@ func (a *API) leaseKeepalive(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
-	if a.coalesceKeepalive(r) {
-		a.keepaliveCoalesced(w, r, []uint64{id}, false)
+	if a.coalesceKeepalive(r) && a.keepaliveCoalesced(w, r, []uint64{id}, false) {
 		return
 	}
 	a.onLeader(w, r, nil, func() error {
@@ -136,8 +135,7 @@ func (a *API) leaseKeepaliveMany(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
-	if a.coalesceKeepalive(r) {
-		a.keepaliveCoalesced(w, r, req.IDs, true)
+	if a.coalesceKeepalive(r) && a.keepaliveCoalesced(w, r, req.IDs, true) {
 		return
 	}
 	a.onLeader(w, r, body, func() error {

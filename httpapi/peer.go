@@ -238,8 +238,13 @@ func (a *API) serveKeepaliveBatch(w http.ResponseWriter, ctx context.Context, id
 // follower from a client, goes through the coalescer. With ACLs on it does
 // not: the leader checks the token and the lease's owner of each request
 // forwarded whole, as it does for any forward.
+//
+// Nor does it while this node has no peer secret yet (a new cluster's
+// first moments): the leader answers the internal endpoint only to a
+// request it can authenticate.
 func (a *API) coalesceKeepalive(r *http.Request) bool {
-	return !a.opts.ACL && !a.opts.NoKeepaliveCoalescing && r.Header.Get(api.HeaderForwardedBy) == "" && !a.node.IsLeader()
+	return !a.opts.ACL && !a.opts.NoKeepaliveCoalescing && r.Header.Get(api.HeaderForwardedBy) == "" &&
+		!a.node.IsLeader() && a.node.PeerSecret() != nil
 }
 
 // kaWaiter is one client request waiting for a coalesced renewal.
@@ -383,8 +388,12 @@ func errorResult(err error) *kaBatchResult {
 
 // keepaliveCoalesced answers a client's keepalive (many: POST
 // /v1/leases/keepalive) through the coalescer. Every answer is the one the
-// leader would have given to the request forwarded whole.
-func (a *API) keepaliveCoalesced(w http.ResponseWriter, r *http.Request, ids []uint64, many bool) {
+// leader would have given to the request forwarded whole. It reports false,
+// having written nothing, when the leader refused the coalesced renewal as
+// not coming from a node (403: the two do not share a peer secret yet, or
+// their clocks are too far apart for its signature): the caller then
+// forwards the client's request whole, as without coalescing.
+func (a *API) keepaliveCoalesced(w http.ResponseWriter, r *http.Request, ids []uint64, many bool) bool {
 	bound := a.opts.WriteTimeout + time.Second
 	t := time.NewTimer(bound)
 	defer t.Stop()
@@ -392,14 +401,17 @@ func (a *API) keepaliveCoalesced(w http.ResponseWriter, r *http.Request, ids []u
 	select {
 	case <-kw.done:
 	case <-r.Context().Done():
-		return // the client went away; the batch goes on for the others
+		return true // the client went away; the batch goes on for the others
 	case <-t.C:
 		l, _ := a.node.Leader()
 		writeErrorDetail(w, http.StatusServiceUnavailable, api.ErrorDetail{Code: api.CodeOutcomeUnknown, Leader: l.ID,
 			Message: fmt.Sprintf("forwarding to leader %s: no answer within the request's deadline (the write may or may not have been applied: retry with the same Idempotency-Key, or read before retrying)", l.ID)})
-		return
+		return true
 	}
 	res := kw.res
+	if res.answers == nil && res.status == http.StatusForbidden {
+		return false // only the leader's refusal answers 403 (no ACLs here)
+	}
 	if res.answers == nil {
 		for k, vs := range res.header {
 			w.Header()[k] = vs
@@ -409,7 +421,7 @@ func (a *API) keepaliveCoalesced(w http.ResponseWriter, r *http.Request, ids []u
 		}
 		w.WriteHeader(res.status)
 		_, _ = w.Write(res.body)
-		return
+		return true
 	}
 	w.Header().Set(api.HeaderServedBy, res.servedBy)
 	if res.servedBy != a.node.ID() {
@@ -420,10 +432,10 @@ func (a *API) keepaliveCoalesced(w http.ResponseWriter, r *http.Request, ids []u
 		an := res.answers[id]
 		if !an.found {
 			writeError(w, fmt.Errorf("%w: %d", fsm.ErrLeaseNotFound, id))
-			return
+			return true
 		}
 		writeJSON(w, http.StatusOK, api.Lease{ID: id, TTLMs: an.ttl, TTLText: (time.Duration(an.ttl) * time.Millisecond).String(), RemainingMs: an.remaining})
-		return
+		return true
 	}
 	out := api.KeepaliveManyResponse{Leases: make([]api.KeepaliveManyLease, 0, len(ids)), NotFound: []uint64{}}
 	for _, id := range ids {
@@ -435,6 +447,7 @@ func (a *API) keepaliveCoalesced(w http.ResponseWriter, r *http.Request, ids []u
 		out.Leases = append(out.Leases, api.KeepaliveManyLease{ID: id, TTLMs: an.ttl, RemainingMs: an.remaining})
 	}
 	writeJSON(w, http.StatusOK, out)
+	return true
 }
 
 // bufferedResponse is an http.ResponseWriter that keeps the answer.

@@ -1,6 +1,7 @@
 package httpapi_test
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"net/http"
@@ -13,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/coordd/coordd/api"
+	"github.com/coordd/coordd/fsm"
 	"github.com/coordd/coordd/httpapi"
 )
 
@@ -267,6 +269,48 @@ func Test_KeepaliveCoalescing_Off(t *testing.T) {
 	reqs := l.requests()
 	if last := reqs[len(reqs)-1]; !strings.HasSuffix(last.uri, "/keepalive") || strings.HasPrefix(last.uri, "/v1/internal/") {
 		t.Errorf("forwarded as %s", last.uri)
+	}
+}
+
+// Test_KeepaliveCoalesced_LeaderRefusesFallsBackToAWholeForward: a leader
+// that cannot authenticate the follower (no shared peer secret yet, or
+// clocks too far apart) refuses the coalesced renewal with 403; the
+// follower then forwards the client's keepalive whole, as without
+// coalescing, and the client gets its 200 (make test caught a 403
+// permission_denied relayed to a client in a new cluster's first moments).
+func Test_KeepaliveCoalesced_LeaderRefusesFallsBackToAWholeForward(t *testing.T) {
+	t.Parallel()
+	l := newTestAPI(t, "L", nil)
+	f := newTestAPI(t, "F", nil)
+	l.node.mu.Lock()
+	info := l.node.leader
+	l.node.mu.Unlock()
+	f.node.set(func(n *fakeNode) {
+		n.isLeader, n.leader = false, info
+		n.secret = bytes.Repeat([]byte{0x17}, fsm.PeerSecretSize)
+	})
+	leases := grantLeases(t, l, 2, "10s")
+	r := f.do(t, "POST", fmt.Sprintf("/v1/leases/%d/keepalive", leases[0].ID), "")
+	if r.status != http.StatusOK {
+		t.Fatalf("single: status %d: %s", r.status, r.body)
+	}
+	r = f.do(t, "POST", "/v1/leases/keepalive", fmt.Sprintf(`{"ids":[%d,%d]}`, leases[0].ID, leases[1].ID))
+	var many api.KeepaliveManyResponse
+	wantJSON(t, r, &many)
+	if len(many.Leases) != 2 || len(many.NotFound) != 0 {
+		t.Fatalf("many: %+v", many)
+	}
+	var internal, whole int
+	for _, q := range l.requests() {
+		switch {
+		case strings.HasPrefix(q.uri, "/v1/internal/keepalive"):
+			internal++
+		case strings.HasSuffix(q.uri, "/keepalive"):
+			whole++
+		}
+	}
+	if internal == 0 || whole != 2 {
+		t.Fatalf("leader received %d coalesced renewals and %d whole keepalives, want some and 2", internal, whole)
 	}
 }
 

@@ -51,6 +51,9 @@ type Server struct {
 	// configuration (ReloadableConfig, then ReloadConfig), so that one
 	// writer does not undo another's change.
 	reloadMu sync.Mutex
+	// clusterStop is set when the node stops with the whole cluster
+	// (ShutdownWithCluster).
+	clusterStop atomic.Bool
 
 	fsm       *fsm.FSM
 	applied   *indexWaiter
@@ -484,8 +487,21 @@ func (s *Server) ShutdownWithCluster(ctx context.Context) error {
 		}
 	}
 	s.log.Info("stopping with the whole cluster: no leadership handover")
-	return s.shutdown(ctx, false, true)
+	// Every node is stopping: what is in flight here cannot be forwarded
+	// anywhere, and the followers wait at most clusterStopWait for this
+	// node to go quiet. So the drain is bounded by clusterStopDrain, and
+	// cutting it short is no error. (An HTTP/2 peer connection alone holds
+	// a drain for a second: Go's server waits that long after its GOAWAY
+	// for the peer to close it.)
+	s.clusterStop.Store(true)
+	dctx, cancel := context.WithTimeout(ctx, clusterStopDrain)
+	defer cancel()
+	return s.shutdown(dctx, false, true)
 }
+
+// clusterStopDrain bounds the drain of a node's HTTP server when the whole
+// cluster stops (ShutdownWithCluster): well below clusterStopWait.
+const clusterStopDrain = 300 * time.Millisecond
 
 // shutdown stops the node; handover: a leader hands leadership to another
 // voter first; drain: the HTTP server finishes the requests it serves
@@ -505,7 +521,11 @@ func (s *Server) shutdown(ctx context.Context, handover, drain bool) error {
 	if !drain {
 		s.httpSrv.Close()
 	} else if err := s.httpSrv.Shutdown(ctx); err != nil {
-		errs = append(errs, fmt.Errorf("server: http shutdown: %w", err))
+		if errors.Is(err, context.DeadlineExceeded) && s.clusterStop.Load() {
+			s.log.Info("HTTP drain cut short: the whole cluster is stopping")
+		} else {
+			errs = append(errs, fmt.Errorf("server: http shutdown: %w", err))
+		}
 		s.httpSrv.Close()
 	}
 	if err := s.raft.Shutdown().Error(); err != nil {

@@ -41,7 +41,7 @@ func Test_E2E_Metrics_FollowPrometheusConventions(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if !bytes.Contains(body, []byte(`coordd_raft_fsm_apply_seconds`)) {
+		if !bytes.Contains(body, []byte(`coordd_raft_fsm_apply_batch_seconds`)) {
 			t.Errorf("%s: no Raft metrics in /metrics", p.id)
 		}
 		if p == leader && !bytes.Contains(body, []byte(`coordd_raft_replication_append_entries_rpc_seconds_count{peer_id="`)) {

@@ -53,22 +53,7 @@ func TestSmoke_ScaleModes(t *testing.T) {
 			}
 			t.Logf("%s in %s", c.name, time.Since(start).Round(time.Millisecond))
 			figs := runFiguresOf(t, out, c.workload)
-			for _, k := range c.want {
-				if v, ok := figs[k]; !ok || v == nil {
-					t.Errorf("%s not measured: %v\n%s", k, figs, stderr.String())
-				}
-			}
-			for _, k := range c.zero {
-				if v, ok := figs[k].(float64); !ok || v != 0 {
-					t.Errorf("%s = %v, want 0\n%s", k, figs[k], stderr.String())
-				}
-			}
-			theReaper.mu.Lock()
-			left := len(theReaper.procs)
-			theReaper.mu.Unlock()
-			if left != 0 {
-				t.Errorf("%d child processes left running", left)
-			}
+			checkSmoke(t, figs, c.want, c.zero, stderr.String())
 		})
 	}
 }

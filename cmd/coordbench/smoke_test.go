@@ -59,22 +59,7 @@ func TestSmoke_EveryModeOnAnOwnCluster(t *testing.T) {
 			}
 			t.Logf("%s in %s", c.mode, time.Since(start).Round(time.Millisecond))
 			figs := runFigures(t, out)
-			for _, k := range c.want {
-				if v, ok := figs[k]; !ok || v == nil {
-					t.Errorf("%s not measured: %v\n%s", k, figs, stderr.String())
-				}
-			}
-			for _, k := range c.zero {
-				if v, ok := figs[k].(float64); !ok || v != 0 {
-					t.Errorf("%s = %v, want 0\n%s", k, figs[k], stderr.String())
-				}
-			}
-			theReaper.mu.Lock()
-			left := len(theReaper.procs)
-			theReaper.mu.Unlock()
-			if left != 0 {
-				t.Errorf("%d child processes left running", left)
-			}
+			checkSmoke(t, figs, c.want, c.zero, stderr.String())
 		})
 	}
 }
@@ -108,4 +93,26 @@ func runFigures(t *testing.T, path string) map[string]any {
 		t.Fatal("no run line")
 	}
 	return figs
+}
+
+// checkSmoke fails t unless every figure of want was measured and every
+// one of zero is 0, and no child process is left running.
+func checkSmoke(t *testing.T, figs map[string]any, want, zero []string, stderr string) {
+	t.Helper()
+	for _, k := range want {
+		if v, ok := figs[k]; !ok || v == nil {
+			t.Errorf("%s not measured: %v\n%s", k, figs, stderr)
+		}
+	}
+	for _, k := range zero {
+		if v, ok := figs[k].(float64); !ok || v != 0 {
+			t.Errorf("%s = %v, want 0\n%s", k, figs[k], stderr)
+		}
+	}
+	theReaper.mu.Lock()
+	left := len(theReaper.procs)
+	theReaper.mu.Unlock()
+	if left != 0 {
+		t.Errorf("%d child processes left running", left)
+	}
 }

@@ -137,3 +137,48 @@ func BenchmarkReplicaDigest_100kLeases(b *testing.B) {
 		_ = s.ReplicaDigest()
 	}
 }
+
+func Test_DigestEvery_ScalesWithTheStateInPowersOfTwo(t *testing.T) {
+	for _, tc := range []struct {
+		every   uint64
+		records int
+		want    uint64
+	}{
+		{10000, 0, 10000},
+		{10000, 10000, 10000},
+		{10000, 10001, 20000},
+		{10000, 130000, 160000},
+		{100, 3_000_000, 100 << 15},
+		{0, 5, 0},
+	} {
+		if got := fsm.DigestEvery(tc.every, tc.records); got != tc.want {
+			t.Errorf("DigestEvery(%d, %d) = %d, want %d", tc.every, tc.records, got, tc.want)
+		}
+	}
+}
+
+func Test_DigestAgreed_ReplicasThatDisagreeOnTheSizeStillSharePoints(t *testing.T) {
+	small := fsm.New().State()
+	big := small
+	for i := range 300 {
+		big, _ = fsm.ApplyCommand(big, uint64(i+1), 1, put(fmt.Sprintf("key/%03d", i), "v"))
+	}
+	if n := big.Records(); n < 300 {
+		t.Fatalf("Records() = %d, want at least 300", n)
+	}
+	shared := 0
+	for b := uint64(100); b <= 6400; b += 100 {
+		if !fsm.DigestAgreed(b, 100, small) {
+			t.Fatalf("a state of %d records has no point at %d with every 100", small.Records(), b)
+		}
+		if fsm.DigestAgreed(b, 100, big) {
+			if b%400 != 0 {
+				t.Errorf("a state of %d records has a point at %d, want multiples of 400", big.Records(), b)
+			}
+			shared++
+		}
+	}
+	if shared != 16 {
+		t.Errorf("%d shared points in 100..6400, want 16", shared)
+	}
+}

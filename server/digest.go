@@ -24,7 +24,8 @@ import (
 // State digests (see docs/operations.md, "State digests and alarms").
 //
 // Every member takes a replica digest (fsm.State.ReplicaDigest) of its
-// state at agreed indexes: every DigestInterval applied entries, at every
+// state at agreed indexes: every DigestInterval applied entries (more as
+// the state grows: fsm.DigestEvery), at every
 // digest point committed through the log (CmdDigestPoint), and of the
 // state of every snapshot it takes or restores. The FSM goroutine only
 // hands the immutable state at that index to a worker (two atomic loads
@@ -152,7 +153,9 @@ func (d *digester) afterApply(prev, next *fsm.State, index uint64, res *fsm.Resu
 		if after {
 			st = next
 		}
-		d.enqueue(digestJob{index: b, kind: api.DigestInterval, state: st})
+		if fsm.DigestAgreed(b, d.every, st) {
+			d.enqueue(digestJob{index: b, kind: api.DigestInterval, state: st})
+		}
 	}
 	if res != nil && res.Type == fsm.CmdDigestPoint {
 		d.enqueue(digestJob{index: index, kind: api.DigestPoint, state: next})
@@ -168,7 +171,9 @@ func (d *digester) beforeBatchEntry(b *fsm.Batch, prev, index uint64) {
 		return
 	}
 	if at, after, ok := fsm.DigestBoundary(prev, index, d.every); ok && !after {
-		d.enqueue(digestJob{index: at, kind: api.DigestInterval, state: b.State()})
+		if st := b.State(); fsm.DigestAgreed(at, d.every, st) {
+			d.enqueue(digestJob{index: at, kind: api.DigestInterval, state: st})
+		}
 	}
 }
 
@@ -185,7 +190,9 @@ func (d *digester) afterBatchEntry(b *fsm.Batch, prev, index uint64, res *fsm.Re
 	var st *fsm.State
 	if at, after, ok := fsm.DigestBoundary(prev, index, d.every); ok && after {
 		st = b.State()
-		d.enqueue(digestJob{index: at, kind: api.DigestInterval, state: st})
+		if fsm.DigestAgreed(at, d.every, st) {
+			d.enqueue(digestJob{index: at, kind: api.DigestInterval, state: st})
+		}
 	}
 	if res != nil && res.Type == fsm.CmdDigestPoint {
 		if st == nil {
@@ -292,7 +299,7 @@ func (t *trackedFSM) Restore(rc io.ReadCloser) error {
 	if d := t.digests; d != nil && !d.off {
 		st := t.FSM.State()
 		kind := api.DigestRestore
-		if d.every > 0 && st.Index()%d.every == 0 {
+		if d.every > 0 && st.Index()%d.every == 0 && fsm.DigestAgreed(st.Index(), d.every, st) {
 			kind = api.DigestInterval
 		}
 		if st.Index() > 0 {

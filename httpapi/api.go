@@ -84,6 +84,11 @@ type Options struct {
 	// NoKeepaliveCoalescing makes a follower forward each keepalive as it
 	// came instead of coalescing them into batched renewals (peer.go).
 	NoKeepaliveCoalescing bool
+	// NoEncodedForwarding makes a follower forward every write as the
+	// client's whole HTTP request instead of sending the validated,
+	// encoded command to the leader's POST /v1/internal/apply
+	// (peerapply.go).
+	NoEncodedForwarding bool
 	// LeaseClock, when set, is this node's lease clock, exposed for fault
 	// injection at /v1/debug/lease-clock. Nil (production) disables it.
 	LeaseClock *lease.SkewClock
@@ -184,6 +189,7 @@ func New(node Node, opts Options) *API {
 	a.mux.HandleFunc("POST /v1/leases/{id}/keepalive", a.leaseKeepalive)
 	a.mux.HandleFunc("POST /v1/leases/keepalive", a.leaseKeepaliveMany)
 	a.mux.HandleFunc("POST "+peerKeepalivePath, a.peerKeepalive)
+	a.mux.HandleFunc("POST "+peerApplyPath, a.peerApply)
 	a.mux.HandleFunc("GET /v1/elections", a.electionList(fsm.KindElection))
 	a.mux.HandleFunc("GET /v1/elections/{name}", a.electionGet)
 	a.mux.HandleFunc("POST /v1/elections/{name}/campaign", a.campaign(fsm.KindElection))
@@ -378,6 +384,9 @@ type httpMetrics struct {
 	kaBatches       prometheus.Counter
 	kaBatchLeases   prometheus.Histogram
 	kaBatchRequests prometheus.Histogram
+	// Encoded forwards (peerapply.go).
+	encodedForwards  prometheus.Counter
+	encodedFallbacks prometheus.Counter
 }
 
 func newHTTPMetrics(reg *prometheus.Registry) *httpMetrics {
@@ -403,5 +412,6 @@ func newHTTPMetrics(reg *prometheus.Registry) *httpMetrics {
 		}
 	}
 	newKeepaliveBatchMetrics(m, reg)
+	newEncodedForwardMetrics(m, reg)
 	return m
 }

@@ -1,8 +1,11 @@
 package httpapi
 
 import (
+	"bytes"
 	"slices"
 	"testing"
+
+	"github.com/coordd/coordd/fsm"
 )
 
 func TestKeepaliveIDs_RoundTrip(t *testing.T) {
@@ -73,6 +76,30 @@ func FuzzDecodeKeepaliveAnswer(f *testing.F) {
 		again, err := decodeKeepaliveAnswer(encodeKeepaliveAnswer(ans), n)
 		if err != nil || !slices.Equal(again, ans) {
 			t.Fatalf("re-encoded %v: %v, %v", ans, again, err)
+		}
+	})
+}
+
+// FuzzDecodeApplyAnswer: the decoder of the leader's answer to an encoded
+// command never panics, and what it accepts re-encodes stably.
+func FuzzDecodeApplyAnswer(f *testing.F) {
+	f.Add(encodeApplyAnswer(&fsm.Result{Index: 7, Type: fsm.CmdKVPut, Entry: &fsm.KVEntry{Key: "k", CreateIndex: 7, ModifyIndex: 7, Version: 1}}, 0))
+	f.Add(encodeApplyAnswer(&fsm.Result{Index: 9, Type: fsm.CmdCampaign, Campaign: &fsm.CampaignResult{Position: 2},
+		Election: &fsm.Election{Name: "l", Kind: fsm.KindLock, Limit: 1, Holders: []fsm.Candidate{{Lease: 1, Token: 3}}}}, 9))
+	f.Add(encodeApplyAnswer(&fsm.Result{Index: 3, Err: &fsm.CASConflictError{Key: "k", CurrentIndex: 2}}, 0))
+	f.Add([]byte{1, 0, 1})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		res, idx, err := decodeApplyAnswer(b)
+		if err != nil {
+			return
+		}
+		enc := encodeApplyAnswer(res, idx)
+		res2, idx2, err := decodeApplyAnswer(enc)
+		if err != nil || idx2 != idx {
+			t.Fatalf("re-encoded answer: %v, index %d vs %d", err, idx2, idx)
+		}
+		if again := encodeApplyAnswer(res2, idx2); !bytes.Equal(again, enc) {
+			t.Fatalf("encoding not stable:\n%x\n%x", enc, again)
 		}
 	})
 }

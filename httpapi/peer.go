@@ -40,6 +40,10 @@ import (
 //     forwarded with forwardRequest's rules (it follows leadership, is
 //     resent to a new leader — a keepalive is safe to repeat —, answers
 //     no_leader after LeaderWait); its failure is every waiter's answer.
+//   - Writes. A follower sends the validated, encoded command of a hot
+//     write (locks, campaigns, resign, proclaim, KV put and delete) to
+//     POST /v1/internal/apply and renders the leader's result itself
+//     (peerapply.go).
 
 // peerProtoHeader advertises the peer protocols a node's server accepts.
 const peerProtoHeader = "X-Coordd-Peer-Proto"

@@ -3,6 +3,7 @@ package httpapi
 import (
 	"context"
 	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -31,8 +32,9 @@ import (
 // idempotency key (resendable). It is used only without ACLs (the leader
 // checks a token against the client's request), once this node has the
 // peer secret, and unless Options.NoEncodedForwarding. A leader that
-// refuses it (403: no shared secret yet, or ACLs on there) gets the
-// client's request whole instead.
+// refuses it (403: no shared secret yet, or ACLs on there), or does not
+// know the endpoint (404/405: an older version, during a rolling upgrade),
+// gets the client's request whole instead.
 
 // peerApplyPath is the leader's endpoint for a follower's encoded commands.
 const peerApplyPath = "/v1/internal/apply"
@@ -183,8 +185,8 @@ func (a *API) encodedForward(r *http.Request) bool {
 // one with, and an error answer of the leader (503 not_leader, no_leader,
 // outcome_unknown, 4xx) is relayed as it came. It reports false, having
 // written nothing, when the command is larger than a request this node
-// accepts or the leader refused it (403): the caller then forwards the
-// client's request whole.
+// accepts, or the leader refused it (403) or does not know the endpoint
+// (an older version): the caller then forwards the client's request whole.
 func (a *API) applyForwarded(w http.ResponseWriter, r *http.Request, p fsm.Payload, campaign string,
 	render func(res *fsm.Result, idx uint64)) bool {
 	cmd, err := fsm.NewCommand(p)
@@ -218,9 +220,11 @@ func (a *API) applyForwarded(w http.ResponseWriter, r *http.Request, p fsm.Paylo
 		servedBy = a.node.ID() // served here (local) or answered by this node
 	}
 	ok := rec.status == http.StatusOK && rec.header.Get(headerContentType) == peerContentType
-	if !ok && rec.status == http.StatusForbidden {
+	if !ok && (rec.status == http.StatusForbidden || lacksEndpoint(rec)) {
+		// Only the leader's refusal answers 403 (no ACLs here); a leader
+		// of an older version does not know the endpoint.
 		a.metrics.encodedFallbacks.Inc()
-		return false // only the leader's refusal answers 403 (no ACLs here)
+		return false
 	}
 	if !ok {
 		for k, vs := range rec.header {
@@ -253,6 +257,19 @@ func (a *API) applyForwarded(w http.ResponseWriter, r *http.Request, p fsm.Paylo
 	}
 	render(res, idx)
 	return true
+}
+
+// lacksEndpoint reports whether rec is a leader's answer that it has no
+// such endpoint (a node of a version before encoded forwarding, during a
+// rolling upgrade): 404 not_found or 405 method_not_allowed. The endpoint
+// itself never answers either (a missing key or lease is a domain error
+// inside a 200).
+func lacksEndpoint(rec *bufferedResponse) bool {
+	if rec.status != http.StatusNotFound && rec.status != http.StatusMethodNotAllowed {
+		return false
+	}
+	var b api.ErrorBody
+	return json.Unmarshal(rec.body.Bytes(), &b) == nil && (b.Error.Code == api.CodeNotFound || b.Error.Code == api.CodeMethod)
 }
 
 func newEncodedForwardMetrics(m *httpMetrics, reg *prometheus.Registry) {

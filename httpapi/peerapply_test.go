@@ -344,3 +344,32 @@ func uvarintLen(b []byte) int {
 	}
 	return len(b)
 }
+
+// Test_EncodedForward_OlderLeaderFallsBackToAWholeForward: a leader of an
+// older version, which has no /v1/internal/apply (404 not_found, as its
+// router answers), gets the client's request whole, and the client the
+// leader's answer, not the 404.
+func Test_EncodedForward_OlderLeaderFallsBackToAWholeForward(t *testing.T) {
+	t.Parallel()
+	p := newPair(t)
+	old := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/v1/internal/apply" {
+			w.Header().Set(headerContentType, "application/json")
+			w.WriteHeader(http.StatusNotFound)
+			fmt.Fprintln(w, `{"error":{"code":"not_found","message":"no such endpoint: POST /v1/internal/apply"}}`)
+			return
+		}
+		p.leader.srv.Config.Handler.ServeHTTP(w, r)
+	}))
+	t.Cleanup(old.Close)
+	p.follower.node.set(func(n *fakeNode) { n.leader.HTTPAddr = old.Listener.Addr().String() })
+	var w api.KVWriteResult
+	wantJSON(t, p.follower.do(t, "PUT", "/v1/kv/k", "v"), &w)
+	wantJSON(t, p.follower.do(t, "POST", "/v1/locks/l", `{"ttl":"10s"}`), &api.CampaignResponse{})
+	if enc, other := applyForwards(t, p); enc != 0 || other != 2 {
+		t.Fatalf("the leader's API got %d encoded commands and %d whole requests, want 0 and 2", enc, other)
+	}
+	if n := peerMetric(p.follower, "coordd_forward_encoded_fallbacks_total"); n != 2 {
+		t.Errorf("coordd_forward_encoded_fallbacks_total %v, want 2", n)
+	}
+}

@@ -133,6 +133,9 @@ func (a *API) decodePeerCommand(body []byte, key string) (fsm.Command, string, e
 	if !ok {
 		return cmd, "", nil
 	}
+	if c.Owner == "" && c.MaxLeases == a.opts.MaxLeasesPerToken && c.MaxCandidates == a.opts.MaxCandidates {
+		return cmd, c.Name, nil // the follower has this leader's limits
+	}
 	c.Owner, c.MaxLeases, c.MaxCandidates = "", a.opts.MaxLeasesPerToken, a.opts.MaxCandidates
 	out, err := fsm.NewCommand(c)
 	if err != nil {

@@ -89,6 +89,10 @@ type Options struct {
 	// encoded command to the leader's POST /v1/internal/apply
 	// (peerapply.go).
 	NoEncodedForwarding bool
+	// NoWriteCoalescing makes a follower send each encoded command in a
+	// request of its own instead of coalescing the commands that arrive
+	// while a batch is in flight (peerbatch.go).
+	NoWriteCoalescing bool
 	// LeaseClock, when set, is this node's lease clock, exposed for fault
 	// injection at /v1/debug/lease-clock. Nil (production) disables it.
 	LeaseClock *lease.SkewClock
@@ -124,14 +128,17 @@ type Options struct {
 
 // API is the coordd HTTP handler.
 type API struct {
-	node    Node
-	opts    Options
-	log     hclog.Logger
-	mux     *http.ServeMux
-	fwd     *http.Client
-	ka      *kaCoalescer
-	metrics *httpMetrics
-	limits  *limits
+	node Node
+	opts Options
+	log  hclog.Logger
+	mux  *http.ServeMux
+	fwd  *http.Client
+	ka   *kaCoalescer
+	// applyKeyed and applyUnkeyed batch encoded commands with and
+	// without an idempotency key (peerbatch.go).
+	applyKeyed, applyUnkeyed *applyCoalescer
+	metrics                  *httpMetrics
+	limits                   *limits
 	// csrf refuses state-changing requests that a browser sends from a
 	// page of another origin (Sec-Fetch-Site, or Origin against Host).
 	// Requests without those headers — curl, the Go client, other nodes —
@@ -174,6 +181,7 @@ func New(node Node, opts Options) *API {
 		a.fwd = &http.Client{Transport: newPeerTransport()}
 	}
 	a.ka = &kaCoalescer{a: a}
+	a.applyKeyed, a.applyUnkeyed = &applyCoalescer{a: a, keyed: true}, &applyCoalescer{a: a}
 	a.metrics = newHTTPMetrics(opts.Registry)
 	a.limits = newLimits(opts, opts.Registry)
 
@@ -387,6 +395,7 @@ type httpMetrics struct {
 	// Encoded forwards (peerapply.go).
 	encodedForwards  prometheus.Counter
 	encodedFallbacks prometheus.Counter
+	encodedBatches   prometheus.Counter
 }
 
 func newHTTPMetrics(reg *prometheus.Registry) *httpMetrics {

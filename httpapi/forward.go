@@ -127,7 +127,9 @@ func resendable(r *http.Request) bool {
 		return true
 	}
 	if r.URL.Path == peerApplyPath {
-		return r.Header.Get(api.HeaderIdempotencyKey) != ""
+		// A batch of commands is resendable when every one carries a
+		// key (peerKeyedHeader, set by this node on its own request).
+		return r.Header.Get(api.HeaderIdempotencyKey) != "" || r.Header.Get(peerKeyedHeader) == "1"
 	}
 	if r.Method == http.MethodPost && (r.URL.Path == peerKeepalivePath ||
 		strings.HasPrefix(r.URL.Path, "/v1/leases/") && strings.HasSuffix(r.URL.Path, "/keepalive")) {

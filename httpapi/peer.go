@@ -43,7 +43,8 @@ import (
 //   - Writes. A follower sends the validated, encoded command of a hot
 //     write (locks, campaigns, resign, proclaim, KV put and delete) to
 //     POST /v1/internal/apply and renders the leader's result itself
-//     (peerapply.go).
+//     (peerapply.go); the commands that arrive together go as one batch
+//     (peerbatch.go).
 
 // peerProtoHeader advertises the peer protocols a node's server accepts.
 const peerProtoHeader = "X-Coordd-Peer-Proto"

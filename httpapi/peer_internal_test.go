@@ -103,3 +103,49 @@ func FuzzDecodeApplyAnswer(f *testing.F) {
 		}
 	})
 }
+
+// FuzzDecodeApplyBatch: the decoders of a batch of encoded commands and
+// of its answer never panic, and what they accept re-encodes stably.
+func FuzzDecodeApplyBatch(f *testing.F) {
+	f.Add(encodeApplyBatch([][]byte{{0xC0, 1}, {0xC0, 2, 3}}), false)
+	rec := newBufferedResponse()
+	writeError(rec, badRequest("no"))
+	f.Add(encodeBatchAnswer([]*bufferedResponse{rec, newBufferedResponse()}), true)
+	f.Fuzz(func(t *testing.T, b []byte, answer bool) {
+		if !answer {
+			cmds, err := decodeApplyBatch(b)
+			if err != nil {
+				return
+			}
+			again, err := decodeApplyBatch(encodeApplyBatch(cmds))
+			if err != nil || len(again) != len(cmds) {
+				t.Fatalf("re-encoded batch: %v", err)
+			}
+			for i := range cmds {
+				if !bytes.Equal(again[i], cmds[i]) {
+					t.Fatalf("command %d: %x, re-decoded %x", i, cmds[i], again[i])
+				}
+			}
+			return
+		}
+		for n := 1; n <= 3; n++ {
+			items, err := decodeBatchAnswer(b, n)
+			if err != nil {
+				continue
+			}
+			recs := make([]*bufferedResponse, len(items))
+			for i, it := range items {
+				recs[i] = newBufferedResponse()
+				recs[i].status = it.status
+				if it.ctype != "" {
+					recs[i].header.Set(headerContentType, it.ctype)
+				}
+				recs[i].body.Write(it.body)
+			}
+			again, err := decodeBatchAnswer(encodeBatchAnswer(recs), n)
+			if err != nil || len(again) != len(items) {
+				t.Fatalf("re-encoded answer: %v", err)
+			}
+		}
+	})
+}

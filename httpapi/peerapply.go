@@ -95,7 +95,20 @@ func (a *API) peerApply(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
-	cmd, name, err := a.decodePeerCommand(body, r.Header.Get(api.HeaderIdempotencyKey))
+	if len(body) > 0 && body[0] == peerApplyBatchVersion {
+		cmds, err := decodeApplyBatch(body)
+		if err != nil {
+			writeError(w, badRequest(err.Error()))
+			return
+		}
+		if !a.node.IsLeader() {
+			a.notLeader(w, ErrNotLeader)
+			return
+		}
+		a.serveApplyBatch(w, r.Context(), cmds)
+		return
+	}
+	cmd, name, err := a.decodePeerCommand(body, r.Header.Get(api.HeaderIdempotencyKey), true)
 	if err != nil {
 		writeError(w, badRequest(err.Error()))
 		return
@@ -109,18 +122,22 @@ func (a *API) peerApply(w http.ResponseWriter, r *http.Request) {
 
 // decodePeerCommand decodes and checks a follower's encoded command: a
 // type a handler builds, a payload that decodes and validates, the
-// idempotency key the request's header names (resendable decides on the
-// header). A campaign gets this leader's limits (leases per token,
+// idempotency key the request's header names when checkKey (resendable
+// decides on the header; a batch's commands are not checked against it).
+// A campaign gets this leader's limits (leases per token,
 // candidates per name), as its own handler would give it, so that the
 // command and its request digest are the same whichever node the client
 // asked; its name is returned for the answer.
-func (a *API) decodePeerCommand(body []byte, key string) (fsm.Command, string, error) {
+func (a *API) decodePeerCommand(body []byte, key string, checkKey bool) (fsm.Command, string, error) {
 	cmd, err := fsm.DecodeCommand(body)
 	if err != nil {
 		return fsm.Command{}, "", err
 	}
 	if !peerApplyTypes[cmd.Type] {
 		return fsm.Command{}, "", fmt.Errorf("%w: command type %s is not forwarded encoded", errPeerDecode, cmd.Type)
+	}
+	if !checkKey {
+		key = cmd.IdempotencyKey
 	}
 	if cmd.IdempotencyKey != key || len(key) > maxIdempotencyKey || !printable(key) {
 		return fsm.Command{}, "", fmt.Errorf("%w: the command's idempotency key is not the request's", errPeerDecode)
@@ -202,21 +219,44 @@ func (a *API) applyForwarded(w http.ResponseWriter, r *http.Request, p fsm.Paylo
 	if int64(len(body)) > a.opts.MaxRequestBytes {
 		return false
 	}
-	req, err := http.NewRequestWithContext(r.Context(), http.MethodPost, peerApplyPath, nil)
-	if err != nil {
-		writeError(w, err)
-		return true
-	}
-	req.Header.Set(headerContentType, peerContentType)
-	if cmd.IdempotencyKey != "" {
-		req.Header.Set(api.HeaderIdempotencyKey, cmd.IdempotencyKey)
-	}
-	rec := newBufferedResponse()
-	local := func() { a.serveApply(rec, r.Context(), cmd, campaign) }
 	a.metrics.encodedForwards.Inc()
-	a.forwardRequest(rec, req, body, nil, a.opts.WriteTimeout+time.Second, local)
-	if !rec.wrote && r.Context().Err() != nil {
-		return true // the client went away
+	var rec *bufferedResponse
+	if a.opts.NoWriteCoalescing {
+		req, err := http.NewRequestWithContext(r.Context(), http.MethodPost, peerApplyPath, nil)
+		if err != nil {
+			writeError(w, err)
+			return true
+		}
+		req.Header.Set(headerContentType, peerContentType)
+		if cmd.IdempotencyKey != "" {
+			req.Header.Set(api.HeaderIdempotencyKey, cmd.IdempotencyKey)
+		}
+		rec = newBufferedResponse()
+		local := func() { a.serveApply(rec, r.Context(), cmd, campaign) }
+		a.forwardRequest(rec, req, body, nil, a.opts.WriteTimeout+time.Second, local)
+		if !rec.wrote && r.Context().Err() != nil {
+			return true // the client went away
+		}
+	} else {
+		c := a.applyUnkeyed
+		if cmd.IdempotencyKey != "" {
+			c = a.applyKeyed
+		}
+		bound := a.opts.WriteTimeout + time.Second
+		t := time.NewTimer(bound)
+		defer t.Stop()
+		aw := c.submit(body, campaign)
+		select {
+		case <-aw.done:
+		case <-r.Context().Done():
+			return true // the client went away; the batch goes on for the others
+		case <-t.C:
+			l, _ := a.node.Leader()
+			writeErrorDetail(w, http.StatusServiceUnavailable, api.ErrorDetail{Code: api.CodeOutcomeUnknown, Leader: l.ID,
+				Message: fmt.Sprintf("forwarding to leader %s: no answer within the request's deadline (the write may or may not have been applied: retry with the same Idempotency-Key, or read before retrying)", l.ID)})
+			return true
+		}
+		rec = aw.rec
 	}
 	servedBy := rec.header.Get(api.HeaderServedBy)
 	if servedBy == "" {
@@ -284,7 +324,11 @@ func newEncodedForwardMetrics(m *httpMetrics, reg *prometheus.Registry) {
 		Name: "coordd_forward_encoded_fallbacks_total",
 		Help: "Encoded commands the leader refused (403), whose client requests were then forwarded whole.",
 	})
-	for _, c := range []prometheus.Collector{m.encodedForwards, m.encodedFallbacks} {
+	m.encodedBatches = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "coordd_forward_encoded_batches_total",
+		Help: "Batches of encoded commands this follower sent to the leader (each carries the writes of many client requests).",
+	})
+	for _, c := range []prometheus.Collector{m.encodedForwards, m.encodedFallbacks, m.encodedBatches} {
 		if err := reg.Register(c); err != nil {
 			panic(fmt.Sprintf("httpapi: register metrics: %v", err))
 		}

@@ -307,6 +307,7 @@ func FuzzPeerApplyBody(f *testing.F) {
 		f.Add(fsmCmd(p).Encode(), "")
 	}
 	f.Add([]byte{0xC0, 2}, "k")
+	f.Add([]byte{2, 1, 3, 0xC0, 2, 1}, "")
 	ta := newTestAPI(f, "L", nil)
 	const path = "/v1/internal/apply"
 	f.Fuzz(func(t *testing.T, body []byte, key string) {
@@ -322,8 +323,11 @@ func FuzzPeerApplyBody(f *testing.F) {
 		ta.api.ServeHTTP(w, req)
 		switch {
 		case w.Code == http.StatusOK:
-			if w.Header().Get(headerContentType) != "application/x-coordd-peer" || w.Body.Len() < 2 || w.Body.Bytes()[0] != 1 {
+			if w.Header().Get(headerContentType) != "application/x-coordd-peer" || w.Body.Len() < 2 || w.Body.Bytes()[0] != 1 && w.Body.Bytes()[0] != 2 {
 				t.Fatalf("200 with %q %x", w.Header().Get(headerContentType), w.Body.Bytes())
+			}
+			if w.Body.Bytes()[0] == 2 {
+				return // a batch's answer (FuzzDecodeBatchAnswer)
 			}
 			if _, err := fsm.DecodeResult(w.Body.Bytes()[1+uvarintLen(w.Body.Bytes()[1:]):]); err != nil {
 				t.Fatalf("answer does not decode: %v", err)
@@ -372,4 +376,66 @@ func Test_EncodedForward_OlderLeaderFallsBackToAWholeForward(t *testing.T) {
 	if n := peerMetric(p.follower, "coordd_forward_encoded_fallbacks_total"); n != 2 {
 		t.Errorf("coordd_forward_encoded_fallbacks_total %v, want 2", n)
 	}
+}
+
+// Test_EncodedForward_Coalesced_AnswersEveryClientOnce: writes that many
+// clients send a follower at once reach the leader in fewer batches, keyed
+// and unkeyed apart, and each client gets its own answer: its key and
+// version, its own CAS conflict, its replay.
+func Test_EncodedForward_Coalesced_AnswersEveryClientOnce(t *testing.T) {
+	t.Parallel()
+	p := newPair(t)
+	p.leader.putKV(t, "taken", "x")
+	const clients = 64
+	errs := make(chan string, clients)
+	var chs []<-chan response
+	for i := range clients {
+		switch i % 4 {
+		case 0:
+			chs = append(chs, p.follower.asyncWith(t, "PUT", fmt.Sprintf("/v1/kv/c%d", i), "v"))
+		case 1:
+			chs = append(chs, p.follower.asyncWith(t, "PUT", "/v1/kv/taken?cas=0", "y"))
+		case 2:
+			chs = append(chs, p.follower.asyncWith(t, "PUT", fmt.Sprintf("/v1/kv/c%d", i), "v", api.HeaderIdempotencyKey, fmt.Sprintf("k%d", i)))
+		default:
+			chs = append(chs, p.follower.asyncWith(t, "POST", fmt.Sprintf("/v1/locks/l%d", i), `{"ttl":"10s"}`))
+		}
+	}
+	for i, ch := range chs {
+		r := recv(t, ch, 10*time.Second)
+		switch i % 4 {
+		case 0, 2:
+			var w api.KVWriteResult
+			if r.status != http.StatusOK || decodeStrict(r.body, &w) != nil || w.Key != fmt.Sprintf("c%d", i) || w.Version != 1 {
+				errs <- fmt.Sprintf("put %d: %d %s", i, r.status, r.body)
+			}
+		case 1:
+			if r.status != http.StatusConflict || !strings.Contains(string(r.body), api.CodeCASConflict) {
+				errs <- fmt.Sprintf("cas %d: %d %s", i, r.status, r.body)
+			}
+		default:
+			var c api.CampaignResponse
+			if r.status != http.StatusOK || decodeStrict(r.body, &c) != nil || c.Name != fmt.Sprintf("l%d", i) || !c.Leader {
+				errs <- fmt.Sprintf("lock %d: %d %s", i, r.status, r.body)
+			}
+		}
+		if r.header.Get(api.HeaderServedBy) != "L" || r.header.Get(api.HeaderForwardedBy) != "F" {
+			errs <- fmt.Sprintf("%d: served by %q forwarded by %q", i, r.header.Get(api.HeaderServedBy), r.header.Get(api.HeaderForwardedBy))
+		}
+	}
+	close(errs)
+	for e := range errs {
+		t.Error(e)
+	}
+	// A retry of a keyed write is replayed.
+	r := p.follower.do(t, "PUT", "/v1/kv/c2", "v", api.HeaderIdempotencyKey, "k2")
+	if r.status != http.StatusOK || r.header.Get(api.HeaderReplayed) != "true" {
+		t.Errorf("replay: %d %s %v", r.status, r.body, r.header)
+	}
+	enc, other := applyForwards(t, p)
+	batches := peerMetric(p.follower, "coordd_forward_encoded_batches_total")
+	if other != 0 || enc == 0 || enc > clients+1 || float64(enc) != batches {
+		t.Errorf("the leader got %d batches (follower counted %v) and %d other forwards for %d writes", enc, batches, other, clients+1)
+	}
+	t.Logf("%d writes in %d batches", clients+1, enc)
 }

@@ -146,6 +146,10 @@ type Config struct {
 	// command (httpapi.Options.NoEncodedForwarding): for comparison and
 	// as a way back should the encoded path misbehave.
 	NoEncodedForwarding bool
+	// NoWriteCoalescing makes a follower send each encoded command in a
+	// peer request of its own instead of batching those that arrive while
+	// a batch is in flight (httpapi.Options.NoWriteCoalescing).
+	NoWriteCoalescing bool
 	// UnsafeLeaseClockControl wraps the lease clock in a lease.SkewClock
 	// that POST /v1/debug/lease-clock can jump or speed up: fault
 	// injection only. Never set it in production.

@@ -356,6 +356,7 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 		Forwarder:           s.peerHTTPClient(0),
 		PeerH2C:             s.tls == nil,
 		NoEncodedForwarding: cfg.NoEncodedForwarding,
+		NoWriteCoalescing:   cfg.NoWriteCoalescing,
 		ACL:                 cfg.ACL,
 		MaxLeasesPerToken:   cfg.MaxLeasesPerToken,
 		MaxCandidates:       cfg.MaxCandidates,

@@ -57,6 +57,10 @@ var permissions = map[string]permission{
 	// ACLs (peer.go); the handler also refuses any caller but a node.
 	"POST " + peerKeepalivePath: {res: acl.Lease, access: acl.Write},
 	"POST /v1/leases/keepalive": {res: acl.Lease, access: acl.Write},
+	// Encoded commands come from followers only, and only without ACLs
+	// (peerapply.go); the handler refuses any caller but a node, and any
+	// call while ACLs are on.
+	"POST " + peerApplyPath: {res: acl.Operator, access: acl.Write},
 
 	"GET /v1/elections":                  {res: acl.Election, access: acl.Read, name: everything},
 	"GET /v1/elections/{name}":           {res: acl.Election, access: acl.Read, name: trimName("/v1/elections/", "")},

@@ -84,6 +84,15 @@ type Options struct {
 	// NoKeepaliveCoalescing makes a follower forward each keepalive as it
 	// came instead of coalescing them into batched renewals (peer.go).
 	NoKeepaliveCoalescing bool
+	// NoEncodedForwarding makes a follower forward every write as the
+	// client's whole HTTP request instead of sending the validated,
+	// encoded command to the leader's POST /v1/internal/apply
+	// (peerapply.go).
+	NoEncodedForwarding bool
+	// NoWriteCoalescing makes a follower send each encoded command in a
+	// request of its own instead of coalescing the commands that arrive
+	// while a batch is in flight (peerbatch.go).
+	NoWriteCoalescing bool
 	// LeaseClock, when set, is this node's lease clock, exposed for fault
 	// injection at /v1/debug/lease-clock. Nil (production) disables it.
 	LeaseClock *lease.SkewClock
@@ -119,14 +128,17 @@ type Options struct {
 
 // API is the coordd HTTP handler.
 type API struct {
-	node    Node
-	opts    Options
-	log     hclog.Logger
-	mux     *http.ServeMux
-	fwd     *http.Client
-	ka      *kaCoalescer
-	metrics *httpMetrics
-	limits  *limits
+	node Node
+	opts Options
+	log  hclog.Logger
+	mux  *http.ServeMux
+	fwd  *http.Client
+	ka   *kaCoalescer
+	// applyKeyed and applyUnkeyed batch encoded commands with and
+	// without an idempotency key (peerbatch.go).
+	applyKeyed, applyUnkeyed *applyCoalescer
+	metrics                  *httpMetrics
+	limits                   *limits
 	// csrf refuses state-changing requests that a browser sends from a
 	// page of another origin (Sec-Fetch-Site, or Origin against Host).
 	// Requests without those headers — curl, the Go client, other nodes —
@@ -169,6 +181,7 @@ func New(node Node, opts Options) *API {
 		a.fwd = &http.Client{Transport: newPeerTransport()}
 	}
 	a.ka = &kaCoalescer{a: a}
+	a.applyKeyed, a.applyUnkeyed = &applyCoalescer{a: a, keyed: true}, &applyCoalescer{a: a}
 	a.metrics = newHTTPMetrics(opts.Registry)
 	a.limits = newLimits(opts, opts.Registry)
 
@@ -184,6 +197,7 @@ func New(node Node, opts Options) *API {
 	a.mux.HandleFunc("POST /v1/leases/{id}/keepalive", a.leaseKeepalive)
 	a.mux.HandleFunc("POST /v1/leases/keepalive", a.leaseKeepaliveMany)
 	a.mux.HandleFunc("POST "+peerKeepalivePath, a.peerKeepalive)
+	a.mux.HandleFunc("POST "+peerApplyPath, a.peerApply)
 	a.mux.HandleFunc("GET /v1/elections", a.electionList(fsm.KindElection))
 	a.mux.HandleFunc("GET /v1/elections/{name}", a.electionGet)
 	a.mux.HandleFunc("POST /v1/elections/{name}/campaign", a.campaign(fsm.KindElection))
@@ -378,6 +392,10 @@ type httpMetrics struct {
 	kaBatches       prometheus.Counter
 	kaBatchLeases   prometheus.Histogram
 	kaBatchRequests prometheus.Histogram
+	// Encoded forwards (peerapply.go).
+	encodedForwards  prometheus.Counter
+	encodedFallbacks prometheus.Counter
+	encodedBatches   prometheus.Counter
 }
 
 func newHTTPMetrics(reg *prometheus.Registry) *httpMetrics {
@@ -403,5 +421,6 @@ func newHTTPMetrics(reg *prometheus.Registry) *httpMetrics {
 		}
 	}
 	newKeepaliveBatchMetrics(m, reg)
+	newEncodedForwardMetrics(m, reg)
 	return m
 }

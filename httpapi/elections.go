@@ -101,25 +101,13 @@ func (a *API) campaign(kind fsm.ElectionKind) http.HandlerFunc {
 		cmd := fsm.Campaign{Kind: kind, Name: name, Lease: req.Lease, Value: []byte(req.Value),
 			Limit: req.Limit, LockDelay: delay.Milliseconds(), NewLeaseTTL: ttl.Milliseconds(),
 			Owner: ownerOf(r), MaxLeases: a.opts.MaxLeasesPerToken, MaxCandidates: a.opts.MaxCandidates}
-		a.onLeader(w, r, body, func() error {
-			if err := a.ownLease(r, req.Lease); err != nil {
-				return err
-			}
-			res, err := a.apply(w, r, cmd)
-			if err != nil {
-				return err
-			}
+		// render answers a campaign whose lease stands at pos, from the
+		// election after it (e at index idx).
+		render := func(res *fsm.Result, pos int, e *fsm.Election, idx uint64) {
 			lease, ttlMs := req.Lease, int64(0)
 			if res.Lease != nil {
 				lease, ttlMs = res.Lease.ID, res.Lease.TTL
 			}
-			pos := res.Campaign.Position
-			if pos != 0 && wait > 0 {
-				if pos, err = a.waitForLeadership(r.Context(), name, lease, wait); err != nil {
-					return err
-				}
-			}
-			e, idx, _ := a.node.State().WatchElection(name)
 			resp := api.CampaignResponse{Name: name, Lease: lease, LeaseTTLMs: ttlMs, Position: pos, Election: electionJSON(kind, name, e, idx)}
 			if e != nil {
 				for _, h := range e.Holders {
@@ -129,6 +117,34 @@ func (a *API) campaign(kind fsm.ElectionKind) http.HandlerFunc {
 				}
 			}
 			writeJSON(w, http.StatusOK, resp)
+		}
+		// A campaign that may wait for leadership is forwarded whole: it
+		// waits on the leader, which sees the election first.
+		if wait == 0 && a.encodedForward(r) && a.applyForwarded(w, r, cmd, name, func(res *fsm.Result, idx uint64) {
+			render(res, res.Campaign.Position, res.Election, idx)
+		}) {
+			return
+		}
+		a.onLeader(w, r, body, func() error {
+			if err := a.ownLease(r, req.Lease); err != nil {
+				return err
+			}
+			res, err := a.apply(w, r, cmd)
+			if err != nil {
+				return err
+			}
+			lease := req.Lease
+			if res.Lease != nil {
+				lease = res.Lease.ID
+			}
+			pos := res.Campaign.Position
+			if pos != 0 && wait > 0 {
+				if pos, err = a.waitForLeadership(r.Context(), name, lease, wait); err != nil {
+					return err
+				}
+			}
+			e, idx, _ := a.node.State().WatchElection(name)
+			render(res, pos, e, idx)
 			return nil
 		})
 	}
@@ -219,6 +235,12 @@ func (a *API) holderOp(check func(api.HolderRequest) error, cmd func(name string
 			return
 		}
 		name := r.PathValue("name")
+		render := func(res *fsm.Result, _ uint64) {
+			writeJSON(w, http.StatusOK, electionJSON(routeKind(r), name, res.Election, res.Index))
+		}
+		if a.encodedForward(r) && a.applyForwarded(w, r, cmd(name, req), "", render) {
+			return
+		}
 		a.onLeader(w, r, body, func() error {
 			if err := a.ownLease(r, req.Lease); err != nil {
 				return err
@@ -227,7 +249,7 @@ func (a *API) holderOp(check func(api.HolderRequest) error, cmd func(name string
 			if err != nil {
 				return err
 			}
-			writeJSON(w, http.StatusOK, electionJSON(routeKind(r), name, res.Election, res.Index))
+			render(res, 0)
 			return nil
 		})
 	}

@@ -118,10 +118,18 @@ func (a *API) forwardBound(r *http.Request, body []byte) time.Duration {
 // resendable reports whether r may be sent to a new leader although it may
 // already have reached the one that was lost: reads, keepalives (renewing
 // twice is harmless) and writes with an Idempotency-Key (the state machine
-// answers a repeat with the first result).
+// answers a repeat with the first result). An encoded command
+// (peerApplyPath) is a write like any other: its request carries the
+// command's idempotency key in the header, and the leader refuses one
+// whose header and command disagree.
 func resendable(r *http.Request) bool {
 	if r.Method == http.MethodGet || r.Method == http.MethodHead {
 		return true
+	}
+	if r.URL.Path == peerApplyPath {
+		// A batch of commands is resendable when every one carries a
+		// key (peerKeyedHeader, set by this node on its own request).
+		return r.Header.Get(api.HeaderIdempotencyKey) != "" || r.Header.Get(peerKeyedHeader) == "1"
 	}
 	if r.Method == http.MethodPost && (r.URL.Path == peerKeepalivePath ||
 		strings.HasPrefix(r.URL.Path, "/v1/leases/") && strings.HasSuffix(r.URL.Path, "/keepalive")) {

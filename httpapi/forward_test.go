@@ -19,10 +19,13 @@ import (
 // pair is a leader and a follower whose node knows the leader's address.
 type pair struct{ leader, follower *testAPI }
 
-func newPair(t *testing.T) pair {
+func newPair(t *testing.T) pair { t.Helper(); return newPairOpts(t, nil) }
+
+// newPairOpts is newPair with both APIs built with opts (nil: defaults).
+func newPairOpts(t *testing.T, opts *httpapi.Options) pair {
 	t.Helper()
-	l := newTestAPI(t, "L", nil)
-	f := newTestAPI(t, "F", nil)
+	l := newTestAPI(t, "L", opts)
+	f := newTestAPI(t, "F", opts)
 	l.node.mu.Lock()
 	info := l.node.leader
 	l.node.mu.Unlock()
@@ -55,9 +58,13 @@ func forwardedTotal(ta *testAPI) float64 {
 	return -1
 }
 
+// wholeForwards is the option of a pair whose follower forwards every
+// request whole (the encoded path, peerapply_test.go, off).
+var wholeForwards = &httpapi.Options{NoEncodedForwarding: true}
+
 func TestForwardPut(t *testing.T) {
 	t.Parallel()
-	p := newPair(t)
+	p := newPairOpts(t, wholeForwards)
 	body := "\x00\xffbinary\r\nbody" + strings.Repeat("z", 100_000)
 	r := p.follower.do(t, "PUT", "/v1/kv/a%20b/c%2Fd?cas=0", body, "X-Custom", "kept", "X-Request-Id", "req-1")
 	var w api.KVWriteResult
@@ -96,7 +103,7 @@ func TestForwardPut(t *testing.T) {
 
 func TestForwardDelete(t *testing.T) {
 	t.Parallel()
-	p := newPair(t)
+	p := newPairOpts(t, wholeForwards)
 	w := p.leader.putKV(t, "k", "v")
 	p.leader.putKV(t, "dir/a", "v")
 	p.leader.putKV(t, "dir/b", "v")

@@ -219,6 +219,13 @@ func (a *API) kvPut(w http.ResponseWriter, r *http.Request) {
 	case hasCAS:
 		p.Mode, p.CASIndex = fsm.PutCAS, cas
 	}
+	render := func(res *fsm.Result, _ uint64) {
+		e := res.Entry
+		writeJSON(w, http.StatusOK, api.KVWriteResult{Key: e.Key, CreateIndex: e.CreateIndex, ModifyIndex: e.ModifyIndex, Version: e.Version, Index: res.Index})
+	}
+	if a.encodedForward(r) && a.applyForwarded(w, r, p, "", render) {
+		return
+	}
 	a.onLeader(w, r, body, func() error {
 		if err := a.ownLease(r, p.Lease); err != nil {
 			return err
@@ -227,8 +234,7 @@ func (a *API) kvPut(w http.ResponseWriter, r *http.Request) {
 		if err != nil {
 			return err
 		}
-		e := res.Entry
-		writeJSON(w, http.StatusOK, api.KVWriteResult{Key: e.Key, CreateIndex: e.CreateIndex, ModifyIndex: e.ModifyIndex, Version: e.Version, Index: res.Index})
+		render(res, 0)
 		return nil
 	})
 }
@@ -271,12 +277,18 @@ func (a *API) kvDelete(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	p := fsm.KVDelete{Key: key, Prefix: prefix, CAS: hasCAS, CASIndex: cas}
+	render := func(res *fsm.Result, _ uint64) {
+		writeJSON(w, http.StatusOK, api.KVDeleteResult{Deleted: res.Deleted, Index: res.Index, Prev: toKV(res.Prev)})
+	}
+	if a.encodedForward(r) && a.applyForwarded(w, r, p, "", render) {
+		return
+	}
 	a.onLeader(w, r, nil, func() error {
 		res, err := a.apply(w, r, p)
 		if err != nil {
 			return err
 		}
-		writeJSON(w, http.StatusOK, api.KVDeleteResult{Deleted: res.Deleted, Index: res.Index, Prev: toKV(res.Prev)})
+		render(res, 0)
 		return nil
 	})
 }

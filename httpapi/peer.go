@@ -40,6 +40,11 @@ import (
 //     forwarded with forwardRequest's rules (it follows leadership, is
 //     resent to a new leader — a keepalive is safe to repeat —, answers
 //     no_leader after LeaderWait); its failure is every waiter's answer.
+//   - Writes. A follower sends the validated, encoded command of a hot
+//     write (locks, campaigns, resign, proclaim, KV put and delete) to
+//     POST /v1/internal/apply and renders the leader's result itself
+//     (peerapply.go); the commands that arrive together go as one batch
+//     (peerbatch.go).
 
 // peerProtoHeader advertises the peer protocols a node's server accepts.
 const peerProtoHeader = "X-Coordd-Peer-Proto"
@@ -359,6 +364,14 @@ func (c *kaCoalescer) send(batch []*kaWaiter, n int) (res *kaBatchResult) {
 	rec := newBufferedResponse()
 	local := func() { a.serveKeepaliveBatch(rec, ctx, ids) }
 	a.forwardRequest(rec, req, body, nil, bound, local)
+	if !rec.wrote {
+		// forwardRequest answers nothing when the request's context ends,
+		// and this one's is the batch's bound: without this, a waiter
+		// whose own timer had not fired yet relayed an empty 200.
+		l, _ := a.node.Leader()
+		writeErrorDetail(rec, http.StatusServiceUnavailable, api.ErrorDetail{Code: api.CodeOutcomeUnknown, Leader: l.ID,
+			Message: fmt.Sprintf("forwarding to leader %s: no answer within the request's deadline (the write may or may not have been applied: retry with the same Idempotency-Key, or read before retrying)", l.ID)})
+	}
 
 	res = &kaBatchResult{status: rec.status, header: rec.header, body: rec.body.Bytes(), servedBy: rec.header.Get(api.HeaderServedBy)}
 	if res.servedBy == "" {

@@ -141,6 +141,15 @@ type Config struct {
 	// the HTTP listener. Off by default: profiles reveal internals and
 	// cost CPU while they run.
 	Pprof bool
+	// NoEncodedForwarding makes a follower forward every write as the
+	// client's whole HTTP request, instead of the validated, encoded
+	// command (httpapi.Options.NoEncodedForwarding): for comparison and
+	// as a way back should the encoded path misbehave.
+	NoEncodedForwarding bool
+	// NoWriteCoalescing makes a follower send each encoded command in a
+	// peer request of its own instead of batching those that arrive while
+	// a batch is in flight (httpapi.Options.NoWriteCoalescing).
+	NoWriteCoalescing bool
 	// UnsafeLeaseClockControl wraps the lease clock in a lease.SkewClock
 	// that POST /v1/debug/lease-clock can jump or speed up: fault
 	// injection only. Never set it in production.

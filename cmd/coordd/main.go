@@ -135,6 +135,8 @@ func newFlagSet(o *options) *flag.FlagSet {
 	fs.StringVar(&o.bootstrap, "bootstrap", "", "form a new cluster of these peers when the data dir is empty: id=raftaddr,httpaddr;...")
 	fs.DurationVar(&c.LeaseCheckpointInterval, "lease-checkpoint-interval", server.DefaultLeaseCheckpointInterval, "record a lease's remaining TTL through Raft once it has not been kept alive for this long (bounds how long a new leader lets an abandoned lease live)")
 	fs.BoolVar(&c.Pprof, "pprof", false, "serve Go profiles under /debug/pprof/ on the HTTP address (for profiling; off in production)")
+	fs.BoolVar(&c.NoEncodedForwarding, "no-encoded-forwarding", false, "as a follower, forward every write as the client's whole HTTP request instead of its validated, encoded command (for comparison)")
+	fs.BoolVar(&c.NoWriteCoalescing, "no-write-coalescing", false, "as a follower, send each encoded command to the leader in a request of its own instead of batching those that arrive together (for comparison)")
 	fs.BoolVar(&c.UnsafeLeaseClockControl, "unsafe-lease-clock-control", false, "fault injection only: let POST /v1/debug/lease-clock jump or speed up this node's lease clock")
 	fs.DurationVar(&c.UnsafeClockOffset, "unsafe-clock-offset", 0, "tests only: shift this node's wall clock by this much (e.g. 1h or -30s), as a badly synchronised clock would; never in production")
 	fs.StringVar(&o.peerRaftAddrs, "peer-raft-addrs", "", "dial these peers' Raft at these addresses instead of the configured ones (proxies, fault injection): id=host:port,...")

@@ -162,7 +162,7 @@ bench-recovery:
 # BENCH_FLAGS adds coordbench flags, e.g. BENCH_FLAGS="-json-out bench.jsonl".
 BENCH_FLAGS ?=
 
-## bench: coordbench's standard set on fresh loopback clusters of ./bin/coordd, clients spread over every node (-target rr; acquire and the single-call keepalive also at the leader only, and compared): acquire, acquire-new, keepalive (10,000 single calls, 10,000 in batches, 100,000 held), handoff, holder crash, leader kill, recovery, watchers, big-expiry: a table of median [min..max] over 3 runs, each goal met or MISSED, and the count of goals met and missed (about 23 minutes on 2 cores, measured 18:19 UTC Dec 6; the 100,000-lease keepalive takes about 7 of them)
+## bench: coordbench's standard set on fresh loopback clusters of ./bin/coordd, clients spread over every node (-target rr; acquire and the single-call keepalive also at the leader only, and compared): acquire, acquire-new, keepalive (10,000 single calls, 10,000 in batches, 100,000 held), handoff, holder crash, leader kill, recovery, watchers, big-expiry: a table of median [min..max] over 3 runs, each goal met or MISSED, and the count of goals met and missed (about 23 minutes on 2 cores, measured 18:19 UTC Dec 6; the 100,000-lease keepalive takes about 5 of them)
 bench: build
 	$(GOBUILD) -o $(BIN)/coordbench ./cmd/coordbench
 	$(BIN)/coordbench -mode standard -own-cluster -coordd $(BIN)/coordd -runs 3 -hold-runs 3 -idle 10s $(BENCH_FLAGS)

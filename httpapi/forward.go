@@ -379,6 +379,11 @@ func (a *API) forwardOnce(ctx context.Context, w http.ResponseWriter, r *http.Re
 			}
 		}
 		if rerr != nil {
+			if b, ok := w.(*bufferedResponse); ok && !errors.Is(rerr, io.EOF) {
+				// The answer broke off after its status: a node's own
+				// batch must not decode what it has of it.
+				b.cut = rerr
+			}
 			return true, true
 		}
 	}

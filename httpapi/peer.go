@@ -179,18 +179,8 @@ func decodeKeepaliveAnswer(b []byte, n int) ([]keepaliveAnswer, error) {
 // carries an authenticated X-Coordd-Forwarded-By; trustForwarded removed
 // it otherwise).
 func (a *API) peerKeepalive(w http.ResponseWriter, r *http.Request) {
-	if r.Header.Get(api.HeaderForwardedBy) == "" {
-		writeErrorDetail(w, http.StatusForbidden, api.ErrorDetail{Code: api.CodePermissionDenied,
-			Message: r.URL.Path + " is for the nodes of this cluster only"})
-		return
-	}
-	if _, err := query(r); err != nil {
-		writeError(w, err)
-		return
-	}
-	body, err := a.readBody(w, r)
-	if err != nil {
-		writeError(w, err)
+	body, ok := a.peerBody(w, r, "")
+	if !ok {
 		return
 	}
 	ids, err := decodeKeepaliveIDs(body)
@@ -203,6 +193,32 @@ func (a *API) peerKeepalive(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	a.serveKeepaliveBatch(w, r.Context(), ids)
+}
+
+// peerBody reads the body of a request to an internal endpoint, which
+// only the nodes of this cluster may call (an authenticated
+// X-Coordd-Forwarded-By: trustForwarded removed it otherwise), with no
+// query. refused, if not empty, refuses every request with 403 and says
+// why (e.g. "ACLs are on"). It reports false once it has answered.
+func (a *API) peerBody(w http.ResponseWriter, r *http.Request, refused string) ([]byte, bool) {
+	if r.Header.Get(api.HeaderForwardedBy) == "" || refused != "" {
+		msg := r.URL.Path + " is for the nodes of this cluster only"
+		if refused != "" {
+			msg += ", and not while " + refused
+		}
+		writeErrorDetail(w, http.StatusForbidden, api.ErrorDetail{Code: api.CodePermissionDenied, Message: msg})
+		return nil, false
+	}
+	if _, err := query(r); err != nil {
+		writeError(w, err)
+		return nil, false
+	}
+	body, err := a.readBody(w, r)
+	if err != nil {
+		writeError(w, err)
+		return nil, false
+	}
+	return body, true
 }
 
 // notLeader answers a request forwarded to this node, which does not lead
@@ -373,6 +389,12 @@ func (c *kaCoalescer) send(batch []*kaWaiter, n int) (res *kaBatchResult) {
 			Message: fmt.Sprintf("forwarding to leader %s: no answer within the request's deadline (the write may or may not have been applied: retry with the same Idempotency-Key, or read before retrying)", l.ID)})
 	}
 
+	if rec.cut != nil {
+		l, _ := a.node.Leader()
+		cut := newBufferedResponse()
+		outcomeUnknown(cut, l.ID, fmt.Sprintf("its answer broke off: %v", rec.cut))
+		return &kaBatchResult{status: cut.status, header: cut.header, body: cut.body.Bytes()}
+	}
 	res = &kaBatchResult{status: rec.status, header: rec.header, body: rec.body.Bytes(), servedBy: rec.header.Get(api.HeaderServedBy)}
 	if res.servedBy == "" {
 		res.servedBy = a.node.ID() // served here (local) or answered by this node
@@ -417,8 +439,7 @@ func (a *API) keepaliveCoalesced(w http.ResponseWriter, r *http.Request, ids []u
 		return true // the client went away; the batch goes on for the others
 	case <-t.C:
 		l, _ := a.node.Leader()
-		writeErrorDetail(w, http.StatusServiceUnavailable, api.ErrorDetail{Code: api.CodeOutcomeUnknown, Leader: l.ID,
-			Message: fmt.Sprintf("forwarding to leader %s: no answer within the request's deadline (the write may or may not have been applied: retry with the same Idempotency-Key, or read before retrying)", l.ID)})
+		outcomeUnknown(w, l.ID, "no answer within the request's deadline")
 		return true
 	}
 	res := kw.res
@@ -469,6 +490,18 @@ type bufferedResponse struct {
 	status int
 	wrote  bool
 	body   bytes.Buffer
+	// cut is why the answer being copied into it broke off after its
+	// status (the leader died or the connection dropped mid-body): the
+	// body is incomplete and must not be decoded (see forwardOnce).
+	cut error
+}
+
+// outcomeUnknown writes the answer to a forwarded write (or keepalive)
+// whose fate is not known: 503 outcome_unknown, retryable with the same
+// Idempotency-Key.
+func outcomeUnknown(w http.ResponseWriter, leader, why string) {
+	writeErrorDetail(w, http.StatusServiceUnavailable, api.ErrorDetail{Code: api.CodeOutcomeUnknown, Leader: leader,
+		Message: fmt.Sprintf("forwarding to leader %s: %s (the write may or may not have been applied: retry with the same Idempotency-Key, or read before retrying)", leader, why)})
 }
 
 func newBufferedResponse() *bufferedResponse {

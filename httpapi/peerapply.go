@@ -81,18 +81,12 @@ func decodeApplyAnswer(b []byte) (*fsm.Result, uint64, error) {
 // only without ACLs (403 otherwise: the follower then forwards the
 // client's request whole).
 func (a *API) peerApply(w http.ResponseWriter, r *http.Request) {
-	if r.Header.Get(api.HeaderForwardedBy) == "" || a.opts.ACL {
-		writeErrorDetail(w, http.StatusForbidden, api.ErrorDetail{Code: api.CodePermissionDenied,
-			Message: r.URL.Path + " is for the nodes of this cluster only, and only without ACLs"})
-		return
+	refused := ""
+	if a.opts.ACL {
+		refused = "ACLs are on"
 	}
-	if _, err := query(r); err != nil {
-		writeError(w, err)
-		return
-	}
-	body, err := a.readBody(w, r)
-	if err != nil {
-		writeError(w, err)
+	body, ok := a.peerBody(w, r, refused)
+	if !ok {
 		return
 	}
 	if len(body) > 0 && body[0] == peerApplyBatchVersion {

@@ -292,10 +292,15 @@ func (c *applyCoalescer) send(batch []*applyWaiter) {
 	local := func() { a.serveApplyBatch(rec, ctx, cmds) }
 	a.metrics.encodedBatches.Inc()
 	a.forwardRequest(rec, req, body, nil, bound, local)
-	if !rec.wrote {
+	switch {
+	case rec.cut != nil:
 		l, _ := a.node.Leader()
-		writeErrorDetail(rec, http.StatusServiceUnavailable, api.ErrorDetail{Code: api.CodeOutcomeUnknown, Leader: l.ID,
-			Message: fmt.Sprintf("forwarding to leader %s: no answer within the request's deadline (the write may or may not have been applied: retry with the same Idempotency-Key, or read before retrying)", l.ID)})
+		why := fmt.Sprintf("its answer broke off: %v", rec.cut)
+		rec = newBufferedResponse()
+		outcomeUnknown(rec, l.ID, why)
+	case !rec.wrote:
+		l, _ := a.node.Leader()
+		outcomeUnknown(rec, l.ID, "no answer within the request's deadline")
 	}
 	servedBy := rec.header.Get(api.HeaderServedBy)
 	if servedBy == "" {

@@ -184,6 +184,13 @@ func (a *API) peerKeepalive(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ids, err := decodeKeepaliveIDs(body)
+	serveOnLeader(a, w, ids, err, func(ids []uint64) { a.serveKeepaliveBatch(w, r.Context(), ids) })
+}
+
+// serveOnLeader serves v, decoded from an internal endpoint's body, here:
+// 400 bad_request if it did not decode (err), 503 not_leader if this node
+// does not lead (any more).
+func serveOnLeader[T any](a *API, w http.ResponseWriter, v T, err error, serve func(T)) {
 	if err != nil {
 		writeError(w, badRequest(err.Error()))
 		return
@@ -192,7 +199,7 @@ func (a *API) peerKeepalive(w http.ResponseWriter, r *http.Request) {
 		a.notLeader(w, ErrNotLeader)
 		return
 	}
-	a.serveKeepaliveBatch(w, r.Context(), ids)
+	serve(v)
 }
 
 // peerBody reads the body of a request to an internal endpoint, which

@@ -91,27 +91,11 @@ func (a *API) peerApply(w http.ResponseWriter, r *http.Request) {
 	}
 	if len(body) > 0 && body[0] == peerApplyBatchVersion {
 		cmds, err := decodeApplyBatch(body)
-		if err != nil {
-			writeError(w, badRequest(err.Error()))
-			return
-		}
-		if !a.node.IsLeader() {
-			a.notLeader(w, ErrNotLeader)
-			return
-		}
-		a.serveApplyBatch(w, r.Context(), cmds)
+		serveOnLeader(a, w, cmds, err, func(cmds [][]byte) { a.serveApplyBatch(w, r.Context(), cmds) })
 		return
 	}
 	cmd, name, err := a.decodePeerCommand(body, r.Header.Get(api.HeaderIdempotencyKey), true)
-	if err != nil {
-		writeError(w, badRequest(err.Error()))
-		return
-	}
-	if !a.node.IsLeader() {
-		a.notLeader(w, ErrNotLeader)
-		return
-	}
-	a.serveApply(w, r.Context(), cmd, name)
+	serveOnLeader(a, w, cmd, err, func(cmd fsm.Command) { a.serveApply(w, r.Context(), cmd, name) })
 }
 
 // decodePeerCommand decodes and checks a follower's encoded command: a

@@ -238,16 +238,22 @@ func (a *API) notLeader(w http.ResponseWriter, err error) {
 	writeErrorDetail(w, status, detail)
 }
 
+// peerError answers an internal request that failed here: not_leader
+// naming the leader as notLeader does, any other error as writeError.
+func (a *API) peerError(w http.ResponseWriter, err error) {
+	if errors.Is(err, ErrNotLeader) {
+		a.notLeader(w, err)
+		return
+	}
+	writeError(w, err)
+}
+
 // serveKeepaliveBatch renews ids here, on the leader, with one
 // KeepaliveMany, and writes the peer answer.
 func (a *API) serveKeepaliveBatch(w http.ResponseWriter, ctx context.Context, ids []uint64) {
 	rems, err := a.node.KeepaliveMany(ctx, ids)
 	if err != nil {
-		if errors.Is(err, ErrNotLeader) {
-			a.notLeader(w, err)
-			return
-		}
-		writeError(w, err)
+		a.peerError(w, err)
 		return
 	}
 	st := a.node.State()

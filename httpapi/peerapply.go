@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/binary"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net/http"
 	"time"
@@ -147,11 +146,7 @@ func (a *API) serveApply(w http.ResponseWriter, ctx context.Context, cmd fsm.Com
 	defer cancel()
 	res, err := a.node.Apply(ctx, cmd)
 	if err != nil {
-		if errors.Is(err, ErrNotLeader) {
-			a.notLeader(w, err)
-			return
-		}
-		writeError(w, err)
+		a.peerError(w, err)
 		return
 	}
 	out, idx := *res, uint64(0)

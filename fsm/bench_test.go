@@ -84,6 +84,20 @@ func BenchmarkApply_LockNewLease(b *testing.B) {
 	})
 }
 
+// BenchmarkApply_LeaseRenewMany: one entry renewing 1,000 of the 100,000
+// leases (server.renewPerEntry: the most a keepalive of many checkpointed
+// leases puts in one entry). ns/op is how long other requests wait behind
+// the entry.
+func BenchmarkApply_LeaseRenewMany(b *testing.B) {
+	benchApply(b, func(i int) fsm.Command {
+		p := fsm.LeaseRenewMany{IDs: make([]uint64, 1000)}
+		for j := range p.IDs {
+			p.IDs[j] = uint64((i*1000+j)%100_000 + 1)
+		}
+		return cmdOf(p)
+	})
+}
+
 // BenchmarkCommand_EncodeDecode: the envelope and payload of a campaign,
 // written and read back.
 func BenchmarkCommand_EncodeDecode(b *testing.B) {

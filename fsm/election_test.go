@@ -175,6 +175,31 @@ func TestRenew_ClearsTheCheckpointedRemainder(t *testing.T) {
 	}
 }
 
+func TestRenewMany_RenewsEachLeaseThatExistsInOneEntry(t *testing.T) {
+	r := newReplica(t)
+	a, b, c := r.grant(1000), r.grant(1000), r.grant(1000)
+	var cps []fsm.LeaseRemaining
+	for _, id := range []uint64{a, b} {
+		l, _ := r.f.State().Lease(id)
+		cps = append(cps, fsm.LeaseRemaining{ID: id, Epoch: l.Epoch, Remaining: 10})
+	}
+	r.apply(cmdOf(fsm.LeaseCheckpoint{Leases: cps}))
+	r.apply(cmdOf(fsm.LeaseRevoke{ID: c}))
+	res := r.apply(cmdOf(fsm.LeaseRenewMany{IDs: []uint64{b, c, 999, a}}))
+	if res.Err != nil || !slices.Equal(res.Renewed, []uint64{b, a}) {
+		t.Fatalf("renewed %v, err %v; want [%d %d]", res.Renewed, res.Err, b, a)
+	}
+	for _, id := range []uint64{a, b} {
+		if l, _ := r.f.State().Lease(id); l.Remaining != 0 || l.CheckpointStamp != 0 || l.Epoch != res.Index {
+			t.Fatalf("lease %d after the renew: %+v (entry %d)", id, l, res.Index)
+		}
+	}
+	// An empty batch is valid and changes nothing.
+	if res := r.apply(cmdOf(fsm.LeaseRenewMany{})); res.Err != nil || len(res.Renewed) != 0 {
+		t.Fatalf("empty renew: %+v", res)
+	}
+}
+
 func TestLockDelay_HoldsBackTheNextHolderAfterAFailureButNotAfterARelease(t *testing.T) {
 	r := newReplica(t)
 	a, b, c := r.grant(1000), r.grant(1000), r.grant(1000)

@@ -37,6 +37,9 @@ type Result struct {
 	// actually changed (stale items are skipped).
 	Expired      []uint64
 	Checkpointed []uint64
+	// Renewed lists the leases a renew batch renewed (the others no
+	// longer exist).
+	Renewed []uint64
 	// Campaign says where a campaigning lease stands.
 	Campaign *CampaignResult
 	// Election is the election or lock after the command.

@@ -102,6 +102,7 @@ func decodeApplySeeds() []fsm.Command {
 		cmdOf(fsm.LeaseRelease{ID: 4, Release: 1}),
 		cmdOf(fsm.LeaseRelease{ID: 3, Release: fsm.MaxRelease}),
 		cmdOf(fsm.LeaseRenew{ID: 5}),
+		cmdOf(fsm.LeaseRenewMany{IDs: []uint64{5, 4, 99}}),
 		cmdOf(fsm.LeaseExpire{Leases: []fsm.LeaseExpiry{{ID: 4, Epoch: 4}, {ID: 5, Epoch: 1}}}),
 		cmdOf(fsm.LeaseCheckpoint{Leases: []fsm.LeaseRemaining{{ID: 5, Epoch: 5, Remaining: 10}}}),
 		cmdOf(fsm.Campaign{Kind: fsm.KindElection, Name: "e", Lease: 5}),

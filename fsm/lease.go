@@ -19,6 +19,7 @@ const (
 	CmdLeaseCheckpoint CommandType = 8
 	CmdLeaseRenew      CommandType = 9
 	CmdLeaseRelease    CommandType = 19
+	CmdLeaseRenewMany  CommandType = 20
 )
 
 func init() {
@@ -33,6 +34,7 @@ func init() {
 	register(CmdLeaseExpire, "lease-expire", payloadV2, decodeLeaseExpire)
 	register(CmdLeaseCheckpoint, "lease-checkpoint", payloadV1, decodeLeaseCheckpoint)
 	register(CmdLeaseRenew, "lease-renew", payloadV1, func(_ uint8, d *dec) Payload { return LeaseRenew{ID: d.uvarint()} })
+	register(CmdLeaseRenewMany, "lease-renew-many", payloadV1, decodeLeaseRenewMany)
 	register(CmdLeaseRelease, "lease-release", payloadV1, func(_ uint8, d *dec) Payload {
 		return LeaseRelease{ID: d.uvarint(), Release: decodeRelease(d)}
 	})
@@ -278,15 +280,65 @@ func (p LeaseRenew) encode(e *enc) uint8 {
 func (LeaseRenew) validate() error { return nil }
 
 func (p LeaseRenew) apply(a *applier) {
-	l, ok := a.s.Lease(p.ID)
-	if !ok {
+	n := renewLease(a.s, p.ID)
+	if n == nil {
 		a.res.Err = fmt.Errorf("%w: %d", ErrLeaseNotFound, p.ID)
 		return
 	}
+	a.res.Lease = n
+}
+
+// LeaseRenewMany is the payload of CmdLeaseRenewMany: LeaseRenew for many
+// leases in one entry, what a keepalive of many leases commits for those
+// of them that were checkpointed. A lease that no longer exists is
+// skipped; Result.Renewed lists the leases renewed, in the order given.
+//
+// A node of a build from before this command cannot apply it (it stops,
+// asking to be upgraded): upgrade the followers first, as for any new
+// entry.
+type LeaseRenewMany struct{ IDs []uint64 }
+
+// Type implements Payload.
+func (LeaseRenewMany) Type() CommandType { return CmdLeaseRenewMany }
+
+func (p LeaseRenewMany) encode(e *enc) uint8 {
+	e.uvarint(uint64(len(p.IDs)))
+	for _, id := range p.IDs {
+		e.uvarint(id)
+	}
+	return payloadV1
+}
+
+func decodeLeaseRenewMany(_ uint8, d *dec) Payload {
+	var p LeaseRenewMany
+	for range batchLen(d, 1) {
+		p.IDs = append(p.IDs, d.uvarint())
+	}
+	return p
+}
+
+func (p LeaseRenewMany) validate() error { return checkBatch(len(p.IDs)) }
+
+func (p LeaseRenewMany) apply(a *applier) {
+	for _, id := range p.IDs {
+		if renewLease(a.s, id) != nil {
+			a.res.Renewed = append(a.res.Renewed, id)
+		}
+	}
+}
+
+// renewLease clears a lease's checkpointed remainder and starts a new
+// epoch at this entry; it returns the renewed lease, or nil if there is
+// none of that id.
+func renewLease(s *State, id uint64) *Lease {
+	l, ok := s.Lease(id)
+	if !ok {
+		return nil
+	}
 	n := *l
-	n.Epoch, n.Remaining, n.CheckpointStamp = a.s.index, 0, 0
-	a.s.leases.put(a.s.w, u64key(n.ID), &n)
-	a.res.Lease = &n
+	n.Epoch, n.Remaining, n.CheckpointStamp = s.index, 0, 0
+	s.leases.put(s.w, u64key(n.ID), &n)
+	return &n
 }
 
 // LeaseExpiry names a lease and the epoch the proposer saw.

@@ -50,6 +50,7 @@ func TestEveryPayloadSurvivesNewCommandAndDecodePayload(t *testing.T) {
 			fsm.LeaseGrant{TTL: rng.Int64N(fsm.MaxLeaseTTL), Owner: owner, MaxLeases: rng.IntN(fsm.MaxLimit)},
 			fsm.LeaseRevoke{ID: rng.Uint64()},
 			fsm.LeaseRenew{ID: rng.Uint64()},
+			fsm.LeaseRenewMany{IDs: []uint64{rng.Uint64(), rng.Uint64() >> rng.IntN(64)}},
 			fsm.LeaseExpire{Leases: []fsm.LeaseExpiry{{ID: rng.Uint64(), Epoch: rng.Uint64()}}},
 			fsm.LeaseCheckpoint{Leases: []fsm.LeaseRemaining{{ID: rng.Uint64(), Epoch: rng.Uint64(), Remaining: rng.Int64N(fsm.MaxLeaseTTL)}}},
 			fsm.Campaign{Kind: fsm.ElectionKind(1 + rng.IntN(2)), Name: "n" + randString(rng, 20), Lease: 1 + rng.Uint64N(1<<40),

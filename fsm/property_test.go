@@ -87,7 +87,7 @@ func randomPayload(rng *rand.Rand, s *fsm.State) fsm.Payload {
 	if rng.IntN(3) == 0 {
 		owner = fuzzAccessor1
 	}
-	switch rng.IntN(19) {
+	switch rng.IntN(20) {
 	case 0:
 		return fsm.KVPut{Key: keys[rng.IntN(len(keys))], Value: []byte(fmt.Sprint(rng.IntN(9))),
 			Mode: fsm.PutMode(rng.IntN(4)), CASIndex: rng.Uint64N(s.Index() + 2), Lease: leaseID() * uint64(rng.IntN(2))}
@@ -149,6 +149,12 @@ func randomPayload(rng *rand.Rand, s *fsm.State) fsm.Payload {
 			id = ids[rng.IntN(len(ids))]
 		}
 		return fsm.LeaseRelease{ID: id, Release: extremeInt(rng, 3)}
+	case 18:
+		var p fsm.LeaseRenewMany
+		for range rng.IntN(4) {
+			p.IDs = append(p.IDs, leaseID())
+		}
+		return p
 	case 15:
 		return fsm.ACLBootstrap{Token: fsm.ACLToken{AccessorID: fuzzAccessor1, SecretHash: acl.HashSecret("p"), Management: true}}
 	}

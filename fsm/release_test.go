@@ -84,6 +84,9 @@ func TestLeaseExpire_ReleasesInBoundedEntries(t *testing.T) {
 	if r := apply(fsm.LeaseRenew{ID: 1}); !errors.Is(r.Err, fsm.ErrLeaseNotFound) {
 		t.Fatalf("renew of the dead lease: %v", r.Err)
 	}
+	if r := apply(fsm.LeaseRenewMany{IDs: []uint64{1}}); r.Err != nil || len(r.Renewed) != 0 {
+		t.Fatalf("renew-many of the dead lease: renewed %v, %v", r.Renewed, r.Err)
+	}
 	if r := apply(fsm.Txn{Compares: []fsm.TxnCompare{{Target: fsm.CompareFence, Key: "lock/9", Number: h.Token}},
 		Then: []fsm.TxnOp{{Kind: fsm.TxnPut, Key: "fenced", Value: []byte("w")}}}); r.Err != nil || r.Txn.Succeeded {
 		t.Fatalf("fence compare with the dead lease's token: %+v %v", r.Txn, r.Err)

@@ -18,7 +18,7 @@ var ErrBadResult = errors.New("fsm: malformed result")
 // and Err. Err keeps its message and, for the domain errors of this
 // package, what errors.Is and errors.As find (a CASConflictError or a
 // StaleTokenError with its fields, a sentinel otherwise). Expired,
-// Checkpointed, Promoted, Token and Reset are not encoded: they concern
+// Checkpointed, Renewed, Promoted, Token and Reset are not encoded: they concern
 // the leader's own duties, not a client's answer.
 //
 // The layout is a version byte, then the idempotency record's result

@@ -80,7 +80,7 @@ func TestResultRoundTrip(t *testing.T) {
 		}
 		want := *r
 		want.Err, got.Err = nil, nil
-		want.Expired, want.Checkpointed, want.Promoted, want.Token, want.Reset = nil, nil, 0, nil, false
+		want.Expired, want.Checkpointed, want.Renewed, want.Promoted, want.Token, want.Reset = nil, nil, nil, 0, nil, false
 		if !reflect.DeepEqual(normalizeResult(&want), normalizeResult(got)) {
 			t.Fatalf("sample %d:\n got %+v\nwant %+v", i, got, &want)
 		}

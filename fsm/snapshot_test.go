@@ -574,7 +574,7 @@ func applyToRestored(t *testing.T, s *fsm.State, seed uint32) {
 	t.Helper()
 	var cmds []fsm.Payload
 	for _, l := range s.Leases() {
-		cmds = append(cmds, fsm.LeaseRenew{ID: l.ID},
+		cmds = append(cmds, fsm.LeaseRenew{ID: l.ID}, fsm.LeaseRenewMany{IDs: []uint64{l.ID, l.ID + 1}},
 			fsm.LeaseCheckpoint{Leases: []fsm.LeaseRemaining{{ID: l.ID, Epoch: l.Epoch, Remaining: 1}}},
 			fsm.LeaseExpire{Leases: []fsm.LeaseExpiry{{ID: l.ID, Epoch: l.Epoch}}}, fsm.LeaseRevoke{ID: l.ID})
 	}

@@ -74,7 +74,8 @@
 //     never checkpointed (each keepalive pushes its checkpoint back), so a
 //     live holder costs no Raft write at all; a lease left alone is
 //     checkpointed at most once per CheckpointInterval and needs one renew
-//     on its next keepalive; one expiry proposal per lease
+//     on its next keepalive (the server renews the checkpointed leases of a
+//     keepalive of many in one entry per 1,000); one expiry proposal per lease
 //     per second (hold-off of Expired and DueCheckpoints), in batches of at
 //     most MaxBatch.
 //   - Cost: Keepalive is O(log n) (it reschedules the checkpoint); Expired, DueCheckpoints and NextEvent cost O(k log n) for

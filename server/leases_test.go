@@ -7,6 +7,9 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"regexp"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -500,4 +503,101 @@ func Test_Locks_LockDelayAfterAFailureThenTheWaiterGetsIt(t *testing.T) {
 		t.Fatalf("waiter got the lock %s after the holder failed, inside the 1s lock-delay", waited)
 	}
 	t.Logf("lock-delay 1s: waiter got the lock %s after the holder failed", waited.Round(time.Millisecond))
+}
+
+// metricOf reads one unlabelled metric from a node's /metrics.
+func metricOf(t *testing.T, c *testcluster.Cluster, n *testcluster.Node, name string) float64 {
+	t.Helper()
+	r := call(t, c, http.MethodGet, n.URL()+"/metrics", "")
+	m := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(name) + ` (\S+)$`).FindSubmatch(r.Body)
+	if m == nil {
+		t.Fatalf("no %s in the metrics of %s", name, n.ID)
+	}
+	v, err := strconv.ParseFloat(string(m[1]), 64)
+	if err != nil {
+		t.Fatalf("%s: %v", name, err)
+	}
+	return v
+}
+
+// A keepalive of many checkpointed leases commits their renewals a batch
+// to an entry, not an entry a lease: with one entry a lease, a 10,000-lease
+// call on a loaded machine outlasted its client's timeout, so its leases
+// were not renewed and expired (coordbench -mode million at 250k).
+func Test_KeepaliveMany_RenewsCheckpointedLeasesInBatches(t *testing.T) {
+	t.Parallel()
+	c := testcluster.New(t, 3, func(cfg *server.Config) { cfg.LeaseCheckpointInterval = 200 * time.Millisecond })
+	leader := c.Leader()
+	const n = 2100 // three entries of at most 1,000
+	ids := make([]uint64, n)
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	for w := range 32 {
+		wg.Go(func() {
+			for i := w; i < n; i += 32 {
+				r, err := c.TryWith(http.MethodPost, leader.URL()+"/v1/leases", `{"ttl":"30s"}`)
+				if err != nil || r.Status != http.StatusOK {
+					errs <- fmt.Errorf("grant %d: %v %v", i, r, err)
+					return
+				}
+				var l api.Lease
+				if err := json.Unmarshal(r.Body, &l); err != nil {
+					errs <- err
+					return
+				}
+				ids[i] = l.ID
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	testcluster.Poll(t, 20*time.Second, func() error {
+		st := leader.Server().State()
+		for _, id := range ids {
+			if l, ok := st.Lease(id); !ok || l.Remaining == 0 {
+				return fmt.Errorf("lease %d not checkpointed yet", id)
+			}
+		}
+		return nil
+	})
+	revoked := ids[7]
+	if r := call(t, c, http.MethodDelete, fmt.Sprintf("%s/v1/leases/%d", leader.URL(), revoked), ""); r.Status != http.StatusOK {
+		t.Fatalf("revoke: %d %s", r.Status, r.Body)
+	}
+	index0 := leader.Server().State().Index()
+	commits0 := metricOf(t, c, leader, "coordd_lease_renew_commits_total")
+	renewed0 := metricOf(t, c, leader, "coordd_lease_renewed_total")
+
+	const unknown = 1 << 40
+	body, _ := json.Marshal(api.KeepaliveManyRequest{IDs: append(slices.Clone(ids), unknown)})
+	r := call(t, c, http.MethodPost, leader.URL()+"/v1/leases/keepalive", string(body))
+	var res api.KeepaliveManyResponse
+	if r.Status != http.StatusOK {
+		t.Fatalf("keepalive: %d %s", r.Status, r.Body)
+	}
+	r.JSON(t, &res)
+	if !slices.Equal(res.NotFound, []uint64{revoked, unknown}) || len(res.Leases) != n-1 {
+		t.Fatalf("keepalive: %d renewed, not found %v; want %d and [%d %d]", len(res.Leases), res.NotFound, n-1, revoked, unknown)
+	}
+	commits := metricOf(t, c, leader, "coordd_lease_renew_commits_total") - commits0
+	renewed := metricOf(t, c, leader, "coordd_lease_renewed_total") - renewed0
+	if commits != 3 || renewed != n-1 {
+		t.Fatalf("renewing %d checkpointed leases took %.0f entries and renewed %.0f; want 3 and %d", n-1, commits, renewed, n-1)
+	}
+	// Every replica applied the renewals: each lease has a new epoch (a
+	// renew, or a checkpoint after it: none before the renew, which
+	// cleared the remainder).
+	testcluster.Poll(t, 10*time.Second, func() error {
+		for _, nd := range c.Running() {
+			for _, id := range ids {
+				if l, ok := nd.Server().State().Lease(id); ok && l.Epoch <= index0 {
+					return fmt.Errorf("%s: lease %d not renewed: %+v", nd.ID, id, l)
+				}
+			}
+		}
+		return nil
+	})
 }

@@ -11,14 +11,21 @@ import (
 // (go-metrics) are exported into the same registry by cmd/coordd, through
 // internal/raftmetrics.
 type nodeMetrics struct {
-	leasesGranted  prometheus.Counter
-	leasesExpired  prometheus.Counter
-	keepalives     prometheus.Counter
-	holderChanges  prometheus.Counter
-	handoff        prometheus.Histogram
-	applyDuration  prometheus.Histogram
-	leaderChanges  prometheus.Counter
-	barrierLatency prometheus.Histogram
+	leasesGranted prometheus.Counter
+	leasesExpired prometheus.Counter
+	keepalives    prometheus.Counter
+	// leasesCheckpointed counts leases whose remainder this leader
+	// checkpointed; leaseRenewCommits counts the Raft entries that renewed
+	// checkpointed leases (each clears the remainders of the leases it
+	// names) and leasesRenewed the leases they renewed.
+	leasesCheckpointed prometheus.Counter
+	leaseRenewCommits  prometheus.Counter
+	leasesRenewed      prometheus.Counter
+	holderChanges      prometheus.Counter
+	handoff            prometheus.Histogram
+	applyDuration      prometheus.Histogram
+	leaderChanges      prometheus.Counter
+	barrierLatency     prometheus.Histogram
 	// refusedCommands counts commands refused before Raft because they
 	// would not apply (a bug in the code that built them).
 	refusedCommands prometheus.Counter
@@ -37,6 +44,12 @@ func registerMetrics(reg *prometheus.Registry, s *Server) (*nodeMetrics, error) 
 		leasesGranted: counter("coordd_leases_granted_total", "Leases granted while this node led."),
 		leasesExpired: counter("coordd_leases_expired_total", "Leases expired by this node as leader."),
 		keepalives:    counter("coordd_lease_keepalives_total", "Keepalives served by this node as leader."),
+		leasesCheckpointed: counter("coordd_lease_checkpointed_total",
+			"Leases whose remaining time this node, as leader, checkpointed through Raft (leases not kept alive for -lease-checkpoint-interval)."),
+		leaseRenewCommits: counter("coordd_lease_renew_commits_total",
+			"Raft entries this node, as leader, committed to renew checkpointed leases (the first keepalive after a checkpoint is committed)."),
+		leasesRenewed: counter("coordd_lease_renewed_total",
+			"Checkpointed leases this node, as leader, renewed through Raft."),
 		holderChanges: counter("coordd_election_new_holders_total", "Candidates made holders of an election, lock or semaphore (applied on this node)."),
 		refusedCommands: counter("coordd_commands_refused_total",
 			"Commands this node refused to propose because they do not decode and validate as Apply would (a bug: see the error log)."),
@@ -68,7 +81,7 @@ func registerMetrics(reg *prometheus.Registry, s *Server) (*nodeMetrics, error) 
 		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, f)
 	}
 	cs := []prometheus.Collector{
-		m.applyDuration, m.leaderChanges, m.barrierLatency, m.leasesGranted, m.leasesExpired, m.keepalives,
+		m.applyDuration, m.leaderChanges, m.barrierLatency, m.leasesGranted, m.leasesExpired, m.keepalives, m.leasesCheckpointed, m.leaseRenewCommits, m.leasesRenewed,
 		m.holderChanges, m.handoff, m.refusedCommands, m.verifyRounds, m.verifyBarriers,
 		gauge("coordd_leases", "Leases in the replicated state.", func() float64 { return float64(s.fsm.State().LeaseCount()) }),
 		gauge("coordd_elections", "Elections and locks with a holder or a candidate.", func() float64 {

@@ -36,7 +36,6 @@ import (
 	"math"
 	"os"
 	"os/signal"
-	"runtime/debug"
 	"strings"
 	"syscall"
 	"time"
@@ -46,6 +45,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/coordd/coordd/internal/buildinfo"
+	"github.com/coordd/coordd/internal/gcpace"
 	"github.com/coordd/coordd/internal/portowner"
 	"github.com/coordd/coordd/internal/raftmetrics"
 	"github.com/coordd/coordd/server"
@@ -101,6 +101,7 @@ type options struct {
 	logJSON         bool
 	shutdownTimeout time.Duration
 	gcPercent       int
+	gcHeadroom      int64
 	aclTokenFile    string
 	// dev: a one-node cluster for development (-dev); devDataDir is the
 	// temporary data dir made for it, removed on exit ("" if -data-dir).
@@ -116,6 +117,12 @@ type options struct {
 // that to a fraction, for a heap of up to five times the live state instead
 // of two.
 const defaultGCPercent = 400
+
+// defaultGCHeadroom caps what -gc-percent lets the heap grow by between
+// collections (internal/gcpace): with 400 alone, a node holding 1 GiB of
+// state would use 5 GiB; with the cap it uses about 2 GiB, and a state
+// under 256 MiB keeps the full 400.
+const defaultGCHeadroom = 1 << 30
 
 // newFlagSet defines coordd's flags into o. It prints nothing: run
 // reports a parse error in one line and `coordd help` prints the flags.
@@ -172,6 +179,7 @@ func newFlagSet(o *options) *flag.FlagSet {
 	fs.BoolVar(&o.logJSON, "log-json", false, "log in JSON")
 	fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 10*time.Second, "longest graceful shutdown before giving up")
 	fs.IntVar(&o.gcPercent, "gc-percent", defaultGCPercent, "Go GC target percentage (GOGC), unless GOGC is set: higher trades memory for CPU")
+	fs.Int64Var(&o.gcHeadroom, "gc-headroom-bytes", defaultGCHeadroom, "most the heap may grow by between collections: -gc-percent is lowered (down to 100) as the live heap grows past this over -gc-percent/100; 0: no cap")
 	return fs
 }
 
@@ -213,6 +221,9 @@ func parseFlags(args []string) (*options, error) {
 	}
 	if err := checkLimitFlags(c); err != nil {
 		return nil, err
+	}
+	if o.gcHeadroom < 0 {
+		return nil, fmt.Errorf("-gc-headroom-bytes must not be negative (0: no cap)")
 	}
 	if o.aclTokenFile != "" {
 		b, err := os.ReadFile(o.aclTokenFile)
@@ -305,7 +316,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	if _, set := os.LookupEnv("GOGC"); !set {
-		debug.SetGCPercent(o.gcPercent)
+		// GOGC set by the operator is Go's own, fixed; otherwise the
+		// target follows the live heap (see internal/gcpace).
+		defer gcpace.Start(uint64(o.gcHeadroom), o.gcPercent).Stop()
 	}
 	logger := hclog.New(&hclog.LoggerOptions{
 		Name:       "coordd",

@@ -88,6 +88,7 @@ func TestParseFlags_RejectsBadInputClearly(t *testing.T) {
 		{"rate limit not a number", []string{"-rate-limit", "NaN"}, nil},
 		{"negative burst", []string{"-rate-burst", "-1"}, nil},
 		{"tiny header limit", []string{"-max-header-bytes", "10"}, nil},
+		{"negative gc headroom", []string{"-gc-headroom-bytes", "-1"}, nil},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

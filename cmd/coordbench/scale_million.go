@@ -65,7 +65,11 @@ type millionFigs map[string]float64
 
 // projectMillion projects the figures of sizes a and b to n.
 func projectMillion(run, n, a, b int, fa, fb millionFigs) Result {
-	line := func(k string) float64 { return fa[k] + (fb[k]-fa[k])/float64(b-a)*float64(n-a) }
+	// A line through two noisy points can fall with the size (a snapshot
+	// that happened to be slower at the smaller size) and even below 0;
+	// no figure here shrinks as leases are added, so the projection is
+	// at least the larger size's measurement.
+	line := func(k string) float64 { return max(fa[k]+(fb[k]-fa[k])/float64(b-a)*float64(n-a), fb[k]) }
 	slope := func(k string) float64 { return (fb[k] - fa[k]) / float64(b-a) }
 	var figs []Figure
 	for _, k := range []struct{ key, unit string }{

@@ -102,7 +102,7 @@ type Checkpoint struct {
 // Indexes of the two heaps in entry.key and entry.idx.
 const (
 	expHeap = 0 // key: lower bound of the time Expired may return the lease
-	cpHeap  = 1 // key: when DueCheckpoints may return the lease
+	cpHeap  = 1 // key: lower bound of the time DueCheckpoints may return the lease
 )
 
 // entry is the in-memory state of one lease. Times are nanoseconds since
@@ -123,12 +123,14 @@ type entry struct {
 	// (0: not held back).
 	notBefore int64
 	// cpDue is when the next checkpoint is due (without the hold-off after
-	// it was handed out).
-	cpDue int64
-	// key is the heap key. key[expHeap] is lazily maintained: it is a lower
-	// bound of max(deadline, notBefore) and is raised when the entry
-	// reaches the top of the heap, so that a keepalive usually does not
-	// touch the heap. key[cpHeap] is exact.
+	// it was handed out); cpHold is that hold-off (0: none).
+	cpDue, cpHold int64
+	// key is the heap key. Both are lazily maintained lower bounds:
+	// key[expHeap] of max(deadline, notBefore), key[cpHeap] of
+	// max(cpDue, cpHold) (cpAt). A key is raised when its entry reaches
+	// the top of the heap and is found early, so a keepalive, which only
+	// moves both times later, touches neither heap: with 1M leases, the
+	// two sift-downs per keepalive were a fifth of the leader's CPU.
 	key [2]int64
 	idx [2]int32
 	// held: the replicated state holds a checkpointed remainder for the
@@ -451,6 +453,7 @@ func (l *Lessor) Retry(id uint64) {
 		return
 	}
 	l.releaseExpiry(e)
+	e.cpHold = 0
 	if e.idx[cpHeap] >= 0 && e.key[cpHeap] > e.cpDue {
 		e.key[cpHeap] = e.cpDue
 		l.cp.fix(e)
@@ -466,16 +469,41 @@ func (l *Lessor) releaseExpiry(e *entry) {
 	}
 }
 
+// scheduleCheckpoint makes e's next checkpoint due at at and ends any
+// hold-off. The heap is touched only when the key must move earlier (or
+// e is not in it): a later time is found when e reaches the top.
 func (l *Lessor) scheduleCheckpoint(e *entry, at int64) {
 	if l.cpEvery <= 0 {
 		return
 	}
-	e.cpDue, e.key[cpHeap] = at, at
-	if e.idx[cpHeap] < 0 {
+	e.cpDue, e.cpHold = at, 0
+	switch {
+	case e.idx[cpHeap] < 0:
+		e.key[cpHeap] = at
 		l.cp.push(e)
-	} else {
+	case at < e.key[cpHeap]:
+		e.key[cpHeap] = at
 		l.cp.fix(e)
 	}
+}
+
+// cpAt is when DueCheckpoints may return e: its checkpoint's due time, or
+// the hold-off after it was handed out, whichever is later.
+func (e *entry) cpAt() int64 { return max(e.cpDue, e.cpHold) }
+
+// cpTop returns the top of the checkpoint heap with its key exact, raising
+// stale keys on the way (nil if the heap is empty).
+func (l *Lessor) cpTop() *entry {
+	for l.cp.len() > 0 {
+		e := l.cp.top()
+		if at := e.cpAt(); at != e.key[cpHeap] {
+			e.key[cpHeap] = at
+			l.cp.fix(e)
+			continue
+		}
+		return e
+	}
+	return nil
 }
 
 // Remaining returns the time until this leader expires id (its deadline
@@ -549,9 +577,9 @@ func (l *Lessor) DueCheckpoints() []Checkpoint {
 	}
 	now := l.now()
 	var out []Checkpoint
-	for l.cp.len() > 0 && len(out) < l.maxBatch {
-		e := l.cp.top()
-		if e.key[cpHeap] > now {
+	for len(out) < l.maxBatch {
+		e := l.cpTop()
+		if e == nil || e.key[cpHeap] > now {
 			break
 		}
 		if e.deadline <= now {
@@ -568,7 +596,8 @@ func (l *Lessor) DueCheckpoints() []Checkpoint {
 		}
 		out = append(out, Checkpoint{ID: e.id, Remaining: time.Duration(ceilMillis(r)), Epoch: e.epoch})
 		e.pending = true
-		e.key[cpHeap] = add(now, retryDelay)
+		e.cpHold = add(now, retryDelay)
+		e.key[cpHeap] = e.cpHold
 		l.cp.fix(e)
 	}
 	return out
@@ -598,11 +627,13 @@ func (l *Lessor) NextEvent() (t time.Time, ok bool) {
 	}
 	if l.cp.len() > 0 {
 		now := l.now()
-		for l.cp.len() > 0 && l.cp.top().deadline <= now {
-			l.cp.remove(l.cp.top())
+		e := l.cpTop()
+		for e != nil && e.deadline <= now {
+			l.cp.remove(e)
+			e = l.cpTop()
 		}
-		if l.cp.len() > 0 {
-			if c := l.cp.top().key[cpHeap]; !ok || c < next {
+		if e != nil {
+			if c := e.key[cpHeap]; !ok || c < next {
 				next, ok = c, true
 			}
 		}

@@ -635,8 +635,8 @@ func checkHeaps(t testing.TB, l *Lessor) {
 		if e.key[expHeap] > e.eligible() {
 			t.Fatalf("lease %d: expiry key %d above its eligibility %d", id, e.key[expHeap], e.eligible())
 		}
-		if e.idx[cpHeap] >= 0 && (l.cpEvery == 0 || e.key[cpHeap] < e.cpDue) {
-			t.Fatalf("lease %d: checkpoint key %d before its due time %d", id, e.key[cpHeap], e.cpDue)
+		if e.idx[cpHeap] >= 0 && (l.cpEvery == 0 || e.key[cpHeap] > e.cpAt()) {
+			t.Fatalf("lease %d: checkpoint key %d above its due time %d", id, e.key[cpHeap], e.cpAt())
 		}
 	}
 }

@@ -149,14 +149,16 @@ func (a *API) leaseKeepaliveMany(w http.ResponseWriter, r *http.Request) {
 			return err
 		}
 		out := api.KeepaliveManyResponse{Leases: make([]api.KeepaliveManyLease, 0, len(req.IDs)), NotFound: []uint64{}}
-		st := a.node.State()
 		for i, id := range req.IDs {
-			l, ok := st.Lease(id)
-			if rems[i] < 0 || !ok {
+			if rems[i] < 0 {
 				out.NotFound = append(out.NotFound, id)
 				continue
 			}
-			out.Leases = append(out.Leases, api.KeepaliveManyLease{ID: id, TTLMs: l.TTL, RemainingMs: rems[i].Milliseconds()})
+			// Right after a renewal the time left is the TTL (see
+			// Node.KeepaliveMany): no lookup in the state per lease,
+			// which was a fifth of the leader's CPU with 250k leases.
+			ms := rems[i].Milliseconds()
+			out.Leases = append(out.Leases, api.KeepaliveManyLease{ID: id, TTLMs: ms, RemainingMs: ms})
 		}
 		writeJSON(w, http.StatusOK, out)
 		return nil

@@ -89,8 +89,9 @@ type Node interface {
 	// the lease is unknown or already past its deadline.
 	Keepalive(ctx context.Context, id uint64) (remaining time.Duration, err error)
 	// KeepaliveMany renews many leases at once, as Keepalive does each:
-	// remaining[i] is ids[i]'s time left, or negative when that lease is
-	// unknown or already past its deadline. Any other error fails the call.
+	// remaining[i] is ids[i]'s time left, which right after its renewal is
+	// its TTL, or negative when that lease is unknown or already past its
+	// deadline. Any other error fails the call.
 	KeepaliveMany(ctx context.Context, ids []uint64) (remaining []time.Duration, err error)
 	// LeaseRemaining is the leader's view of a lease's remaining TTL.
 	LeaseRemaining(id uint64) (time.Duration, error)

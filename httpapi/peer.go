@@ -256,11 +256,11 @@ func (a *API) serveKeepaliveBatch(w http.ResponseWriter, ctx context.Context, id
 		a.peerError(w, err)
 		return
 	}
-	st := a.node.State()
 	ans := make([]keepaliveAnswer, len(ids))
-	for i, id := range ids {
-		if l, ok := st.Lease(id); ok && rems[i] >= 0 {
-			ans[i] = keepaliveAnswer{found: true, remaining: rems[i].Milliseconds(), ttl: l.TTL}
+	for i := range ids {
+		if rems[i] >= 0 { // the time left after a renewal is the TTL
+			ms := rems[i].Milliseconds()
+			ans[i] = keepaliveAnswer{found: true, remaining: ms, ttl: ms}
 		}
 	}
 	w.Header().Set(headerContentType, peerContentType)

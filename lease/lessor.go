@@ -240,9 +240,9 @@ func (l *Lessor) Promote(leases []Info, wallNow int64) {
 	l.clear()
 	l.active = true
 	l.leases = make(map[uint64]*entry, len(leases))
-	l.exp.s = make([]*entry, 0, len(leases))
+	l.exp.s = make([]heapSlot, 0, len(leases))
 	if l.cpEvery > 0 {
-		l.cp.s = make([]*entry, 0, len(leases))
+		l.cp.s = make([]heapSlot, 0, len(leases))
 	}
 	slab := make([]entry, len(leases)) // one allocation; Promote replaces all of it
 	for i, in := range leases {
@@ -268,10 +268,10 @@ func (l *Lessor) Promote(leases []Info, wallNow int64) {
 		e.cpDue, e.key[cpHeap] = now, now
 		l.leases[in.ID] = e
 		e.idx[expHeap] = int32(len(l.exp.s))
-		l.exp.s = append(l.exp.s, e)
+		l.exp.s = append(l.exp.s, slotOf(e, expHeap))
 		if l.cpEvery > 0 {
 			e.idx[cpHeap] = int32(len(l.cp.s))
-			l.cp.s = append(l.cp.s, e)
+			l.cp.s = append(l.cp.s, slotOf(e, cpHeap))
 		}
 	}
 	heapify(&l.exp)
@@ -287,9 +287,8 @@ func (l *Lessor) removeFromSlices(e *entry) {
 			continue
 		}
 		last := len(h.s) - 1
-		h.s[i] = h.s[last]
-		h.s[i].idx[h.w] = int32(i)
-		h.s[last] = nil
+		h.place(i, h.s[last])
+		h.s[last] = heapSlot{}
 		h.s = h.s[:last]
 		e.idx[h.w] = -1
 	}

@@ -613,7 +613,11 @@ func TestGrantReplaces(t *testing.T) {
 func checkHeaps(t testing.TB, l *Lessor) {
 	t.Helper()
 	for _, h := range []*leaseHeap{&l.exp, &l.cp} {
-		for i, e := range h.s {
+		for i, slot := range h.s {
+			e := slot.e
+			if slot.key != e.key[h.w] || slot.id != e.id {
+				t.Fatalf("heap %d: slot %d holds key %d id %d, its entry %d %d", h.w, i, slot.key, slot.id, e.key[h.w], e.id)
+			}
 			if int(e.idx[h.w]) != i {
 				t.Fatalf("heap %d: entry %d at %d records %d", h.w, e.id, i, e.idx[h.w])
 			}

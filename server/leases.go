@@ -181,9 +181,10 @@ const renewPerEntry = 1000
 
 // KeepaliveMany renews many leases in one call, as Keepalive does each:
 // remaining[i] is ids[i]'s time left (its TTL: it was just renewed), or
-// -1 if that lease does not exist (or has expired). An error (not the leader, not ready, a renewal that
-// could not be committed) fails the whole call; renewals done before it
-// stand, and a retry renews them again, which is harmless.
+// -1 if that lease does not exist (or has expired). An error (not the
+// leader, not ready, a renewal that could not be committed) fails the
+// whole call; renewals done before it stand, and a retry renews them
+// again, which is harmless.
 //
 // Like Keepalive, the batch is answered only after a quorum round that
 // started after it arrived.

@@ -54,7 +54,7 @@ type Pacer struct {
 	stopped  atomic.Bool
 	current  atomic.Int64
 	sample   []metrics.Sample
-	mu       sync.Mutex // serialises adjust (finalizers run one at a time, Update may run beside them)
+	mu       sync.Mutex // serialises Update (the finalizer goroutine and any other caller)
 }
 
 // Start sets GOGC to maxPercent and starts adjusting it after every
